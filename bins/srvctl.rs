@@ -1,0 +1,5 @@
+//! `srvctl`: the long name of `sc`.
+
+fn main() -> std::process::ExitCode {
+    srvctl::cli::main()
+}

@@ -1,0 +1,166 @@
+//! The command line of `sc` / `srvctl`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::views::Kind;
+
+/// srvctl: containers for microsites on systemd-nspawn.
+///
+/// `sc` edits the datastore under /var/lib/srvctl and asks systemd to act on it. Every listing
+/// and every change can answer in JSON (--json); --root runs everything on a scratch tree.
+#[derive(Debug, Parser)]
+#[command(name = "sc", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Re-root every path srvctl reads or writes under DIR; makes no systemd call.
+    #[arg(long, global = true, env = "SRVCTL_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Record kinds that `sc new` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewKind {
+    /// A container.
+    Container,
+    /// A user account.
+    User,
+    /// A reseller.
+    Reseller,
+}
+
+/// Record kinds that `sc put` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PutKind {
+    /// A container.
+    Container,
+    /// A user account.
+    User,
+}
+
+/// Where a new container goes and who owns it.
+#[derive(Debug, Clone, Args)]
+pub struct Placement {
+    /// Owner of the container (default: the operator, root).
+    #[arg(long, short, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add a reseller: the lowest free reseller id of 1..15, and an account of the same name.
+    AddReseller {
+        /// Account name: lower-case letters, digits and '-'.
+        name: String,
+    },
+    /// Add a user account under a reseller (default: the operator).
+    AddUser {
+        /// Account name: lower-case letters, digits and '-'.
+        name: String,
+        /// The reseller, by name or id.
+        #[arg(long, short, value_name = "RESELLER")]
+        reseller: Option<String>,
+    },
+    /// Add a container on this host and print its name and address.
+    #[command(visible_alias = "add-container")]
+    AddVe {
+        /// The container's name: the site's domain, or e.g. alpha.ve.
+        name: String,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// Remove a container's record; its address is free again.
+    #[command(visible_alias = "destroy-container")]
+    DestroyVe {
+        /// The container.
+        name: String,
+    },
+    /// Remove a user account that owns no container.
+    DestroyUser {
+        /// The user.
+        name: String,
+    },
+    /// Remove a reseller that has no users and no containers.
+    DestroyReseller {
+        /// The reseller.
+        name: String,
+    },
+    /// Print one field of a record, bare (exit 100 when the field is not set).
+    Get {
+        /// Kind of record.
+        kind: Kind,
+        /// Its name.
+        name: String,
+        /// The field, e.g. ip, bridge, uid; `exist` prints true or false.
+        field: String,
+    },
+    /// Print a record as key='value' lines that a shell can source safely.
+    Out {
+        /// Kind of record.
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+    /// Set a field of a container or user; without VALUE, reset it.
+    Put {
+        /// Kind of record.
+        kind: PutKind,
+        /// Its name.
+        name: String,
+        /// The field; `sc put container x help` lists them.
+        key: String,
+        /// The new value.
+        value: Option<String>,
+    },
+    /// Create a record (srvctl 3 verb): `sc new container|user|reseller NAME`.
+    New {
+        /// Kind of record.
+        kind: NewKind,
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        placement: Placement,
+        /// The reseller of a new user.
+        #[arg(long, short, value_name = "RESELLER")]
+        reseller: Option<String>,
+    },
+    /// Delete a record (srvctl 3 verb): `sc del container|user|reseller NAME`.
+    Del {
+        /// Kind of record.
+        kind: NewKind,
+        /// Its name.
+        name: String,
+    },
+    /// One row per container: name, owner, reseller, host, address.
+    #[command(visible_alias = "ls")]
+    Status,
+    /// Import a srvctl 3 datastore (users.json, containers.json, hosts.json in DIR).
+    ImportV3 {
+        /// Directory of the srvctl 3 datastore, e.g. /var/srvctl3/datastore.
+        dir: PathBuf,
+        /// Report what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
+}
+
+impl Command {
+    /// Whether the command only prints something about srvctl itself and needs no privilege.
+    pub fn is_self_description(&self) -> bool {
+        matches!(self, Self::Completion { .. } | Self::Man)
+    }
+}

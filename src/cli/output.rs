@@ -1,0 +1,161 @@
+//! How `sc` prints: text for people, JSON (`--json`) for scripts.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::Failure;
+use crate::import_v3::ImportReport;
+use crate::ops::{ContainerAdded, Removed, ResellerAdded, UserAdded};
+use crate::views::{self, Fields, Kind, StatusRow};
+
+/// What a change did, to be printed.
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Report {
+    /// A reseller was added.
+    Reseller(ResellerAdded),
+    /// A user was added.
+    User(UserAdded),
+    /// A container was added.
+    Container(ContainerAdded),
+    /// A record was removed.
+    Removed(Removed),
+    /// A field was set or reset.
+    Set {
+        /// The record.
+        name: String,
+        /// The field.
+        key: String,
+        /// The new value, or none when reset.
+        value: Option<String>,
+    },
+    /// A srvctl 3 import.
+    Import(ImportReport),
+}
+
+/// The printer.
+pub struct Output {
+    json: bool,
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl Output {
+    /// Text, or JSON when `json`.
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            stdout: std::io::stdout().lock(),
+        }
+    }
+
+    fn line(&mut self, text: &str) -> Result<(), Failure> {
+        writeln!(self.stdout, "{text}")?;
+        Ok(())
+    }
+
+    fn json(&mut self, value: &impl Serialize) -> Result<(), Failure> {
+        let text = serde_json::to_string_pretty(value)?;
+        self.line(&text)
+    }
+
+    /// Print the outcome of a change.
+    pub fn report(&mut self, report: &Report) -> Result<(), Failure> {
+        if self.json {
+            return self.json(report);
+        }
+        let text = match report {
+            Report::Reseller(r) => format!("reseller {} added: id {}, uid {}", r.name, r.id, r.uid),
+            Report::User(u) => format!(
+                "user {} added to reseller {}: index {}, uid {}",
+                u.name, u.reseller, u.index, u.uid
+            ),
+            Report::Container(c) => format!("{} {}", c.name, c.ip),
+            Report::Removed(r) => format!("{} {} removed", r.kind, r.name),
+            Report::Set {
+                name,
+                key,
+                value: Some(v),
+            } => format!("{name}: {key} set to {v}"),
+            Report::Set {
+                name,
+                key,
+                value: None,
+            } => format!("{name}: {key} reset"),
+            Report::Import(r) => import_text(r),
+        };
+        self.line(text.trim_end())
+    }
+
+    /// Print one bare value.
+    pub fn value(&mut self, value: &str) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&value);
+        }
+        self.line(value)
+    }
+
+    /// Print a record as shell assignments, or as a JSON object.
+    pub fn shell(&mut self, kind: Kind, fields: &Fields) -> Result<(), Failure> {
+        if self.json {
+            let map: serde_json::Map<String, serde_json::Value> =
+                fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            return self.json(&map);
+        }
+        for line in views::shell_lines(kind, fields) {
+            self.line(&line)?;
+        }
+        Ok(())
+    }
+
+    /// Print the status table.
+    pub fn status(&mut self, rows: &[StatusRow]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&rows);
+        }
+        let table: Vec<[&str; 5]> = rows
+            .iter()
+            .map(|r| [r.name.as_str(), &r.user, &r.reseller, &r.host, &r.ip])
+            .collect();
+        let header = ["NAME", "USER", "RESELLER", "HOST", "ADDRESS"];
+        let mut widths = header.map(str::len);
+        for row in &table {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        for row in std::iter::once(&header).chain(&table) {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:w$}"))
+                .collect();
+            self.line(cells.join("  ").trim_end())?;
+        }
+        if rows.is_empty() {
+            self.line("(no containers; add one with `sc add-ve NAME`)")?;
+        }
+        Ok(())
+    }
+}
+
+fn import_text(r: &ImportReport) -> String {
+    let mut text = format!(
+        "imported {} reseller(s), {} user(s), {} container(s); skipped {}\n",
+        r.resellers.len(),
+        r.users.len(),
+        r.containers.len(),
+        r.skipped.len()
+    );
+    for (name, ip) in &r.containers {
+        text.push_str(&format!("  container {name} {ip}\n"));
+    }
+    for s in &r.skipped {
+        text.push_str(&format!("  not imported: {s}\n"));
+    }
+    for n in &r.notes {
+        text.push_str(&format!("  note: {n}\n"));
+    }
+    text
+}

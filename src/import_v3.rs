@@ -1,0 +1,289 @@
+//! `sc import-v3 DIR`: read a srvctl 3 datastore (`users.json`, `containers.json`,
+//! `hosts.json`) into this one, reporting everything that could not be mapped.
+//!
+//! What maps: resellers (users with a `reseller_id` above 0) get the lowest free id of 1..=15;
+//! users get the lowest free index inside their reseller and keep their srvctl 3 UID when it is
+//! free (files on disk are owned by it); containers are placed on the host whose srvctl 3
+//! `hostnet` matches the second octet of their address, keep their last octet when it is free
+//! on the new bridge, and keep `http_port`, `https_port` and `type` (as `image`). Every other
+//! field is kept verbatim in the record for later use, and listed in the report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cluster::Clusters;
+use crate::model::{OPERATOR, State};
+use crate::names::{AccountName, ContainerName, shown};
+use crate::ops::{self, Context};
+use crate::plan::{Bridge, ContainerNumber};
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Resellers imported.
+    pub resellers: Vec<String>,
+    /// Users imported.
+    pub users: Vec<String>,
+    /// Containers imported, with their new address.
+    pub containers: Vec<(String, String)>,
+    /// Records that were not imported, and why.
+    pub skipped: Vec<String>,
+    /// Records imported with a change or with fields kept but not used yet.
+    pub notes: Vec<String>,
+}
+
+/// The srvctl 3 datastore could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {msg}")]
+pub struct ImportError {
+    path: String,
+    msg: String,
+}
+
+fn read_object(dir: &Path, file: &str) -> Result<Map<String, Value>, ImportError> {
+    let path = dir.join(file);
+    let err = |msg: String| ImportError {
+        path: path.display().to_string(),
+        msg,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    match serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))? {
+        Value::Object(m) => Ok(m),
+        _ => Err(err("must be a JSON object".into())),
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<u64> {
+    text(v)?.parse().ok()
+}
+
+/// Keep the fields `used` does not consume in `extra`, noting them.
+fn keep_rest(
+    kind: &str,
+    name: &str,
+    rec: &Map<String, Value>,
+    used: &[&str],
+    extra: &mut Map<String, Value>,
+    notes: &mut Vec<String>,
+) {
+    let kept: Vec<&String> = rec.keys().filter(|k| !used.contains(&k.as_str())).collect();
+    if kept.is_empty() {
+        return;
+    }
+    for k in &kept {
+        extra.insert((*k).clone(), rec[k.as_str()].clone());
+    }
+    let list: Vec<&str> = kept.iter().map(|k| k.as_str()).collect();
+    notes.push(format!(
+        "{kind} {name}: kept but not used yet: {}",
+        list.join(", ")
+    ));
+}
+
+/// Import the srvctl 3 datastore in `dir` into `state`.
+pub fn import(
+    state: &mut State,
+    clusters: &Clusters,
+    ctx: &Context<'_>,
+    dir: &Path,
+) -> Result<ImportReport, ImportError> {
+    let users = read_object(dir, "users.json")?;
+    let containers = read_object(dir, "containers.json")?;
+    let hosts = read_object(dir, "hosts.json")?;
+    let mut report = ImportReport::default();
+
+    let records = |want_reseller: bool| {
+        users.iter().filter(move |(name, rec)| {
+            let is_reseller = number(rec.get("reseller_id")).is_some_and(|id| id > 0);
+            name.as_str() != OPERATOR && is_reseller == want_reseller
+        })
+    };
+    for (name, rec) in records(true) {
+        match ops::add_reseller(state, ctx, name) {
+            Ok(added) => {
+                report.resellers.push(added.name.to_string());
+                adopt_user(state, name, rec, &mut report);
+            }
+            Err(e) => report
+                .skipped
+                .push(format!("reseller {}: {e}", shown(name))),
+        }
+    }
+    for (name, rec) in records(false) {
+        let reseller = text(rec.get("reseller")).unwrap_or_else(|| OPERATOR.into());
+        match ops::add_user(state, ctx, name, Some(&reseller)) {
+            Ok(added) => {
+                report.users.push(added.name.to_string());
+                adopt_user(state, name, rec, &mut report);
+            }
+            Err(e) => report.skipped.push(format!("user {}: {e}", shown(name))),
+        }
+    }
+
+    let hostnets: BTreeMap<u64, String> = hosts
+        .iter()
+        .filter_map(|(name, rec)| Some((number(rec.as_object()?.get("hostnet"))?, name.clone())))
+        .collect();
+    for (name, rec) in &containers {
+        let Some(rec) = rec.as_object() else {
+            report
+                .skipped
+                .push(format!("container {}: not an object", shown(name)));
+            continue;
+        };
+        match import_container(state, clusters, ctx, &hostnets, name, rec, &mut report) {
+            Ok(ip) => report.containers.push((name.to_ascii_lowercase(), ip)),
+            Err(why) => report
+                .skipped
+                .push(format!("container {}: {why}", shown(name))),
+        }
+    }
+    Ok(report)
+}
+
+fn adopt_user(state: &mut State, name: &str, rec: &Value, report: &mut ImportReport) {
+    let Some(rec) = rec.as_object() else { return };
+    let key = AccountName::new(name).expect("added, so valid");
+    let taken = |state: &State, id: u32| {
+        state
+            .users
+            .iter()
+            .any(|(n, u)| *n != key && (u.uid == id || u.gid == id))
+    };
+    let old_uid = number(rec.get("uid")).and_then(|u| u32::try_from(u).ok());
+    let uid_free = old_uid.is_some_and(|id| (1000..60_000).contains(&id) && !taken(state, id));
+    let user = state.users.get_mut(&key).expect("added");
+    match old_uid {
+        Some(id) if uid_free => {
+            user.uid = id;
+            user.gid = id;
+        }
+        Some(id) => report.notes.push(format!(
+            "user {name}: UID {id} is taken or out of range; now {}",
+            user.uid
+        )),
+        None => {}
+    }
+    if let Some(display) = text(rec.get("name"))
+        && crate::settings::set_user(user, "display_name", Some(&display)).is_err()
+    {
+        report.notes.push(format!(
+            "user {name}: display name {} dropped",
+            shown(&display)
+        ));
+    }
+    if let Some(when) = text(rec.get("added_on_datestamp")) {
+        user.created = when;
+    }
+    if let Some(by) = text(rec.get("added_by_username")) {
+        user.created_by = by;
+    }
+    let used = [
+        "uid",
+        "name",
+        "added_on_datestamp",
+        "added_by_username",
+        "reseller",
+        "reseller_id",
+        "user_id",
+    ];
+    keep_rest("user", name, rec, &used, &mut user.extra, &mut report.notes);
+}
+
+fn import_container(
+    state: &mut State,
+    clusters: &Clusters,
+    ctx: &Context<'_>,
+    hostnets: &BTreeMap<u64, String>,
+    name: &str,
+    rec: &Map<String, Value>,
+    report: &mut ImportReport,
+) -> Result<String, String> {
+    if rec.contains_key("bridge") {
+        return Err(
+            "uses a custom bridge with DHCP, which the address plan does not support".into(),
+        );
+    }
+    let old_ip: std::net::Ipv4Addr = text(rec.get("ip"))
+        .and_then(|s| s.parse().ok())
+        .ok_or("has no valid ip")?;
+    let v3_hostnet = u64::from(old_ip.octets()[1]);
+    let host_name = hostnets
+        .get(&v3_hostnet)
+        .ok_or_else(|| format!("no host in hosts.json has hostnet {v3_hostnet}"))?;
+    let host = clusters
+        .host(host_name)
+        .ok_or_else(|| format!("its host {host_name} is not in clusters.json"))?;
+    let here = Context {
+        host: Some(host),
+        ..ctx.clone()
+    };
+    let owner = text(rec.get("user")).unwrap_or_else(|| OPERATOR.into());
+    let added = ops::add_container(state, &here, name, Some(&owner)).map_err(|e| e.to_string())?;
+    let key = ContainerName::new(name).expect("added, so valid");
+    let (bridge, number) = Bridge::of_container_address(added.ip).expect("plan address");
+    let wanted = ContainerNumber::new(old_ip.octets()[3].into()).ok();
+    let free = |n: ContainerNumber| {
+        !state
+            .containers
+            .iter()
+            .any(|(k, c)| *k != key && c.slot() == Some((bridge, n)))
+    };
+    let c = match wanted {
+        Some(n) if n != number && free(n) => n,
+        _ => number,
+    };
+    let container = state.containers.get_mut(&key).expect("added");
+    container.ip = bridge.container_address(c);
+    if Some(c) != wanted {
+        report.notes.push(format!(
+            "container {key}: last octet {} not free or out of range; now {}",
+            old_ip.octets()[3],
+            container.ip
+        ));
+    }
+    for (field, setting) in [
+        ("http_port", "http_port"),
+        ("https_port", "https_port"),
+        ("type", "image"),
+    ] {
+        if let Some(v) = text(rec.get(field))
+            && container.settings.set(setting, Some(&v)).is_err()
+        {
+            report
+                .notes
+                .push(format!("container {key}: {field} {} dropped", shown(&v)));
+        }
+    }
+    if let Some(t) = text(rec.get("creation_time")) {
+        container.created = t;
+    }
+    let used = [
+        "ip",
+        "user",
+        "http_port",
+        "https_port",
+        "type",
+        "creation_time",
+    ];
+    keep_rest(
+        "container",
+        key.as_str(),
+        rec,
+        &used,
+        &mut container.extra,
+        &mut report.notes,
+    );
+    Ok(container.ip.to_string())
+}

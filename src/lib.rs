@@ -1,0 +1,18 @@
+//! srvctl: a container-farm manager for microsite hosting on systemd-nspawn.
+//!
+//! `sc` only validates and edits the datastore, then asks systemd to act; everything that
+//! runs is expanded from the datastore by a generator and oneshot services. This library holds
+//! every decision: names, the address plan, the datastore, the operations and their views.
+
+pub mod audit;
+pub mod cli;
+pub mod cluster;
+pub mod import_v3;
+pub mod model;
+pub mod names;
+pub mod ops;
+pub mod paths;
+pub mod plan;
+pub mod settings;
+pub mod store;
+pub mod views;

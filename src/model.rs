@@ -1,0 +1,424 @@
+//! The live datastore's data: resellers, users and containers, and how it maps to JSON.
+//!
+//! The document is `{ "schema_version": 1, "resellers": {…}, "users": {…}, "containers": {…} }`.
+//! Loading tolerates unknown fields and keeps them. A record that fails validation (say a name
+//! with a newline, put there by hand) is set aside: it is reported, never used, and written
+//! back unchanged, so nothing is lost.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::names::{AccountName, ContainerName};
+use crate::plan::{Bridge, ContainerNumber, ResellerId, UserIndex};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name the operator's account has wherever an owner is named.
+pub const OPERATOR: &str = "root";
+
+/// A reseller: an id of the address plan and an account of the same name (index 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reseller {
+    /// R of the address plan.
+    pub id: ResellerId,
+    /// When it was added (RFC 3339).
+    pub created: String,
+    /// Who added it.
+    pub created_by: String,
+    /// Fields this build does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A user account, the same on every host of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The reseller the user belongs to.
+    pub reseller_id: ResellerId,
+    /// U of the address plan, unique inside the reseller.
+    pub index: UserIndex,
+    /// UID on every host.
+    pub uid: u32,
+    /// GID of the user's own group on every host.
+    pub gid: u32,
+    /// When it was added (RFC 3339).
+    pub created: String,
+    /// Who added it.
+    pub created_by: String,
+    /// Full name, for the account's GECOS field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Contact address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Fields this build does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who owns a container: the operator or a user account.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Owner {
+    /// The operator (root), reseller 0, user 0.
+    Operator,
+    /// A user or reseller account.
+    Account(AccountName),
+}
+
+impl Owner {
+    /// Parse an owner as given on the command line or in the datastore.
+    pub fn parse(raw: &str) -> Result<Self, crate::names::NameError> {
+        if raw == OPERATOR {
+            Ok(Self::Operator)
+        } else {
+            AccountName::new(raw).map(Self::Account)
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Operator => f.write_str(OPERATOR),
+            Self::Account(a) => a.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Owner {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A site container, placed on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// Owner account.
+    pub user: Owner,
+    /// The host it lives on (fqdn from clusters.json).
+    pub host: String,
+    /// Its plan address; the bridge and number derive from it.
+    pub ip: Ipv4Addr,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Settings changed with `sc put container`.
+    #[serde(flatten)]
+    pub settings: crate::settings::ContainerSettings,
+    /// Fields this build does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Container {
+    /// The bridge and number its address belongs to.
+    pub fn slot(&self) -> Option<(Bridge, ContainerNumber)> {
+        Bridge::of_container_address(self.ip)
+    }
+}
+
+/// Which section of the document a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    /// `resellers`
+    Resellers,
+    /// `users`
+    Users,
+    /// `containers`
+    Containers,
+}
+
+impl Section {
+    /// The key of the section in the document.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Resellers => "resellers",
+            Self::Users => "users",
+            Self::Containers => "containers",
+        }
+    }
+}
+
+/// A record that could not be used, kept verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetAside {
+    /// Its section.
+    pub section: Section,
+    /// Its key, as found.
+    pub key: String,
+    /// Why it was set aside.
+    pub reason: String,
+    /// The record as found.
+    pub raw: Value,
+}
+
+/// The whole live datastore.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct State {
+    /// Resellers by name.
+    pub resellers: BTreeMap<AccountName, Reseller>,
+    /// Accounts by name (resellers' own accounts included).
+    pub users: BTreeMap<AccountName, User>,
+    /// Containers by name.
+    pub containers: BTreeMap<ContainerName, Container>,
+    /// Records that failed validation.
+    pub set_aside: Vec<SetAside>,
+    /// Top-level fields this build does not know.
+    pub extra: Map<String, Value>,
+}
+
+/// The datastore document could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// Not JSON, or not an object.
+    #[error("not a valid datastore document: {0}")]
+    Syntax(String),
+    /// Written by a newer srvctl.
+    #[error(
+        "schema version {0} is newer than this srvctl understands ({SCHEMA_VERSION}); upgrade srvctl"
+    )]
+    TooNew(u64),
+}
+
+fn section<K: Ord, T: serde::de::DeserializeOwned>(
+    doc: &mut Map<String, Value>,
+    which: Section,
+    key: impl Fn(&str) -> Result<K, String>,
+    set_aside: &mut Vec<SetAside>,
+) -> Result<BTreeMap<K, T>, DocumentError> {
+    let mut out = BTreeMap::new();
+    let records = match doc.remove(which.key()) {
+        None | Some(Value::Null) => return Ok(out),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(DocumentError::Syntax(format!(
+                "{:?} must be an object",
+                which.key()
+            )));
+        }
+    };
+    for (name, raw) in records {
+        let parsed = key(&name).and_then(|k| {
+            serde_json::from_value::<T>(raw.clone())
+                .map(|v| (k, v))
+                .map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok((k, v)) => {
+                out.insert(k, v);
+            }
+            Err(reason) => set_aside.push(SetAside {
+                section: which,
+                key: name,
+                reason,
+                raw,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+impl State {
+    /// Parse a datastore document.
+    pub fn from_json(text: &[u8]) -> Result<Self, DocumentError> {
+        let value: Value =
+            serde_json::from_slice(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
+        let Value::Object(mut doc) = value else {
+            return Err(DocumentError::Syntax(
+                "the top level must be an object".into(),
+            ));
+        };
+        match doc.remove("schema_version") {
+            Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v > SCHEMA_VERSION.into()) => {
+                return Err(DocumentError::TooNew(n.as_u64().unwrap_or_default()));
+            }
+            other => {
+                return Err(DocumentError::Syntax(format!(
+                    "missing or unknown schema_version {other:?}"
+                )));
+            }
+        }
+        let mut set_aside = Vec::new();
+        let account = |s: &str| AccountName::new(s).map_err(|e| e.to_string());
+        let resellers = section(&mut doc, Section::Resellers, account, &mut set_aside)?;
+        let users = section(&mut doc, Section::Users, account, &mut set_aside)?;
+        let containers = section(
+            &mut doc,
+            Section::Containers,
+            |s| ContainerName::new(s).map_err(|e| e.to_string()),
+            &mut set_aside,
+        )?;
+        let mut state = Self {
+            resellers,
+            users,
+            containers,
+            set_aside,
+            extra: doc,
+        };
+        state.set_aside_inconsistent();
+        Ok(state)
+    }
+
+    /// Move records whose references do not hold (an unknown owner, an address outside the
+    /// plan) to the set-aside list.
+    fn set_aside_inconsistent(&mut self) {
+        let bad_users: Vec<AccountName> = self
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                u.reseller_id != ResellerId::OPERATOR
+                    && self.reseller_by_id(u.reseller_id).is_none()
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in bad_users {
+            let user = self.users.remove(&name).expect("listed");
+            self.set_aside.push(SetAside {
+                section: Section::Users,
+                key: name.to_string(),
+                reason: format!("reseller id {} does not exist", user.reseller_id),
+                raw: serde_json::to_value(&user).expect("serialisable"),
+            });
+        }
+        let bad_containers: Vec<(ContainerName, String)> = self
+            .containers
+            .iter()
+            .filter_map(|(n, c)| {
+                let reason = match (&c.user, c.slot()) {
+                    (_, None) => format!("address {} is not a container address of the plan", c.ip),
+                    (Owner::Account(a), _) if !self.users.contains_key(a) => {
+                        format!("owner {a} does not exist")
+                    }
+                    _ => return None,
+                };
+                Some((n.clone(), reason))
+            })
+            .collect();
+        for (name, reason) in bad_containers {
+            let c = self.containers.remove(&name).expect("listed");
+            self.set_aside.push(SetAside {
+                section: Section::Containers,
+                key: name.to_string(),
+                reason,
+                raw: serde_json::to_value(&c).expect("serialisable"),
+            });
+        }
+    }
+
+    /// Serialise the document (pretty, stable order, trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut doc = Map::new();
+        doc.insert("schema_version".into(), SCHEMA_VERSION.into());
+        let mut sections: BTreeMap<Section, Map<String, Value>> = BTreeMap::new();
+        for (k, v) in &self.resellers {
+            sections
+                .entry(Section::Resellers)
+                .or_default()
+                .insert(k.to_string(), value(v));
+        }
+        for (k, v) in &self.users {
+            sections
+                .entry(Section::Users)
+                .or_default()
+                .insert(k.to_string(), value(v));
+        }
+        for (k, v) in &self.containers {
+            sections
+                .entry(Section::Containers)
+                .or_default()
+                .insert(k.to_string(), value(v));
+        }
+        for s in &self.set_aside {
+            sections
+                .entry(s.section)
+                .or_default()
+                .insert(s.key.clone(), s.raw.clone());
+        }
+        for which in [Section::Resellers, Section::Users, Section::Containers] {
+            let mut records = sections.remove(&which).unwrap_or_default();
+            records.sort_keys();
+            doc.insert(which.key().into(), Value::Object(records));
+        }
+        for (k, v) in &self.extra {
+            doc.insert(k.clone(), v.clone());
+        }
+        let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).expect("serialisable");
+        out.push(b'\n');
+        out
+    }
+
+    /// The reseller with that id.
+    pub fn reseller_by_id(&self, id: ResellerId) -> Option<(&AccountName, &Reseller)> {
+        self.resellers.iter().find(|(_, r)| r.id == id)
+    }
+
+    /// The plan position (R, U) of an owner, if it exists.
+    pub fn owner_slot(&self, owner: &Owner) -> Option<(ResellerId, UserIndex)> {
+        match owner {
+            Owner::Operator => Some((ResellerId::OPERATOR, UserIndex::OWN)),
+            Owner::Account(a) => self.users.get(a).map(|u| (u.reseller_id, u.index)),
+        }
+    }
+}
+
+fn value<T: Serialize>(record: &T) -> Value {
+    serde_json::to_value(record).expect("records are serialisable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{
+      "schema_version": 1,
+      "future": {"x": 1},
+      "resellers": {"alice": {"id": 1, "created": "t", "created_by": "root"}},
+      "users": {
+        "alice": {"reseller_id": 1, "index": 0, "uid": 20256, "gid": 20256, "created": "t", "created_by": "root"},
+        "bob": {"reseller_id": 1, "index": 1, "uid": 20257, "gid": 20257, "created": "t", "created_by": "root", "shoe": 42}
+      },
+      "containers": {
+        "web.example.com": {"user": "bob", "host": "h1.test", "ip": "10.17.1.2", "created": "t", "created_by": "root"},
+        "bad\nname": {"user": "bob", "host": "h1.test", "ip": "10.17.1.3", "created": "t", "created_by": "root"},
+        "ghost.example.com": {"user": "nobody-here", "host": "h1.test", "ip": "10.17.1.4", "created": "t", "created_by": "root"}
+      }
+    }"#;
+
+    #[test]
+    fn loads_sets_aside_and_round_trips() {
+        let state = State::from_json(DOC.as_bytes()).unwrap();
+        assert_eq!(state.containers.len(), 1);
+        assert_eq!(state.set_aside.len(), 2);
+        assert_eq!(
+            state.users[&AccountName::new("bob").unwrap()].extra["shoe"],
+            42
+        );
+        let again = State::from_json(&state.to_json()).unwrap();
+        assert_eq!(again, state);
+        let text = String::from_utf8(state.to_json()).unwrap();
+        assert!(text.contains("\"future\"") && text.contains("bad\\nname"));
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let e = State::from_json(br#"{"schema_version": 9}"#).unwrap_err();
+        assert!(matches!(e, DocumentError::TooNew(9)));
+        assert!(State::from_json(b"{").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! Identifiers that can only be built valid: container names and account names.
+//!
+//! Every name that reaches a generated file, a unit name or a path goes through one of these
+//! types, so no input (newlines, quotes, `../`, a leading `-`, huge values) can inject a line or
+//! escape a directory.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{kind} name is empty")]
+    Empty {
+        /// What kind of name it was.
+        kind: &'static str,
+    },
+    /// The name is longer than allowed.
+    #[error("{kind} name is too long ({len} characters; at most {max})")]
+    TooLong {
+        /// What kind of name it was.
+        kind: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The name holds a character that is not allowed.
+    #[error("{kind} name {shown} is invalid: {why}")]
+    Invalid {
+        /// What kind of name it was.
+        kind: &'static str,
+        /// The name, escaped for display.
+        shown: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// Quote a string for an error message so control characters stay visible and on one line.
+pub fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    let mut out = format!("{cut:?}");
+    if cut.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Longest container name: systemd limits machine names to 64 characters.
+pub const CONTAINER_NAME_MAX: usize = 64;
+/// Longest account name: what useradd and userdb accept portably.
+pub const ACCOUNT_NAME_MAX: usize = 31;
+
+/// A container name: a DNS name (the site's domain, or e.g. `alpha.ve`), lower-case, usable as
+/// a systemd machine name, a unit instance and a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerName(String);
+
+impl ContainerName {
+    /// Validate and normalise (lower-case) a container name.
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        const KIND: &str = "container";
+        let invalid = |why| NameError::Invalid {
+            kind: KIND,
+            shown: shown(raw),
+            why,
+        };
+        if raw.is_empty() {
+            return Err(NameError::Empty { kind: KIND });
+        }
+        let len = raw.chars().count();
+        if len > CONTAINER_NAME_MAX {
+            return Err(NameError::TooLong {
+                kind: KIND,
+                len,
+                max: CONTAINER_NAME_MAX,
+            });
+        }
+        let name = raw.to_ascii_lowercase();
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(invalid(
+                "use only letters, digits, '-' and '.' (a DNS name such as example.com)",
+            ));
+        }
+        for label in name.split('.') {
+            if label.is_empty() {
+                return Err(invalid("empty label (leading, trailing or double '.')"));
+            }
+            if label.len() > 63 {
+                return Err(invalid("a DNS label is longer than 63 characters"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(invalid("a DNS label may not start or end with '-'"));
+            }
+        }
+        if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(invalid("a name may not be all digits"));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An account name: a reseller or a user, valid as a Linux user name on every host.
+///
+/// Lower-case letters, digits and `-`, starting with a letter. `_` is excluded because it
+/// separates the parts of a `USER_VE_VEUSER` SSH login.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountName(String);
+
+/// Names that belong to the system and can never be srvctl accounts.
+const RESERVED_ACCOUNTS: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "backup",
+    "list",
+    "irc",
+    "nobody",
+    "systemd",
+    "messagebus",
+    "sshd",
+    "haproxy",
+    "named",
+    "bind",
+    "postfix",
+    "openvpn",
+    "admin",
+    "operator",
+];
+
+impl AccountName {
+    /// Validate an account name.
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        const KIND: &str = "account";
+        let invalid = |why| NameError::Invalid {
+            kind: KIND,
+            shown: shown(raw),
+            why,
+        };
+        if raw.is_empty() {
+            return Err(NameError::Empty { kind: KIND });
+        }
+        let len = raw.chars().count();
+        if len > ACCOUNT_NAME_MAX {
+            return Err(NameError::TooLong {
+                kind: KIND,
+                len,
+                max: ACCOUNT_NAME_MAX,
+            });
+        }
+        if !raw.as_bytes()[0].is_ascii_lowercase() {
+            return Err(invalid("it must start with a lower-case letter"));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid("use only lower-case letters, digits and '-'"));
+        }
+        if RESERVED_ACCOUNTS.contains(&raw) {
+            return Err(invalid("the name is reserved for the system"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! name_traits {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                <$t>::new(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                <$t>::new(s)
+            }
+        }
+    };
+}
+name_traits!(ContainerName);
+name_traits!(AccountName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn container_names_are_lower_cased() {
+        assert_eq!(
+            ContainerName::new("Web.Example.COM").unwrap().as_str(),
+            "web.example.com"
+        );
+    }
+
+    #[test]
+    fn hostile_container_names_are_refused() {
+        let long = "a".repeat(300);
+        for bad in [
+            "", "bad name", "a\nb", "../x", "-rf", "a/b", "a..b", ".a", "a.", "x-.y", "a'b",
+            "a\"b", "1.2.3.4", &long,
+        ] {
+            assert!(ContainerName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn account_names() {
+        assert!(AccountName::new("bob").is_ok());
+        assert!(AccountName::new("bob-2").is_ok());
+        for bad in [
+            "",
+            "Bob",
+            "2bob",
+            "bo_b",
+            "root",
+            "a b",
+            "a\n",
+            &"a".repeat(32),
+        ] {
+            assert!(AccountName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn error_line_is_single_line() {
+        let e = ContainerName::new("a\nb").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn valid_container_names_are_safe_everywhere(s in "\\PC{0,80}") {
+            if let Ok(n) = ContainerName::new(&s) {
+                let n = n.as_str();
+                prop_assert!(n.len() <= CONTAINER_NAME_MAX);
+                prop_assert!(!n.contains('/') && !n.contains("..") && !n.starts_with('-'));
+                prop_assert!(n.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+
+        #[test]
+        fn valid_account_names_are_safe_everywhere(s in "\\PC{0,40}") {
+            if let Ok(n) = AccountName::new(&s) {
+                let n = n.as_str();
+                prop_assert!(n.len() <= ACCOUNT_NAME_MAX);
+                prop_assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            }
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The changes `sc` makes to the datastore. Each one is pure: it validates, allocates from the
+//! address plan and edits the in-memory [`State`], or refuses and leaves it untouched.
+
+use serde::Serialize;
+
+use crate::cluster::Host;
+use crate::model::{Container, Owner, Reseller, State, User};
+use crate::names::{AccountName, ContainerName, NameError};
+use crate::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
+use crate::settings::{self, ContainerSettings, SettingError};
+
+/// Who, where and when a change is made.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// This host, if clusters.json names it.
+    pub host: Option<&'a Host>,
+    /// This host's name, as the system reports it.
+    pub hostname: &'a str,
+    /// The invoking user.
+    pub caller: &'a str,
+    /// The time of the change (RFC 3339).
+    pub now: &'a str,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// A name is invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A setting is invalid.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// The name is taken.
+    #[error("{kind} {name} already exists")]
+    Exists {
+        /// Kind of record.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// No such record.
+    #[error("no {kind} named {name}")]
+    NotFound {
+        /// Kind of record.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A range of the address plan is full.
+    #[error("{0}")]
+    Exhausted(String),
+    /// This host is not in clusters.json.
+    #[error("this host ({0}) is not defined in clusters.json; add it, or set SRVCTL_HOSTNAME")]
+    UnknownHost(String),
+    /// The record is still used by others.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// A reseller was added.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResellerAdded {
+    /// Its name.
+    pub name: AccountName,
+    /// Its id, R.
+    pub id: ResellerId,
+    /// UID of its own account.
+    pub uid: u32,
+}
+
+/// A user was added.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserAdded {
+    /// Its name.
+    pub name: AccountName,
+    /// Its reseller's name.
+    pub reseller: String,
+    /// Its reseller's id, R.
+    pub reseller_id: ResellerId,
+    /// Its index, U.
+    pub index: UserIndex,
+    /// Its UID (and GID).
+    pub uid: u32,
+}
+
+/// A container was added.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerAdded {
+    /// Its name.
+    pub name: ContainerName,
+    /// Its address.
+    pub ip: std::net::Ipv4Addr,
+    /// Its bridge interface.
+    pub bridge: String,
+    /// Its gateway, the bridge's host address.
+    pub gateway: std::net::Ipv4Addr,
+    /// Its owner.
+    pub user: String,
+    /// Its host.
+    pub host: String,
+}
+
+/// A record was removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    /// Kind of record.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+}
+
+fn taken(state: &State, name: &AccountName) -> Result<(), OpError> {
+    if state.users.contains_key(name) || state.resellers.contains_key(name) {
+        return Err(OpError::Exists {
+            kind: "account",
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The UID for a new account at (R, U): the plan's id, unless an imported account holds it.
+fn free_account_id(state: &State, reseller: ResellerId, index: UserIndex) -> Result<u32, OpError> {
+    let used = |id: u32| state.users.values().any(|u| u.uid == id || u.gid == id);
+    let derived = plan::account_id(reseller, index);
+    if !used(derived) {
+        return Ok(derived);
+    }
+    (plan::ACCOUNT_ID_BASE + 16 * 256..60_000)
+        .find(|id| !used(*id))
+        .ok_or_else(|| OpError::Exhausted("no free UID left for srvctl accounts".into()))
+}
+
+fn new_user(
+    state: &State,
+    ctx: &Context<'_>,
+    reseller: ResellerId,
+    index: UserIndex,
+) -> Result<User, OpError> {
+    let uid = free_account_id(state, reseller, index)?;
+    Ok(User {
+        reseller_id: reseller,
+        index,
+        uid,
+        gid: uid,
+        created: ctx.now.to_owned(),
+        created_by: ctx.caller.to_owned(),
+        display_name: None,
+        email: None,
+        extra: Default::default(),
+    })
+}
+
+/// `sc add-reseller NAME`: the lowest free id of 1..=15, and the reseller's own account.
+pub fn add_reseller(
+    state: &mut State,
+    ctx: &Context<'_>,
+    name: &str,
+) -> Result<ResellerAdded, OpError> {
+    let name = AccountName::new(name)?;
+    taken(state, &name)?;
+    let id = ResellerId::assignable()
+        .find(|id| state.reseller_by_id(*id).is_none())
+        .ok_or_else(|| {
+            OpError::Exhausted(format!(
+                "all {} reseller ids are in use",
+                plan::capacity::RESELLERS
+            ))
+        })?;
+    let own = new_user(state, ctx, id, UserIndex::OWN)?;
+    let uid = own.uid;
+    state.resellers.insert(
+        name.clone(),
+        Reseller {
+            id,
+            created: ctx.now.to_owned(),
+            created_by: ctx.caller.to_owned(),
+            extra: Default::default(),
+        },
+    );
+    state.users.insert(name.clone(), own);
+    Ok(ResellerAdded { name, id, uid })
+}
+
+/// Find a reseller by name, by id, or the operator (`root` or `0`).
+pub fn find_reseller(state: &State, reference: &str) -> Result<(String, ResellerId), OpError> {
+    let not_found = || OpError::NotFound {
+        kind: "reseller",
+        name: crate::names::shown(reference),
+    };
+    if reference == crate::model::OPERATOR || reference == "0" {
+        return Ok((crate::model::OPERATOR.into(), ResellerId::OPERATOR));
+    }
+    if let Ok(n) = reference.parse::<u32>() {
+        let id = ResellerId::new(n).map_err(|_| not_found())?;
+        return state
+            .reseller_by_id(id)
+            .map(|(name, r)| (name.to_string(), r.id))
+            .ok_or_else(not_found);
+    }
+    let name = AccountName::new(reference)?;
+    state
+        .resellers
+        .get(&name)
+        .map(|r| (name.to_string(), r.id))
+        .ok_or_else(not_found)
+}
+
+/// `sc add-user NAME [--reseller R]`: the lowest free index of 1..=254 inside the reseller.
+pub fn add_user(
+    state: &mut State,
+    ctx: &Context<'_>,
+    name: &str,
+    reseller: Option<&str>,
+) -> Result<UserAdded, OpError> {
+    let name = AccountName::new(name)?;
+    let (reseller_name, reseller_id) =
+        find_reseller(state, reseller.unwrap_or(crate::model::OPERATOR))?;
+    taken(state, &name)?;
+    let index = UserIndex::assignable()
+        .find(|i| {
+            !state
+                .users
+                .values()
+                .any(|u| u.reseller_id == reseller_id && u.index == *i)
+        })
+        .ok_or_else(|| {
+            OpError::Exhausted(format!(
+                "reseller {reseller_name} has all {} user indexes in use",
+                plan::capacity::USERS_PER_RESELLER
+            ))
+        })?;
+    let user = new_user(state, ctx, reseller_id, index)?;
+    let uid = user.uid;
+    state.users.insert(name.clone(), user);
+    Ok(UserAdded {
+        name,
+        reseller: reseller_name,
+        reseller_id,
+        index,
+        uid,
+    })
+}
+
+/// Find an owner account (or the operator) that exists.
+pub fn find_owner(
+    state: &State,
+    reference: &str,
+) -> Result<(Owner, ResellerId, UserIndex), OpError> {
+    let owner = Owner::parse(reference)?;
+    let (r, u) = state.owner_slot(&owner).ok_or_else(|| OpError::NotFound {
+        kind: "user",
+        name: reference.to_owned(),
+    })?;
+    Ok((owner, r, u))
+}
+
+/// `sc add-ve NAME [--user U]`: a container on this host, at the lowest free number of 2..=252
+/// on its owner's bridge.
+pub fn add_container(
+    state: &mut State,
+    ctx: &Context<'_>,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<ContainerAdded, OpError> {
+    let name = ContainerName::new(name)?;
+    let (owner, reseller, user) = find_owner(state, owner.unwrap_or(crate::model::OPERATOR))?;
+    let host = ctx
+        .host
+        .ok_or_else(|| OpError::UnknownHost(ctx.hostname.to_owned()))?;
+    if state.containers.contains_key(&name)
+        || state.set_aside.iter().any(|s| s.key == name.as_str())
+    {
+        return Err(OpError::Exists {
+            kind: "container",
+            name: name.to_string(),
+        });
+    }
+    let bridge = Bridge {
+        host: host.hostnet,
+        reseller,
+        user,
+    };
+    let used: std::collections::HashSet<ContainerNumber> = state
+        .containers
+        .values()
+        .filter_map(Container::slot)
+        .filter(|(b, _)| *b == bridge)
+        .map(|(_, n)| n)
+        .collect();
+    let number = ContainerNumber::all()
+        .find(|n| !used.contains(n))
+        .ok_or_else(|| {
+            OpError::Exhausted(format!(
+                "bridge {} of {owner} on {} is full ({} containers)",
+                bridge.interface(),
+                host.name,
+                plan::capacity::CONTAINERS_PER_BRIDGE
+            ))
+        })?;
+    let ip = bridge.container_address(number);
+    state.containers.insert(
+        name.clone(),
+        Container {
+            user: owner.clone(),
+            host: host.name.clone(),
+            ip,
+            created: ctx.now.to_owned(),
+            created_by: ctx.caller.to_owned(),
+            settings: ContainerSettings::default(),
+            extra: Default::default(),
+        },
+    );
+    Ok(ContainerAdded {
+        name,
+        ip,
+        bridge: bridge.interface(),
+        gateway: bridge.gateway(),
+        user: owner.to_string(),
+        host: host.name.clone(),
+    })
+}
+
+fn existing_container<'s>(
+    state: &'s mut State,
+    name: &str,
+) -> Result<(ContainerName, &'s mut Container), OpError> {
+    let name = ContainerName::new(name)?;
+    let not_found = OpError::NotFound {
+        kind: "container",
+        name: name.to_string(),
+    };
+    let c = state.containers.get_mut(&name).ok_or(not_found)?;
+    Ok((name, c))
+}
+
+/// `sc destroy-ve NAME`: remove the record; its number is free again.
+pub fn destroy_container(state: &mut State, name: &str) -> Result<Removed, OpError> {
+    let (name, _) = existing_container(state, name)?;
+    state.containers.remove(&name);
+    Ok(Removed {
+        kind: "container",
+        name: name.to_string(),
+    })
+}
+
+/// `sc del user NAME`: remove an account that owns no container and is not a reseller.
+pub fn destroy_user(state: &mut State, name: &str) -> Result<Removed, OpError> {
+    let name = AccountName::new(name)?;
+    if !state.users.contains_key(&name) {
+        return Err(OpError::NotFound {
+            kind: "user",
+            name: name.to_string(),
+        });
+    }
+    if state.resellers.contains_key(&name) {
+        return Err(OpError::InUse(format!(
+            "{name} is a reseller; remove it with `sc del reseller {name}`"
+        )));
+    }
+    refuse_if_owning(state, &name)?;
+    state.users.remove(&name);
+    Ok(Removed {
+        kind: "user",
+        name: name.to_string(),
+    })
+}
+
+fn refuse_if_owning(state: &State, name: &AccountName) -> Result<(), OpError> {
+    let owned = state
+        .containers
+        .values()
+        .filter(|c| c.user == Owner::Account(name.clone()))
+        .count();
+    if owned > 0 {
+        return Err(OpError::InUse(format!(
+            "{name} still owns {owned} container(s); destroy them first"
+        )));
+    }
+    Ok(())
+}
+
+/// `sc del reseller NAME`: remove a reseller that has no users left besides its own account.
+pub fn destroy_reseller(state: &mut State, name: &str) -> Result<Removed, OpError> {
+    let name = AccountName::new(name)?;
+    let id = state
+        .resellers
+        .get(&name)
+        .map(|r| r.id)
+        .ok_or_else(|| OpError::NotFound {
+            kind: "reseller",
+            name: name.to_string(),
+        })?;
+    let users = state
+        .users
+        .iter()
+        .filter(|(n, u)| u.reseller_id == id && **n != name)
+        .count();
+    if users > 0 {
+        return Err(OpError::InUse(format!(
+            "reseller {name} still has {users} user(s); remove them first"
+        )));
+    }
+    refuse_if_owning(state, &name)?;
+    state.resellers.remove(&name);
+    state.users.remove(&name);
+    Ok(Removed {
+        kind: "reseller",
+        name: name.to_string(),
+    })
+}
+
+/// `sc put container NAME KEY [VALUE]`.
+pub fn put_container(
+    state: &mut State,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), OpError> {
+    let (_, c) = existing_container(state, name)?;
+    c.settings.set(key, value)?;
+    Ok(())
+}
+
+/// `sc put user NAME KEY [VALUE]`.
+pub fn put_user(
+    state: &mut State,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), OpError> {
+    let name = AccountName::new(name)?;
+    let user = state
+        .users
+        .get_mut(&name)
+        .ok_or_else(|| OpError::NotFound {
+            kind: "user",
+            name: name.to_string(),
+        })?;
+    settings::set_user(user, key, value)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Clusters;
+
+    fn clusters() -> Clusters {
+        Clusters::parse(
+            std::path::Path::new("clusters.json"),
+            r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+        )
+        .unwrap()
+    }
+
+    fn ctx(c: &Clusters) -> Context<'_> {
+        Context {
+            host: c.host("h1.test"),
+            hostname: "h1.test",
+            caller: "root",
+            now: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    #[test]
+    fn the_worked_example() {
+        let c = clusters();
+        let ctx = ctx(&c);
+        let mut s = State::default();
+        assert_eq!(add_reseller(&mut s, &ctx, "alice").unwrap().id.get(), 1);
+        let bob = add_user(&mut s, &ctx, "bob", Some("alice")).unwrap();
+        assert_eq!((bob.reseller_id.get(), bob.index.get()), (1, 1));
+        let ip = |r: ContainerAdded| r.ip.to_string();
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "web.example.com", Some("bob")).unwrap()),
+            "10.17.1.2"
+        );
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "two.example.com", Some("bob")).unwrap()),
+            "10.17.1.3"
+        );
+        destroy_container(&mut s, "web.example.com").unwrap();
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "three.example.com", Some("bob")).unwrap()),
+            "10.17.1.2"
+        );
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "op.example.com", None).unwrap()),
+            "10.16.0.2"
+        );
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "own.alice.ve", Some("alice")).unwrap()),
+            "10.17.0.2"
+        );
+    }
+
+    #[test]
+    fn refusals_leave_state_untouched() {
+        let c = clusters();
+        let ctx = ctx(&c);
+        let mut s = State::default();
+        add_reseller(&mut s, &ctx, "alice").unwrap();
+        add_user(&mut s, &ctx, "bob", Some("alice")).unwrap();
+        add_container(&mut s, &ctx, "web.example.com", Some("bob")).unwrap();
+        let before = s.clone();
+        assert!(add_container(&mut s, &ctx, "web.example.com", Some("bob")).is_err());
+        assert!(add_container(&mut s, &ctx, "x.example.com", Some("carol")).is_err());
+        assert!(add_user(&mut s, &ctx, "bob", Some("alice")).is_err());
+        assert!(add_user(&mut s, &ctx, "dave", Some("nobody")).is_err());
+        assert!(add_reseller(&mut s, &ctx, "bob").is_err());
+        assert!(destroy_user(&mut s, "bob").is_err());
+        assert!(destroy_reseller(&mut s, "alice").is_err());
+        assert!(put_container(&mut s, "web.example.com", "http_port", Some("0")).is_err());
+        let elsewhere = Context {
+            host: None,
+            ..ctx.clone()
+        };
+        assert!(matches!(
+            add_container(&mut s, &elsewhere, "y.example.com", None),
+            Err(OpError::UnknownHost(_))
+        ));
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn exhausted_ranges_are_refused() {
+        let c = clusters();
+        let ctx = ctx(&c);
+        let mut s = State::default();
+        for i in 0..15 {
+            add_reseller(&mut s, &ctx, &format!("r{i}")).unwrap();
+        }
+        assert!(matches!(
+            add_reseller(&mut s, &ctx, "r15"),
+            Err(OpError::Exhausted(_))
+        ));
+        for i in 0..251 {
+            add_container(&mut s, &ctx, &format!("c{i}.ve"), None).unwrap();
+        }
+        assert!(matches!(
+            add_container(&mut s, &ctx, "full.ve", None),
+            Err(OpError::Exhausted(_))
+        ));
+        for i in 0..254 {
+            add_user(&mut s, &ctx, &format!("u{i}"), Some("r0")).unwrap();
+        }
+        assert!(matches!(
+            add_user(&mut s, &ctx, "u254", Some("r0")),
+            Err(OpError::Exhausted(_))
+        ));
+    }
+
+    #[test]
+    fn removing_frees_ids() {
+        let c = clusters();
+        let ctx = ctx(&c);
+        let mut s = State::default();
+        add_reseller(&mut s, &ctx, "a").unwrap();
+        add_reseller(&mut s, &ctx, "b").unwrap();
+        destroy_reseller(&mut s, "a").unwrap();
+        assert_eq!(add_reseller(&mut s, &ctx, "c").unwrap().id.get(), 1);
+        let u = add_user(&mut s, &ctx, "x", None).unwrap();
+        assert_eq!((u.reseller_id.get(), u.index.get()), (0, 1));
+        destroy_user(&mut s, "x").unwrap();
+        assert!(!s.users.contains_key(&AccountName::new("x").unwrap()));
+    }
+}

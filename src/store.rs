@@ -1,0 +1,168 @@
+//! The datastore on disk: one writer at a time, every write atomic.
+//!
+//! Writers take an exclusive `flock` on `datastore.lock`, read the document, change it in
+//! memory and replace it with a temp file that was fsynced, renamed over the old one, and
+//! followed by an fsync of the directory. A writer killed at any point leaves either the old
+//! document or the new one, never a mix; a full disk fails the write and keeps the old one.
+//! Readers need no lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::model::{DocumentError, State};
+use crate::paths::Paths;
+
+/// A datastore failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The document is damaged or too new.
+    #[error("{path}: {source}")]
+    Document {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: DocumentError,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Read the datastore without locking; a missing document is an empty datastore.
+pub fn read(paths: &Paths) -> Result<State, StoreError> {
+    read_bytes(&paths.datastore()).map(|(state, _)| state)
+}
+
+fn read_bytes(path: &Path) -> Result<(State, Option<Vec<u8>>), StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => State::from_json(&bytes)
+            .map(|s| (s, Some(bytes)))
+            .map_err(|source| StoreError::Document {
+                path: path.to_owned(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((State::default(), None)),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The datastore held for writing: the lock is released when this is dropped.
+#[derive(Debug)]
+pub struct Writer {
+    path: PathBuf,
+    original: Option<Vec<u8>>,
+    _lock: File,
+}
+
+impl Writer {
+    /// Take the writer lock (waiting for other writers) and read the current document.
+    pub fn lock(paths: &Paths) -> Result<(Self, State), StoreError> {
+        let dir = paths.state_dir();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = paths.lock();
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let path = paths.datastore();
+        let (state, original) = read_bytes(&path)?;
+        Ok((
+            Self {
+                path,
+                original,
+                _lock: lock,
+            },
+            state,
+        ))
+    }
+
+    /// Replace the document with `state`, atomically. Returns whether any byte changed.
+    pub fn commit(&mut self, state: &State) -> Result<bool, StoreError> {
+        let bytes = state.to_json();
+        if self.original.as_deref() == Some(bytes.as_slice()) {
+            return Ok(false);
+        }
+        write_atomic(&self.path, &bytes, 0o644)?;
+        self.original = Some(bytes);
+        Ok(true)
+    }
+}
+
+/// Write `bytes` to `path` through a temp file in the same directory: fsync, rename, fsync
+/// the directory. On any failure the temp file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_writes_only_changes_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(dir.path());
+        let (mut w, state) = Writer::lock(&paths).unwrap();
+        assert!(w.commit(&state).unwrap());
+        assert!(!w.commit(&state).unwrap());
+        drop(w);
+        assert_eq!(read(&paths).unwrap(), state);
+        let leftovers: Vec<_> = fs::read_dir(paths.state_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn damaged_document_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(dir.path());
+        fs::create_dir_all(paths.state_dir()).unwrap();
+        fs::write(
+            paths.datastore(),
+            b"{\"schema_version\": 1, \"containers\": [",
+        )
+        .unwrap();
+        let e = read(&paths).unwrap_err().to_string();
+        assert!(e.contains("datastore.json"), "{e}");
+    }
+}

@@ -1,0 +1,222 @@
+//! Read-only views of the datastore: the fields `sc get` and `sc out` show, and the rows of
+//! `sc status`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cluster::Clusters;
+use crate::model::{OPERATOR, Owner, State};
+use crate::names::{AccountName, ContainerName};
+use crate::ops::OpError;
+
+/// What kind of record a view is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A container.
+    Container,
+    /// A user account.
+    User,
+    /// A reseller.
+    Reseller,
+    /// A host of clusters.json.
+    Host,
+}
+
+/// The fields of one record, in a stable order: computed ones first, then stored extras.
+pub type Fields = Vec<(String, String)>;
+
+fn extras(fields: &mut Fields, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        fields.push((k.clone(), text));
+    }
+}
+
+fn reseller_name(state: &State, id: crate::plan::ResellerId) -> String {
+    state
+        .reseller_by_id(id)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| OPERATOR.into())
+}
+
+/// The fields of a record.
+pub fn fields(
+    state: &State,
+    clusters: &Clusters,
+    kind: Kind,
+    name: &str,
+) -> Result<Fields, OpError> {
+    let not_found = |kind| OpError::NotFound {
+        kind,
+        name: crate::names::shown(name),
+    };
+    let mut f: Fields = Vec::new();
+    let mut put = |k: &str, v: String| f.push((k.to_owned(), v));
+    match kind {
+        Kind::Container => {
+            let key = ContainerName::new(name)?;
+            let c = state
+                .containers
+                .get(&key)
+                .ok_or_else(|| not_found("container"))?;
+            let (bridge, number) = c.slot().expect("loaded containers have plan addresses");
+            let (reseller, user_index) = state.owner_slot(&c.user).expect("loaded owners exist");
+            put("name", key.to_string());
+            put("ip", c.ip.to_string());
+            put("user", c.user.to_string());
+            put("reseller", reseller_name(state, reseller));
+            put("reseller_id", reseller.to_string());
+            put("user_index", user_index.to_string());
+            put("host", c.host.clone());
+            put("hostnet", bridge.host.to_string());
+            put("bridge", bridge.interface());
+            put("gateway", bridge.gateway().to_string());
+            put("number", number.to_string());
+            put("veth", bridge.veth(number));
+            put("created", c.created.clone());
+            put("created_by", c.created_by.clone());
+            for (k, v) in c.settings.values() {
+                put(k, v);
+            }
+            extras(&mut f, &c.extra);
+        }
+        Kind::User | Kind::Reseller => {
+            let key = AccountName::new(name)?;
+            let u = state.users.get(&key).ok_or_else(|| not_found("user"))?;
+            if kind == Kind::Reseller && !state.resellers.contains_key(&key) {
+                return Err(not_found("reseller"));
+            }
+            put("name", key.to_string());
+            put("reseller", reseller_name(state, u.reseller_id));
+            put("reseller_id", u.reseller_id.to_string());
+            put("index", u.index.to_string());
+            put("uid", u.uid.to_string());
+            put("gid", u.gid.to_string());
+            put(
+                "is_reseller",
+                state.resellers.contains_key(&key).to_string(),
+            );
+            let owner = Owner::Account(key.clone());
+            let count = state
+                .containers
+                .values()
+                .filter(|c| c.user == owner)
+                .count();
+            put("containers", count.to_string());
+            put("created", u.created.clone());
+            put("created_by", u.created_by.clone());
+            if let Some(v) = &u.display_name {
+                put("display_name", v.clone());
+            }
+            if let Some(v) = &u.email {
+                put("email", v.clone());
+            }
+            extras(&mut f, &u.extra);
+        }
+        Kind::Host => {
+            let h = clusters.host(name).ok_or_else(|| not_found("host"))?;
+            let Value::Object(map) = serde_json::to_value(h).expect("serialisable") else {
+                unreachable!("a host serialises to an object")
+            };
+            extras(&mut f, &map);
+        }
+    }
+    Ok(f)
+}
+
+/// Quote a value for a POSIX shell: single quotes, with `'` written as `'\''`. Whatever the
+/// value holds, sourcing the line assigns exactly it.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Turn a field name into a shell variable name, or `None` if it cannot be one.
+fn shell_key(prefix: &str, key: &str) -> Option<String> {
+    let k = format!("{prefix}{}", key.replace('-', "_"));
+    let ok = !k.is_empty()
+        && !k.as_bytes()[0].is_ascii_digit()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    ok.then_some(k)
+}
+
+/// The `sc out` lines of a record: `C='name'` / `U='name'` / `SC_HOSTNAME='name'`, then
+/// `key='value'` for every field whose name can be a shell variable.
+pub fn shell_lines(kind: Kind, fields: &Fields) -> Vec<String> {
+    let (head, prefix, upper) = match kind {
+        Kind::Container => ("C", "", false),
+        Kind::User | Kind::Reseller => ("U", "", false),
+        Kind::Host => ("SC_HOSTNAME", "SC_", true),
+    };
+    let mut lines = Vec::new();
+    for (k, v) in fields {
+        let key = if k == "name" {
+            Some(head.to_owned())
+        } else if upper {
+            shell_key(prefix, &k.to_ascii_uppercase())
+        } else {
+            shell_key(prefix, k)
+        };
+        if let Some(key) = key {
+            lines.push(format!("{key}={}", shell_quote(v)));
+        }
+    }
+    lines
+}
+
+/// One row of `sc status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    /// Container name.
+    pub name: String,
+    /// Owner.
+    pub user: String,
+    /// Owner's reseller.
+    pub reseller: String,
+    /// Host it lives on.
+    pub host: String,
+    /// Its address.
+    pub ip: String,
+}
+
+/// Every container, by name.
+pub fn status(state: &State) -> Vec<StatusRow> {
+    state
+        .containers
+        .iter()
+        .map(|(name, c)| {
+            let reseller = state
+                .owner_slot(&c.user)
+                .map(|(r, _)| reseller_name(state, r))
+                .unwrap_or_default();
+            StatusRow {
+                name: name.to_string(),
+                user: c.user.to_string(),
+                reseller,
+                host: c.host.clone(),
+                ip: c.ip.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_hostile_values() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+        let fields = vec![
+            ("name".to_string(), "x".to_string()),
+            ("weird key; rm".to_string(), "v".to_string()),
+            ("http-port".to_string(), "$(reboot)\n'".to_string()),
+        ];
+        let lines = shell_lines(Kind::Container, &fields);
+        assert_eq!(lines[0], "C='x'");
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with("http_port='"));
+    }
+}
