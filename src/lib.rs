@@ -4,15 +4,22 @@
 //! runs is expanded from the datastore by a generator and oneshot services. This library holds
 //! every decision: names, the address plan, the datastore, the operations and their views.
 
+pub mod apply;
 pub mod audit;
+pub mod changeset;
 pub mod cli;
 pub mod cluster;
+pub mod generator;
 pub mod import_v3;
 pub mod model;
 pub mod names;
 pub mod ops;
 pub mod paths;
+pub mod pki;
 pub mod plan;
+pub mod regenerate;
+pub mod render;
 pub mod settings;
 pub mod store;
+pub mod system;
 pub mod views;

@@ -149,6 +149,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Expand the datastore into this host's configuration now (srvctl-regenerate).
+    Regenerate,
     /// Print a shell completion script.
     Completion {
         /// The shell.

@@ -1,7 +1,9 @@
 //! The `sc` program: parse, check privilege, run one command, print, audit.
 
 mod args;
+mod follow_up;
 mod output;
+mod regenerate;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::{CommandFactory, Parser};
 
 pub use args::{Cli, Command};
 use args::{NewKind, PutKind};
+pub use regenerate::regenerate_main;
 
 use crate::audit::{self, AuditRecord};
 use crate::cluster::Clusters;
@@ -17,6 +20,7 @@ use crate::model::State;
 use crate::ops::{self, Context};
 use crate::paths::Paths;
 use crate::store::{self, Writer};
+use crate::system::{Local, System};
 use crate::views::{self, Kind};
 use output::Output;
 
@@ -28,6 +32,14 @@ const EXIT_UNSET: u8 = 100;
 pub struct Failure {
     message: String,
     code: u8,
+}
+
+impl Failure {
+    /// Print the failure as one line on stderr and turn it into the exit status.
+    fn exit(self, program: &str) -> ExitCode {
+        eprintln!("{program}: error: {}", self.message.replace('\n', " "));
+        ExitCode::from(self.code)
+    }
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {
@@ -55,17 +67,10 @@ impl Invocation {
             .clone()
             .map(Paths::rooted)
             .unwrap_or_else(Paths::system);
-        let hostname = std::env::var("SRVCTL_HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| {
-                nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        let hostname = crate::system::hostname();
         Self {
             paths,
-            hostname: hostname.to_ascii_lowercase(),
+            hostname,
             caller: caller_name(),
             now: jiff::Timestamp::now().to_string(),
             argv,
@@ -110,21 +115,18 @@ pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, "sc"),
     };
     let inv = Invocation::detect(&cli, argv.into_iter().skip(1).collect());
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("sc: error: {}", f.message.replace('\n', " "));
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.exit("sc"),
     }
 }
 
 /// Clap's help and version go out whole; its errors as one line.
-fn usage_error(e: clap::Error) -> ExitCode {
+fn usage_error(e: clap::Error, program: &str) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -144,7 +146,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let text = e.render().to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("sc: error: {first} (see 'sc --help')");
+    eprintln!("{program}: error: {first} (see '{program} --help')");
     ExitCode::from(2)
 }
 
@@ -164,6 +166,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             out.shell(*kind, &fields)
         }
         Command::Status => out.status(&views::status(&store::read(&inv.paths)?)),
+        Command::Regenerate => regenerate::sc_regenerate(&inv.paths, out),
         Command::ImportV3 { dir, dry_run } => {
             let clusters = inv.clusters()?;
             change(inv, out, *dry_run, |state, ctx| {
@@ -259,6 +262,7 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
         Command::Get { .. }
         | Command::Out { .. }
         | Command::Status
+        | Command::Regenerate
         | Command::ImportV3 { .. }
         | Command::Completion { .. }
         | Command::Man => {
@@ -290,10 +294,22 @@ fn change(
     })();
     match result {
         Ok(report) => {
-            if !dry_run {
-                inv.audit("ok");
+            out.report(&report)?;
+            if dry_run {
+                return Ok(());
             }
-            out.report(&report)
+            inv.audit("ok");
+            let (requests, notes) = follow_up::requests(&report, &inv.paths);
+            for note in notes {
+                eprintln!("sc: note: {note}");
+            }
+            let system = Local::new(inv.paths.root().is_some());
+            for request in &requests {
+                system
+                    .systemd(request)
+                    .map_err(|e| Failure::from(format!("the datastore is updated, but {e}")))?;
+            }
+            Ok(())
         }
         Err(f) => {
             inv.audit(&format!("error: {}", f.message));

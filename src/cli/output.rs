@@ -109,6 +109,17 @@ impl Output {
         Ok(())
     }
 
+    /// Print what a regenerate run did.
+    pub fn regenerated(&mut self, outcome: &crate::regenerate::Outcome) -> Result<(), Failure> {
+        if self.json {
+            return self.json(outcome);
+        }
+        self.line(&format!(
+            "regenerate: {}",
+            super::regenerate::summary(outcome)
+        ))
+    }
+
     /// Print the status table.
     pub fn status(&mut self, rows: &[StatusRow]) -> Result<(), Failure> {
         if self.json {

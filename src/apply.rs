@@ -1,0 +1,82 @@
+//! The apply step: the only place where a plan's changes reach the machine.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::changeset::{Changes, Op, is_durable};
+use crate::system::{System, systemd::SystemdError};
+
+/// Applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A file operation failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    /// A reload failed.
+    #[error(transparent)]
+    Systemd(#[from] SystemdError),
+}
+
+/// Make the changes under `base`, record the new manifest at `manifest` (relative to `base`),
+/// then send the reloads.
+pub fn apply(
+    system: &dyn System,
+    base: &Path,
+    changes: &Changes,
+    manifest: &Path,
+) -> Result<(), ApplyError> {
+    for op in &changes.ops {
+        let real = base.join(op.path());
+        let err = |e| ApplyError::Io(real.clone(), e);
+        match op {
+            Op::Write { path, bytes, mode } => system
+                .write(&real, bytes, *mode, is_durable(path))
+                .map_err(err)?,
+            Op::Link { target, .. } => system.symlink(&real, target).map_err(err)?,
+            Op::Remove { .. } => system.remove(&real).map_err(err)?,
+        }
+    }
+    let list = manifest_text(&changes.manifest);
+    let real = base.join(manifest);
+    if system
+        .read(&real)
+        .map_err(|e| ApplyError::Io(real.clone(), e))?
+        .as_deref()
+        != Some(list.as_bytes())
+    {
+        system
+            .write(&real, list.as_bytes(), 0o644, is_durable(manifest))
+            .map_err(|e| ApplyError::Io(real.clone(), e))?;
+    }
+    for request in &changes.reloads {
+        system.systemd(request)?;
+    }
+    Ok(())
+}
+
+fn manifest_text(paths: &BTreeSet<PathBuf>) -> String {
+    paths.iter().map(|p| format!("{}\n", p.display())).collect()
+}
+
+/// The only directories whose files a manifest may name.
+pub const OWNED_DIRS: &[&str] = &[
+    "run/systemd/nspawn",
+    "run/systemd/network",
+    "run/srvctl",
+    "run/userdb",
+];
+
+/// Read a manifest written by [`apply`]; a missing one is empty. Lines that are not plain
+/// relative paths inside [`OWNED_DIRS`] are ignored, so a damaged manifest can never make
+/// srvctl remove anything else.
+pub fn read_manifest(system: &dyn System, path: &Path) -> io::Result<BTreeSet<PathBuf>> {
+    let text = system.read(path)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| {
+            crate::render::tree::is_contained(p) && OWNED_DIRS.iter().any(|d| p.starts_with(d))
+        })
+        .collect())
+}

@@ -1,0 +1,84 @@
+//! `srvctl-regenerate` and `sc regenerate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use super::Failure;
+use super::output::Output;
+use crate::paths::Paths;
+use crate::regenerate::{self, Outcome};
+use crate::system::{Local, Request, System};
+
+/// The unit that runs srvctl-regenerate.
+pub const UNIT: &str = "srvctl-regenerate.service";
+
+/// srvctl-regenerate: expand the srvctl datastore into this host's configuration.
+#[derive(Debug, Parser)]
+#[command(name = "srvctl-regenerate", version)]
+struct Args {
+    /// Re-root every path under DIR; makes no systemd call.
+    #[arg(long, env = "SRVCTL_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run regenerate in this process and print what it did.
+pub fn run_here(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
+    let system = Local::new(paths.root().is_some());
+    let outcome = regenerate::run(&system, paths, &crate::system::hostname())?;
+    for s in &outcome.skipped {
+        eprintln!(
+            "srvctl-regenerate: skipped invalid record {}",
+            s.replace('\n', "\\n")
+        );
+    }
+    out.regenerated(&outcome)
+}
+
+/// `sc regenerate`: through systemd on a real host, directly under a scratch root.
+pub fn sc_regenerate(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
+    if paths.root().is_some() {
+        return run_here(paths, out);
+    }
+    Local::new(false).systemd(&Request::Start(UNIT.into()))?;
+    out.value(&format!(
+        "{UNIT} ran; see journalctl -u {UNIT} for what changed"
+    ))
+}
+
+/// Entry point of the `srvctl-regenerate` program.
+pub fn regenerate_main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return super::usage_error(e, "srvctl-regenerate"),
+    };
+    let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
+    match run_here(&paths, &mut Output::new(args.json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.exit("srvctl-regenerate"),
+    }
+}
+
+/// One line summing up a run.
+pub fn summary(o: &Outcome) -> String {
+    if o.is_noop() {
+        return format!("nothing to change ({} entries up to date)", o.unchanged);
+    }
+    let mut s = format!(
+        "{} written, {} removed, {} unchanged",
+        o.written.len(),
+        o.removed.len(),
+        o.unchanged
+    );
+    if o.certificates_created {
+        s.push_str("; certificates created");
+    }
+    if !o.reloads.is_empty() {
+        s.push_str(&format!("; reloaded: {}", o.reloads.join(", ")));
+    }
+    s
+}

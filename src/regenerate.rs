@@ -1,0 +1,109 @@
+//! `srvctl-regenerate`: expand the datastore into the host's configuration, writing only what
+//! changed, removing only what it generated before, and reloading only what needs it.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::apply::{self, ApplyError};
+use crate::changeset;
+use crate::cluster::{ClusterError, Clusters};
+use crate::paths::Paths;
+use crate::pki::{self, PkiError};
+use crate::render::{
+    self, mesh,
+    templates::{TemplateError, Templates},
+};
+use crate::store::{self, StoreError};
+use crate::system::System;
+
+/// Where the list of generated files is kept (volatile, like the files it lists).
+pub const MANIFEST: &str = "run/srvctl/regenerate.manifest";
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Files and links written.
+    pub written: Vec<String>,
+    /// Files and links removed.
+    pub removed: Vec<String>,
+    /// Entries that were already right.
+    pub unchanged: usize,
+    /// Services reloaded.
+    pub reloads: Vec<String>,
+    /// Datastore records skipped because they are invalid.
+    pub skipped: Vec<String>,
+    /// Whether the internal CA or this host's certificate was created.
+    pub certificates_created: bool,
+}
+
+impl Outcome {
+    /// Whether the run changed nothing.
+    pub fn is_noop(&self) -> bool {
+        self.written.is_empty() && self.removed.is_empty() && !self.certificates_created
+    }
+}
+
+/// A run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegenerateError {
+    /// The datastore could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// clusters.json is wrong.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// This host is not in clusters.json.
+    #[error("this host ({0}) is not defined in clusters.json")]
+    UnknownHost(String),
+    /// A template is wrong.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// Reading the current files failed.
+    #[error("reading current files: {0}")]
+    Read(std::io::Error),
+    /// Applying failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Regenerate host `hostname` under `paths`.
+pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome, RegenerateError> {
+    let state = store::read(paths)?;
+    let clusters = Clusters::load(&paths.clusters())?;
+    let me = clusters
+        .host(hostname)
+        .ok_or_else(|| RegenerateError::UnknownHost(hostname.to_owned()))?;
+    let templates = Templates::load(Some(&paths.host("/etc/srvctl/templates")))?;
+    let mut outcome = Outcome {
+        skipped: state
+            .set_aside
+            .iter()
+            .map(|s| format!("{} {:?}: {}", s.section.key(), s.key, s.reason))
+            .collect(),
+        ..Outcome::default()
+    };
+    if !mesh::instances(&clusters, hostname).is_empty() {
+        outcome.certificates_created = pki::ensure(system, paths, &me.name)?;
+    }
+    let tree = render::host(&state, &clusters, me, &templates)?;
+    let base = paths.host("/");
+    let previous =
+        apply::read_manifest(system, &base.join(MANIFEST)).map_err(RegenerateError::Read)?;
+    let changes =
+        changeset::plan(&tree, &base, &previous, system).map_err(RegenerateError::Read)?;
+    apply::apply(system, &base, &changes, Path::new(MANIFEST))?;
+    for op in &changes.ops {
+        let list = match op {
+            changeset::Op::Remove { .. } => &mut outcome.removed,
+            _ => &mut outcome.written,
+        };
+        list.push(format!("/{}", op.path().display()));
+    }
+    outcome.unchanged = changes.unchanged;
+    outcome.reloads = changes.reloads.iter().map(ToString::to_string).collect();
+    Ok(outcome)
+}

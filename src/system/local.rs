@@ -1,0 +1,113 @@
+//! The real system: the file system, and systemd over D-Bus.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::System;
+use super::systemd::{self, Request, SystemdError};
+
+/// The machine. With `dry_systemd`, systemd requests are printed to stderr instead of sent
+/// (used under `--root`).
+#[derive(Debug, Default)]
+pub struct Local {
+    dry_systemd: bool,
+}
+
+impl Local {
+    /// The machine; `dry_systemd` prints systemd requests instead of sending them.
+    pub fn new(dry_systemd: bool) -> Self {
+        Self { dry_systemd }
+    }
+}
+
+fn missing_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.srvctl-tmp.{}", std::process::id()))
+}
+
+fn parent_dirs(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
+}
+
+impl System for Local {
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        missing_ok(fs::read(path))
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        match fs::read_link(path) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(None),
+            other => missing_ok(other),
+        }
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
+        parent_dirs(path)?;
+        let tmp = temp_beside(path);
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.write_all(bytes)?;
+            if durable {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, path)?;
+            if durable && let Some(dir) = path.parent() {
+                fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn symlink(&self, path: &Path, target: &Path) -> io::Result<()> {
+        parent_dirs(path)?;
+        let tmp = temp_beside(path);
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp)?;
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        missing_ok(fs::remove_file(path)).map(drop)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+
+    fn systemd(&self, request: &Request) -> Result<(), SystemdError> {
+        if self.dry_systemd {
+            eprintln!("would ask systemd: {request}");
+            return Ok(());
+        }
+        systemd::send(request)
+    }
+}

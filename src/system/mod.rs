@@ -1,0 +1,47 @@
+//! The one small interface through which srvctl touches the machine: files and systemd.
+//!
+//! [`Local`] is the real thing; [`Recording`] keeps files in memory and records systemd calls,
+//! so the logic above it is tested without root.
+
+mod local;
+mod recording;
+pub mod systemd;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use local::Local;
+pub use recording::Recording;
+pub use systemd::Request;
+
+/// What srvctl asks of the machine. Paths are real paths (already re-rooted).
+pub trait System {
+    /// The bytes of a file, or `None` if it does not exist.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// The target of a symbolic link, or `None` if there is no link.
+    fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>>;
+    /// Replace a file atomically (creating parent directories). `durable` files are fsynced;
+    /// files on volatile storage (/run) need not be.
+    fn write(&self, path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()>;
+    /// Replace a symbolic link atomically.
+    fn symlink(&self, path: &Path, target: &Path) -> io::Result<()>;
+    /// Remove a file or link; a missing one is fine.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Create a directory (and its parents) with `mode` for the last one.
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Ask systemd for something. Under a scratch root this prints what would be asked.
+    fn systemd(&self, request: &Request) -> Result<(), systemd::SystemdError>;
+}
+
+/// This host's name: `SRVCTL_HOSTNAME` when set (for tests), else the system's, lower-case.
+pub fn hostname() -> String {
+    std::env::var("SRVCTL_HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .to_ascii_lowercase()
+}

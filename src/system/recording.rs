@@ -1,0 +1,81 @@
+//! An in-memory system for tests: files in a map, systemd requests in a log.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::System;
+use super::systemd::{Request, SystemdError};
+
+/// What the recording system holds at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A file, with its bytes and mode.
+    File(Vec<u8>, u32),
+    /// A symbolic link.
+    Link(PathBuf),
+    /// A directory, with its mode.
+    Dir(u32),
+}
+
+/// Files in memory; systemd requests recorded.
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// Every path and what is there.
+    pub nodes: RefCell<BTreeMap<PathBuf, Node>>,
+    /// Every systemd request, in order.
+    pub requests: RefCell<Vec<Request>>,
+    /// Every write, link and removal, in order.
+    pub writes: RefCell<Vec<PathBuf>>,
+}
+
+impl System for Recording {
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        Ok(match self.nodes.borrow().get(path) {
+            Some(Node::File(b, _)) => Some(b.clone()),
+            _ => None,
+        })
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        Ok(match self.nodes.borrow().get(path) {
+            Some(Node::Link(t)) => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8], mode: u32, _durable: bool) -> io::Result<()> {
+        self.writes.borrow_mut().push(path.to_owned());
+        self.nodes
+            .borrow_mut()
+            .insert(path.to_owned(), Node::File(bytes.to_vec(), mode));
+        Ok(())
+    }
+
+    fn symlink(&self, path: &Path, target: &Path) -> io::Result<()> {
+        self.writes.borrow_mut().push(path.to_owned());
+        self.nodes
+            .borrow_mut()
+            .insert(path.to_owned(), Node::Link(target.to_owned()));
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.writes.borrow_mut().push(path.to_owned());
+        self.nodes.borrow_mut().remove(path);
+        Ok(())
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.nodes
+            .borrow_mut()
+            .insert(path.to_owned(), Node::Dir(mode));
+        Ok(())
+    }
+
+    fn systemd(&self, request: &Request) -> Result<(), SystemdError> {
+        self.requests.borrow_mut().push(request.clone());
+        Ok(())
+    }
+}

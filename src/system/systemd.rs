@@ -1,0 +1,182 @@
+//! Requests to systemd (org.freedesktop.systemd1) and systemd-networkd over D-Bus.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use zbus::{OwnedObjectPath, OwnedVariant};
+
+/// Something srvctl asks of systemd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Re-run the generators and reload unit files.
+    DaemonReload,
+    /// Start a unit and wait until its job is done.
+    Start(String),
+    /// Stop a unit and wait until its job is done.
+    Stop(String),
+    /// Restart a unit if it is running.
+    TryRestart(String),
+    /// Make systemd-networkd re-read its configuration, if it runs.
+    ReloadNetworkd,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DaemonReload => f.write_str("daemon-reload"),
+            Self::Start(u) => write!(f, "start {u}"),
+            Self::Stop(u) => write!(f, "stop {u}"),
+            Self::TryRestart(u) => write!(f, "try-restart {u}"),
+            Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
+        }
+    }
+}
+
+/// A request failed.
+#[derive(Debug, thiserror::Error)]
+#[error("systemd: {request}: {msg}")]
+pub struct SystemdError {
+    request: String,
+    msg: String,
+}
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// How long to wait for a start or stop job.
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Send `request` on the system bus.
+pub fn send(request: &Request) -> Result<(), SystemdError> {
+    let err = |e: zbus::Error| SystemdError {
+        request: request.to_string(),
+        msg: e.to_string(),
+    };
+    zbus::block_on(async {
+        let bus = zbus::Connection::system().await.map_err(err)?;
+        let call = |method: &'static str, unit: &str| {
+            let bus = bus.clone();
+            let unit = unit.to_owned();
+            async move {
+                bus.call_method(
+                    Some(SYSTEMD),
+                    MANAGER_PATH,
+                    Some(MANAGER),
+                    method,
+                    &(unit.as_str(), "replace"),
+                )
+                .await
+            }
+        };
+        match request {
+            Request::DaemonReload => {
+                bus.call_method(Some(SYSTEMD), MANAGER_PATH, Some(MANAGER), "Reload", &())
+                    .await
+                    .map_err(err)?;
+                Ok(())
+            }
+            Request::Start(unit) | Request::Stop(unit) => {
+                let method = if matches!(request, Request::Start(_)) {
+                    "StartUnit"
+                } else {
+                    "StopUnit"
+                };
+                let job: OwnedObjectPath = call(method, unit)
+                    .await
+                    .map_err(err)?
+                    .body()
+                    .deserialize()
+                    .map_err(err)?;
+                wait_for_job(&bus, &job).await.map_err(err)?;
+                let state = active_state(&bus, unit).await.map_err(err)?;
+                if state == "failed" {
+                    return Err(SystemdError {
+                        request: request.to_string(),
+                        msg: format!("{unit} failed (see journalctl -u {unit})"),
+                    });
+                }
+                Ok(())
+            }
+            Request::TryRestart(unit) => {
+                call("TryRestartUnit", unit).await.map_err(err)?;
+                Ok(())
+            }
+            Request::ReloadNetworkd => {
+                let reply = bus
+                    .call_method(
+                        Some("org.freedesktop.network1"),
+                        "/org/freedesktop/network1",
+                        Some("org.freedesktop.network1.Manager"),
+                        "Reload",
+                        &(),
+                    )
+                    .await;
+                match reply {
+                    Ok(_) => Ok(()),
+                    // networkd is not running (e.g. early at boot): it reads the files when it starts.
+                    Err(zbus::Error::MethodError(name, _, _))
+                        if name.as_str().ends_with("ServiceUnknown")
+                            || name.as_str().ends_with("NameHasNoOwner") =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(err(e)),
+                }
+            }
+        }
+    })
+}
+
+async fn property(
+    bus: &zbus::Connection,
+    path: &str,
+    interface: &str,
+    name: &str,
+) -> zbus::Result<OwnedVariant> {
+    let reply = bus
+        .call_method(
+            Some(SYSTEMD),
+            path,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(interface, name),
+        )
+        .await?;
+    reply.body().deserialize()
+}
+
+/// Poll until the job object is gone (it disappears when the job finishes).
+async fn wait_for_job(bus: &zbus::Connection, job: &OwnedObjectPath) -> zbus::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < JOB_TIMEOUT {
+        match property(bus, job.as_str(), "org.freedesktop.systemd1.Job", "State").await {
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => return Ok(()),
+        }
+    }
+    Err(zbus::Error::Failure(format!(
+        "job {} did not finish in {JOB_TIMEOUT:?}",
+        job.as_str()
+    )))
+}
+
+async fn active_state(bus: &zbus::Connection, unit: &str) -> zbus::Result<String> {
+    let reply = bus
+        .call_method(
+            Some(SYSTEMD),
+            MANAGER_PATH,
+            Some(MANAGER),
+            "LoadUnit",
+            &(unit,),
+        )
+        .await?;
+    let path: OwnedObjectPath = reply.body().deserialize()?;
+    let value = property(
+        bus,
+        path.as_str(),
+        "org.freedesktop.systemd1.Unit",
+        "ActiveState",
+    )
+    .await?;
+    String::try_from(value).map_err(|e| zbus::Error::Failure(e.to_string()))
+}
