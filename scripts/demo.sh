@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# A tour of srvctl on a scratch root: no root privileges, no systemd calls, nothing outside
+# the scratch directory is touched.
+#
+#   bash scripts/demo.sh [DIR]      # DIR defaults to a new temporary directory
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== building srvctl (release)"
+cargo build --release --locked --bins
+bin=$PWD/target/release
+
+root=${1:-$(mktemp -d -t srvctl-demo.XXXXXX)}
+mkdir -p "$root/etc/srvctl"
+cp example-conf/clusters.json "$root/etc/srvctl/clusters.json"
+export SRVCTL_ROOT=$root SRVCTL_HOSTNAME=h1.example.net
+
+run() { printf '\n$ %s\n' "$*"; "$@"; }
+
+run "$bin/sc" add-reseller alice
+run "$bin/sc" add-user bob --reseller alice
+run "$bin/sc" add-ve web.example.com --user bob
+run "$bin/sc" add-ve shop.example.com --user bob
+run "$bin/sc" add-ve alpha.ve
+run "$bin/sc" put container shop.example.com memory_max 512M
+run "$bin/sc" status
+run "$bin/sc" get container web.example.com ip
+run "$bin/sc" out container web.example.com
+run "$bin/sc" regenerate
+run "$bin/sc" regenerate
+mkdir -p "$root/run/systemd/generator"
+run "$bin/srvctl-generator" "$root/run/systemd/generator" "$root/run/systemd/generator.early" "$root/run/systemd/generator.late"
+
+printf '\n== generated files under %s\n' "$root"
+(cd "$root" && find run etc -type f -o -type l | sort)
+printf '\n== %s\n' "run/systemd/nspawn/web.example.com.nspawn"
+cat "$root/run/systemd/nspawn/web.example.com.nspawn"
+printf '\n== the audit log\n'
+cat "$root/var/lib/srvctl/audit.log"
+printf '\nThe scratch root stays in %s for you to look at.\n' "$root"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install srvctl where Fedora and Debian expect it; DESTDIR and PREFIX aware, so a
+# distribution package can be built from it:
+#
+#   scripts/install.sh                      # build (release) and install into /
+#   DESTDIR=/tmp/pkg scripts/install.sh     # stage into a package root
+#   PREFIX=/usr/local scripts/install.sh
+#   SRVCTL_BIN_DIR=target/release scripts/install.sh   # install binaries built elsewhere
+#
+# What goes where (PREFIX=/usr):
+#   /usr/bin/sc, /usr/bin/srvctl, /usr/bin/srvctl-regenerate
+#   /usr/lib/systemd/system-generators/srvctl-generator
+#   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
+#   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
+#                                          overridden by /etc/srvctl/templates/NAME
+#   /usr/share/doc/srvctl/example-conf/*
+#   /usr/share/man/man1/sc.1, bash/zsh/fish completion
+#   /etc/srvctl/ (0755), /var/lib/srvctl/ (0755)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr}
+bin_dir=${SRVCTL_BIN_DIR:-}
+
+if [ -z "$bin_dir" ]; then
+    echo "install: building release binaries…"
+    cargo build --release --locked --manifest-path "$here/Cargo.toml" --bins
+    bin_dir="$here/target/release"
+fi
+
+unit_dir=$PREFIX/lib/systemd/system
+generator_dir=$PREFIX/lib/systemd/system-generators
+share=$PREFIX/share
+
+install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
+    "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
+    "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
+    "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
+    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl"
+
+install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
+install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
+for unit in "$here"/units/*; do
+    sed "s|/usr/bin/|$PREFIX/bin/|g" "$unit" > "$DESTDIR$unit_dir/$(basename "$unit")"
+    chmod 0644 "$DESTDIR$unit_dir/$(basename "$unit")"
+done
+install -m 0644 "$here"/templates/* "$DESTDIR$share/srvctl/templates/"
+install -m 0644 "$here"/example-conf/* "$DESTDIR$share/doc/srvctl/example-conf/"
+
+"$bin_dir/sc" man > "$DESTDIR$share/man/man1/sc.1"
+"$bin_dir/sc" completion bash > "$DESTDIR$share/bash-completion/completions/sc"
+"$bin_dir/sc" completion zsh > "$DESTDIR$share/zsh/site-functions/_sc"
+"$bin_dir/sc" completion fish > "$DESTDIR$share/fish/vendor_completions.d/sc.fish"
+
+echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    echo "install: systemd reloaded; next: write /etc/srvctl/clusters.json (see $share/doc/srvctl/example-conf)"
+fi

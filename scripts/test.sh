@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up and run every check of srvctl: formatting, lints, unit and integration tests
+# (root-only tests drive real systemd-analyze, openvpn and systemd-networkd), and the
+# end-to-end test in a real systemd host when it is present.
+#
+#   bash scripts/test.sh          # everything
+#   SRVCTL_SKIP_E2E=1 bash scripts/test.sh   # without the host-in-a-box test
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+bash scripts/test-deps.sh
+
+step "rust components"
+for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+if [ -z "${SRVCTL_SKIP_E2E:-}" ] && [ -f tests/e2e/host-in-a-box.sh ]; then
+    step "end to end: host in a box"
+    bash tests/e2e/host-in-a-box.sh
+fi
