@@ -363,6 +363,15 @@ impl State {
         out
     }
 
+    /// The set-aside records of `section`, as found: the numbers they hold (addresses, UIDs,
+    /// indexes) stay reserved, so repairing a record by hand never makes it clash.
+    pub fn set_aside_records(&self, section: Section) -> impl Iterator<Item = &Map<String, Value>> {
+        self.set_aside
+            .iter()
+            .filter(move |s| s.section == section)
+            .filter_map(|s| s.raw.as_object())
+    }
+
     /// The reseller with that id.
     pub fn reseller_by_id(&self, id: ResellerId) -> Option<(&AccountName, &Reseller)> {
         self.resellers.iter().find(|(_, r)| r.id == id)

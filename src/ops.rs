@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::cluster::Host;
-use crate::model::{Container, Owner, Reseller, State, User};
+use crate::model::{Container, Owner, Reseller, Section, State, User};
 use crate::names::{AccountName, ContainerName, NameError};
 use crate::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
 use crate::settings::{self, ContainerSettings, SettingError};
@@ -122,7 +122,14 @@ fn taken(state: &State, name: &AccountName) -> Result<(), OpError> {
 
 /// The UID for a new account at (R, U): the plan's id, unless an imported account holds it.
 fn free_account_id(state: &State, reseller: ResellerId, index: UserIndex) -> Result<u32, OpError> {
-    let used = |id: u32| state.users.values().any(|u| u.uid == id || u.gid == id);
+    let held: Vec<u64> = state
+        .set_aside_records(Section::Users)
+        .flat_map(|r| ["uid", "gid"].map(|k| r.get(k).and_then(serde_json::Value::as_u64)))
+        .flatten()
+        .collect();
+    let used = |id: u32| {
+        held.contains(&u64::from(id)) || state.users.values().any(|u| u.uid == id || u.gid == id)
+    };
     let derived = plan::account_id(reseller, index);
     if !used(derived) {
         return Ok(derived);
@@ -218,12 +225,21 @@ pub fn add_user(
     let (reseller_name, reseller_id) =
         find_reseller(state, reseller.unwrap_or(crate::model::OPERATOR))?;
     taken(state, &name)?;
+    let held: Vec<u64> = state
+        .set_aside_records(Section::Users)
+        .filter(|r| {
+            r.get("reseller_id").and_then(serde_json::Value::as_u64)
+                == Some(reseller_id.get().into())
+        })
+        .filter_map(|r| r.get("index")?.as_u64())
+        .collect();
     let index = UserIndex::assignable()
         .find(|i| {
-            !state
-                .users
-                .values()
-                .any(|u| u.reseller_id == reseller_id && u.index == *i)
+            !held.contains(&u64::from(i.get()))
+                && !state
+                    .users
+                    .values()
+                    .any(|u| u.reseller_id == reseller_id && u.index == *i)
         })
         .ok_or_else(|| {
             OpError::Exhausted(format!(
@@ -282,10 +298,16 @@ pub fn add_container(
         reseller,
         user,
     };
+    // A set-aside record keeps its address: handing it out again would clash once it is fixed.
+    let set_aside = state
+        .set_aside_records(Section::Containers)
+        .filter_map(|r| r.get("ip")?.as_str()?.parse().ok())
+        .filter_map(Bridge::of_container_address);
     let used: std::collections::HashSet<ContainerNumber> = state
         .containers
         .values()
         .filter_map(Container::slot)
+        .chain(set_aside)
         .filter(|(b, _)| *b == bridge)
         .map(|(_, n)| n)
         .collect();

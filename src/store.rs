@@ -82,6 +82,7 @@ impl Writer {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
+        remove_stale_temp_files(&dir);
         let path = paths.datastore();
         let (state, original) = read_bytes(&path)?;
         Ok((
@@ -103,6 +104,21 @@ impl Writer {
         write_atomic(&self.path, &bytes, 0o644)?;
         self.original = Some(bytes);
         Ok(true)
+    }
+}
+
+/// Remove temp files left by writers that were killed. Called under the writer lock, when no
+/// other writer can be between creating and renaming its temp file.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".datastore.json.tmp.") {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -150,6 +166,17 @@ mod tests {
             .filter(|n| n.to_string_lossy().contains(".tmp."))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn temp_files_of_killed_writers_are_removed_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(dir.path());
+        fs::create_dir_all(paths.state_dir()).unwrap();
+        let stale = paths.state_dir().join(".datastore.json.tmp.999999");
+        fs::write(&stale, b"half a docu").unwrap();
+        let (_w, _) = Writer::lock(&paths).unwrap();
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -25,8 +25,17 @@ pub enum Kind {
 /// The fields of one record, in a stable order: computed ones first, then stored extras.
 pub type Fields = Vec<(String, String)>;
 
+/// Add the stored fields this build does not know. Only lower-case names that no computed
+/// field has are shown, so a hand-edited field can never pose as `ip` or, once sourced from
+/// `sc out`, as an environment variable such as `PATH`.
 fn extras(fields: &mut Fields, extra: &Map<String, Value>) {
     for (k, v) in extra {
+        let plain = k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !plain || fields.iter().any(|(known, _)| known == k) {
+            continue;
+        }
         let text = match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),

@@ -338,7 +338,9 @@ fn get(
     if field == "exist" || field == "exists" {
         return match record_fields(inv, kind, name) {
             Ok(_) => out.value("true"),
-            Err(f) if f.message.starts_with("no ") => out.value("false"),
+            Err(f) if f.message.starts_with("no ") || f.message.contains(" name ") => {
+                out.value("false")
+            }
             Err(f) => Err(f),
         };
     }
