@@ -99,6 +99,8 @@ pub struct ContainerAdded {
     pub user: String,
     /// Its host.
     pub host: String,
+    /// The image its root filesystem comes from.
+    pub image: String,
 }
 
 /// A record was removed.
@@ -341,6 +343,7 @@ pub fn add_container(
         gateway: bridge.gateway(),
         user: owner.to_string(),
         host: host.name.clone(),
+        image: crate::image::DEFAULT_IMAGE.into(),
     })
 }
 

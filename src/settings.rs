@@ -38,7 +38,11 @@ pub struct ContainerSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_port: Option<u16>,
     /// systemd MemoryMax= of the container's unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "size_on_load"
+    )]
     pub memory_max: Option<String>,
     /// systemd CPUWeight= of the container's unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,8 +54,37 @@ pub struct ContainerSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
     /// Base image the root filesystem came from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "image_on_load"
+    )]
     pub image: Option<String>,
+}
+
+/// A text setting read from the datastore must pass the check `sc put` applies: a hand-edited
+/// value such as `"512M\nExecStartPre=…"` would otherwise reach a unit file. A failure sets
+/// the whole record aside.
+fn checked_on_load<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+    ok: fn(&str) -> bool,
+) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(raw) if !ok(&raw) => Err(serde::de::Error::custom(format!(
+            "invalid value {} for {key}",
+            shown(&raw)
+        ))),
+        value => Ok(value),
+    }
+}
+
+fn size_on_load<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked_on_load(d, "memory_max", is_size)
+}
+
+fn image_on_load<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked_on_load(d, "image", is_image)
 }
 
 /// Keys of [`ContainerSettings`] with what each expects.
@@ -243,6 +276,21 @@ mod tests {
         ));
         s.set("http_port", None).unwrap();
         assert_eq!(s.http_port, None);
+    }
+
+    #[test]
+    fn hand_edited_settings_are_checked_on_load() {
+        let load = |v: serde_json::Value| serde_json::from_value::<ContainerSettings>(v);
+        assert_eq!(
+            load(serde_json::json!({"memory_max": "512M", "image": "debian-13"}))
+                .unwrap()
+                .memory_max
+                .as_deref(),
+            Some("512M")
+        );
+        assert!(load(serde_json::json!({"memory_max": null})).is_ok());
+        assert!(load(serde_json::json!({"memory_max": "512M\n[Service]"})).is_err());
+        assert!(load(serde_json::json!({"image": "x\nBind=/"})).is_err());
     }
 
     #[test]

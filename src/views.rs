@@ -1,6 +1,8 @@
 //! Read-only views of the datastore: the fields `sc get` and `sc out` show, and the rows of
 //! `sc status`.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -8,6 +10,8 @@ use crate::cluster::Clusters;
 use crate::model::{OPERATOR, Owner, State};
 use crate::names::{AccountName, ContainerName};
 use crate::ops::OpError;
+use crate::render::generator::container_unit;
+use crate::system::systemd::UnitState;
 
 /// What kind of record a view is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -188,10 +192,43 @@ pub struct StatusRow {
     pub host: String,
     /// Its address.
     pub ip: String,
+    /// `running`, `starting`, `stopping`, `stopped`, `failed`; `elsewhere` for a container of
+    /// another host; `unknown` when systemd was not asked (under `--root`).
+    pub state: String,
+    /// Since when it is in that state (RFC 3339), if known.
+    pub since: Option<String>,
 }
 
-/// Every container, by name.
-pub fn status(state: &State) -> Vec<StatusRow> {
+/// What systemd says about the container units of this host, by unit name; `None` when
+/// systemd was not asked.
+pub type Live = Option<HashMap<String, UnitState>>;
+
+fn live_state(live: &Live, here: bool, unit: &str) -> (String, Option<String>) {
+    let Some(units) = live else {
+        return ("unknown".into(), None);
+    };
+    if !here {
+        return ("elsewhere".into(), None);
+    }
+    let Some(u) = units.get(unit) else {
+        return ("stopped".into(), None);
+    };
+    let state = match u.active.as_str() {
+        "active" => "running",
+        "activating" => "starting",
+        "deactivating" => "stopping",
+        "inactive" => "stopped",
+        other => other,
+    };
+    let since = (u.since_usec > 0)
+        .then(|| jiff::Timestamp::from_microsecond(u.since_usec as i64).ok())
+        .flatten()
+        .map(|t| t.to_string());
+    (state.into(), since)
+}
+
+/// Every container, by name, with its live state on `hostname`.
+pub fn status(state: &State, hostname: &str, live: &Live) -> Vec<StatusRow> {
     state
         .containers
         .iter()
@@ -200,12 +237,15 @@ pub fn status(state: &State) -> Vec<StatusRow> {
                 .owner_slot(&c.user)
                 .map(|(r, _)| reseller_name(state, r))
                 .unwrap_or_default();
+            let (run, since) = live_state(live, c.host == hostname, &container_unit(name));
             StatusRow {
                 name: name.to_string(),
                 user: c.user.to_string(),
                 reseller,
                 host: c.host.clone(),
                 ip: c.ip.to_string(),
+                state: run,
+                since,
             }
         })
         .collect()
@@ -214,6 +254,57 @@ pub fn status(state: &State) -> Vec<StatusRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_states_are_joined() {
+        let mut state = State::default();
+        let c = crate::cluster::Clusters::parse(
+            std::path::Path::new("c.json"),
+            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+        )
+        .unwrap();
+        for (host, name) in [
+            ("h1.test", "a.ve"),
+            ("h1.test", "b.ve"),
+            ("h2.test", "c.ve"),
+        ] {
+            let ctx = crate::ops::Context {
+                host: c.host(host),
+                hostname: host,
+                caller: "root",
+                now: "t",
+            };
+            crate::ops::add_container(&mut state, &ctx, name, None).unwrap();
+        }
+        let units = HashMap::from([(
+            "systemd-nspawn@a.ve.service".to_string(),
+            UnitState {
+                name: "systemd-nspawn@a.ve.service".into(),
+                active: "active".into(),
+                sub: "running".into(),
+                since_usec: 1_700_000_000_000_000,
+            },
+        )]);
+        let rows = status(&state, "h1.test", &Some(units));
+        let states: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a.ve", "running"),
+                ("b.ve", "stopped"),
+                ("c.ve", "elsewhere")
+            ]
+        );
+        assert_eq!(rows[0].since.as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert!(
+            status(&state, "h1.test", &None)
+                .iter()
+                .all(|r| r.state == "unknown")
+        );
+    }
 
     #[test]
     fn shell_quoting_survives_hostile_values() {

@@ -50,6 +50,9 @@ pub struct Placement {
     /// Owner of the container (default: the operator, root).
     #[arg(long, short, value_name = "USER")]
     pub user: Option<String>,
+    /// Image its root filesystem is cloned from (default: debian).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 /// The commands.
@@ -149,8 +152,13 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Expand the datastore into this host's configuration now (srvctl-regenerate).
-    Regenerate,
+    /// Expand the datastore into this host's configuration now (srvctl-regenerate), or build
+    /// a base image: `sc regenerate rootfs [debian|fedora]`.
+    Regenerate {
+        /// What to regenerate instead of the configuration.
+        #[command(subcommand)]
+        what: Option<RegenerateWhat>,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -158,6 +166,21 @@ pub enum Command {
     },
     /// Print the manual page (roff).
     Man,
+    /// Act on one container: `sc NAME status|start|stop|restart|enable|disable|kill|shell`,
+    /// `sc NAME exec CMD…`; the shorthands `?`, `+`, `-`, `!` stand for status, start, stop,
+    /// restart (also as `sc + NAME`).
+    #[command(external_subcommand)]
+    Container(Vec<String>),
+}
+
+/// What `sc regenerate` can build besides the configuration.
+#[derive(Debug, Subcommand)]
+pub enum RegenerateWhat {
+    /// Build (or rebuild) a base image that site containers are cloned from.
+    Rootfs {
+        /// debian (default) or fedora.
+        image: Option<String>,
+    },
 }
 
 impl Command {

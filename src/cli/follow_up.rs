@@ -1,44 +1,117 @@
-//! What `sc` asks systemd after a change has been written: re-run the generator, expand the
-//! configuration, and start or stop the container concerned.
+//! What `sc` does after a change has been written: make or remove the container's root
+//! filesystem, re-run the generator (daemon-reload), expand the configuration
+//! (srvctl-regenerate), and start or stop the container.
 
+use std::time::Instant;
+
+use super::Failure;
 use super::output::Report;
+use crate::names::ContainerName;
 use crate::paths::Paths;
 use crate::render::generator::container_unit;
-use crate::system::Request;
+use crate::rootfs;
+use crate::system::{Request, System};
 
-/// Where systemd-nspawn@.service looks for a container's root filesystem.
-pub fn machine_dir(paths: &Paths, name: &str) -> std::path::PathBuf {
-    paths.host(&format!("/var/lib/machines/{name}"))
+/// One step after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Clone the container's root filesystem from its image, unless it has one.
+    Provision {
+        /// The container.
+        name: ContainerName,
+        /// Its image.
+        image: String,
+    },
+    /// Remove the container's root filesystem.
+    RemoveRootfs(ContainerName),
+    /// Start the container's unit if it has a root filesystem.
+    StartContainer(ContainerName),
+    /// Ask systemd.
+    Systemd(Request),
 }
 
-/// The requests that follow `report`, and notes for the operator.
-pub fn requests(report: &Report, paths: &Paths) -> (Vec<Request>, Vec<String>) {
-    let regenerate = Request::Start(super::regenerate::UNIT.into());
-    let mut notes = Vec::new();
-    let requests = match report {
-        Report::Container(c) => {
-            let mut r = vec![Request::DaemonReload, regenerate];
-            if machine_dir(paths, c.name.as_str()).is_dir() {
-                r.push(Request::Start(container_unit(&c.name)));
-            } else {
-                notes.push(format!(
-                    "{} has no root filesystem yet ({}); it starts once one is there",
-                    c.name,
-                    machine_dir(paths, c.name.as_str()).display()
-                ));
-            }
-            r
-        }
+fn regenerate() -> Step {
+    Step::Systemd(Request::Start(super::regenerate::UNIT.into()))
+}
+
+/// The steps that follow `report`.
+pub fn steps(report: &Report) -> Vec<Step> {
+    match report {
+        Report::Container(c) => vec![
+            Step::Provision {
+                name: c.name.clone(),
+                image: c.image.clone(),
+            },
+            Step::Systemd(Request::DaemonReload),
+            regenerate(),
+            Step::StartContainer(c.name.clone()),
+        ],
         Report::Removed(r) if r.kind == "container" => {
-            let name = crate::names::ContainerName::new(&r.name).expect("removed, so valid");
+            let name = ContainerName::new(&r.name).expect("removed, so valid");
             vec![
-                Request::Stop(container_unit(&name)),
-                Request::DaemonReload,
-                regenerate,
+                Step::Systemd(Request::Stop(container_unit(&name))),
+                Step::RemoveRootfs(name),
+                Step::Systemd(Request::DaemonReload),
+                regenerate(),
             ]
         }
-        Report::Set { .. } | Report::Import(_) => vec![Request::DaemonReload, regenerate],
-        Report::Reseller(_) | Report::User(_) | Report::Removed(_) => vec![regenerate],
-    };
-    (requests, notes)
+        Report::Set { .. } | Report::Import(_) => {
+            vec![Step::Systemd(Request::DaemonReload), regenerate()]
+        }
+        Report::Reseller(_) | Report::User(_) | Report::Removed(_) => vec![regenerate()],
+    }
+}
+
+/// Perform `steps` in order; notes for the operator go to stderr.
+pub fn perform(system: &dyn System, paths: &Paths, steps: &[Step]) -> Result<(), Failure> {
+    for step in steps {
+        match step {
+            Step::Provision { name, image } => provision(system, paths, name, image)?,
+            Step::RemoveRootfs(name) => {
+                rootfs::remove_container(system, paths, name).map_err(|e| {
+                    Failure::from(format!("removing the root filesystem of {name}: {e}"))
+                })?
+            }
+            Step::StartContainer(name) => {
+                if rootfs::machine_dir(paths, name).is_dir() {
+                    system.systemd(&Request::Start(container_unit(name)))?;
+                }
+            }
+            Step::Systemd(request) => system.systemd(request)?,
+        }
+    }
+    Ok(())
+}
+
+/// Make the root filesystem of `name` from `image` unless it exists.
+pub fn provision(
+    system: &dyn System,
+    paths: &Paths,
+    name: &ContainerName,
+    image: &str,
+) -> Result<(), Failure> {
+    let dest = rootfs::machine_dir(paths, name);
+    if dest.exists() {
+        return Ok(());
+    }
+    let source = crate::image::image_dir(paths, image);
+    if !source.is_dir() {
+        eprintln!(
+            "sc: note: image {image} is not built ({}); run `sc regenerate rootfs {image}`, then `sc {name} start`",
+            source.display()
+        );
+        return Ok(());
+    }
+    let start = Instant::now();
+    let method = rootfs::clone(system, &source, &dest)
+        .and_then(|m| rootfs::personalise(system, &dest, name).map(|()| m))
+        .map_err(|e| {
+            let _ = rootfs::remove(system, &dest);
+            Failure::from(format!("creating the root filesystem of {name}: {e}"))
+        })?;
+    eprintln!(
+        "sc: {name}: root filesystem from image {image} by {method} in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

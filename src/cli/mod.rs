@@ -1,6 +1,7 @@
 //! The `sc` program: parse, check privilege, run one command, print, audit.
 
 mod args;
+mod container;
 mod follow_up;
 mod output;
 mod regenerate;
@@ -20,7 +21,7 @@ use crate::model::State;
 use crate::ops::{self, Context};
 use crate::paths::Paths;
 use crate::store::{self, Writer};
-use crate::system::{Local, System};
+use crate::system::Local;
 use crate::views::{self, Kind};
 use output::Output;
 
@@ -35,8 +36,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure already reported (e.g. by a program whose exit code is passed through).
+    fn silent(code: u8) -> Self {
+        Self {
+            message: String::new(),
+            code,
+        }
+    }
+
     /// Print the failure as one line on stderr and turn it into the exit status.
     fn exit(self, program: &str) -> ExitCode {
+        if self.message.is_empty() {
+            return ExitCode::from(self.code);
+        }
         eprintln!("{program}: error: {}", self.message.replace('\n', " "));
         ExitCode::from(self.code)
     }
@@ -165,8 +177,26 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             let fields = record_fields(inv, *kind, name)?;
             out.shell(*kind, &fields)
         }
-        Command::Status => out.status(&views::status(&store::read(&inv.paths)?)),
-        Command::Regenerate => regenerate::sc_regenerate(&inv.paths, out),
+        Command::Status => {
+            let live = if inv.paths.root().is_some() {
+                None
+            } else {
+                container::live_states(&Local::new(false))?
+            };
+            out.status(&views::status(
+                &store::read(&inv.paths)?,
+                &inv.hostname,
+                &live,
+            ))
+        }
+        Command::Regenerate { what: None } => regenerate::sc_regenerate(&inv.paths, out),
+        Command::Regenerate {
+            what: Some(args::RegenerateWhat::Rootfs { image }),
+        } => regenerate::rootfs(inv, out, image.as_deref()),
+        Command::Container(args) => {
+            let (name, action) = container::parse(args)?;
+            container::act(inv, out, &name, action)
+        }
         Command::ImportV3 { dir, dry_run } => {
             let clusters = inv.clusters()?;
             change(inv, out, *dry_run, |state, ctx| {
@@ -221,12 +251,14 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
             name,
             placement,
             ..
-        } => Report::Container(ops::add_container(
-            state,
-            ctx,
-            name,
-            placement.user.as_deref(),
-        )?),
+        } => {
+            let mut added = ops::add_container(state, ctx, name, placement.user.as_deref())?;
+            if let Some(image) = &placement.image {
+                ops::put_container(state, added.name.as_str(), "image", Some(image))?;
+                added.image = image.clone();
+            }
+            Report::Container(added)
+        }
         Command::DestroyVe { name }
         | Command::Del {
             kind: NewKind::Container,
@@ -262,7 +294,8 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
         Command::Get { .. }
         | Command::Out { .. }
         | Command::Status
-        | Command::Regenerate
+        | Command::Regenerate { .. }
+        | Command::Container(_)
         | Command::ImportV3 { .. }
         | Command::Completion { .. }
         | Command::Man => {
@@ -299,17 +332,9 @@ fn change(
                 return Ok(());
             }
             inv.audit("ok");
-            let (requests, notes) = follow_up::requests(&report, &inv.paths);
-            for note in notes {
-                eprintln!("sc: note: {note}");
-            }
             let system = Local::new(inv.paths.root().is_some());
-            for request in &requests {
-                system
-                    .systemd(request)
-                    .map_err(|e| Failure::from(format!("the datastore is updated, but {e}")))?;
-            }
-            Ok(())
+            follow_up::perform(&system, &inv.paths, &follow_up::steps(&report))
+                .map_err(|f| Failure::from(format!("the datastore is updated, but {}", f.message)))
         }
         Err(f) => {
             inv.audit(&format!("error: {}", f.message));

@@ -125,11 +125,23 @@ impl Output {
         if self.json {
             return self.json(&rows);
         }
-        let table: Vec<[&str; 5]> = rows
+        let table: Vec<[&str; 7]> = rows
             .iter()
-            .map(|r| [r.name.as_str(), &r.user, &r.reseller, &r.host, &r.ip])
+            .map(|r| {
+                [
+                    r.name.as_str(),
+                    &r.user,
+                    &r.reseller,
+                    &r.host,
+                    &r.ip,
+                    &r.state,
+                    r.since.as_deref().unwrap_or("-"),
+                ]
+            })
             .collect();
-        let header = ["NAME", "USER", "RESELLER", "HOST", "ADDRESS"];
+        let header = [
+            "NAME", "USER", "RESELLER", "HOST", "ADDRESS", "STATE", "SINCE",
+        ];
         let mut widths = header.map(str::len);
         for row in &table {
             for (w, cell) in widths.iter_mut().zip(row) {

@@ -50,6 +50,23 @@ pub fn sc_regenerate(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
     ))
 }
 
+/// `sc regenerate rootfs [IMAGE]`: build a base image.
+pub fn rootfs(
+    inv: &super::Invocation,
+    out: &mut Output,
+    image: Option<&str>,
+) -> Result<(), Failure> {
+    let image = image.unwrap_or(crate::image::DEFAULT_IMAGE);
+    let system = Local::new(inv.paths.root().is_some());
+    let took = crate::image::build(&system, &inv.paths, image)?;
+    inv.audit("ok");
+    out.value(&format!(
+        "image {image} built in {:.0} s at {}",
+        took.as_secs_f64(),
+        crate::image::image_dir(&inv.paths, image).display()
+    ))
+}
+
 /// Entry point of the `srvctl-regenerate` program.
 pub fn regenerate_main() -> ExitCode {
     let args = match Args::try_parse() {

@@ -109,9 +109,12 @@ pub fn render(
     );
     for peer in peers {
         let pushed = mesh_address(me.hostnet, peer.hostnet);
+        let peer_containers = Ipv4Addr::new(10, 16 * peer.hostnet.get(), 0, 0);
+        // The peer's client tunnel carries its containers' packets too: without the iroute the
+        // server drops them ("bad source address from client").
         tree.file(
             format!("{ccd}/{}", peer.name),
-            format!("ifconfig-push {pushed} 255.255.255.0\n"),
+            format!("ifconfig-push {pushed} 255.255.255.0\niroute {peer_containers} 255.240.0.0\n"),
         );
         let client = Client {
             host: &me.name,
@@ -121,7 +124,7 @@ pub fn render(
             device: format!("sc-mesh-{}", peer.hostnet),
             address: mesh_address(peer.hostnet, me.hostnet),
             peer_address: mesh_address(peer.hostnet, peer.hostnet),
-            peer_containers: Ipv4Addr::new(10, 16 * peer.hostnet.get(), 0, 0),
+            peer_containers,
             tls: tls(),
         };
         tree.file(

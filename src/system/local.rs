@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::System;
-use super::systemd::{self, Request, SystemdError};
+use super::systemd::{self, Request, SystemdError, UnitState};
+use super::{CommandLine, System};
 
 /// The machine. With `dry_systemd`, systemd requests are printed to stderr instead of sent
 /// (used under `--root`).
@@ -101,6 +101,38 @@ impl System for Local {
             .mode(mode)
             .create(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+
+    fn remove_tree(&self, path: &Path) -> io::Result<()> {
+        missing_ok(fs::remove_dir_all(path)).map(drop)
+    }
+
+    fn run(&self, command: &CommandLine) -> io::Result<()> {
+        let out = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", command.program)))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Err(io::Error::other(format!(
+            "`{command}` failed ({}): {last}",
+            out.status
+        )))
+    }
+
+    fn unit_states(&self, pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
+        if self.dry_systemd {
+            return Ok(Vec::new());
+        }
+        systemd::unit_states(pattern)
     }
 
     fn systemd(&self, request: &Request) -> Result<(), SystemdError> {

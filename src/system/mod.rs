@@ -7,6 +7,8 @@ mod local;
 mod recording;
 pub mod systemd;
 
+use std::ffi::OsString;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -29,8 +31,44 @@ pub trait System {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Create a directory (and its parents) with `mode` for the last one.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Remove a directory tree; a missing one is fine.
+    fn remove_tree(&self, path: &Path) -> io::Result<()>;
+    /// Run a program to completion; a non-zero exit is an error carrying its stderr.
+    fn run(&self, command: &CommandLine) -> io::Result<()>;
     /// Ask systemd for something. Under a scratch root this prints what would be asked.
     fn systemd(&self, request: &Request) -> Result<(), systemd::SystemdError>;
+    /// The state of every loaded unit whose name matches `pattern` (a glob). Under a scratch
+    /// root there is no systemd to ask: the list is empty.
+    fn unit_states(&self, pattern: &str) -> Result<Vec<systemd::UnitState>, systemd::SystemdError>;
+}
+
+/// A program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+}
+
+impl CommandLine {
+    /// A program with arguments.
+    pub fn new(program: &str, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        Self {
+            program: program.to_owned(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for a in &self.args {
+            write!(f, " {}", a.to_string_lossy())?;
+        }
+        Ok(())
+    }
 }
 
 /// This host's name: `SRVCTL_HOSTNAME` when set (for tests), else the system's, lower-case.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::System;
-use super::systemd::{Request, SystemdError};
+use super::systemd::{Request, SystemdError, UnitState};
+use super::{CommandLine, System};
 
 /// What the recording system holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct Recording {
     pub requests: RefCell<Vec<Request>>,
     /// Every write, link and removal, in order.
     pub writes: RefCell<Vec<PathBuf>>,
+    /// Every program run, in order.
+    pub commands: RefCell<Vec<CommandLine>>,
+    /// What `unit_states` answers.
+    pub units: Vec<UnitState>,
 }
 
 impl System for Recording {
@@ -72,6 +76,27 @@ impl System for Recording {
             .borrow_mut()
             .insert(path.to_owned(), Node::Dir(mode));
         Ok(())
+    }
+
+    fn remove_tree(&self, path: &Path) -> io::Result<()> {
+        self.writes.borrow_mut().push(path.to_owned());
+        self.nodes.borrow_mut().retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn run(&self, command: &CommandLine) -> io::Result<()> {
+        self.commands.borrow_mut().push(command.clone());
+        Ok(())
+    }
+
+    fn unit_states(&self, pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
+        let prefix = pattern.trim_end_matches('*');
+        Ok(self
+            .units
+            .iter()
+            .filter(|u| u.name.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 
     fn systemd(&self, request: &Request) -> Result<(), SystemdError> {

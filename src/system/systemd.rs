@@ -16,6 +16,10 @@ pub enum Request {
     Stop(String),
     /// Restart a unit if it is running.
     TryRestart(String),
+    /// Restart a unit (start it if it is not running) and wait until its job is done.
+    Restart(String),
+    /// Send SIGKILL to every process of a unit.
+    Kill(String),
     /// Make systemd-networkd re-read its configuration, if it runs.
     ReloadNetworkd,
 }
@@ -27,6 +31,8 @@ impl fmt::Display for Request {
             Self::Start(u) => write!(f, "start {u}"),
             Self::Stop(u) => write!(f, "stop {u}"),
             Self::TryRestart(u) => write!(f, "try-restart {u}"),
+            Self::Restart(u) => write!(f, "restart {u}"),
+            Self::Kill(u) => write!(f, "kill {u}"),
             Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
         }
     }
@@ -75,11 +81,11 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     .map_err(err)?;
                 Ok(())
             }
-            Request::Start(unit) | Request::Stop(unit) => {
-                let method = if matches!(request, Request::Start(_)) {
-                    "StartUnit"
-                } else {
-                    "StopUnit"
+            Request::Start(unit) | Request::Stop(unit) | Request::Restart(unit) => {
+                let method = match request {
+                    Request::Start(_) => "StartUnit",
+                    Request::Stop(_) => "StopUnit",
+                    _ => "RestartUnit",
                 };
                 let job: OwnedObjectPath = call(method, unit)
                     .await
@@ -99,6 +105,18 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
             }
             Request::TryRestart(unit) => {
                 call("TryRestartUnit", unit).await.map_err(err)?;
+                Ok(())
+            }
+            Request::Kill(unit) => {
+                bus.call_method(
+                    Some(SYSTEMD),
+                    MANAGER_PATH,
+                    Some(MANAGER),
+                    "KillUnit",
+                    &(unit.as_str(), "all", 9i32),
+                )
+                .await
+                .map_err(err)?;
                 Ok(())
             }
             Request::ReloadNetworkd => {
@@ -179,4 +197,76 @@ async fn active_state(bus: &zbus::Connection, unit: &str) -> zbus::Result<String
     )
     .await?;
     String::try_from(value).map_err(|e| zbus::Error::Failure(e.to_string()))
+}
+
+/// The live state of one unit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnitState {
+    /// Unit name.
+    pub name: String,
+    /// `active`, `inactive`, `failed`, `activating`, …
+    pub active: String,
+    /// `running`, `dead`, `exited`, …
+    pub sub: String,
+    /// When it entered its current active state (µs since the epoch), if known.
+    pub since_usec: u64,
+}
+
+type ListedUnit = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// Every loaded unit matching `pattern`, with one D-Bus call for the list and one per active
+/// unit for its start time.
+pub fn unit_states(pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
+    let err = |e: zbus::Error| SystemdError {
+        request: format!("list units {pattern}"),
+        msg: e.to_string(),
+    };
+    zbus::block_on(async {
+        let bus = zbus::Connection::system().await.map_err(err)?;
+        let reply = bus
+            .call_method(
+                Some(SYSTEMD),
+                MANAGER_PATH,
+                Some(MANAGER),
+                "ListUnitsByPatterns",
+                &(Vec::<&str>::new(), vec![pattern]),
+            )
+            .await
+            .map_err(err)?;
+        let units: Vec<ListedUnit> = reply.body().deserialize().map_err(err)?;
+        let mut out = Vec::with_capacity(units.len());
+        for (name, _, _, active, sub, _, path, _, _, _) in units {
+            let since_usec = if active == "inactive" {
+                0
+            } else {
+                let value = property(
+                    &bus,
+                    path.as_str(),
+                    "org.freedesktop.systemd1.Unit",
+                    "ActiveEnterTimestamp",
+                )
+                .await
+                .map_err(err)?;
+                u64::try_from(value).unwrap_or_default()
+            };
+            out.push(UnitState {
+                name,
+                active,
+                sub,
+                since_usec,
+            });
+        }
+        Ok(out)
+    })
 }

@@ -1,0 +1,189 @@
+//! `sc NAME ACTION`: act on one container, srvctl 3 style.
+
+use std::process::Command;
+
+use super::output::{Output, Report};
+use super::{Failure, Invocation, follow_up};
+use crate::names::ContainerName;
+use crate::ops;
+use crate::render::generator::container_unit;
+use crate::store;
+use crate::system::{Local, Request, System};
+use crate::views;
+
+/// What to do with a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Show its status.
+    Status,
+    /// Start it (making its root filesystem first if it has none).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Restart it.
+    Restart,
+    /// Start it at boot again, and now.
+    Enable,
+    /// Keep it from starting at boot, and stop it.
+    Disable,
+    /// SIGKILL all its processes.
+    Kill,
+    /// A login shell inside.
+    Shell,
+    /// Run a command inside, passing its exit code through.
+    Exec(Vec<String>),
+}
+
+impl Action {
+    fn parse(word: &str, rest: &[String]) -> Option<Self> {
+        Some(match word {
+            "status" | "?" => Self::Status,
+            "start" | "+" => Self::Start,
+            "stop" | "-" => Self::Stop,
+            "restart" | "!" => Self::Restart,
+            "enable" => Self::Enable,
+            "disable" => Self::Disable,
+            "kill" => Self::Kill,
+            "shell" => Self::Shell,
+            "exec" if !rest.is_empty() => Self::Exec(rest.to_vec()),
+            _ => return None,
+        })
+    }
+}
+
+/// Parse `NAME [ACTION [ARGS…]]` or `ACTION NAME` (srvctl 3 accepted both orders).
+pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
+    let usage = || {
+        Failure::from(format!(
+            "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…)",
+            crate::names::shown(args.first().map(String::as_str).unwrap_or(""))
+        ))
+    };
+    match args {
+        [name] => Ok((
+            ContainerName::new(name).map_err(|_| usage())?,
+            Action::Status,
+        )),
+        [first, second, rest @ ..] => {
+            if let Ok(name) = ContainerName::new(first)
+                && let Some(action) = Action::parse(second, rest)
+            {
+                return Ok((name, action));
+            }
+            match (Action::parse(first, &[]), rest.is_empty()) {
+                (Some(action), true) if action != Action::Shell => {
+                    Ok((ContainerName::new(second)?, action))
+                }
+                _ => Err(usage()),
+            }
+        }
+        [] => Err(usage()),
+    }
+}
+
+/// Carry out `action` on `name`.
+pub fn act(
+    inv: &Invocation,
+    out: &mut Output,
+    name: &ContainerName,
+    action: Action,
+) -> Result<(), Failure> {
+    let state = store::read(&inv.paths)?;
+    let container = state
+        .containers
+        .get(name)
+        .ok_or_else(|| Failure::from(format!("no container named {name}")))?;
+    if container.host != inv.hostname && action != Action::Status {
+        return Err(Failure::from(format!(
+            "{name} lives on {}; run this there",
+            container.host
+        )));
+    }
+    let system = Local::new(inv.paths.root().is_some());
+    let unit = container_unit(name);
+    match action {
+        Action::Status => {
+            let live = live_states(&system)?;
+            let rows: Vec<_> = views::status(&state, &inv.hostname, &live)
+                .into_iter()
+                .filter(|r| r.name == name.as_str())
+                .collect();
+            return out.status(&rows);
+        }
+        Action::Start => {
+            let image = container
+                .settings
+                .image
+                .clone()
+                .unwrap_or_else(|| crate::image::DEFAULT_IMAGE.into());
+            follow_up::provision(&system, &inv.paths, name, &image)?;
+            system.systemd(&Request::Start(unit))?;
+        }
+        Action::Stop => system.systemd(&Request::Stop(unit))?,
+        Action::Restart => system.systemd(&Request::Restart(unit))?,
+        Action::Kill => system.systemd(&Request::Kill(unit))?,
+        Action::Enable | Action::Disable => {
+            let disable = action == Action::Disable;
+            super::change(inv, out, false, |state, _| {
+                let value = disable.then_some("true");
+                ops::put_container(state, name.as_str(), "disabled", value)?;
+                Ok(Report::Set {
+                    name: name.to_string(),
+                    key: "disabled".into(),
+                    value: value.map(str::to_owned),
+                })
+            })?;
+            let request = if disable {
+                Request::Stop(unit)
+            } else {
+                Request::Start(unit)
+            };
+            return Ok(system.systemd(&request)?);
+        }
+        Action::Shell => {
+            return interactive(
+                inv,
+                Command::new("machinectl").args(["shell", &format!("root@{name}")]),
+            );
+        }
+        Action::Exec(cmd) => {
+            let mut run = Command::new("systemd-run");
+            run.arg(format!("--machine={name}"))
+                .args([
+                    "--quiet",
+                    "--wait",
+                    "--pipe",
+                    "--collect",
+                    "--service-type=exec",
+                    "--",
+                ])
+                .args(&cmd);
+            return interactive(inv, &mut run);
+        }
+    }
+    inv.audit("ok");
+    out.value(&format!("{name}: done"))
+}
+
+/// Run an interactive program with this terminal; its exit code becomes ours.
+fn interactive(inv: &Invocation, cmd: &mut Command) -> Result<(), Failure> {
+    if inv.paths.root().is_some() {
+        eprintln!("would run: {cmd:?}");
+        return Ok(());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::from(format!("{}: {e}", cmd.get_program().to_string_lossy())))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => Err(Failure::silent(code.map_or(1, |c| c.clamp(1, 255) as u8))),
+    }
+}
+
+/// The live states of this host's container units; `None` when systemd is not asked.
+pub fn live_states(system: &dyn System) -> Result<views::Live, Failure> {
+    let units = system.unit_states("systemd-nspawn@*.service")?;
+    Ok(Some(
+        units.into_iter().map(|u| (u.name.clone(), u)).collect(),
+    ))
+}

@@ -1,0 +1,171 @@
+//! Container root filesystems: cloned from an image by the fastest means the storage offers,
+//! given their own identity, and removed without leftovers.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::names::ContainerName;
+use crate::paths::Paths;
+use crate::system::{CommandLine, System};
+
+/// How a root filesystem was made from its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloneMethod {
+    /// A btrfs snapshot of the image subvolume: instant, shares every block.
+    Snapshot,
+    /// A reflink copy (btrfs, xfs): new inodes, shared data blocks.
+    Reflink,
+    /// A plain copy.
+    Copy,
+}
+
+impl fmt::Display for CloneMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Snapshot => "btrfs snapshot",
+            Self::Reflink => "reflink copy",
+            Self::Copy => "plain copy",
+        })
+    }
+}
+
+/// Where systemd-nspawn@NAME.service looks for the container's root filesystem.
+pub fn machine_dir(paths: &Paths, name: &ContainerName) -> PathBuf {
+    paths.host(&format!("/var/lib/machines/{name}"))
+}
+
+/// The inode number of the root of every btrfs subvolume.
+const BTRFS_SUBVOLUME_INODE: u64 = 256;
+
+fn is_btrfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
+}
+
+fn is_subvolume(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    is_btrfs(path) && std::fs::metadata(path).is_ok_and(|m| m.ino() == BTRFS_SUBVOLUME_INODE)
+}
+
+/// Create an empty directory to build a root filesystem in: a subvolume on btrfs, so that
+/// containers can later be snapshots of it.
+pub fn make_dir(system: &dyn System, dir: &Path) -> std::io::Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    if is_btrfs(parent) {
+        system.run(&CommandLine::new(
+            "btrfs",
+            [
+                "subvolume".into(),
+                "create".into(),
+                dir.as_os_str().to_owned(),
+            ],
+        ))
+    } else {
+        system.create_dir(dir, 0o755)
+    }
+}
+
+/// Clone `image` to `dest` (which must not exist), by snapshot, reflink or plain copy.
+pub fn clone(system: &dyn System, image: &Path, dest: &Path) -> std::io::Result<CloneMethod> {
+    if let Some(parent) = dest.parent() {
+        system.create_dir(parent, 0o700)?;
+    }
+    if is_subvolume(image) && dest.parent().is_some_and(is_btrfs) {
+        let snapshot = CommandLine::new(
+            "btrfs",
+            [
+                "subvolume".into(),
+                "snapshot".into(),
+                image.as_os_str().to_owned(),
+                dest.as_os_str().to_owned(),
+            ],
+        );
+        if system.run(&snapshot).is_ok() {
+            return Ok(CloneMethod::Snapshot);
+        }
+    }
+    let copy = |reflink: &str| {
+        CommandLine::new(
+            "cp",
+            [
+                format!("--reflink={reflink}").into(),
+                "-a".into(),
+                image.as_os_str().to_owned(),
+                dest.as_os_str().to_owned(),
+            ],
+        )
+    };
+    if system.run(&copy("always")).is_ok() {
+        return Ok(CloneMethod::Reflink);
+    }
+    remove(system, dest)?;
+    system.run(&copy("never"))?;
+    Ok(CloneMethod::Copy)
+}
+
+/// A fresh random machine id: 32 lower-case hex digits.
+fn new_machine_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Give a fresh clone its own identity: machine id, hostname, no SSH host keys (made at its
+/// first boot), and a placeholder page naming the site.
+pub fn personalise(system: &dyn System, root: &Path, name: &ContainerName) -> std::io::Result<()> {
+    let write =
+        |rel: &str, text: String| system.write(&root.join(rel), text.as_bytes(), 0o644, true);
+    write("etc/machine-id", format!("{}\n", new_machine_id()?))?;
+    write("etc/hostname", format!("{name}\n"))?;
+    write(
+        "var/www/html/index.html",
+        format!(
+            "<!doctype html>\n<title>{name}</title>\n<h1>{name}</h1>\n<p>This site is hosted by srvctl and has no content yet.</p>\n"
+        ),
+    )?;
+    crate::image::remove_host_keys(system, root)
+}
+
+/// Remove a container's root filesystem and the journal link nspawn made for it on the host
+/// (`/var/log/journal/<machine-id>`).
+pub fn remove_container(
+    system: &dyn System,
+    paths: &Paths,
+    name: &ContainerName,
+) -> std::io::Result<()> {
+    let dir = machine_dir(paths, name);
+    if let Some(id) = system.read(&dir.join("etc/machine-id"))? {
+        let id = String::from_utf8_lossy(&id).trim().to_owned();
+        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let link = paths.host("/var/log/journal").join(&id);
+            if system.read_link(&link)?.is_some() {
+                system.remove(&link)?;
+            }
+        }
+    }
+    remove(system, &dir)
+}
+
+/// Remove a root filesystem (a btrfs subvolume or a directory tree); a missing one is fine.
+pub fn remove(system: &dyn System, dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if is_subvolume(dir) {
+        let delete = CommandLine::new(
+            "btrfs",
+            [
+                "subvolume".into(),
+                "delete".into(),
+                dir.as_os_str().to_owned(),
+            ],
+        );
+        if system.run(&delete).is_ok() {
+            return Ok(());
+        }
+    }
+    system.remove_tree(dir)
+}
