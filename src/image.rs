@@ -83,9 +83,11 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 ";
 
-/// Where image `name` lives.
+/// Where image `name` lives: beside the containers in /var/lib/machines (hidden from
+/// machinectl by the leading dot), so that a container can be a snapshot or a reflink copy of
+/// it, which only works inside one file system.
 pub fn image_dir(paths: &Paths, name: &str) -> PathBuf {
-    paths.host(&format!("/var/lib/srvctl/images/{name}"))
+    paths.host(&format!("/var/lib/machines/.srvctl-images/{name}"))
 }
 
 /// Building an image failed.

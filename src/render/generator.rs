@@ -33,6 +33,7 @@ pub fn mesh_unit(instance: &str) -> String {
 #[derive(Serialize)]
 struct DropIn<'a> {
     after: &'a [String],
+    bridge: String,
     start_timeout: u32,
     memory_max: Option<&'a str>,
     cpu_weight: Option<u32>,
@@ -62,8 +63,10 @@ pub fn render(
             b => &units[(b - 1) * STAGGER_BATCH..b * STAGGER_BATCH],
         };
         let s = &c.settings;
+        let (bridge, _) = c.slot().expect("loaded containers have plan addresses");
         let drop_in = DropIn {
             after,
+            bridge: bridge.interface(),
             start_timeout: START_TIMEOUT_SECS,
             memory_max: s.memory_max.as_deref(),
             cpu_weight: s.cpu_weight,

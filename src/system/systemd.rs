@@ -24,6 +24,14 @@ pub enum Request {
     ReloadNetworkd,
 }
 
+impl Request {
+    /// Whether the request only makes running services pick up new files, so that it is moot
+    /// when they do not run yet.
+    pub fn is_refresh(&self) -> bool {
+        matches!(self, Self::ReloadNetworkd | Self::TryRestart(_))
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -59,7 +67,13 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
         msg: e.to_string(),
     };
     zbus::block_on(async {
-        let bus = zbus::Connection::system().await.map_err(err)?;
+        let bus = match zbus::Connection::system().await {
+            Ok(bus) => bus,
+            // Early at boot (srvctl-regenerate runs before D-Bus) nothing that would need a
+            // reload or a restart runs yet: it reads the new files when it starts.
+            Err(_) if request.is_refresh() => return Ok(()),
+            Err(e) => return Err(err(e)),
+        };
         let call = |method: &'static str, unit: &str| {
             let bus = bus.clone();
             let unit = unit.to_owned();

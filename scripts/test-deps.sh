@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages the integration tests drive for real (run as root, before
+# `cargo test`; CI does). Idempotent and quick when everything is there: apt-get update and
+# apt-get install run only when a package is missing.
+#
+#   systemd            systemd-analyze verify (tests/systemd_verify.rs), systemd-networkd
+#                      (tests/networkd_netns.rs), the unit tree under /usr/lib/systemd/system
+#   systemd-container  systemd-nspawn and systemd-nspawn@.service (tests/systemd_verify.rs)
+#   openvpn            the host mesh tunnels (tests/openvpn_mesh.rs)
+#   iproute2           ip netns / ip link / ip addr (tests/openvpn_mesh.rs, networkd_netns.rs)
+#   iputils-ping       ping across the mesh (tests/openvpn_mesh.rs)
+#   nftables           nft, to read the masquerade rules networkd makes (tests/networkd_netns.rs)
+#   util-linux, mount  unshare, setpriv; mount (private mount namespaces of the tests)
+#   kmod               modprobe tun, when /dev/net/tun is missing
+set -euo pipefail
+
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod)
+
+missing=()
+for p in "${packages[@]}"; do
+    # Installed means "install ok installed", not merely known to dpkg (e.g. removed, config left).
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "test-deps: all present (${packages[*]})"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-deps: missing ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+
+echo "test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "test-deps: done"

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# End-to-end test of srvctl on a real systemd host: boots a Debian host in a box
+# (tests/e2e/lib/box.sh), installs srvctl into it with scripts/install.sh, creates two site
+# containers whose names share a 14-character prefix, checks that both boot and answer HTTP at
+# their plan addresses, reboots the host and checks they come back by themselves, destroys one
+# and checks nothing of it remains. Prints what it measured. Run as root:
+#
+#   bash tests/e2e/host-in-a-box.sh
+#
+# The host rootfs and the site image (built with `sc regenerate rootfs debian`) are cached
+# under /var/cache/srvctl-e2e.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/box.sh
+. "$repo/tests/e2e/lib/box.sh"
+
+fail() {
+    echo "host-in-a-box: FAIL: $*" >&2
+    box_sh 'sc status; journalctl -b --no-pager -n 60 -u "systemd-nspawn@*" -u srvctl-regenerate' >&2 || true
+    box_diag
+    exit 1
+}
+step() { echo "== $*" >&2; }
+declare -a figures=()
+figure() { figures+=("$1: $2"); }
+
+one=longsitenameaa-one.example.com
+two=longsitenameaa-two.example.com
+
+step "dependencies and the host rootfs"
+box_deps
+BOX_EXTRA_PACKAGES="busybox" box_rootfs
+
+step "srvctl release build"
+(cd "$repo" && cargo build --release --locked --bins)
+
+step "site image (sc regenerate rootfs debian, cached)"
+image_key=$(sha256sum < "$repo/src/image.rs" | cut -c1-16)
+image_root=/var/cache/srvctl-e2e/site-image-$image_key
+image=$image_root/var/lib/machines/.srvctl-images/debian
+if [ ! -d "$image" ]; then
+    rm -rf "$image_root.tmp"
+    mkdir -p "$image_root.tmp"
+    t=${EPOCHREALTIME/./}
+    "$repo/target/release/sc" --root "$image_root.tmp" regenerate rootfs debian
+    figure "site image build" "$(box_elapsed "$t") s"
+    rm -rf "$image_root"
+    mv -T "$image_root.tmp" "$image_root"
+else
+    figure "site image build" "cached"
+fi
+[ -f "$image/etc/systemd/system/srvctl-site.service" ] || fail "the site image has no srvctl-site.service"
+
+step "boot h1.test"
+box_start h1.test
+figure "host boot" "$BOX_BOOT_SECONDS s"
+
+step "install srvctl with scripts/install.sh"
+stage=$(mktemp -d)
+box_defer rm -rf "$stage"
+mkdir -p "$stage/srvctl/target/release"
+cp -a "$repo/scripts" "$repo/units" "$repo/templates" "$repo/example-conf" "$stage/srvctl/"
+cp "$repo"/target/release/{sc,srvctl,srvctl-regenerate,srvctl-generator} "$stage/srvctl/target/release/"
+box_copy_in "$stage/srvctl" /opt/srvctl
+box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
+box_run test -x /usr/lib/systemd/system-generators/srvctl-generator || fail "generator not installed"
+box_sh 'cat > /etc/srvctl/clusters.json' <<'EOF'
+{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }
+EOF
+t=${EPOCHREALTIME/./}
+box_run mkdir -p -m 0700 /var/lib/machines/.srvctl-images
+box_copy_in "$image" /var/lib/machines/.srvctl-images/debian
+figure "image copy into the host" "$(box_elapsed "$t") s"
+# The generator must be what enables machines.target (Debian enables it on install).
+box_run rm -f /etc/systemd/system/multi-user.target.wants/machines.target
+
+step "accounts"
+box_run sc add-reseller alice
+box_run sc add-user bob --reseller alice
+box_run getent passwd bob | grep -q ':20257:20257:' || fail "bob does not resolve through userdb with UID 20257"
+
+wait_http() { # NAME IP TIMEOUT
+    local deadline=$((SECONDS + $3))
+    until box_run curl -fsS --max-time 2 "http://$2/" 2>/dev/null | grep -q "<h1>$1</h1>"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+step "two containers"
+for name in "$one" "$two"; do
+    t=${EPOCHREALTIME/./}
+    out=$(box_run sc add-ve "$name" --user bob) || fail "sc add-ve $name"
+    ip=${out##* }
+    wait_http "$name" "$ip" 60 || fail "$name does not answer HTTP at $ip"
+    figure "add-ve to HTTP ($name, first boot)" "$(box_elapsed "$t") s"
+done
+ip_one=$(box_run sc get container "$one" ip)
+ip_two=$(box_run sc get container "$two" ip)
+[ "$ip_one" = 10.17.1.2 ] && [ "$ip_two" = 10.17.1.3 ] || fail "addresses $ip_one $ip_two, expected 10.17.1.2 10.17.1.3"
+for name in "$one" "$two"; do
+    box_run machinectl show "$name" -p State --value | grep -qx running || fail "machinectl does not see $name running"
+done
+box_run sc status
+box_run sc status --json | grep -q '"state": "running"' || fail "sc status does not say running"
+[ "$(box_run sc "$one" exec cat /etc/hostname)" = "$one" ] || fail "sc NAME exec: wrong hostname inside"
+set +e; box_run sc "$one" exec sh -c 'exit 7'; code=$?; set -e
+[ "$code" = 7 ] || fail "sc NAME exec passed exit code $code, expected 7"
+# Memory of the idle container: the proportional set size (shared pages split fairly) of every
+# process in its cgroup, which works on cgroup v1 and v2 alike.
+memory_kib=$(box_sh '
+    cg=$(systemctl show "systemd-nspawn@$1.service" -p ControlGroup --value)
+    for base in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+        [ -d "$base$cg" ] && { find "$base$cg" -name cgroup.procs -exec cat {} + ; break; }
+    done | sort -u | while read -r pid; do
+        awk "/^Pss:/ {print \$2}" "/proc/$pid/smaps_rollup" 2>/dev/null
+    done | awk "{s += \$1} END {print s + 0}"' sh "$one")
+figure "memory of an idle container (PSS)" "$((memory_kib / 1024)) MiB"
+[ "$memory_kib" -gt 1024 ] || fail "could not measure the memory of $one"
+
+step "second regenerate changes nothing"
+box_run srvctl-regenerate | grep -q "nothing to change" || fail "a second regenerate changed something"
+
+step "reboot the host"
+box_reboot
+[ "$(box_run systemctl is-active srvctl-regenerate.service)" != failed ] || fail "srvctl-regenerate failed at boot"
+t=${EPOCHREALTIME/./}
+for name in "$one" "$two"; do
+    ip=$(box_run sc get container "$name" ip)
+    wait_http "$name" "$ip" 90 || fail "after reboot, $name does not answer HTTP at $ip"
+done
+figure "reboot to both sites answering" "$(box_elapsed "$t") s"
+box_run systemctl is-enabled machines.target >/dev/null 2>&1 || true
+
+step "destroy $two"
+box_run sc destroy-ve "$two"
+leftovers=$(box_sh '
+    n=$1
+    for p in /var/lib/machines/$n /run/systemd/nspawn/$n.nspawn /run/srvctl/containers/$n \
+             /run/systemd/generator/machines.target.wants/systemd-nspawn@$n.service \
+             /run/systemd/generator/systemd-nspawn@$n.service.d; do
+        [ -e "$p" ] && echo "$p"
+    done
+    find /var/log/journal -maxdepth 1 -xtype l 2>/dev/null
+    machinectl list --no-legend | grep -F "$n"
+    grep -F "$n" /etc/hosts
+    sc get container "$n" exist | grep -vx false
+    true' sh "$two")
+[ -z "$leftovers" ] || fail "left behind after destroy-ve: $leftovers"
+wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
+
+echo "host-in-a-box: measured" >&2
+for f in "${figures[@]}"; do echo "  $f" >&2; done
+echo "host-in-a-box: 1 passed, 0 failed"

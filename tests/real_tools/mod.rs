@@ -1,0 +1,278 @@
+//! Helpers of the tests that feed srvctl's generated files to the real tools (systemd-analyze,
+//! openvpn, systemd-networkd): a scratch root driven by the real `sc`, network namespaces
+//! that are removed whatever happens, and processes that are killed whatever happens.
+//!
+//! These tests need root (network namespaces, mounts, tun devices). Without it they print
+//! `skipped: needs root` and pass; CI runs as root after `scripts/test-deps.sh` installed the
+//! tools, so there a missing tool is a failure, not a skip.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `sc` binary under test.
+pub const SC: &str = env!("CARGO_BIN_EXE_sc");
+
+/// Whether the test may run: true as root, else prints the skip line and returns false.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("{test}: skipped: needs root (network namespaces, mounts, system tools)");
+    false
+}
+
+/// Panic unless `path` is an executable file: the tools come from `scripts/test-deps.sh`.
+#[track_caller]
+pub fn require_tool(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let ok = fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    assert!(
+        ok,
+        "{path} is missing: run scripts/test-deps.sh (as root) first"
+    );
+}
+
+/// A name unique to this test process and call, e.g. `mesh12345x0`; short enough that
+/// `"{name}a"` is still a valid interface name (15 bytes).
+pub fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{tag}{}x{n}", std::process::id());
+    assert!(
+        name.len() <= 14,
+        "name {name:?} is too long for an interface"
+    );
+    name
+}
+
+/// Run `cmd` to the end and return what it printed; panics when it cannot be started.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Run `cmd` and assert that it succeeded; returns its stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch host root for `sc --root`, holding `etc/srvctl/clusters.json`.
+pub struct ScratchRoot {
+    dir: tempfile::TempDir,
+    hostname: String,
+}
+
+impl ScratchRoot {
+    /// A new root for host `hostname` with this cluster definition.
+    pub fn new(clusters: &str, hostname: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let etc = dir.path().join("etc/srvctl");
+        fs::create_dir_all(&etc).expect("create etc/srvctl");
+        fs::write(etc.join("clusters.json"), clusters).expect("write clusters.json");
+        Self {
+            dir,
+            hostname: hostname.to_owned(),
+        }
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<root>/REL`.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// A command for `bin` acting as this root's host: `SRVCTL_HOSTNAME` set, no inherited
+    /// `SRVCTL_ROOT` or `SUDO_USER`.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env("SRVCTL_HOSTNAME", &self.hostname)
+            .env_remove("SRVCTL_ROOT")
+            .env_remove("SUDO_USER");
+        cmd
+    }
+
+    /// Run `sc --root <root> ARGS…` and assert that it succeeded.
+    #[track_caller]
+    pub fn sc(&self, args: &[&str]) -> String {
+        run_ok(self.command(SC).arg("--root").arg(self.path()).args(args))
+    }
+}
+
+/// Assert that `root` stays visible once `/run` and `/var/lib` are masked.
+///
+/// The generated files name absolute paths (`/run/srvctl/…`, `/var/lib/srvctl/pki/…`,
+/// `/run/systemd/network`). Inside a private mount namespace (`unshare -m`) the tests mount a
+/// tmpfs over `/run` and `/var/lib` and bind the scratch root's directories there, so the
+/// machine's own `/run` and `/var/lib` are never touched; a scratch root under one of them
+/// would be hidden by that tmpfs.
+pub fn assert_root_outside_masked_dirs(root: &Path) {
+    for masked in ["/run", "/var/lib"] {
+        assert!(
+            !root.starts_with(masked),
+            "the scratch root {} lies under {masked}, which the test masks with a tmpfs; \
+             point TMPDIR elsewhere",
+            root.display()
+        );
+    }
+}
+
+/// A network namespace, deleted (with every process still in it) when dropped.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Create the namespace `name` with its loopback up.
+    #[track_caller]
+    pub fn new(name: &str) -> Self {
+        run_ok(Command::new("ip").args(["netns", "add", name]));
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run `ip -n NS ARGS…` and assert that it succeeded; returns its stdout.
+    #[track_caller]
+    pub fn ip(&self, args: &[&str]) -> String {
+        run_ok(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command running `argv` inside the namespace (`ip netns exec NS argv…`).
+    pub fn exec(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(argv);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill whatever still runs in it (the Procs guard normally did), then delete it; its
+        // interfaces (veth ends, tun devices, bridges) go with it.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Background processes with their log files, killed when dropped.
+#[derive(Default)]
+pub struct Procs {
+    procs: Vec<(String, Child, PathBuf)>,
+}
+
+impl Procs {
+    /// Spawn `cmd` under `label`, its stdout and stderr going to `log`.
+    #[track_caller]
+    pub fn spawn(&mut self, label: &str, mut cmd: Command, log: PathBuf) {
+        let file = fs::File::create(&log).expect("create log file");
+        let err = file.try_clone().expect("clone log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
+        self.procs.push((label.to_owned(), child, log));
+    }
+
+    /// The label of the first process that has exited, with its status.
+    pub fn exited(&mut self) -> Option<String> {
+        self.procs.iter_mut().find_map(|(label, child, _)| {
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| format!("{label} exited: {status}"))
+        })
+    }
+
+    /// Every log, labelled, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for (label, _, log) in &self.procs {
+            let body = fs::read_to_string(log).unwrap_or_else(|e| format!("(unreadable: {e})"));
+            text.push_str(&format!("----- {label} ({})\n{body}\n", log.display()));
+        }
+        text
+    }
+
+    /// The log of `label`.
+    pub fn log(&self, label: &str) -> String {
+        self.procs
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, _, log)| fs::read_to_string(log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Kill every process now.
+    pub fn kill_all(&mut self) {
+        for (_, child, _) in &mut self.procs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Poll `check` every 250 ms until it holds or `timeout` passes; also stops early when a
+/// process of `procs` exited. Returns whether `check` held.
+pub fn wait_for(procs: &mut Procs, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline || procs.exited().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
