@@ -14,6 +14,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/box.sh
 . "$repo/tests/e2e/lib/box.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/srvctl.sh
+. "$repo/tests/e2e/lib/srvctl.sh"
+SRVCTL_REPO=$repo
 
 fail() {
     echo "host-in-a-box: FAIL: $*" >&2
@@ -30,47 +33,24 @@ two=longsitenameaa-two.example.com
 
 step "dependencies and the host rootfs"
 box_deps
-BOX_EXTRA_PACKAGES="busybox" box_rootfs
+BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs" box_rootfs
 
 step "srvctl release build"
-(cd "$repo" && cargo build --release --locked --bins)
+srvctl_build
 
 step "site image (sc regenerate rootfs debian, cached)"
-image_key=$(sha256sum < "$repo/src/image.rs" | cut -c1-16)
-image_root=/var/cache/srvctl-e2e/site-image-$image_key
-image=$image_root/var/lib/machines/.srvctl-images/debian
-if [ ! -d "$image" ]; then
-    rm -rf "$image_root.tmp"
-    mkdir -p "$image_root.tmp"
-    t=${EPOCHREALTIME/./}
-    "$repo/target/release/sc" --root "$image_root.tmp" regenerate rootfs debian
-    figure "site image build" "$(box_elapsed "$t") s"
-    rm -rf "$image_root"
-    mv -T "$image_root.tmp" "$image_root"
-else
-    figure "site image build" "cached"
-fi
-[ -f "$image/etc/systemd/system/srvctl-site.service" ] || fail "the site image has no srvctl-site.service"
+srvctl_site_image || fail "the site image has no srvctl-site.service"
+figure "site image build" "$SRVCTL_IMAGE_SECONDS s"
 
 step "boot h1.test"
 box_start h1.test
 figure "host boot" "$BOX_BOOT_SECONDS s"
 
 step "install srvctl with scripts/install.sh"
-stage=$(mktemp -d)
-box_defer rm -rf "$stage"
-mkdir -p "$stage/srvctl/target/release"
-cp -a "$repo/scripts" "$repo/units" "$repo/templates" "$repo/example-conf" "$stage/srvctl/"
-cp "$repo"/target/release/{sc,srvctl,srvctl-regenerate,srvctl-generator} "$stage/srvctl/target/release/"
-box_copy_in "$stage/srvctl" /opt/srvctl
-box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
+srvctl_install_in_box
 box_run test -x /usr/lib/systemd/system-generators/srvctl-generator || fail "generator not installed"
-box_sh 'cat > /etc/srvctl/clusters.json' <<'EOF'
-{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }
-EOF
 t=${EPOCHREALTIME/./}
-box_run mkdir -p -m 0700 /var/lib/machines/.srvctl-images
-box_copy_in "$image" /var/lib/machines/.srvctl-images/debian
+srvctl_image_in_box
 figure "image copy into the host" "$(box_elapsed "$t") s"
 # The generator must be what enables machines.target (Debian enables it on install).
 box_run rm -f /etc/systemd/system/multi-user.target.wants/machines.target
@@ -80,20 +60,12 @@ box_run sc add-reseller alice
 box_run sc add-user bob --reseller alice
 box_run getent passwd bob | grep -q ':20257:20257:' || fail "bob does not resolve through userdb with UID 20257"
 
-wait_http() { # NAME IP TIMEOUT
-    local deadline=$((SECONDS + $3))
-    until box_run curl -fsS --max-time 2 "http://$2/" 2>/dev/null | grep -q "<h1>$1</h1>"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
-
 step "two containers"
 for name in "$one" "$two"; do
     t=${EPOCHREALTIME/./}
     out=$(box_run sc add-ve "$name" --user bob) || fail "sc add-ve $name"
     ip=${out##* }
-    wait_http "$name" "$ip" 60 || fail "$name does not answer HTTP at $ip"
+    srvctl_wait_http "$name" "$ip" 60 || fail "$name does not answer HTTP at $ip"
     figure "add-ve to HTTP ($name, first boot)" "$(box_elapsed "$t") s"
 done
 ip_one=$(box_run sc get container "$one" ip)
@@ -128,7 +100,7 @@ box_reboot
 t=${EPOCHREALTIME/./}
 for name in "$one" "$two"; do
     ip=$(box_run sc get container "$name" ip)
-    wait_http "$name" "$ip" 90 || fail "after reboot, $name does not answer HTTP at $ip"
+    srvctl_wait_http "$name" "$ip" 90 || fail "after reboot, $name does not answer HTTP at $ip"
 done
 figure "reboot to both sites answering" "$(box_elapsed "$t") s"
 box_run systemctl is-enabled machines.target >/dev/null 2>&1 || true
@@ -148,7 +120,7 @@ leftovers=$(box_sh '
     sc get container "$n" exist | grep -vx false
     true' sh "$two")
 [ -z "$leftovers" ] || fail "left behind after destroy-ve: $leftovers"
-wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
+srvctl_wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
 
 echo "host-in-a-box: measured" >&2
 for f in "${figures[@]}"; do echo "  $f" >&2; done

@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# srvctl.sh - srvctl on top of box.sh: build srvctl, build (and cache) the site image with
+# `sc regenerate rootfs`, install srvctl into a box with scripts/install.sh, wait for a site.
+#
+#   . tests/e2e/lib/box.sh; . tests/e2e/lib/srvctl.sh
+#   srvctl_build                     release binaries of the work tree
+#   srvctl_site_image                build or reuse the site image -> $SRVCTL_IMAGE
+#   srvctl_install_in_box            install srvctl into the current box, clusters.json for h1.test
+#   srvctl_image_in_box              copy the site image into the box (as a btrfs subvolume
+#                                    when /var/lib/machines is btrfs there)
+#   srvctl_wait_http NAME IP SECS    wait until http://IP/ serves the page naming NAME
+#
+# SRVCTL_REPO must point at the work tree.
+
+srvctl_build() {
+    (cd "$SRVCTL_REPO" && cargo build --release --locked --bins)
+}
+
+srvctl_site_image() {
+    local key root
+    key=$(sha256sum < "$SRVCTL_REPO/src/image.rs" | cut -c1-16)
+    root=${BOX_CACHE_DIR:-/var/cache/srvctl-e2e}/site-image-$key
+    SRVCTL_IMAGE=$root/var/lib/machines/.srvctl-images/debian
+    SRVCTL_IMAGE_SECONDS=cached
+    if [ ! -d "$SRVCTL_IMAGE" ]; then
+        local t=${EPOCHREALTIME/./}
+        rm -rf "$root.tmp"
+        mkdir -p "$root.tmp"
+        "$SRVCTL_REPO/target/release/sc" --root "$root.tmp" regenerate rootfs debian
+        rm -rf "$root"
+        mv -T "$root.tmp" "$root"
+        SRVCTL_IMAGE_SECONDS=$(box_elapsed "$t")
+    fi
+    [ -f "$SRVCTL_IMAGE/etc/systemd/system/srvctl-site.service" ]
+}
+
+srvctl_install_in_box() {
+    local stage
+    stage=$(mktemp -d)
+    mkdir -p "$stage/srvctl/target/release"
+    cp -a "$SRVCTL_REPO/scripts" "$SRVCTL_REPO/units" "$SRVCTL_REPO/templates" "$SRVCTL_REPO/example-conf" "$stage/srvctl/"
+    cp "$SRVCTL_REPO"/target/release/{sc,srvctl,srvctl-regenerate,srvctl-generator} "$stage/srvctl/target/release/"
+    box_copy_in "$stage/srvctl" /opt/srvctl
+    rm -rf "$stage"
+    box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
+    box_sh 'cat > /etc/srvctl/clusters.json' <<'JSON'
+{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }
+JSON
+}
+
+srvctl_image_in_box() {
+    box_sh '
+        set -e
+        mkdir -p -m 0700 /var/lib/machines/.srvctl-images
+        if [ "$(stat -f -c %T /var/lib/machines)" = btrfs ]; then
+            btrfs -q subvolume create /var/lib/machines/.srvctl-images/debian
+        fi'
+    box_copy_in "$SRVCTL_IMAGE/." /var/lib/machines/.srvctl-images/debian
+}
+
+srvctl_wait_http() {
+    local deadline=$((SECONDS + $3))
+    until box_run curl -fsS --max-time 2 "http://$2/" 2>/dev/null | grep -q "<h1>$1</h1>"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}

@@ -1,0 +1,260 @@
+//! The generator and `sc regenerate` on the data of the worked example (host h1.test on
+//! hostnet 1; reseller alice, her user bob, his container web.example.com): what they create,
+//! that a second run touches nothing, that a destroyed container's files go and nothing else
+//! does, and what `sc` would ask systemd under `--root`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{Scratch, TWO_HOSTS};
+
+const CLUSTERS: &str = r#"{"test": {"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1}}}"#;
+const HAND_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n";
+const HAND_NSPAWN: &str = "# made by hand\n[Exec]\nBoot=yes\n";
+
+fn worked_example(clusters: &str) -> Scratch {
+    let s = Scratch::new(clusters);
+    s.sc_ok(&["add-reseller", "alice"]);
+    s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
+    s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    s
+}
+
+/// Every file and link under root/run and root/etc.
+fn watched(s: &Scratch) -> [PathBuf; 2] {
+    [s.root().join("run"), s.root().join("etc")]
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_generator_links_the_container_into_machines_target() {
+    let s = worked_example(CLUSTERS);
+    let run = s.generator().ok();
+    assert_eq!(run.stderr, "");
+    let link = s
+        .generator_dir()
+        .join("machines.target.wants/systemd-nspawn@web.example.com.service");
+    let meta = std::fs::symlink_metadata(&link)
+        .unwrap_or_else(|e| panic!("{} is missing: {e}", link.display()));
+    assert!(
+        meta.file_type().is_symlink(),
+        "{} is not a link",
+        link.display()
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("/usr/lib/systemd/system/systemd-nspawn@.service")
+    );
+    let drop_in = s
+        .generator_dir()
+        .join("systemd-nspawn@web.example.com.service.d/50-srvctl.conf");
+    assert!(drop_in.is_file(), "no drop-in for the container");
+    // The generator writes only into its first directory.
+    assert!(!s.tmp().join("early").exists() && !s.tmp().join("late").exists());
+    // It reads the datastore and nothing else under the root changes.
+    assert!(!s.root().join("run").exists());
+}
+
+#[test]
+fn regenerate_writes_the_container_and_its_bridge() {
+    let s = worked_example(CLUSTERS);
+    s.sc_ok(&["regenerate"]);
+    let nspawn =
+        std::fs::read_to_string(s.root().join("run/systemd/nspawn/web.example.com.nspawn"))
+            .expect("the .nspawn file");
+    assert!(nspawn.lines().any(|l| l == "Bridge=sc-br-17-1"), "{nspawn}");
+    let network_dir = s.root().join("run/systemd/network");
+    let with_address: Vec<PathBuf> = std::fs::read_dir(&network_dir)
+        .expect("run/systemd/network")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "network"))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .any(|l| l == "Address=10.17.1.1/24")
+        })
+        .collect();
+    assert_eq!(with_address.len(), 1, "{with_address:?}");
+}
+
+#[test]
+fn a_second_regenerate_changes_nothing() {
+    let s = worked_example(TWO_HOSTS);
+    std::fs::write(s.root().join("etc/hosts"), HAND_HOSTS).unwrap();
+    let first = json(&s.sc_ok(&["regenerate", "--json"]).stdout);
+    assert!(!strings(&first["written"]).is_empty());
+    assert_eq!(first["certificates_created"], true);
+    let before = support::stamps(&watched(&s));
+    assert!(before.len() > 10, "{before:#?}");
+
+    let second = s.sc_ok(&["regenerate", "--json"]);
+    let outcome = json(&second.stdout);
+    assert_eq!(outcome["written"], Value::Array(vec![]), "{outcome:#}");
+    assert_eq!(outcome["removed"], Value::Array(vec![]), "{outcome:#}");
+    assert_eq!(outcome["reloads"], Value::Array(vec![]), "{outcome:#}");
+    assert_eq!(outcome["certificates_created"], false, "{outcome:#}");
+    assert_eq!(
+        outcome["unchanged"],
+        first["written"].as_array().unwrap().len()
+    );
+    assert_eq!(second.stderr, "", "a no-op run asked systemd for something");
+    assert_eq!(
+        support::stamps(&watched(&s)),
+        before,
+        "a no-op run touched files"
+    );
+
+    let third = s.sc_ok(&["regenerate"]);
+    assert!(third.stdout.contains("nothing to change"), "{third:#?}");
+    // srvctl-regenerate itself behaves the same.
+    let fourth = s.regenerate(&[]).ok();
+    assert!(fourth.stdout.contains("nothing to change"), "{fourth:#?}");
+    assert_eq!(
+        support::stamps(&watched(&s)),
+        before,
+        "a no-op run touched files"
+    );
+}
+
+#[test]
+fn destroy_ve_then_regenerate_removes_only_its_files() {
+    let s = worked_example(CLUSTERS);
+    // A second user keeps a bridge of its own, which must survive.
+    s.sc_ok(&["add-user", "carol", "--reseller", "alice"]);
+    s.sc_ok(&["add-ve", "blog.example.org", "--user", "carol"]);
+    std::fs::write(s.root().join("etc/hosts"), HAND_HOSTS).unwrap();
+    s.sc_ok(&["regenerate"]);
+
+    // Things srvctl did not generate: a hand-made .nspawn, and a line after srvctl's block.
+    let other = s.root().join("run/systemd/nspawn/other.nspawn");
+    std::fs::write(&other, HAND_NSPAWN).unwrap();
+    let hosts = s.root().join("etc/hosts");
+    let mut text = std::fs::read_to_string(&hosts).unwrap();
+    text.push_str("192.0.2.99\thandmade.example\n");
+    std::fs::write(&hosts, &text).unwrap();
+    let noop = json(&s.sc_ok(&["regenerate", "--json"]).stdout);
+    assert_eq!(noop["written"], Value::Array(vec![]), "{noop:#}");
+    assert_eq!(std::fs::read_to_string(&hosts).unwrap(), text);
+
+    let before = support::stamps(&watched(&s));
+    s.sc_ok(&["destroy-ve", "web.example.com"]);
+    let run = s.sc_ok(&["regenerate", "--json"]);
+    let outcome = json(&run.stdout);
+    let gone: BTreeSet<String> = [
+        "/run/systemd/nspawn/web.example.com.nspawn",
+        "/run/systemd/network/50-sc-br-17-1.netdev",
+        "/run/systemd/network/50-sc-br-17-1.network",
+        "/run/srvctl/containers/web.example.com/10-srvctl-host0.network",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(strings(&outcome["removed"]), gone, "{outcome:#}");
+    assert_eq!(
+        strings(&outcome["written"]),
+        BTreeSet::from(["/etc/hosts".to_owned()]),
+        "{outcome:#}"
+    );
+    assert!(
+        run.stderr
+            .contains("would ask systemd: reload systemd-networkd"),
+        "{run:#?}"
+    );
+
+    let after = support::stamps(&watched(&s));
+    let removed: BTreeSet<String> = before
+        .keys()
+        .filter(|p| !after.contains_key(*p))
+        .map(|p| format!("/{}", p.strip_prefix(s.root()).unwrap().display()))
+        .collect();
+    assert_eq!(removed, gone);
+    let added: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert!(added.is_empty(), "{added:?}");
+    let changed: BTreeSet<PathBuf> = after
+        .iter()
+        .filter(|(p, stamp)| before[*p] != **stamp)
+        .map(|(p, _)| p.strip_prefix(s.root()).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        changed,
+        BTreeSet::from([
+            PathBuf::from("etc/hosts"),
+            PathBuf::from("run/srvctl/regenerate.manifest")
+        ])
+    );
+
+    // What srvctl did not generate survives, and carol's container and bridge are kept.
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), HAND_NSPAWN);
+    let hosts_now = std::fs::read_to_string(&hosts).unwrap();
+    assert!(hosts_now.starts_with(HAND_HOSTS), "{hosts_now}");
+    assert!(
+        hosts_now.ends_with("# END srvctl\n192.0.2.99\thandmade.example\n"),
+        "{hosts_now}"
+    );
+    assert!(!hosts_now.contains("web.example.com"), "{hosts_now}");
+    assert!(
+        hosts_now.contains("10.17.2.2\tblog.example.org\n"),
+        "{hosts_now}"
+    );
+    for kept in [
+        "run/systemd/nspawn/blog.example.org.nspawn",
+        "run/systemd/network/50-sc-br-17-2.network",
+        "run/userdb/bob.user",
+    ] {
+        assert!(s.root().join(kept).is_file(), "{kept} was removed");
+    }
+}
+
+#[test]
+fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
+    let s = Scratch::new(CLUSTERS);
+    s.sc_ok(&["add-reseller", "alice"]);
+    s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
+    let run = s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    assert_eq!(run.stdout, "web.example.com 10.17.1.2\n");
+    let requests = support::lines_with(&run.stderr, "would ask systemd:");
+    assert_eq!(
+        requests,
+        [
+            "would ask systemd: daemon-reload",
+            "would ask systemd: start srvctl-regenerate.service"
+        ],
+        "{run:#?}"
+    );
+    // Once the container has a root filesystem, sc also starts it.
+    std::fs::create_dir_all(s.root().join("var/lib/machines/two.example.com")).unwrap();
+    let run = s.sc_ok(&["add-ve", "two.example.com", "--user", "bob"]);
+    assert_eq!(
+        support::lines_with(&run.stderr, "would ask systemd:"),
+        [
+            "would ask systemd: daemon-reload",
+            "would ask systemd: start srvctl-regenerate.service",
+            "would ask systemd: start systemd-nspawn@two.example.com.service"
+        ],
+        "{run:#?}"
+    );
+    let run = s.sc_ok(&["destroy-ve", "two.example.com"]);
+    assert_eq!(
+        support::lines_with(&run.stderr, "would ask systemd:"),
+        [
+            "would ask systemd: stop systemd-nspawn@two.example.com.service",
+            "would ask systemd: daemon-reload",
+            "would ask systemd: start srvctl-regenerate.service"
+        ],
+        "{run:#?}"
+    );
+}
