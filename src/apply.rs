@@ -34,7 +34,10 @@ pub fn apply(
                 .write(&real, bytes, *mode, is_durable(path))
                 .map_err(err)?,
             Op::Link { target, .. } => system.symlink(&real, target).map_err(err)?,
-            Op::Remove { .. } => system.remove(&real).map_err(err)?,
+            Op::Remove { path } => {
+                system.remove(&real).map_err(err)?;
+                remove_emptied_dirs(system, base, path).map_err(err)?;
+            }
         }
     }
     let list = manifest_text(&changes.manifest);
@@ -51,6 +54,26 @@ pub fn apply(
     }
     for request in &changes.reloads {
         system.systemd(request)?;
+    }
+    Ok(())
+}
+
+/// Remove the directories above a removed file that it leaves empty, up to (not including)
+/// the owned directory it lies in.
+fn remove_emptied_dirs(system: &dyn System, base: &Path, removed: &Path) -> io::Result<()> {
+    let Some(owned) = OWNED_DIRS
+        .iter()
+        .map(Path::new)
+        .find(|d| removed.starts_with(d))
+    else {
+        return Ok(());
+    };
+    for dir in removed
+        .ancestors()
+        .skip(1)
+        .take_while(|d| *d != owned && d.starts_with(owned))
+    {
+        system.remove_empty_dir(&base.join(dir))?;
     }
     Ok(())
 }

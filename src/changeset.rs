@@ -78,14 +78,14 @@ pub fn plan(
         let op = match entry {
             Entry::File { bytes, mode } => {
                 (system.read(&real)?.as_deref() != Some(bytes.as_slice())).then(|| Op::Write {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     bytes: bytes.clone(),
                     mode: *mode,
                 })
             }
             Entry::Link { target } => {
                 (system.read_link(&real)?.as_deref() != Some(target.as_path())).then(|| Op::Link {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     target: target.clone(),
                 })
             }
@@ -93,14 +93,14 @@ pub fn plan(
                 let current = system.read(&real)?.unwrap_or_default();
                 let spliced = hosts_file::splice(&current, bytes);
                 (spliced != current).then(|| Op::Write {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     bytes: spliced,
                     mode: 0o644,
                 })
             }
         };
         if !matches!(entry, Entry::Block { .. }) {
-            changes.manifest.insert(path.clone());
+            changes.manifest.insert(path.to_path_buf());
         }
         match op {
             Some(op) => changes.ops.push(op),

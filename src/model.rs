@@ -214,7 +214,7 @@ fn section<K: Ord, T: serde::de::DeserializeOwned>(
     };
     for (name, raw) in records {
         let parsed = key(&name).and_then(|k| {
-            serde_json::from_value::<T>(raw.clone())
+            T::deserialize(&raw)
                 .map(|v| (k, v))
                 .map_err(|e| e.to_string())
         });

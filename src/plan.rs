@@ -164,12 +164,6 @@ impl Bridge {
         format!("sc-br-{}-{}", self.second_octet(), self.user)
     }
 
-    /// The host-side veth name of container `c`, `sc-<16H+R>-<U>-<c>`: at most 14 characters,
-    /// unique per address, so long container names sharing a prefix never collide.
-    pub fn veth(&self, c: ContainerNumber) -> String {
-        format!("sc-{}-{}-{}", self.second_octet(), self.user, c)
-    }
-
     /// Find the bridge and number that an address belongs to, if it is a container address.
     pub fn of_container_address(ip: Ipv4Addr) -> Option<(Bridge, ContainerNumber)> {
         let [a, b, u, c] = ip.octets();
@@ -287,8 +281,6 @@ mod tests {
                     let name = b.interface();
                     assert!(name.len() <= 15, "{name}");
                     assert!(seen.insert(name));
-                    let widest = b.veth(c(252));
-                    assert!(widest.len() <= 15, "{widest}");
                 }
             }
         }
@@ -312,10 +304,9 @@ mod tests {
         }
 
         #[test]
-        fn distinct_slots_have_distinct_addresses_and_veths(x in any_slot(), y in any_slot()) {
+        fn distinct_slots_have_distinct_addresses(x in any_slot(), y in any_slot()) {
             prop_assume!(x != y);
             prop_assert_ne!(x.0.container_address(x.1), y.0.container_address(y.1));
-            prop_assert_ne!(x.0.veth(x.1), y.0.veth(y.1));
         }
 
         #[test]

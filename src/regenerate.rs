@@ -35,6 +35,8 @@ pub struct Outcome {
     pub skipped: Vec<String>,
     /// Whether the internal CA or this host's certificate was created.
     pub certificates_created: bool,
+    /// Bridges that systemd-networkd had not made when the wait ended.
+    pub bridges_missing: Vec<String>,
 }
 
 impl Outcome {
@@ -103,7 +105,40 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
         };
         list.push(format!("/{}", op.path().display()));
     }
+    if changes
+        .reloads
+        .contains(&crate::system::Request::ReloadNetworkd)
+    {
+        outcome.bridges_missing = wait_for_bridges(system, &state, hostname, BRIDGE_WAIT);
+    }
     outcome.unchanged = changes.unchanged;
     outcome.reloads = changes.reloads.iter().map(ToString::to_string).collect();
     Ok(outcome)
+}
+
+/// How long to wait for systemd-networkd to make the bridges.
+pub const BRIDGE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wait until every bridge of this host's containers exists (systemd-networkd makes them
+/// shortly after it reads its files), so that containers started next find theirs. Returns
+/// those still missing when `timeout` ran out.
+pub fn wait_for_bridges(
+    system: &dyn System,
+    state: &crate::model::State,
+    hostname: &str,
+    timeout: std::time::Duration,
+) -> Vec<String> {
+    let bridges = render::containers::bridges(state, hostname);
+    let start = std::time::Instant::now();
+    loop {
+        let missing: Vec<String> = bridges
+            .iter()
+            .filter(|b| !system.interface_exists(b))
+            .cloned()
+            .collect();
+        if missing.is_empty() || start.elapsed() >= timeout {
+            return missing;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

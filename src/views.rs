@@ -88,7 +88,6 @@ pub fn fields(
             put("bridge", bridge.interface());
             put("gateway", bridge.gateway().to_string());
             put("number", number.to_string());
-            put("veth", bridge.veth(number));
             put("created", c.created.clone());
             put("created_by", c.created_by.clone());
             for (k, v) in c.settings.values() {

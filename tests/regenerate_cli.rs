@@ -59,10 +59,27 @@ fn the_generator_links_the_container_into_machines_target() {
         std::fs::read_link(&link).unwrap(),
         Path::new("/usr/lib/systemd/system/systemd-nspawn@.service")
     );
-    let drop_in = s
-        .generator_dir()
-        .join("systemd-nspawn@web.example.com.service.d/50-srvctl.conf");
-    assert!(drop_in.is_file(), "no drop-in for the container");
+    // The container starts in the first batch, after regenerate and the bridges.
+    let batch = std::fs::read_to_string(s.generator_dir().join("srvctl-start-0.target"))
+        .expect("the first start batch");
+    for line in [
+        "Before=systemd-nspawn@web.example.com.service",
+        "After=srvctl-regenerate.service",
+        "After=srvctl-bridges.service",
+    ] {
+        assert!(batch.lines().any(|l| l == line), "{line} missing:\n{batch}");
+    }
+    assert!(
+        s.generator_dir()
+            .join("machines.target.wants/srvctl-start-0.target")
+            .is_symlink()
+    );
+    // Without limits set, the container needs no drop-in of its own.
+    assert!(
+        !s.generator_dir()
+            .join("systemd-nspawn@web.example.com.service.d")
+            .exists()
+    );
     // The generator writes only into its first directory.
     assert!(!s.tmp().join("early").exists() && !s.tmp().join("late").exists());
     // It reads the datastore and nothing else under the root changes.

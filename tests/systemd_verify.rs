@@ -19,8 +19,10 @@ use real_tools::{ScratchRoot, output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 4] = [
+const UNITS: [&str; 6] = [
     "srvctl-regenerate.service",
+    "srvctl-bridges.service",
+    "srvctl-start-0.target",
     "srvctl-mesh@server.service",
     "srvctl-mesh@client-2.service",
     "systemd-nspawn@web.example.com.service",
@@ -140,6 +142,7 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "multi-user.target.wants/srvctl-mesh@server.service",
         "multi-user.target.wants/srvctl-mesh@client-2.service",
         "sysinit.target.wants/srvctl-regenerate.service",
+        "machines.target.wants/srvctl-start-0.target",
     ] {
         assert!(
             g.join("normal").join(link).is_symlink(),

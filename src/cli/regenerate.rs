@@ -24,6 +24,10 @@ struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Only wait until systemd-networkd has made the bridges of this host's containers
+    /// (srvctl-bridges.service runs this at boot, before the containers start).
+    #[arg(long)]
+    wait_bridges: bool,
 }
 
 /// Run regenerate in this process and print what it did.
@@ -74,10 +78,34 @@ pub fn regenerate_main() -> ExitCode {
         Err(e) => return super::usage_error(e, "srvctl-regenerate"),
     };
     let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
-    match run_here(&paths, &mut Output::new(args.json)) {
+    let result = if args.wait_bridges {
+        wait_bridges(&paths)
+    } else {
+        run_here(&paths, &mut Output::new(args.json))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("srvctl-regenerate"),
     }
+}
+
+/// `srvctl-regenerate --wait-bridges`: never fails the boot; a missing bridge is reported.
+fn wait_bridges(paths: &Paths) -> Result<(), Failure> {
+    let system = Local::new(paths.root().is_some());
+    let state = crate::store::read(paths)?;
+    let missing = regenerate::wait_for_bridges(
+        &system,
+        &state,
+        &crate::system::hostname(),
+        regenerate::BRIDGE_WAIT,
+    );
+    if !missing.is_empty() {
+        eprintln!(
+            "srvctl-regenerate: bridges still missing: {} (see networkctl status)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// One line summing up a run.
@@ -96,6 +124,12 @@ pub fn summary(o: &Outcome) -> String {
     }
     if !o.reloads.is_empty() {
         s.push_str(&format!("; reloaded: {}", o.reloads.join(", ")));
+    }
+    if !o.bridges_missing.is_empty() {
+        s.push_str(&format!(
+            "; bridges not up yet: {}",
+            o.bridges_missing.join(", ")
+        ));
     }
     s
 }

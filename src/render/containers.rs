@@ -43,6 +43,16 @@ struct BridgeFile {
     prefix: u8,
 }
 
+/// The bridge interfaces of the containers placed on host `hostname`.
+pub fn bridges(state: &State, hostname: &str) -> std::collections::BTreeSet<String> {
+    state
+        .containers
+        .values()
+        .filter(|c| c.host == hostname)
+        .filter_map(|c| c.slot().map(|(b, _)| b.interface()))
+        .collect()
+}
+
 /// Add the files of every container placed on `host`, and of the bridges they use.
 pub fn render(
     tree: &mut Tree,

@@ -1,9 +1,12 @@
 //! What `srvctl-generator` writes into systemd's generator directory: the container units
-//! that boot starts, their drop-ins, and the srvctl units they need.
+//! that boot starts, the drop-ins with their limits, and the srvctl units they need.
 //!
-//! Containers start in batches of [`STAGGER_BATCH`]: each unit of a batch is ordered after
-//! every unit of the previous batch, so a host with hundreds of containers starts them a few
-//! at a time instead of all at once (which makes plain nspawn farms hit start timeouts).
+//! Containers start in batches of [`STAGGER_BATCH`], so a host with hundreds of containers
+//! starts them a few at a time instead of all at once (which makes plain nspawn farms hit start
+//! timeouts). Each batch has a generated target, `srvctl-start-K.target`, ordered after every
+//! container of batch K-1 and before every container of batch K; batch 0 waits for
+//! srvctl-regenerate and for the bridges (srvctl-bridges.service). One small file per batch
+//! instead of one per container keeps the generator fast: it runs on every daemon-reload.
 
 use serde::Serialize;
 
@@ -15,8 +18,6 @@ use crate::names::ContainerName;
 
 /// How many containers start at the same time at boot.
 pub const STAGGER_BATCH: usize = 8;
-/// Start timeout of a container unit, in seconds; the queue before it does not count.
-pub const START_TIMEOUT_SECS: u32 = 300;
 /// Where the distribution's units live (both Debian and Fedora, merged /usr).
 const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
 
@@ -31,13 +32,22 @@ pub fn mesh_unit(instance: &str) -> String {
 }
 
 #[derive(Serialize)]
-struct DropIn<'a> {
-    after: &'a [String],
-    bridge: String,
-    start_timeout: u32,
+struct Limits<'a> {
     memory_max: Option<&'a str>,
     cpu_weight: Option<u32>,
     tasks_max: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    number: usize,
+    after: &'a [String],
+    before: &'a [String],
+}
+
+/// The name of start batch `k`.
+fn batch_target(k: usize) -> String {
+    format!("srvctl-start-{k}.target")
 }
 
 /// Render the generator's output for `hostname`.
@@ -55,26 +65,38 @@ pub fn render(
         .collect();
     let units: Vec<String> = wanted.iter().map(|(n, _)| container_unit(n)).collect();
     let template_link = format!("{SYSTEM_UNITS}/systemd-nspawn@.service");
-    for (i, ((_, c), unit)) in wanted.iter().zip(&units).enumerate() {
+    for ((_, c), unit) in wanted.iter().zip(&units) {
         tree.link(format!("machines.target.wants/{unit}"), &template_link);
-        let batch = i / STAGGER_BATCH;
-        let after = match batch {
-            0 => &[][..],
-            b => &units[(b - 1) * STAGGER_BATCH..b * STAGGER_BATCH],
-        };
         let s = &c.settings;
-        let (bridge, _) = c.slot().expect("loaded containers have plan addresses");
-        let drop_in = DropIn {
+        if s.memory_max.is_some() || s.cpu_weight.is_some() || s.tasks_max.is_some() {
+            let limits = Limits {
+                memory_max: s.memory_max.as_deref(),
+                cpu_weight: s.cpu_weight,
+                tasks_max: s.tasks_max,
+            };
+            tree.file(
+                format!("{unit}.d/50-srvctl.conf"),
+                templates.render("nspawn-unit.conf", &limits)?,
+            );
+        }
+    }
+    let first = &[
+        String::from("srvctl-regenerate.service"),
+        String::from("srvctl-bridges.service"),
+    ];
+    let batches: Vec<&[String]> = units.chunks(STAGGER_BATCH).collect();
+    for (k, before) in batches.iter().enumerate() {
+        let target = batch_target(k);
+        let after = if k == 0 { &first[..] } else { batches[k - 1] };
+        let batch = Batch {
+            number: k,
             after,
-            bridge: bridge.interface(),
-            start_timeout: START_TIMEOUT_SECS,
-            memory_max: s.memory_max.as_deref(),
-            cpu_weight: s.cpu_weight,
-            tasks_max: s.tasks_max,
+            before,
         };
-        tree.file(
-            format!("{unit}.d/50-srvctl.conf"),
-            templates.render("nspawn-unit.conf", &drop_in)?,
+        tree.file(&target, templates.render("start-batch.target", &batch)?);
+        tree.link(
+            format!("machines.target.wants/{target}"),
+            format!("../{target}"),
         );
     }
     if !wanted.is_empty() {

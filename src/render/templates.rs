@@ -28,6 +28,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/nspawn-unit.conf"),
     ),
     (
+        "start-batch.target",
+        include_str!("../../templates/start-batch.target"),
+    ),
+    (
         "mesh-server.conf",
         include_str!("../../templates/mesh-server.conf"),
     ),

@@ -103,8 +103,26 @@ impl System for Local {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
     }
 
+    fn remove_empty_dir(&self, path: &Path) -> io::Result<()> {
+        match fs::remove_dir(path) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     fn remove_tree(&self, path: &Path) -> io::Result<()> {
         missing_ok(fs::remove_dir_all(path)).map(drop)
+    }
+
+    fn interface_exists(&self, name: &str) -> bool {
+        self.dry_systemd || Path::new("/sys/class/net").join(name).exists()
     }
 
     fn run(&self, command: &CommandLine) -> io::Result<()> {

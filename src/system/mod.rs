@@ -31,8 +31,12 @@ pub trait System {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Create a directory (and its parents) with `mode` for the last one.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Remove a directory if it is empty; a missing or non-empty one is left as it is.
+    fn remove_empty_dir(&self, path: &Path) -> io::Result<()>;
     /// Remove a directory tree; a missing one is fine.
     fn remove_tree(&self, path: &Path) -> io::Result<()>;
+    /// Whether a network interface of that name exists (always true under a scratch root).
+    fn interface_exists(&self, name: &str) -> bool;
     /// Run a program to completion; a non-zero exit is an error carrying its stderr.
     fn run(&self, command: &CommandLine) -> io::Result<()>;
     /// Ask systemd for something. Under a scratch root this prints what would be asked.

@@ -78,10 +78,22 @@ impl System for Recording {
         Ok(())
     }
 
+    fn remove_empty_dir(&self, path: &Path) -> io::Result<()> {
+        let mut nodes = self.nodes.borrow_mut();
+        if !nodes.keys().any(|p| p != path && p.starts_with(path)) {
+            nodes.remove(path);
+        }
+        Ok(())
+    }
+
     fn remove_tree(&self, path: &Path) -> io::Result<()> {
         self.writes.borrow_mut().push(path.to_owned());
         self.nodes.borrow_mut().retain(|p, _| !p.starts_with(path));
         Ok(())
+    }
+
+    fn interface_exists(&self, _name: &str) -> bool {
+        true
     }
 
     fn run(&self, command: &CommandLine) -> io::Result<()> {
