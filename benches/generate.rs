@@ -192,6 +192,19 @@ fn main() -> ExitCode {
 
     let start = Instant::now();
     let owners = populate(&root);
+    // SRVCTL_BENCH_KEEP=DIR keeps a copy of the populated root there, to profile by hand.
+    if let Some(keep) = std::env::var_os("SRVCTL_BENCH_KEEP") {
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--"])
+            .arg(root.join("etc"))
+            .arg(root.join("var"))
+            .arg(&keep)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "copy to SRVCTL_BENCH_KEEP"
+        );
+    }
     let size = std::fs::metadata(Paths::rooted(&root).datastore())
         .expect("datastore")
         .len();

@@ -119,6 +119,9 @@ pub struct Container {
     /// Settings changed with `sc put container`.
     #[serde(flatten)]
     pub settings: crate::settings::ContainerSettings,
+    /// Names and redirects of its web front (aliases, altnames, http/https redirects).
+    #[serde(flatten)]
+    pub web: crate::web::WebSettings,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -293,7 +296,7 @@ impl State {
                 section: Section::Users,
                 key: name.to_string(),
                 reason: format!("reseller id {} does not exist", user.reseller_id),
-                raw: serde_json::to_value(&user).expect("serialisable"),
+                raw: value(&user),
             });
         }
         let bad_containers: Vec<(ContainerName, String)> = self
@@ -316,49 +319,14 @@ impl State {
                 section: Section::Containers,
                 key: name.to_string(),
                 reason,
-                raw: serde_json::to_value(&c).expect("serialisable"),
+                raw: value(&c),
             });
         }
     }
 
     /// Serialise the document (pretty, stable order, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut doc = Map::new();
-        doc.insert("schema_version".into(), SCHEMA_VERSION.into());
-        let mut sections: BTreeMap<Section, Map<String, Value>> = BTreeMap::new();
-        for (k, v) in &self.resellers {
-            sections
-                .entry(Section::Resellers)
-                .or_default()
-                .insert(k.to_string(), value(v));
-        }
-        for (k, v) in &self.users {
-            sections
-                .entry(Section::Users)
-                .or_default()
-                .insert(k.to_string(), value(v));
-        }
-        for (k, v) in &self.containers {
-            sections
-                .entry(Section::Containers)
-                .or_default()
-                .insert(k.to_string(), value(v));
-        }
-        for s in &self.set_aside {
-            sections
-                .entry(s.section)
-                .or_default()
-                .insert(s.key.clone(), s.raw.clone());
-        }
-        for which in [Section::Resellers, Section::Users, Section::Containers] {
-            let mut records = sections.remove(&which).unwrap_or_default();
-            records.sort_keys();
-            doc.insert(which.key().into(), Value::Object(records));
-        }
-        for (k, v) in &self.extra {
-            doc.insert(k.clone(), v.clone());
-        }
-        let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).expect("serialisable");
+        let mut out = serde_json::to_vec_pretty(&Document(self)).expect("serialisable");
         out.push(b'\n');
         out
     }
@@ -383,6 +351,57 @@ impl State {
             Owner::Operator => Some((ResellerId::OPERATOR, UserIndex::OWN)),
             Owner::Account(a) => self.users.get(a).map(|u| (u.reseller_id, u.index)),
         }
+    }
+}
+
+/// A record as written: a valid one, or a set-aside one exactly as it was found.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Written<'a, T> {
+    Valid(&'a T),
+    SetAside(&'a Value),
+}
+
+/// The records of one section, valid and set aside, in key order.
+fn written<'a, K: fmt::Display, T>(
+    records: &'a BTreeMap<K, T>,
+    set_aside: &'a [SetAside],
+    which: Section,
+) -> BTreeMap<String, Written<'a, T>> {
+    let mut out: BTreeMap<String, Written<'a, T>> = records
+        .iter()
+        .map(|(k, v)| (k.to_string(), Written::Valid(v)))
+        .collect();
+    for s in set_aside.iter().filter(|s| s.section == which) {
+        out.insert(s.key.clone(), Written::SetAside(&s.raw));
+    }
+    out
+}
+
+/// The datastore document, serialised straight from the records (no intermediate JSON
+/// values: this runs on every change).
+struct Document<'a>(&'a State);
+
+impl Serialize for Document<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let state = self.0;
+        let mut map = ser.serialize_map(None)?;
+        map.serialize_entry("schema_version", &SCHEMA_VERSION)?;
+        let aside = &state.set_aside;
+        map.serialize_entry(
+            "resellers",
+            &written(&state.resellers, aside, Section::Resellers),
+        )?;
+        map.serialize_entry("users", &written(&state.users, aside, Section::Users))?;
+        map.serialize_entry(
+            "containers",
+            &written(&state.containers, aside, Section::Containers),
+        )?;
+        for (k, v) in &state.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
