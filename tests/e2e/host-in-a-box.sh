@@ -40,7 +40,7 @@ srvctl_build
 
 step "site image (sc regenerate rootfs debian, cached)"
 srvctl_site_image || fail "the site image has no srvctl-site.service"
-figure "site image build" "$SRVCTL_IMAGE_SECONDS s"
+figure "site image build" "$SRVCTL_IMAGE_SECONDS"
 
 step "boot h1.test"
 box_start h1.test

@@ -29,7 +29,7 @@ srvctl_site_image() {
         "$SRVCTL_REPO/target/release/sc" --root "$root.tmp" regenerate rootfs debian
         rm -rf "$root"
         mv -T "$root.tmp" "$root"
-        SRVCTL_IMAGE_SECONDS=$(box_elapsed "$t")
+        SRVCTL_IMAGE_SECONDS="$(box_elapsed "$t") s"
     fi
     [ -f "$SRVCTL_IMAGE/etc/systemd/system/srvctl-site.service" ]
 }
