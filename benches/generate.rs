@@ -4,11 +4,8 @@
 //! benchmark; this program runs the `srvctl-generator` and `srvctl-regenerate` next to it
 //! (`current_exe()/../../`).
 //!
-//! Setup (not timed): a scratch root whose datastore holds 4,000 containers on `h1.test` (of a
-//! two-host cluster, so the host mesh and its certificates are part of the run), owned by 80
-//! accounts: the operator and 4 of its users, and 15 resellers with 4 users each (50
-//! containers per bridge; a bridge holds at most 251). Built in-process with `srvctl::ops`
-//! and written with `srvctl::store::Writer`.
+//! Setup (not timed): a scratch root holding the farm of `benches/farm` (4,000 containers on
+//! `h1.test` of a two-host cluster, so the host mesh and its certificates are part of the run).
 //!
 //! Timed, as whole processes:
 //! (a) `srvctl-generator` into a fresh output directory (on /dev/shm when there is one, as
@@ -20,75 +17,14 @@
 //!
 //! Each run count can be scaled with `SRVCTL_BENCH_SCALE` (a multiplier, default 1).
 
-use std::path::{Path, PathBuf};
+mod farm;
+
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use srvctl::cluster::Clusters;
-use srvctl::model::State;
-use srvctl::ops::{self, Context};
+use farm::{CONTAINERS, HOSTNAME, Summary, beside, ms, timed};
 use srvctl::paths::Paths;
-use srvctl::store::Writer;
-
-const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
-const HOSTNAME: &str = "h1.test";
-const CONTAINERS: usize = 4_000;
-/// Resellers besides the operator.
-const RESELLERS: usize = 15;
-/// Users of the operator and of each reseller, besides the reseller's own account.
-const USERS_EACH: usize = 4;
-
-/// A binary Cargo built next to this benchmark.
-fn beside(name: &str) -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join(name)))
-        .filter(|p| p.is_file())
-}
-
-/// Write the datastore under `root`; returns the number of owners.
-fn populate(root: &Path) -> usize {
-    let etc = root.join("etc/srvctl");
-    std::fs::create_dir_all(&etc).expect("create etc/srvctl");
-    std::fs::write(etc.join("clusters.json"), CLUSTERS).expect("write clusters.json");
-    let clusters = Clusters::parse(&etc.join("clusters.json"), CLUSTERS).expect("clusters");
-    let ctx = Context {
-        host: clusters.host(HOSTNAME),
-        hostname: HOSTNAME,
-        caller: "root",
-        now: "2026-01-01T00:00:00Z",
-    };
-    let mut state = State::default();
-    let mut owners = vec!["root".to_owned()];
-    for u in 1..=USERS_EACH {
-        let user = format!("op{u}");
-        ops::add_user(&mut state, &ctx, &user, None).expect("add user");
-        owners.push(user);
-    }
-    for r in 1..=RESELLERS {
-        let reseller = format!("reseller{r}");
-        ops::add_reseller(&mut state, &ctx, &reseller).expect("add reseller");
-        owners.push(reseller.clone());
-        for u in 1..=USERS_EACH {
-            let user = format!("user{r}-{u}");
-            ops::add_user(&mut state, &ctx, &user, Some(&reseller)).expect("add user");
-            owners.push(user);
-        }
-    }
-    for i in 0..CONTAINERS {
-        let owner = &owners[i % owners.len()];
-        ops::add_container(
-            &mut state,
-            &ctx,
-            &format!("site{i}.example.com"),
-            Some(owner),
-        )
-        .expect("add container");
-    }
-    let (mut writer, _) = Writer::lock(&Paths::rooted(root)).expect("lock the datastore");
-    writer.commit(&state).expect("write the datastore");
-    owners.len()
-}
 
 fn command(bin: &Path) -> Command {
     let mut cmd = Command::new(bin);
@@ -100,40 +36,18 @@ fn command(bin: &Path) -> Command {
     cmd
 }
 
-/// Run `cmd` once, timed; panics if it fails. Returns the time and stdout.
-fn timed(mut cmd: Command) -> (Duration, String) {
-    let start = Instant::now();
-    let out = cmd.output().expect("run");
-    let elapsed = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// Print the figures; returns whether the median met `target`.
-fn report(what: &str, mut times: Vec<Duration>, target: Duration) -> bool {
-    times.sort();
-    let n = times.len();
-    let mean = times.iter().sum::<Duration>() / n as u32;
-    let median = if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2
-    };
-    let met = median < target;
+fn report(what: &str, times: Vec<Duration>, target: Duration) -> bool {
+    let s = Summary::of(times);
+    let met = s.median < target;
     println!(
-        "{what}: median {:.1} ms, min {:.1} ms, mean {:.1} ms, max {:.1} ms (n={n}; target < {:.0} ms: {})",
-        ms(median),
-        ms(times[0]),
-        ms(mean),
-        ms(times[n - 1]),
+        "{what}: median {:.1} ms, min {:.1} ms, mean {:.1} ms, p95 {:.1} ms, max {:.1} ms (n={}; target < {:.0} ms: {})",
+        ms(s.median),
+        ms(s.min),
+        ms(s.mean),
+        ms(s.p95),
+        ms(s.max),
+        s.n,
         ms(target),
         if met { "met" } else { "MISSED" }
     );
@@ -191,7 +105,7 @@ fn main() -> ExitCode {
     std::os::unix::fs::symlink(run_dir.path(), root.join("run")).expect("link root/run");
 
     let start = Instant::now();
-    let owners = populate(&root);
+    let owners = farm::populate(&root).len();
     // SRVCTL_BENCH_KEEP=DIR keeps a copy of the populated root there, to profile by hand.
     if let Some(keep) = std::env::var_os("SRVCTL_BENCH_KEEP") {
         let status = std::process::Command::new("cp")

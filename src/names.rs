@@ -54,6 +54,25 @@ pub const CONTAINER_NAME_MAX: usize = 64;
 /// Longest account name: what useradd and userdb accept portably.
 pub const ACCOUNT_NAME_MAX: usize = 31;
 
+/// Refuse an empty name or one longer than `max` characters.
+fn check_length(kind: &'static str, raw: &str, max: usize) -> Result<(), NameError> {
+    let len = raw.chars().count();
+    match len {
+        0 => Err(NameError::Empty { kind }),
+        len if len > max => Err(NameError::TooLong { kind, len, max }),
+        _ => Ok(()),
+    }
+}
+
+/// The error for `raw` being an invalid name of `kind`, given why.
+fn invalid<'a>(kind: &'static str, raw: &'a str) -> impl Fn(&'static str) -> NameError + 'a {
+    move |why| NameError::Invalid {
+        kind,
+        shown: shown(raw),
+        why,
+    }
+}
+
 /// A container name: a DNS name (the site's domain, or e.g. `alpha.ve`), lower-case, usable as
 /// a systemd machine name, a unit instance and a file name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,22 +82,8 @@ impl ContainerName {
     /// Validate and normalise (lower-case) a container name.
     pub fn new(raw: &str) -> Result<Self, NameError> {
         const KIND: &str = "container";
-        let invalid = |why| NameError::Invalid {
-            kind: KIND,
-            shown: shown(raw),
-            why,
-        };
-        if raw.is_empty() {
-            return Err(NameError::Empty { kind: KIND });
-        }
-        let len = raw.chars().count();
-        if len > CONTAINER_NAME_MAX {
-            return Err(NameError::TooLong {
-                kind: KIND,
-                len,
-                max: CONTAINER_NAME_MAX,
-            });
-        }
+        let invalid = invalid(KIND, raw);
+        check_length(KIND, raw, CONTAINER_NAME_MAX)?;
         let name = raw.to_ascii_lowercase();
         if !name
             .bytes()
@@ -152,22 +157,8 @@ impl AccountName {
     /// Validate an account name.
     pub fn new(raw: &str) -> Result<Self, NameError> {
         const KIND: &str = "account";
-        let invalid = |why| NameError::Invalid {
-            kind: KIND,
-            shown: shown(raw),
-            why,
-        };
-        if raw.is_empty() {
-            return Err(NameError::Empty { kind: KIND });
-        }
-        let len = raw.chars().count();
-        if len > ACCOUNT_NAME_MAX {
-            return Err(NameError::TooLong {
-                kind: KIND,
-                len,
-                max: ACCOUNT_NAME_MAX,
-            });
-        }
+        let invalid = invalid(KIND, raw);
+        check_length(KIND, raw, ACCOUNT_NAME_MAX)?;
         if !raw.as_bytes()[0].is_ascii_lowercase() {
             return Err(invalid("it must start with a lower-case letter"));
         }

@@ -7,12 +7,13 @@
 //! Readers need no lock.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::{DocumentError, State};
 use crate::paths::Paths;
+use crate::system::{Local, System};
 
 /// A datastore failure, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,10 @@ impl Writer {
         if self.original.as_deref() == Some(bytes.as_slice()) {
             return Ok(false);
         }
-        write_atomic(&self.path, &bytes, 0o644)?;
+        // Through a temp file beside it: fsync, rename, fsync the directory.
+        Local::default()
+            .write(&self.path, &bytes, 0o644, true)
+            .map_err(io_err(&self.path))?;
         self.original = Some(bytes);
         Ok(true)
     }
@@ -120,31 +124,6 @@ fn remove_stale_temp_files(dir: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// Write `bytes` to `path` through a temp file in the same directory: fsync, rename, fsync
-/// the directory. On any failure the temp file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ fn missing_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
 
 fn temp_beside(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.srvctl-tmp.{}", std::process::id()))
+    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
 fn parent_dirs(path: &Path) -> io::Result<()> {
@@ -135,11 +135,15 @@ impl System for Local {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
+        // The last three lines: tools such as `haproxy -c` print the cause before a summary.
+        let mut tail: Vec<&str> = stderr
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect();
+        tail.reverse();
+        let last = tail.join(" / ");
         Err(io::Error::other(format!(
             "`{command}` failed ({}): {last}",
             out.status

@@ -1,0 +1,135 @@
+//! What the benchmarks share: a full-size farm built in-process, the binaries Cargo built next
+//! to the benchmark, and timing of whole processes.
+//!
+//! The farm: 4,000 containers on `h1.test` (of a two-host cluster, so the host mesh and its
+//! certificates are part of a regenerate), owned by 80 accounts: the operator and 4 of its
+//! users, and 15 resellers with 4 users each (50 containers per bridge; a bridge holds at most
+//! 251). Built with `srvctl::ops` and written with `srvctl::store::Writer`, in about 50 ms.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use srvctl::cluster::Clusters;
+use srvctl::model::State;
+use srvctl::ops::{self, Context};
+use srvctl::paths::Paths;
+use srvctl::store::Writer;
+
+/// The cluster definition of the farm.
+pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
+/// The host the containers live on.
+pub const HOSTNAME: &str = "h1.test";
+/// How many containers the farm holds.
+pub const CONTAINERS: usize = 4_000;
+/// Resellers besides the operator.
+const RESELLERS: usize = 15;
+/// Users of the operator and of each reseller, besides the reseller's own account.
+const USERS_EACH: usize = 4;
+
+/// The name of the farm's container `i`.
+pub fn container_name(i: usize) -> String {
+    format!("site{i}.example.com")
+}
+
+/// A binary Cargo built next to this benchmark (`current_exe()/../../NAME`).
+pub fn beside(name: &str) -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(name)))
+        .filter(|p| p.is_file())
+}
+
+/// Write the farm's clusters.json and datastore under `root`; returns the owners' names.
+pub fn populate(root: &Path) -> Vec<String> {
+    let etc = root.join("etc/srvctl");
+    std::fs::create_dir_all(&etc).expect("create etc/srvctl");
+    std::fs::write(etc.join("clusters.json"), CLUSTERS).expect("write clusters.json");
+    let clusters = Clusters::parse(&etc.join("clusters.json"), CLUSTERS).expect("clusters");
+    let ctx = Context {
+        host: clusters.host(HOSTNAME),
+        hostname: HOSTNAME,
+        caller: "root",
+        now: "2026-01-01T00:00:00Z",
+    };
+    let mut state = State::default();
+    let mut owners = vec!["root".to_owned()];
+    for u in 1..=USERS_EACH {
+        let user = format!("op{u}");
+        ops::add_user(&mut state, &ctx, &user, None).expect("add user");
+        owners.push(user);
+    }
+    for r in 1..=RESELLERS {
+        let reseller = format!("reseller{r}");
+        ops::add_reseller(&mut state, &ctx, &reseller).expect("add reseller");
+        owners.push(reseller.clone());
+        for u in 1..=USERS_EACH {
+            let user = format!("user{r}-{u}");
+            ops::add_user(&mut state, &ctx, &user, Some(&reseller)).expect("add user");
+            owners.push(user);
+        }
+    }
+    for i in 0..CONTAINERS {
+        let owner = &owners[i % owners.len()];
+        ops::add_container(&mut state, &ctx, &container_name(i), Some(owner))
+            .expect("add container");
+    }
+    let (mut writer, _) = Writer::lock(&Paths::rooted(root)).expect("lock the datastore");
+    writer.commit(&state).expect("write the datastore");
+    owners
+}
+
+/// Run `cmd` once, timed; panics if it fails. Returns the time and stdout.
+pub fn timed(mut cmd: Command) -> (Duration, String) {
+    let start = Instant::now();
+    let out = cmd.output().expect("run");
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The distribution of a set of timings.
+pub struct Summary {
+    /// Fastest.
+    pub min: Duration,
+    /// Middle.
+    pub median: Duration,
+    /// Average.
+    pub mean: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// Slowest.
+    pub max: Duration,
+    /// How many.
+    pub n: usize,
+}
+
+impl Summary {
+    /// Summarise `times` (at least one).
+    pub fn of(mut times: Vec<Duration>) -> Self {
+        times.sort();
+        let n = times.len();
+        let median = if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            (times[n / 2 - 1] + times[n / 2]) / 2
+        };
+        Self {
+            min: times[0],
+            median,
+            mean: times.iter().sum::<Duration>() / n as u32,
+            p95: times[((n * 95).div_ceil(100)).saturating_sub(1)],
+            max: times[n - 1],
+            n,
+        }
+    }
+}
