@@ -11,6 +11,8 @@
 #   /usr/bin/sc, /usr/bin/srvctl, /usr/bin/srvctl-regenerate
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
+#                                          srvctl-certificates.service and .timer (the
+#                                          generator links the timer into timers.target)
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*

@@ -12,9 +12,14 @@
 #   nftables           nft, to read the masquerade rules networkd makes (tests/networkd_netns.rs)
 #   util-linux, mount  unshare, setpriv; mount (private mount namespaces of the tests)
 #   kmod               modprobe tun, when /dev/net/tun is missing
+#   pebble             a test ACME CA and its mock DNS, pebble-challtestsrv (tests/acme_pebble.rs)
+#   openssl, curl      verify the issued chain, fetch pebble's root (tests/acme_pebble.rs)
+#   haproxy            haproxy -c and the HTTPS front in a namespace (tests/haproxy_front.rs,
+#                      benches/haproxy.rs); openssl and curl check its certificates and redirects
+#   busybox            httpd standing in for the containers' sites (tests/haproxy_front.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -126,6 +126,9 @@ fn reload_for(path: &Path) -> Option<Request> {
     if path.starts_with("run/systemd/network") {
         return Some(Request::ReloadNetworkd);
     }
+    if crate::render::haproxy::is_haproxy_path(path) {
+        return Some(Request::Reload(crate::render::haproxy::UNIT.into()));
+    }
     let rest = path.strip_prefix(crate::render::mesh::CONFIG_DIR).ok()?;
     let instance = match rest.to_str()?.strip_suffix(".conf") {
         Some(client) if client.starts_with("client-") => client.to_owned(),

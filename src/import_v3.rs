@@ -269,6 +269,7 @@ fn import_container(
     if let Some(t) = text(rec.get("creation_time")) {
         container.created = t;
     }
+    import_front(&key, rec, container, &mut report.notes);
     let used = [
         "ip",
         "user",
@@ -276,6 +277,10 @@ fn import_container(
         "https_port",
         "type",
         "creation_time",
+        "aliases",
+        "altnames",
+        "http-redirect",
+        "https-redirect",
     ];
     keep_rest(
         "container",
@@ -286,4 +291,49 @@ fn import_container(
         &mut report.notes,
     );
     Ok(container.ip.to_string())
+}
+
+/// srvctl 3's `aliases`, `altnames`, `http-redirect` and `https-redirect`; what does not
+/// validate is dropped with a note.
+fn import_front(
+    key: &ContainerName,
+    rec: &Map<String, Value>,
+    container: &mut crate::model::Container,
+    notes: &mut Vec<String>,
+) {
+    use crate::web::{Domain, Redirect};
+    for (field, list) in [
+        ("aliases", &mut container.web.aliases),
+        ("altnames", &mut container.web.altnames),
+    ] {
+        let values = match rec.get(field) {
+            Some(Value::Array(a)) => a.iter().map(|v| text(Some(v))).collect(),
+            Some(v) => vec![text(Some(v))],
+            None => Vec::new(),
+        };
+        for v in values {
+            match v.as_deref().map(Domain::new) {
+                Some(Ok(d)) if d.as_str() != key.as_str() && !list.contains(&d) => list.push(d),
+                Some(Ok(_)) => {}
+                _ => notes.push(format!(
+                    "container {key}: {field} entry {} dropped",
+                    shown(v.as_deref().unwrap_or("?"))
+                )),
+            }
+        }
+    }
+    for (field, https) in [("http-redirect", false), ("https-redirect", true)] {
+        let Some(v) = text(rec.get(field)) else {
+            continue;
+        };
+        match Redirect::parse(&v) {
+            Ok(r) if https => container.web.https_redirect = Some(r),
+            Ok(r) => container.web.http_redirect = Some(r),
+            Err(_) => notes.push(format!("container {key}: {field} {} dropped", shown(&v))),
+        }
+    }
+    if let Err(e) = container.web.check_loop() {
+        container.web.https_redirect = None;
+        notes.push(format!("container {key}: https-redirect dropped: {e}"));
+    }
 }

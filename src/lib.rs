@@ -4,11 +4,14 @@
 //! runs is expanded from the datastore by a generator and oneshot services. This library holds
 //! every decision: names, the address plan, the datastore, the operations and their views.
 
+pub mod acme;
 pub mod apply;
 pub mod audit;
+pub mod certs;
 pub mod changeset;
 pub mod cli;
 pub mod cluster;
+pub mod front;
 pub mod generator;
 pub mod image;
 pub mod import_v3;
@@ -22,6 +25,8 @@ pub mod regenerate;
 pub mod render;
 pub mod rootfs;
 pub mod settings;
+pub mod site;
 pub mod store;
 pub mod system;
 pub mod views;
+pub mod web;

@@ -119,6 +119,9 @@ pub struct Container {
     /// Settings changed with `sc put container`.
     #[serde(flatten)]
     pub settings: crate::settings::ContainerSettings,
+    /// Names and redirects of its web front (aliases, altnames, http/https redirects).
+    #[serde(flatten)]
+    pub web: crate::web::WebSettings,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

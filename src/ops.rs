@@ -333,6 +333,7 @@ pub fn add_container(
             created: ctx.now.to_owned(),
             created_by: ctx.caller.to_owned(),
             settings: ContainerSettings::default(),
+            web: Default::default(),
             extra: Default::default(),
         },
     );

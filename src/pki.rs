@@ -40,8 +40,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |e| PkiError::Io(path.display().to_string(), e)
 }
 
-/// Make sure the CA and a certificate for `host` exist. Returns whether anything was created.
-pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, PkiError> {
+/// The internal CA, made on first use: its certificate (PEM), its key (PEM), and whether it
+/// was just created.
+pub fn ensure_ca(system: &dyn System, paths: &Paths) -> Result<(String, String, bool), PkiError> {
     let p = |rel: &str| paths.host(&format!("/{rel}"));
     let dir = p("var/lib/srvctl/pki");
     system.create_dir(&dir, 0o700).map_err(io(&dir))?;
@@ -74,6 +75,24 @@ pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, Pk
             (cert.pem(), key.serialize_pem())
         }
     };
+    Ok((ca_cert, ca_key, created))
+}
+
+/// The internal CA as an issuer of certificates (made on first use), with its certificate
+/// (PEM) and whether it was just created.
+pub fn issuer(
+    system: &dyn System,
+    paths: &Paths,
+) -> Result<(Issuer<'static, KeyPair>, String, bool), PkiError> {
+    let (ca_cert, ca_key, created) = ensure_ca(system, paths)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
+    Ok((issuer, ca_cert, created))
+}
+
+/// Make sure the CA and a certificate for `host` exist. Returns whether anything was created.
+pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, PkiError> {
+    let p = |rel: &str| paths.host(&format!("/{rel}"));
+    let (ca_cert, ca_key, mut created) = ensure_ca(system, paths)?;
     let issued_for = system.read(&p(HOST_NAME)).map_err(io(&p(HOST_NAME)))?;
     let have_cert = system
         .read(&p(HOST_CERT))

@@ -37,12 +37,21 @@ pub struct Outcome {
     pub certificates_created: bool,
     /// Bridges that systemd-networkd had not made when the wait ended.
     pub bridges_missing: Vec<String>,
+    /// Certificates of the internal CA issued for the HTTPS front (container names).
+    pub certificates_issued: Vec<String>,
+    /// Things the operator should know (e.g. haproxy is not installed, so not checked).
+    pub notes: Vec<String>,
+    /// Why haproxy's new configuration was not applied (`haproxy -c` refused it).
+    pub haproxy_error: Option<String>,
 }
 
 impl Outcome {
     /// Whether the run changed nothing.
     pub fn is_noop(&self) -> bool {
-        self.written.is_empty() && self.removed.is_empty() && !self.certificates_created
+        self.written.is_empty()
+            && self.removed.is_empty()
+            && !self.certificates_created
+            && self.certificates_issued.is_empty()
     }
 }
 
@@ -64,6 +73,12 @@ pub enum RegenerateError {
     /// Certificates could not be made.
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// The HTTPS front's certificates could not be made.
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
+    /// settings.json is wrong.
+    #[error(transparent)]
+    Settings(#[from] crate::site::SettingsError),
     /// Reading the current files failed.
     #[error("reading current files: {0}")]
     Read(std::io::Error),
@@ -91,12 +106,36 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
     if !mesh::instances(&clusters, hostname).is_empty() {
         outcome.certificates_created = pki::ensure(system, paths, &me.name)?;
     }
-    let tree = render::host(&state, &clusters, me, &templates)?;
+    let site = crate::site::Settings::load(paths)?;
+    // Every container of this host has a certificate before haproxy is rendered: one of the
+    // internal CA unless a valid ACME one is installed.
+    outcome.certificates_issued = crate::certs::ensure_internal(system, paths, &state, hostname)?;
+    // ACME hook point: certificates from the ACME CA are installed here (crate::acme), before
+    // the crt-list is rendered from what is installed.
+    let installed = crate::certs::installed(system, paths, &state, hostname)?;
+    let mut tree = render::host(&state, &clusters, me, &templates)?;
+    render::haproxy::render(&mut tree, &state, me, &site, &installed, &templates)?;
     let base = paths.host("/");
     let previous =
         apply::read_manifest(system, &base.join(MANIFEST)).map_err(RegenerateError::Read)?;
-    let changes =
+    let mut changes =
         changeset::plan(&tree, &base, &previous, system).map_err(RegenerateError::Read)?;
+    let program = crate::front::haproxy_program();
+    match crate::front::guard(
+        system,
+        paths,
+        &tree,
+        &mut changes,
+        &previous,
+        program.as_deref(),
+    ) {
+        crate::front::Verdict::NotChecked(note) => outcome.notes.push(note),
+        crate::front::Verdict::Refused(error) => outcome.haproxy_error = Some(error),
+        crate::front::Verdict::Unchanged
+        | crate::front::Verdict::Checked
+        | crate::front::Verdict::MapsOnly
+        | crate::front::Verdict::CheckedBefore => {}
+    }
     apply::apply(system, &base, &changes, Path::new(MANIFEST))?;
     for op in &changes.ops {
         let list = match op {

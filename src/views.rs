@@ -93,6 +93,24 @@ pub fn fields(
             for (k, v) in c.settings.values() {
                 put(k, v);
             }
+            let join = |l: &[crate::web::Domain]| {
+                l.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if !c.web.aliases.is_empty() {
+                put("aliases", join(&c.web.aliases));
+            }
+            if !c.web.altnames.is_empty() {
+                put("altnames", join(&c.web.altnames));
+            }
+            if let Some(r) = &c.web.http_redirect {
+                put("http_redirect", r.to_string());
+            }
+            if let Some(r) = &c.web.https_redirect {
+                put("https_redirect", r.to_string());
+            }
             extras(&mut f, &c.extra);
         }
         Kind::User | Kind::Reseller => {

@@ -30,8 +30,23 @@ fn actual_tree(s: &Scratch) -> BTreeMap<PathBuf, Node> {
     for (rel, node) in support::tree(&s.root().join("run")) {
         out.insert(Path::new("root/run").join(rel), node);
     }
-    if let Ok(bytes) = std::fs::read(s.root().join("etc/hosts")) {
-        out.insert(PathBuf::from("root/etc/hosts"), Node::File(bytes));
+    for file in ["etc/hosts", "etc/haproxy/haproxy.cfg"] {
+        if let Ok(bytes) = std::fs::read(s.root().join(file)) {
+            out.insert(Path::new("root").join(file), Node::File(bytes));
+        }
+    }
+    // The crt-list names each certificate's issue time in a comment (so that a new
+    // certificate changes it and haproxy reloads): time-dependent, so left out.
+    if let Some(Node::File(bytes)) = out.get_mut(Path::new("root/run/srvctl/haproxy/crt-list")) {
+        let text = String::from_utf8_lossy(bytes);
+        let kept: String = text
+            .lines()
+            .map(|l| match l.split_once(", issued ") {
+                Some((head, _)) if l.starts_with("# ") => format!("{head}, issued (time)\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        *bytes = kept.into_bytes();
     }
     for (path, node) in &out {
         assert!(
@@ -317,11 +332,15 @@ fn single() {
     assert_eq!(outcome["certificates_created"], false, "{outcome:#}");
     assert_eq!(
         outcome["reloads"],
-        serde_json::json!(["reload systemd-networkd"])
+        serde_json::json!(["reload haproxy.service", "reload systemd-networkd"])
     );
     assert!(
-        !s.root().join("var/lib/srvctl/pki").exists(),
-        "a lone host needs no certificates"
+        !s.root().join("var/lib/srvctl/pki/host.crt").exists(),
+        "a lone host needs no mesh certificate"
+    );
+    assert_eq!(
+        outcome["certificates_issued"],
+        serde_json::json!(["_default", "ops.ve", "tools.ve", "web.example.com"])
     );
     let actual = actual_tree(&s);
     for path in actual.keys() {
@@ -332,6 +351,57 @@ fn single() {
         );
     }
     check("single", &actual);
+}
+
+/// The HTTPS front: settings.json with a company domain (preview names) and name (error
+/// pages), aliases, alternative names, every redirect policy, a backend port override, and a
+/// container of the other host, which this host does not route.
+#[test]
+fn front() {
+    let s = Scratch::new(TWO_HOSTS);
+    std::fs::write(
+        s.root().join("etc/srvctl/settings.json"),
+        r#"{"company_domain": "company.net", "company_name": "Example <Hosting> & Co"}"#,
+    )
+    .expect("write settings.json");
+    for args in [
+        &["add-user", "bob"][..],
+        &["add-ve", "web.example.com", "--user", "bob"],
+        &["web.example.com", "alias", "add", "example.net"],
+        &["web.example.com", "alias", "add", "Example.ORG"],
+        &["web.example.com", "altname", "add", "shop.example.com"],
+        &["add-ve", "blog.example.org"],
+        &["blog.example.org", "http-redirect", "none"],
+        &["add-ve", "old.example.com"],
+        &[
+            "old.example.com",
+            "http-redirect",
+            "https://new.example.org/",
+        ],
+        &[
+            "https-redirect",
+            "old.example.com",
+            "https://new.example.org/",
+        ],
+        &["add-ve", "api.example.com"],
+        &["api.example.com", "http-redirect", "http"],
+        &["api.example.com", "https-redirect", "http"],
+        &["put", "container", "api.example.com", "http_port", "8080"],
+        &["add-ve", "tools.ve"],
+    ] {
+        s.sc_ok(args);
+    }
+    s.sc_as("h2.test", &["add-ve", "remote.example.net"]);
+    let outcome = expand(&s);
+    assert_eq!(
+        outcome["haproxy_error"],
+        serde_json::Value::Null,
+        "{outcome:#}"
+    );
+    let actual = actual_tree(&s);
+    let cfg = describe(&actual[Path::new("root/etc/haproxy/haproxy.cfg")]);
+    assert!(!cfg.contains("remote.example.net"), "{cfg}");
+    check("front", &actual);
 }
 
 #[test]

@@ -19,8 +19,10 @@ use real_tools::{ScratchRoot, output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 6] = [
+const UNITS: [&str; 8] = [
     "srvctl-regenerate.service",
+    "srvctl-certificates.service",
+    "srvctl-certificates.timer",
     "srvctl-bridges.service",
     "srvctl-start-0.target",
     "srvctl-mesh@server.service",

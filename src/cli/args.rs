@@ -159,6 +159,13 @@ pub enum Command {
         #[command(subcommand)]
         what: Option<RegenerateWhat>,
     },
+    /// List this host's site certificates (source, expiry, next action, last error), or
+    /// `sc certificates renew [NAME] [--force]`: obtain ACME certificates that are due now.
+    Certificates {
+        /// What to do instead of listing.
+        #[command(subcommand)]
+        action: Option<CertificatesAction>,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -168,9 +175,25 @@ pub enum Command {
     Man,
     /// Act on one container: `sc NAME status|start|stop|restart|enable|disable|kill|shell`,
     /// `sc NAME exec CMD…`; the shorthands `?`, `+`, `-`, `!` stand for status, start, stop,
-    /// restart (also as `sc + NAME`).
+    /// restart (also as `sc + NAME`). The web front: `sc NAME http-redirect|https-redirect
+    /// [none|http|https|URL]` (no value: the default), `sc NAME alias|altname add|remove
+    /// DOMAIN`, `sc NAME aliases|altnames`.
     #[command(external_subcommand)]
     Container(Vec<String>),
+}
+
+/// What `sc certificates` can do besides listing.
+#[derive(Debug, Subcommand)]
+pub enum CertificatesAction {
+    /// Order ACME certificates that are due (no certificate, an internal one, or one that
+    /// expires within 30 days) for names that resolve to this host; progress on stderr.
+    Renew {
+        /// Only this container.
+        name: Option<String>,
+        /// Order even while a valid certificate exists or a back-off is running.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// What `sc regenerate` can build besides the configuration.

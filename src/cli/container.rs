@@ -32,6 +32,20 @@ pub enum Action {
     Shell,
     /// Run a command inside, passing its exit code through.
     Exec(Vec<String>),
+    /// Set (or, without a value, reset) the redirect policy of plain HTTP or of HTTPS.
+    Redirect {
+        /// HTTPS (`https-redirect`) rather than HTTP (`http-redirect`).
+        https: bool,
+        /// none, http, https or a URL; `None` resets to the default.
+        value: Option<String>,
+    },
+    /// List the aliases or the alternative names, or add or remove one.
+    Names {
+        /// Which list.
+        list: crate::web::NameList,
+        /// `Some((true, d))` adds `d`, `Some((false, d))` removes it; `None` lists.
+        change: Option<(bool, String)>,
+    },
 }
 
 impl Action {
@@ -46,8 +60,37 @@ impl Action {
             "kill" => Self::Kill,
             "shell" => Self::Shell,
             "exec" if !rest.is_empty() => Self::Exec(rest.to_vec()),
+            "http-redirect" | "https-redirect" if rest.len() <= 1 => Self::Redirect {
+                https: word == "https-redirect",
+                value: rest.first().cloned(),
+            },
+            "aliases" | "altnames" | "alias" | "altname" => {
+                let list = if word.starts_with("alias") {
+                    crate::web::NameList::Aliases
+                } else {
+                    crate::web::NameList::Altnames
+                };
+                let change = match rest {
+                    [] => None,
+                    [op, domain] => match op.as_str() {
+                        "add" => Some((true, domain.clone())),
+                        "remove" | "rm" | "del" => Some((false, domain.clone())),
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+                Self::Names { list, change }
+            }
             _ => return None,
         })
+    }
+
+    /// Whether the action only reads or edits the datastore (so it may run on any host).
+    fn is_data(&self) -> bool {
+        matches!(
+            self,
+            Self::Status | Self::Redirect { .. } | Self::Names { .. }
+        )
     }
 }
 
@@ -55,7 +98,7 @@ impl Action {
 pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
     let usage = || {
         Failure::from(format!(
-            "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…)",
+            "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D])",
             crate::names::shown(args.first().map(String::as_str).unwrap_or(""))
         ))
     };
@@ -69,6 +112,13 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
                 && let Some(action) = Action::parse(second, rest)
             {
                 return Ok((name, action));
+            }
+            // srvctl 3's order for the web front: `sc http-redirect NAME [VALUE]`,
+            // `sc alias NAME add DOMAIN`.
+            if let Some(action @ (Action::Redirect { .. } | Action::Names { .. })) =
+                Action::parse(first, rest)
+            {
+                return Ok((ContainerName::new(second)?, action));
             }
             match (Action::parse(first, &[]), rest.is_empty()) {
                 (Some(action), true) if action != Action::Shell => {
@@ -93,7 +143,7 @@ pub fn act(
         .containers
         .get(name)
         .ok_or_else(|| Failure::from(format!("no container named {name}")))?;
-    if container.host != inv.hostname && action != Action::Status {
+    if container.host != inv.hostname && !action.is_data() {
         return Err(Failure::from(format!(
             "{name} lives on {}; run this there",
             container.host
@@ -140,6 +190,36 @@ pub fn act(
             };
             return Ok(system.systemd(&request)?);
         }
+        Action::Redirect { https, value } => return front_redirect(inv, out, name, https, value),
+        Action::Names { list, change: None } => {
+            let web = &container.web;
+            let names = match list {
+                crate::web::NameList::Aliases => &web.aliases,
+                crate::web::NameList::Altnames => &web.altnames,
+            };
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            return out.list(&names);
+        }
+        Action::Names {
+            list,
+            change: Some((add, domain)),
+        } => {
+            return super::change(inv, out, false, |state, _| {
+                let names = crate::web::change_names(state, name, list, add, &domain)?;
+                let domain = crate::web::Domain::new(&domain)?;
+                let what = if list == crate::web::NameList::Aliases {
+                    "alias"
+                } else {
+                    "alternative name"
+                };
+                Ok(Report::Front {
+                    name: name.to_string(),
+                    key: list.key().into(),
+                    change: format!("{what} {domain} {}", if add { "added" } else { "removed" }),
+                    value: serde_json::json!(names),
+                })
+            });
+        }
         Action::Shell => {
             return interactive(
                 inv,
@@ -163,6 +243,34 @@ pub fn act(
     }
     inv.audit("ok");
     out.value(&format!("{name}: done"))
+}
+
+/// `sc NAME http-redirect|https-redirect [VALUE]`.
+fn front_redirect(
+    inv: &Invocation,
+    out: &mut Output,
+    name: &ContainerName,
+    https: bool,
+    value: Option<String>,
+) -> Result<(), Failure> {
+    super::change(inv, out, false, |state, _| {
+        let set = crate::web::set_redirect(state, name, https, value.as_deref())?;
+        let key = if https {
+            "https_redirect"
+        } else {
+            "http_redirect"
+        };
+        let command = key.replace('_', "-");
+        Ok(Report::Front {
+            name: name.to_string(),
+            key: key.into(),
+            change: match &set {
+                Some(r) => format!("{command} set to {r}"),
+                None => format!("{command} reset to the default"),
+            },
+            value: serde_json::json!(set.map(|r| r.to_string())),
+        })
+    })
 }
 
 /// Run an interactive program with this terminal; its exit code becomes ours.

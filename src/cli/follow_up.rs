@@ -58,7 +58,9 @@ pub fn steps(report: &Report) -> Vec<Step> {
         Report::Set { .. } | Report::Import(_) => {
             vec![Step::Systemd(Request::DaemonReload), regenerate()]
         }
-        Report::Reseller(_) | Report::User(_) | Report::Removed(_) => vec![regenerate()],
+        Report::Reseller(_) | Report::User(_) | Report::Removed(_) | Report::Front { .. } => {
+            vec![regenerate()]
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `sc` program: parse, check privilege, run one command, print, audit.
 
 mod args;
+mod certificates;
 mod container;
 mod follow_up;
 mod output;
@@ -189,6 +190,10 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 &live,
             ))
         }
+        Command::Certificates { action: None } => certificates::list(inv, cli.json),
+        Command::Certificates {
+            action: Some(args::CertificatesAction::Renew { name, force }),
+        } => certificates::renew(inv, cli.json, name.as_deref(), *force),
         Command::Regenerate { what: None } => regenerate::sc_regenerate(&inv.paths, out),
         Command::Regenerate {
             what: Some(args::RegenerateWhat::Rootfs { image }),
@@ -295,6 +300,7 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
         | Command::Out { .. }
         | Command::Status
         | Command::Regenerate { .. }
+        | Command::Certificates { .. }
         | Command::Container(_)
         | Command::ImportV3 { .. }
         | Command::Completion { .. }

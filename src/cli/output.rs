@@ -33,6 +33,17 @@ pub enum Report {
     },
     /// A srvctl 3 import.
     Import(ImportReport),
+    /// The web front of a container changed: a redirect, an alias, an alternative name.
+    Front {
+        /// The container.
+        name: String,
+        /// The field: `http_redirect`, `https_redirect`, `aliases` or `altnames`.
+        key: String,
+        /// What changed, in words.
+        change: String,
+        /// The field's value afterwards (a string, null for the default, or a list).
+        value: serde_json::Value,
+    },
 }
 
 /// The printer.
@@ -84,8 +95,20 @@ impl Output {
                 value: None,
             } => format!("{name}: {key} reset"),
             Report::Import(r) => import_text(r),
+            Report::Front { name, change, .. } => format!("{name}: {change}"),
         };
         self.line(text.trim_end())
+    }
+
+    /// Print a list: one item a line, or a JSON array.
+    pub fn list(&mut self, items: &[String]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&items);
+        }
+        for item in items {
+            self.line(item)?;
+        }
+        Ok(())
     }
 
     /// Print one bare value.

@@ -40,7 +40,14 @@ pub fn run_here(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
             s.replace('\n', "\\n")
         );
     }
-    out.regenerated(&outcome)
+    for note in &outcome.notes {
+        eprintln!("srvctl-regenerate: note: {note}");
+    }
+    out.regenerated(&outcome)?;
+    match &outcome.haproxy_error {
+        Some(error) => Err(Failure::from(error)),
+        None => Ok(()),
+    }
 }
 
 /// `sc regenerate`: through systemd on a real host, directly under a scratch root.
@@ -121,6 +128,12 @@ pub fn summary(o: &Outcome) -> String {
     );
     if o.certificates_created {
         s.push_str("; certificates created");
+    }
+    if !o.certificates_issued.is_empty() {
+        s.push_str(&format!(
+            "; {} internal certificate(s) issued",
+            o.certificates_issued.len()
+        ));
     }
     if !o.reloads.is_empty() {
         s.push_str(&format!("; reloaded: {}", o.reloads.join(", ")));

@@ -109,6 +109,11 @@ pub fn render(
         "sysinit.target.wants/srvctl-regenerate.service",
         format!("{SYSTEM_UNITS}/srvctl-regenerate.service"),
     );
+    // Certificates are renewed twice a day (`sc certificates renew`).
+    tree.link(
+        "timers.target.wants/srvctl-certificates.timer",
+        format!("{SYSTEM_UNITS}/srvctl-certificates.timer"),
+    );
     for instance in super::mesh::instances(clusters, hostname) {
         let unit = mesh_unit(&instance);
         tree.link(

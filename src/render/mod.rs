@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod generator;
+pub mod haproxy;
 pub mod hosts_file;
 pub mod mesh;
 pub mod templates;

@@ -40,6 +40,8 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mesh-client.conf"),
     ),
     ("hosts", include_str!("../../templates/hosts")),
+    ("haproxy.cfg", include_str!("../../templates/haproxy.cfg")),
+    ("error.html", include_str!("../../templates/error.html")),
 ];
 
 /// A template failed to parse or render.

@@ -81,6 +81,11 @@ impl System for Local {
         result
     }
 
+    fn sync_fs(&self, path: &Path) -> io::Result<()> {
+        let f = fs::File::open(path)?;
+        nix::unistd::syncfs(&f).map_err(io::Error::from)
+    }
+
     fn symlink(&self, path: &Path, target: &Path) -> io::Result<()> {
         parent_dirs(path)?;
         let tmp = temp_beside(path);

@@ -25,6 +25,9 @@ pub trait System {
     /// Replace a file atomically (creating parent directories). `durable` files are fsynced;
     /// files on volatile storage (/run) need not be.
     fn write(&self, path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()>;
+    /// Flush everything written to the file system that holds `path` (syncfs): one call
+    /// makes a batch of non-durable writes durable.
+    fn sync_fs(&self, path: &Path) -> io::Result<()>;
     /// Replace a symbolic link atomically.
     fn symlink(&self, path: &Path, target: &Path) -> io::Result<()>;
     /// Remove a file or link; a missing one is fine.

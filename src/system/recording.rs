@@ -57,6 +57,10 @@ impl System for Recording {
         Ok(())
     }
 
+    fn sync_fs(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
     fn symlink(&self, path: &Path, target: &Path) -> io::Result<()> {
         self.writes.borrow_mut().push(path.to_owned());
         self.nodes

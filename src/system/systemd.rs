@@ -22,13 +22,19 @@ pub enum Request {
     Kill(String),
     /// Make systemd-networkd re-read its configuration, if it runs.
     ReloadNetworkd,
+    /// Reload a unit if it runs (haproxy: a hitless master-worker reload) and wait until the
+    /// job is done; nothing when it does not run.
+    Reload(String),
 }
 
 impl Request {
     /// Whether the request only makes running services pick up new files, so that it is moot
     /// when they do not run yet.
     pub fn is_refresh(&self) -> bool {
-        matches!(self, Self::ReloadNetworkd | Self::TryRestart(_))
+        matches!(
+            self,
+            Self::ReloadNetworkd | Self::TryRestart(_) | Self::Reload(_)
+        )
     }
 }
 
@@ -42,6 +48,7 @@ impl fmt::Display for Request {
             Self::Restart(u) => write!(f, "restart {u}"),
             Self::Kill(u) => write!(f, "kill {u}"),
             Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
+            Self::Reload(u) => write!(f, "reload {u}"),
         }
     }
 }
@@ -95,10 +102,15 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     .map_err(err)?;
                 Ok(())
             }
-            Request::Start(unit) | Request::Stop(unit) | Request::Restart(unit) => {
+            Request::Start(unit)
+            | Request::Stop(unit)
+            | Request::Restart(unit)
+            | Request::Reload(unit) => {
                 let method = match request {
                     Request::Start(_) => "StartUnit",
                     Request::Stop(_) => "StopUnit",
+                    // try-reload-or-restart: a reload when it runs, nothing when it does not.
+                    Request::Reload(_) => "ReloadOrTryRestartUnit",
                     _ => "RestartUnit",
                 };
                 let job: OwnedObjectPath = call(method, unit)

@@ -9,6 +9,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod pebble;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -245,6 +247,22 @@ impl Procs {
             .find(|(l, _, _)| l == label)
             .map(|(_, _, log)| fs::read_to_string(log).unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// The process id of `label`.
+    pub fn pid(&self, label: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, child, _)| child.id())
+    }
+
+    /// Kill the process `label` now.
+    pub fn kill(&mut self, label: &str) {
+        for (_, child, _) in self.procs.iter_mut().filter(|(l, _, _)| l == label) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Kill every process now.

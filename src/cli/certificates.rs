@@ -1,0 +1,157 @@
+//! `sc certificates` (list) and `sc certificates renew [NAME] [--force]`.
+
+use std::fs::File;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{Failure, Invocation};
+use crate::acme::{self, AcmeSettings, AcmeState, Row, SystemResolver};
+use crate::system::{Local, Request, System};
+
+fn rows(
+    inv: &Invocation,
+    system: &dyn System,
+    settings: &AcmeSettings,
+    history: &AcmeState,
+    only: Option<&str>,
+    force: bool,
+) -> Result<Vec<Row>, Failure> {
+    let clusters = inv.clusters()?;
+    let host = clusters.host(&inv.hostname).ok_or_else(|| {
+        Failure::from(format!(
+            "this host ({}) is not defined in clusters.json",
+            inv.hostname
+        ))
+    })?;
+    let state = crate::store::read(&inv.paths)?;
+    if let Some(name) = only
+        && !state
+            .containers
+            .iter()
+            .any(|(n, c)| n.as_str() == name && c.host == host.name)
+    {
+        return Err(Failure::from(format!("no container {name} on this host")));
+    }
+    Ok(acme::survey(
+        system,
+        &inv.paths,
+        &state,
+        host,
+        settings,
+        &SystemResolver,
+        history,
+        jiff::Timestamp::now(),
+        only,
+        force,
+    )?)
+}
+
+/// `sc certificates`: one row per container of this host.
+pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
+    let system = Local::new(inv.paths.root().is_some());
+    let settings = AcmeSettings::load(&system, &inv.paths)?;
+    let history = AcmeState::load(&system, &inv.paths)?;
+    let rows = rows(inv, &system, &settings, &history, None, false)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.source
+                    .map_or("none", |s| match s {
+                        crate::certs::CertSource::Internal => "internal",
+                        crate::certs::CertSource::Acme => "acme",
+                    })
+                    .to_owned(),
+                r.not_after.clone().unwrap_or_else(|| "-".into()),
+                r.next_action.clone(),
+                r.last_error
+                    .as_deref()
+                    .map(|e| format!("{} ({} failures)", e.replace('\n', " "), r.failures))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "SOURCE", "NOT_AFTER", "NEXT", "LAST_ERROR"].map(String::from);
+    let mut widths = [0usize; 4];
+    for line in std::iter::once(&header).chain(&table) {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for line in std::iter::once(&header).chain(&table) {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            match widths.get(i) {
+                Some(w) => text.push_str(&format!("{cell:<w$}  ")),
+                None => text.push_str(cell),
+            }
+        }
+        println!("{}", text.trim_end());
+    }
+    Ok(())
+}
+
+/// `sc certificates renew [NAME] [--force]`: run the policy now; progress on stderr. Fails
+/// (non-zero exit) when an order failed, so the timer's unit shows up as failed.
+pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> Result<(), Failure> {
+    let system = Local::new(inv.paths.root().is_some());
+    let settings = AcmeSettings::load(&system, &inv.paths)?;
+    let dir = acme::acme_dir(&inv.paths);
+    system.create_dir(&dir, 0o700)?;
+    let lock_path = dir.join("renew.lock");
+    let lock_file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Failure::from(format!("{}: {e}", lock_path.display())))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| Failure::from("another `sc certificates renew` is running"))?;
+    let mut history = AcmeState::load(&system, &inv.paths)?;
+    let rows = rows(inv, &system, &settings, &history, only, force)?;
+    let report = acme::renew(
+        &system,
+        &inv.paths,
+        &settings,
+        &rows,
+        only.is_some(),
+        &mut history,
+        &jiff::Timestamp::now,
+        &mut |line| eprintln!("sc: certificates: {line}"),
+    )?;
+    if !report.installed.is_empty() {
+        // haproxy picks the new certificates up with the next regenerate.
+        if let Err(e) = system.systemd(&Request::Start(super::regenerate::UNIT.into())) {
+            eprintln!("sc: certificates: installed, but regenerating failed: {e}");
+        }
+    }
+    inv.audit(&if report.failed.is_empty() {
+        format!("ok: {} installed", report.installed.len())
+    } else {
+        format!(
+            "error: {} installed, {} failed",
+            report.installed.len(),
+            report.failed.len()
+        )
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    match report.failed.len() {
+        0 => Ok(()),
+        n => Err(Failure::from(format!(
+            "{n} order(s) failed: {}",
+            report
+                .failed
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}

@@ -1,0 +1,351 @@
+//! The guard in front of haproxy: a new configuration (haproxy.cfg with its maps, crt-list and
+//! error pages) is checked with `haproxy -c` before any of it replaces the live files. A
+//! configuration haproxy refuses is not applied at all: the old files stay, haproxy is not
+//! reloaded, and the error is reported. The proxy never goes down over a bad render.
+//!
+//! The check runs on a staged copy under `/run/srvctl/haproxy.check/`, with srvctl's paths in
+//! it moved there, so the maps and certificates it reads are the new ones.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::changeset::Changes;
+use crate::paths::Paths;
+use crate::render::haproxy::{self, CONFIG, DIR, is_haproxy_path};
+use crate::render::tree::{Entry, Tree};
+use crate::system::{CommandLine, Request, System};
+
+/// The staging directory, relative to the host root.
+pub const STAGING: &str = "run/srvctl/haproxy.check";
+/// A fingerprint of the last front `haproxy -c` accepted (durable, so that the same front
+/// rendered again after a reboot, when everything under /run is new, is not checked again:
+/// the check loads every certificate, about 3 s with 4,000 sites).
+pub const CHECKED: &str = "/var/lib/srvctl/haproxy.checked";
+
+/// What the guard decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing of the front changes.
+    Unchanged,
+    /// `haproxy -c` accepted the new configuration.
+    Checked,
+    /// Only maps changed: they cannot break the configuration, so it was not checked.
+    MapsOnly,
+    /// `haproxy -c` accepted this very front before.
+    CheckedBefore,
+    /// haproxy is not installed: the files are written unchecked.
+    NotChecked(String),
+    /// `haproxy -c` refused it: none of it was applied.
+    Refused(String),
+}
+
+/// The haproxy program, if installed.
+pub fn haproxy_program() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("haproxy"))
+        .find(|p| p.is_file())
+}
+
+/// Check the front of `tree` if `changes` touch it; when haproxy refuses it, take its writes,
+/// removals and reload out of `changes` and keep the old files in the manifest.
+pub fn guard(
+    system: &dyn System,
+    paths: &Paths,
+    tree: &Tree,
+    changes: &mut Changes,
+    previous: &BTreeSet<PathBuf>,
+    program: Option<&Path>,
+) -> Verdict {
+    if !changes.ops.iter().any(|op| is_haproxy_path(op.path())) {
+        return Verdict::Unchanged;
+    }
+    // Maps hold only validated names and URLs and are read as data: a change to them alone
+    // (a redirect, an alias without a new certificate) cannot break the configuration, and
+    // skips the check, which loads every certificate (3 s with 4,000 sites).
+    let maps_only = changes.ops.iter().all(|op| {
+        !is_haproxy_path(op.path())
+            || matches!(op, crate::changeset::Op::Write { path, .. }
+                if path.starts_with(DIR) && path.extension().is_some_and(|e| e == "map"))
+    });
+    if maps_only {
+        return Verdict::MapsOnly;
+    }
+    let Some(program) = program else {
+        return Verdict::NotChecked(
+            "haproxy is not installed: its configuration is written without `haproxy -c`".into(),
+        );
+    };
+    let stamp = paths.host(CHECKED);
+    let print = fingerprint(tree);
+    if system.read(&stamp).ok().flatten().as_deref() == Some(print.as_bytes()) {
+        return Verdict::CheckedBefore;
+    }
+    match check(system, paths, tree, program) {
+        Ok(()) => {
+            // Losing the stamp only costs a check next time.
+            let _ = system.write(&stamp, print.as_bytes(), 0o600, true);
+            Verdict::Checked
+        }
+        Err(msg) => {
+            changes.ops.retain(|op| !is_haproxy_path(op.path()));
+            let reload = Request::Reload(haproxy::UNIT.into());
+            changes.reloads.retain(|r| *r != reload);
+            changes.manifest.retain(|p| !is_haproxy_path(p));
+            changes
+                .manifest
+                .extend(previous.iter().filter(|p| is_haproxy_path(p)).cloned());
+            Verdict::Refused(msg)
+        }
+    }
+}
+
+/// A fingerprint of the front in `tree`: every haproxy file, path and bytes (the crt-list
+/// names each certificate's issue time, so a new certificate changes it too).
+fn fingerprint(tree: &Tree) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (path, entry) in tree.entries() {
+        if let (true, Entry::File { bytes, .. }) = (is_haproxy_path(path), entry) {
+            path.hash(&mut h);
+            bytes.hash(&mut h);
+        }
+    }
+    format!("{:016x}\n", h.finish())
+}
+
+/// Stage the front of `tree` and run `haproxy -c` on it.
+fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Result<(), String> {
+    let staging = paths.host(&format!("/{STAGING}"));
+    let certs_dir = crate::certs::dir(paths);
+    let result = (|| {
+        system
+            .remove_tree(&staging)
+            .map_err(|e| format!("{}: {e}", staging.display()))?;
+        for (path, entry) in tree.entries() {
+            let Entry::File { bytes, .. } = entry else {
+                continue;
+            };
+            let (dest, relocate) = if path == Path::new(CONFIG) {
+                (staging.join("haproxy.cfg"), true)
+            } else if let Ok(rest) = path.strip_prefix(DIR) {
+                (staging.join(rest), rest == Path::new("crt-list"))
+            } else {
+                continue;
+            };
+            let bytes = if relocate {
+                haproxy::relocate(&String::from_utf8_lossy(bytes), &staging, &certs_dir)
+                    .into_bytes()
+            } else {
+                bytes.clone()
+            };
+            system
+                .write(&dest, &bytes, 0o600, false)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        let args = vec![
+            "-c".into(),
+            "-f".into(),
+            staging.join("haproxy.cfg").into_os_string(),
+        ];
+        system
+            .run(&CommandLine {
+                program: program.to_string_lossy().into_owned(),
+                args,
+            })
+            .map_err(|e| e.to_string())
+    })();
+    let _ = system.remove_tree(&staging);
+    result
+        .map_err(|e| format!("haproxy refused the new configuration; the running one is kept: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changeset::{self, Op};
+    use crate::system::Recording;
+
+    fn tree(cfg: &str) -> Tree {
+        let mut t = Tree::default();
+        t.file(CONFIG, cfg.into());
+        t.file(format!("{DIR}/hosts.map"), "a.example c:a.example\n".into());
+        t.file(
+            format!("{DIR}/crt-list"),
+            "/var/lib/srvctl/certs/_default.pem\n".into(),
+        );
+        t.file("run/systemd/network/50-x.network", "x".into());
+        t
+    }
+
+    #[test]
+    fn the_staged_copy_is_checked_with_paths_moved() {
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let t = tree("bind :443 ssl crt-list /run/srvctl/haproxy/crt-list\n");
+        let mut changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let v = guard(
+            &sys,
+            &paths,
+            &t,
+            &mut changes,
+            &BTreeSet::new(),
+            Some(Path::new("/usr/sbin/haproxy")),
+        );
+        assert_eq!(v, Verdict::Checked);
+        let cmd = &sys.commands.borrow()[0];
+        assert_eq!(
+            cmd.to_string(),
+            "/usr/sbin/haproxy -c -f /r/run/srvctl/haproxy.check/haproxy.cfg"
+        );
+        // Staged with the paths moved, then removed.
+        let written = sys.writes.borrow();
+        assert!(written.contains(&PathBuf::from("/r/run/srvctl/haproxy.check/crt-list")));
+        assert!(
+            sys.read(Path::new("/r/run/srvctl/haproxy.check/haproxy.cfg"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            changes
+                .reloads
+                .contains(&Request::Reload(haproxy::UNIT.into()))
+        );
+        // The same front again (after a reboot emptied /run): not checked twice.
+        assert_eq!(
+            guard(
+                &sys,
+                &paths,
+                &t,
+                &mut changes,
+                &BTreeSet::new(),
+                Some(Path::new("haproxy"))
+            ),
+            Verdict::CheckedBefore
+        );
+        assert_eq!(sys.commands.borrow().len(), 1);
+        // Only maps changed: no check needed, haproxy reloads.
+        let mut maps = changeset::Changes {
+            ops: vec![Op::Write {
+                path: PathBuf::from(DIR).join("hosts.map"),
+                bytes: Vec::new(),
+                mode: 0o644,
+            }],
+            ..changeset::Changes::default()
+        };
+        assert_eq!(
+            guard(&sys, &paths, &t, &mut maps, &BTreeSet::new(), None),
+            Verdict::MapsOnly
+        );
+        assert_eq!(sys.commands.borrow().len(), 1);
+        // Unchanged files: no check.
+        let mut none = changeset::Changes::default();
+        assert_eq!(
+            guard(&sys, &paths, &t, &mut none, &BTreeSet::new(), None),
+            Verdict::Unchanged
+        );
+        // No haproxy: written unchecked, with a note.
+        assert!(matches!(
+            guard(&sys, &paths, &t, &mut changes, &BTreeSet::new(), None),
+            Verdict::NotChecked(_)
+        ));
+    }
+
+    #[test]
+    fn relocation_points_at_the_staging_dir() {
+        let text = haproxy::relocate(
+            "crt-list /run/srvctl/haproxy/crt-list\n/var/lib/srvctl/certs/a.pem\n",
+            Path::new("/s"),
+            Path::new("/c"),
+        );
+        assert_eq!(text, "crt-list /s/crt-list\n/c/a.pem\n");
+    }
+
+    /// A system whose programs all fail, like a `haproxy -c` that refuses the config.
+    struct Refusing(Recording);
+
+    impl System for Refusing {
+        fn read(&self, p: &Path) -> std::io::Result<Option<Vec<u8>>> {
+            self.0.read(p)
+        }
+        fn read_link(&self, p: &Path) -> std::io::Result<Option<PathBuf>> {
+            self.0.read_link(p)
+        }
+        fn write(&self, p: &Path, b: &[u8], m: u32, d: bool) -> std::io::Result<()> {
+            self.0.write(p, b, m, d)
+        }
+        fn sync_fs(&self, p: &Path) -> std::io::Result<()> {
+            self.0.sync_fs(p)
+        }
+        fn symlink(&self, p: &Path, t: &Path) -> std::io::Result<()> {
+            self.0.symlink(p, t)
+        }
+        fn remove(&self, p: &Path) -> std::io::Result<()> {
+            self.0.remove(p)
+        }
+        fn create_dir(&self, p: &Path, m: u32) -> std::io::Result<()> {
+            self.0.create_dir(p, m)
+        }
+        fn remove_empty_dir(&self, p: &Path) -> std::io::Result<()> {
+            self.0.remove_empty_dir(p)
+        }
+        fn remove_tree(&self, p: &Path) -> std::io::Result<()> {
+            self.0.remove_tree(p)
+        }
+        fn interface_exists(&self, n: &str) -> bool {
+            self.0.interface_exists(n)
+        }
+        fn run(&self, c: &CommandLine) -> std::io::Result<()> {
+            Err(std::io::Error::other(format!(
+                "`{c}` failed: unknown keyword"
+            )))
+        }
+        fn systemd(&self, r: &Request) -> Result<(), crate::system::systemd::SystemdError> {
+            self.0.systemd(r)
+        }
+        fn unit_states(
+            &self,
+            p: &str,
+        ) -> Result<Vec<crate::system::systemd::UnitState>, crate::system::systemd::SystemdError>
+        {
+            self.0.unit_states(p)
+        }
+    }
+
+    #[test]
+    fn a_refused_front_is_left_out_whole() {
+        let sys = Refusing(Recording::default());
+        let paths = Paths::rooted("/r");
+        let t = tree("broken\n");
+        let previous: BTreeSet<PathBuf> = [PathBuf::from("run/srvctl/haproxy/old.map")].into();
+        let mut changes = changeset::plan(&t, Path::new("/r"), &previous, &sys).unwrap();
+        let v = guard(
+            &sys,
+            &paths,
+            &t,
+            &mut changes,
+            &previous,
+            Some(Path::new("haproxy")),
+        );
+        let Verdict::Refused(msg) = v else {
+            panic!("{v:?}")
+        };
+        assert!(msg.contains("unknown keyword"), "{msg}");
+        assert!(changes.ops.iter().all(|op| !is_haproxy_path(op.path())));
+        assert!(
+            changes
+                .ops
+                .iter()
+                .any(|op| matches!(op, Op::Write { path, .. } if path.starts_with("run/systemd")))
+        );
+        assert_eq!(changes.reloads, vec![Request::ReloadNetworkd]);
+        // The old files stay owned, the new ones are not claimed.
+        assert!(
+            changes
+                .manifest
+                .contains(Path::new("run/srvctl/haproxy/old.map"))
+        );
+        assert!(!changes.manifest.contains(Path::new(CONFIG)));
+    }
+}

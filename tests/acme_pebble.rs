@@ -1,0 +1,227 @@
+//! `sc certificates renew` against a real ACME CA: Debian's `pebble`, on loopback.
+//!
+//! pebble validates HTTP-01 by looking the domain up with `pebble-challtestsrv` (its mock DNS
+//! answers A 127.0.0.1 for every name) and fetching the token from 127.0.0.1 on its `httpPort`,
+//! which is pointed at srvctl's challenge responder. pebble's own TLS certificate (for the
+//! directory) is made here with rcgen; srvctl trusts it through `acme_ca_file`.
+//!
+//! Proves: a certificate is obtained over HTTP-01, installed as chain + key (0600, directory
+//! 0700) with its metadata, and chains to pebble's root; a second run orders nothing; with the
+//! CA gone, the error is recorded with a back-off and no order is attempted before it ends.
+
+mod real_tools;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use real_tools::pebble::{CHALLTESTSRV, PEBBLE, Pebble, free_port};
+use real_tools::{SC, ScratchRoot, output, run_ok};
+
+const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"127.0.0.1","hostnet":1}}}"#;
+const SITE: &str = "site.example.com";
+const SITE2: &str = "broken.example.com";
+
+fn pem_blocks(text: &str, kind: &str) -> Vec<String> {
+    let begin = format!("-----BEGIN {kind}-----");
+    let end = format!("-----END {kind}-----");
+    text.split_inclusive(&end)
+        .filter_map(|chunk| chunk.find(&begin).map(|i| format!("{}\n", &chunk[i..])))
+        .collect()
+}
+
+fn renew(root: &ScratchRoot, extra: &[&str]) -> (bool, String) {
+    let out = output(
+        root.command(SC)
+            .arg("--root")
+            .arg(root.path())
+            .args(["certificates", "renew"])
+            .args(extra),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn state(root: &ScratchRoot) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(root.join("var/lib/srvctl/acme/state.json")).unwrap()).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
+    if !Path::new(PEBBLE).exists() && !nix::unistd::geteuid().is_root() {
+        eprintln!("acme_pebble: skipped: pebble is not installed (scripts/test-deps.sh)");
+        return;
+    }
+    real_tools::require_tool(PEBBLE);
+    real_tools::require_tool(CHALLTESTSRV);
+    let responder = free_port();
+    let mut pebble = Pebble::start(responder, None);
+
+    let root = ScratchRoot::new(CLUSTERS, "h1.test");
+    root.sc(&["add-ve", SITE]);
+    let settings = serde_json::json!({
+        "acme_directory": pebble.directory,
+        "acme_ca_file": pebble.tls_ca(),
+        "acme_listen": format!("127.0.0.1:{responder}"),
+        "acme_assume_resolved": true,
+    });
+    fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
+
+    // srvctl-regenerate gives the site an internal certificate at once; it is due for ACME.
+    root.sc(&["regenerate"]);
+    let listed = |root: &ScratchRoot| -> serde_json::Value {
+        serde_json::from_str(&root.sc(&["certificates", "--json"])).unwrap()
+    };
+    let first = listed(&root);
+    assert_eq!(first[0]["name"], SITE, "{first}");
+    assert_eq!(first[0]["source"], "internal", "{first}");
+    assert_eq!(
+        first[0]["next_action"], "order now (internal certificate)",
+        "{first}"
+    );
+
+    // 1. An order over HTTP-01.
+    let (ok, log) = renew(&root, &[]);
+    assert!(ok, "renew failed:\n{log}\n{}", pebble.procs.logs());
+    assert!(log.contains(&format!("{SITE}: ordering")), "{log}");
+    assert!(log.contains(&format!("{SITE}: installed")), "{log}");
+    assert!(
+        log.contains("would ask systemd: start srvctl-regenerate.service"),
+        "a new certificate must trigger a regenerate:\n{log}"
+    );
+    let certs = root.join("var/lib/srvctl/certs");
+    let pem_path = certs.join(format!("{SITE}.pem"));
+    assert_eq!(mode(&certs), 0o700);
+    assert_eq!(mode(&pem_path), 0o600);
+    assert_eq!(mode(&root.join("var/lib/srvctl/acme")), 0o700);
+    assert_eq!(mode(&root.join("var/lib/srvctl/acme/account.json")), 0o600);
+    let pem = fs::read_to_string(&pem_path).unwrap();
+    let chain = pem_blocks(&pem, "CERTIFICATE");
+    assert!(chain.len() >= 2, "leaf and intermediate expected:\n{pem}");
+    assert_eq!(pem_blocks(&pem, "PRIVATE KEY").len(), 1, "{pem}");
+    assert!(
+        pem.find("PRIVATE KEY").unwrap() > pem.rfind("END CERTIFICATE").unwrap(),
+        "the key follows the chain"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(certs.join(format!("{SITE}.json"))).unwrap()).unwrap();
+    assert_eq!(meta["source"], "acme");
+    // The site's own name first, then the names haproxy serves for it (www. at least).
+    assert_eq!(meta["names"][0], SITE);
+    assert!(
+        meta["names"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(format!("www.{SITE}"))),
+        "{meta}"
+    );
+    let not_after: jiff::Timestamp = meta["not_after"].as_str().unwrap().parse().unwrap();
+    assert!(not_after > jiff::Timestamp::now());
+
+    // The chain verifies up to pebble's root, for the site's name.
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    fs::write(w.join("root.pem"), pebble.root()).unwrap();
+    fs::write(w.join("leaf.pem"), &chain[0]).unwrap();
+    fs::write(w.join("intermediates.pem"), chain[1..].concat()).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(w.join("root.pem"))
+            .arg("-untrusted")
+            .arg(w.join("intermediates.pem"))
+            .args(["-verify_hostname", SITE])
+            .arg(w.join("leaf.pem")),
+    );
+
+    // The next regenerate keeps the ACME certificate (and serves it).
+    root.sc(&["regenerate"]);
+    assert_eq!(fs::read_to_string(&pem_path).unwrap(), pem);
+    assert_eq!(listed(&root)[0]["source"], "acme");
+
+    // 2. A valid certificate: nothing is ordered, nothing changes.
+    let (ok, log) = renew(&root, &[]);
+    assert!(ok, "{log}");
+    assert!(!log.contains("ordering"), "{log}");
+    assert!(log.contains(&format!("{SITE}: renew after")), "{log}");
+    assert!(!log.contains("srvctl-regenerate"), "{log}");
+    assert_eq!(fs::read_to_string(&pem_path).unwrap(), pem);
+
+    // 3. The CA is gone: the failure is recorded and backs off.
+    pebble.stop();
+    root.sc(&["add-ve", SITE2]);
+    let before = jiff::Timestamp::now();
+    let (ok, log) = renew(&root, &[]);
+    assert!(
+        !ok,
+        "a failed order must fail the run (and the timer's unit):\n{log}"
+    );
+    assert!(log.contains(&format!("{SITE2}: ordering")), "{log}");
+    assert!(log.contains(&format!("{SITE2}: failed")), "{log}");
+    let s = state(&root);
+    let entry = &s["domains"][SITE2];
+    assert_eq!(entry["failures"], 1, "{s}");
+    assert!(
+        entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{s}"
+    );
+    let next: jiff::Timestamp = entry["next_attempt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next >= before + jiff::SignedDuration::from_mins(59),
+        "next attempt {next} should be about an hour away"
+    );
+    assert!(!s["domains"].as_object().unwrap().contains_key(SITE), "{s}");
+
+    // 4. Before the back-off ends, no order is attempted.
+    let (ok, log) = renew(&root, &[]);
+    assert!(ok, "{log}");
+    assert!(!log.contains("ordering"), "{log}");
+    assert!(log.contains(&format!("{SITE2}: retry after")), "{log}");
+    assert_eq!(state(&root), s, "nothing was attempted");
+
+    // The listing shows both.
+    let rows = listed(&root);
+    let listing = rows.to_string();
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {listing}"))
+    };
+    assert_eq!(row(SITE)["source"], "acme");
+    assert!(
+        row(SITE)["next_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("renew after")
+    );
+    assert!(row(SITE2)["last_error"].as_str().is_some(), "{listing}");
+    assert!(
+        row(SITE2)["next_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("retry after")
+    );
+    let text = root.sc(&["certificates"]);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(
+        text.contains(SITE2) && text.contains("retry after"),
+        "{text}"
+    );
+
+    // A destroyed container's history is forgotten by the next full run.
+    root.sc(&["destroy-ve", SITE2]);
+    let (ok, log) = renew(&root, &[]);
+    assert!(ok, "{log}");
+    assert_eq!(state(&root)["domains"], serde_json::json!({}));
+}
