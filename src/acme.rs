@@ -643,6 +643,7 @@ pub fn obtain(
         not_after: issued.not_after.to_string(),
         issued: now.to_string(),
     };
+    let _lock = certs::lock(paths).map_err(io_at(&certs::dir(paths)))?;
     certs::install(
         system,
         paths,

@@ -88,6 +88,61 @@ pub fn dir(paths: &Paths) -> PathBuf {
     paths.host(DIR)
 }
 
+/// Take the certificate directory's lock (waiting for its holder). srvctl-regenerate holds it
+/// while it decides which internal certificates to issue and writes them, and an ACME install
+/// holds it while it writes: an internal certificate never overwrites an ACME one that arrived
+/// in between.
+pub fn lock(paths: &Paths) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = dir(paths);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Remove the certificates of containers that are no longer on `hostname` (destroyed or moved).
+/// Returns their names.
+pub fn prune(
+    system: &dyn System,
+    paths: &Paths,
+    state: &State,
+    hostname: &str,
+) -> io::Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(dir(paths)) else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let file = entry?.file_name();
+        let file = file.to_string_lossy();
+        let Some(name) = file
+            .strip_suffix(".pem")
+            .or_else(|| file.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let wanted = name == DEFAULT
+            || ContainerName::new(name)
+                .is_ok_and(|n| state.containers.get(&n).is_some_and(|c| c.host == hostname));
+        if !wanted && is_file_name(name) {
+            system.remove(&dir(paths).join(file.as_ref()))?;
+            if !removed.iter().any(|r| r == name) {
+                removed.push(name.to_owned());
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Whether `name` may name a certificate file: a container name, or [`DEFAULT`].
 fn is_file_name(name: &str) -> bool {
     name == DEFAULT || ContainerName::new(name).is_ok_and(|n| n.as_str() == name)

@@ -109,7 +109,10 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
     let site = crate::site::Settings::load(paths)?;
     // Every container of this host has a certificate before haproxy is rendered: one of the
     // internal CA unless a valid ACME one is installed.
+    let certificates = crate::certs::lock(paths).map_err(RegenerateError::Read)?;
     outcome.certificates_issued = crate::certs::ensure_internal(system, paths, &state, hostname)?;
+    crate::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
+    drop(certificates);
     // ACME hook point: certificates from the ACME CA are installed here (crate::acme), before
     // the crt-list is rendered from what is installed.
     let installed = crate::certs::installed(system, paths, &state, hostname)?;

@@ -181,6 +181,12 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
     .map(String::from)
     .into();
     assert_eq!(strings(&outcome["removed"]), gone, "{outcome:#}");
+    // Its certificate goes too; the host's default one stays.
+    let certs = s.root().join("var/lib/srvctl/certs");
+    assert!(
+        !certs.join("web.example.com.pem").exists() && !certs.join("web.example.com.json").exists()
+    );
+    assert!(certs.join("_default.pem").is_file());
     // /etc/hosts, and the HTTPS front without the container.
     let written: BTreeSet<String> = [
         "/etc/hosts",
@@ -254,7 +260,8 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
         requests,
         [
             "would ask systemd: daemon-reload",
-            "would ask systemd: start srvctl-regenerate.service"
+            "would ask systemd: start srvctl-regenerate.service",
+            "would ask systemd: start --no-block srvctl-certificates.service"
         ],
         "{run:#?}"
     );
@@ -266,7 +273,8 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
         [
             "would ask systemd: daemon-reload",
             "would ask systemd: start srvctl-regenerate.service",
-            "would ask systemd: start systemd-nspawn@two.example.com.service"
+            "would ask systemd: start systemd-nspawn@two.example.com.service",
+            "would ask systemd: start --no-block srvctl-certificates.service"
         ],
         "{run:#?}"
     );

@@ -34,6 +34,11 @@ fn regenerate() -> Step {
     Step::Systemd(Request::Start(super::regenerate::UNIT.into()))
 }
 
+/// Look for ACME certificates now rather than at the next timer run (in the background).
+fn certificates() -> Step {
+    Step::Systemd(Request::Trigger("srvctl-certificates.service".into()))
+}
+
 /// The steps that follow `report`.
 pub fn steps(report: &Report) -> Vec<Step> {
     match report {
@@ -45,6 +50,7 @@ pub fn steps(report: &Report) -> Vec<Step> {
             Step::Systemd(Request::DaemonReload),
             regenerate(),
             Step::StartContainer(c.name.clone()),
+            certificates(),
         ],
         Report::Removed(r) if r.kind == "container" => {
             let name = ContainerName::new(&r.name).expect("removed, so valid");
@@ -58,9 +64,8 @@ pub fn steps(report: &Report) -> Vec<Step> {
         Report::Set { .. } | Report::Import(_) => {
             vec![Step::Systemd(Request::DaemonReload), regenerate()]
         }
-        Report::Reseller(_) | Report::User(_) | Report::Removed(_) | Report::Front { .. } => {
-            vec![regenerate()]
-        }
+        Report::Front { .. } => vec![regenerate(), certificates()],
+        Report::Reseller(_) | Report::User(_) | Report::Removed(_) => vec![regenerate()],
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Request {
     Restart(String),
     /// Send SIGKILL to every process of a unit.
     Kill(String),
+    /// Queue the start of a unit and return at once (work that may take long, such as
+    /// ordering certificates).
+    Trigger(String),
     /// Make systemd-networkd re-read its configuration, if it runs.
     ReloadNetworkd,
     /// Reload a unit if it runs (haproxy: a hitless master-worker reload) and wait until the
@@ -45,6 +48,7 @@ impl fmt::Display for Request {
             Self::Start(u) => write!(f, "start {u}"),
             Self::Stop(u) => write!(f, "stop {u}"),
             Self::TryRestart(u) => write!(f, "try-restart {u}"),
+            Self::Trigger(u) => write!(f, "start --no-block {u}"),
             Self::Restart(u) => write!(f, "restart {u}"),
             Self::Kill(u) => write!(f, "kill {u}"),
             Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
@@ -113,12 +117,11 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     Request::Reload(_) => "ReloadOrTryRestartUnit",
                     _ => "RestartUnit",
                 };
-                let job: OwnedObjectPath = call(method, unit)
-                    .await
-                    .map_err(err)?
-                    .body()
-                    .deserialize()
-                    .map_err(err)?;
+                let reply = match call(method, unit).await {
+                    Err(e) if request.is_refresh() && no_such_unit(&e) => return Ok(()),
+                    other => other.map_err(err)?,
+                };
+                let job: OwnedObjectPath = reply.body().deserialize().map_err(err)?;
                 wait_for_job(&bus, &job).await.map_err(err)?;
                 let state = active_state(&bus, unit).await.map_err(err)?;
                 if state == "failed" {
@@ -129,8 +132,12 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                 }
                 Ok(())
             }
-            Request::TryRestart(unit) => {
-                call("TryRestartUnit", unit).await.map_err(err)?;
+            Request::TryRestart(unit) => match call("TryRestartUnit", unit).await {
+                Err(e) if !no_such_unit(&e) => Err(err(e)),
+                _ => Ok(()),
+            },
+            Request::Trigger(unit) => {
+                call("StartUnit", unit).await.map_err(err)?;
                 Ok(())
             }
             Request::Kill(unit) => {
@@ -169,6 +176,12 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
             }
         }
     })
+}
+
+/// Whether systemd answered that the unit does not exist (e.g. haproxy is not installed): a
+/// reload or restart of it is then moot.
+fn no_such_unit(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::MethodError(name, _, _) if name.as_str().ends_with(".NoSuchUnit"))
 }
 
 async fn property(

@@ -26,7 +26,7 @@ for pkg in btrfs-progs xfsprogs; do
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
 done
 box_deps
-BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs" box_rootfs
+BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy" box_rootfs
 srvctl_build
 srvctl_site_image || fail "no site image"
 

@@ -33,7 +33,7 @@ two=longsitenameaa-two.example.com
 
 step "dependencies and the host rootfs"
 box_deps
-BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs" box_rootfs
+BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy" box_rootfs
 
 step "srvctl release build"
 srvctl_build
@@ -90,6 +90,15 @@ memory_kib=$(box_sh '
     done | awk "{s += \$1} END {print s + 0}"' sh "$one")
 figure "memory of an idle container (PSS)" "$((memory_kib / 1024)) MiB"
 [ "$memory_kib" -gt 1024 ] || fail "could not measure the memory of $one"
+
+step "HTTPS through the host's haproxy"
+for name in "$one" "$two"; do
+    page=$(box_run curl -fsS --max-time 5 --resolve "$name:443:127.0.0.1" \
+        --cacert /var/lib/srvctl/pki/ca.crt "https://$name/") || fail "no HTTPS answer for $name through haproxy"
+    grep -q "<h1>$name</h1>" <<<"$page" || fail "haproxy served the wrong page for $name: $page"
+done
+location=$(box_run curl -sS -o /dev/null -w '%{redirect_url}' --resolve "$one:80:127.0.0.1" "http://$one/")
+[ "$location" = "https://$one/" ] || fail "http://$one/ redirects to '$location', expected https"
 
 step "second regenerate changes nothing"
 box_run srvctl-regenerate | grep -q "nothing to change" || fail "a second regenerate changed something"

@@ -516,6 +516,9 @@ box_start() {
     # containers. systemctl --root works offline, without a running systemd.
     chroot "$root" systemctl --root=/ --quiet enable systemd-networkd.service \
         || box__die "cannot enable systemd-networkd in the box" || return 1
+    # The box has a private network with no uplink: nothing would ever be "online", so units
+    # wanting network-online.target (haproxy, openvpn) would wait for the 2-minute timeout.
+    ln -sfn /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 
     local args=(--quiet --register=no --keep-unit --boot --directory="$root" --machine="$name"
         --private-network --settings=no --link-journal=no --console=read-only)
