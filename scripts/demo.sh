@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A tour of srvctl on a scratch root: no root privileges, no systemd calls, nothing outside
-# the scratch directory is touched.
+# A tour of srvctl on a scratch root: builds srvctl, installs it into the scratch directory
+# with scripts/install.sh (as a package build would), then runs the installed programs there.
+# No root privileges, no systemd calls, nothing outside the scratch directory is touched.
 #
 #   bash scripts/demo.sh [DIR]      # DIR defaults to a new temporary directory
 set -euo pipefail
@@ -8,10 +9,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== building srvctl (release)"
 cargo build --release --locked --bins
-bin=$PWD/target/release
 
 root=${1:-$(mktemp -d -t srvctl-demo.XXXXXX)}
-mkdir -p "$root/etc/srvctl"
+echo "== installing into the scratch root with scripts/install.sh (DESTDIR=$root)"
+DESTDIR=$root SRVCTL_BIN_DIR=$PWD/target/release bash scripts/install.sh
+bin=$root/usr/bin
+generator=$root/usr/lib/systemd/system-generators/srvctl-generator
 cp example-conf/clusters.json "$root/etc/srvctl/clusters.json"
 export SRVCTL_ROOT=$root SRVCTL_HOSTNAME=h1.example.net
 
@@ -29,10 +32,10 @@ run "$bin/sc" out container web.example.com
 run "$bin/sc" regenerate
 run "$bin/sc" regenerate
 mkdir -p "$root/run/systemd/generator"
-run "$bin/srvctl-generator" "$root/run/systemd/generator" "$root/run/systemd/generator.early" "$root/run/systemd/generator.late"
+run "$generator" "$root/run/systemd/generator" "$root/run/systemd/generator.early" "$root/run/systemd/generator.late"
 
 printf '\n== generated files under %s\n' "$root"
-(cd "$root" && find run etc -type f -o -type l | sort)
+(cd "$root" && find run etc -path etc/srvctl -prune -o \( -type f -o -type l \) -print | sort)
 printf '\n== %s\n' "run/systemd/nspawn/web.example.com.nspawn"
 cat "$root/run/systemd/nspawn/web.example.com.nspawn"
 printf '\n== the audit log\n'
