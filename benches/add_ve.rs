@@ -108,6 +108,12 @@ fn main() -> ExitCode {
         .collect();
     report("sc get container NAME ip (read only)", get);
 
+    // The datastore side of `sc status` (under --root systemd is not asked for live states).
+    let status: Vec<Duration> = (0..n.min(20))
+        .map(|_| timed(sc(&bin, root, &["status", "--json"])))
+        .collect();
+    report("sc status --json, every container (datastore side)", status);
+
     let state = srvctl::store::read(&Paths::rooted(root)).expect("read the datastore");
     assert_eq!(state.containers.len(), CONTAINERS + n);
     ExitCode::SUCCESS
