@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config_file::{self, FileError};
 use crate::names::{ContainerName, shown};
 use crate::plan::HostNet;
 
@@ -48,22 +49,9 @@ pub struct Clusters {
 /// An error in clusters.json, naming the file, the host and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid JSON or not of the expected shape.
-    #[error("{path}: {msg}")]
-    Shape {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
+    /// The file cannot be read or is not of the expected shape.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A field of a host is wrong.
     #[error("{path}: cluster {cluster:?}, host {host:?}, field {field:?}: {msg}")]
     Field {
@@ -90,7 +78,7 @@ fn is_cluster_name(s: &str) -> bool {
 impl Clusters {
     /// Read and validate clusters.json.
     pub fn load(path: &Path) -> Result<Self, ClusterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -99,15 +87,8 @@ impl Clusters {
 
     /// Validate the text of clusters.json; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ClusterError> {
-        let shape = |msg: String| ClusterError::Shape {
-            path: path.to_owned(),
-            msg,
-        };
-        let root: Value =
-            serde_json::from_str(text).map_err(|e| shape(format!("not valid JSON: {e}")))?;
-        let Value::Object(clusters) = root else {
-            return Err(shape("the top level must be an object of clusters".into()));
-        };
+        let shape = |msg: String| ClusterError::File(FileError::shape(path, msg));
+        let clusters = config_file::parse_object(path, text, "clusters")?;
         let mut hosts = Vec::new();
         for (cluster, members) in &clusters {
             if !is_cluster_name(cluster) {

@@ -11,6 +11,7 @@ pub mod certs;
 pub mod changeset;
 pub mod cli;
 pub mod cluster;
+pub mod config_file;
 pub mod front;
 pub mod generator;
 pub mod image;

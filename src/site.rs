@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::config_file::{self, FileError};
 use crate::names::shown;
 use crate::paths::Paths;
 use crate::web::Domain;
@@ -34,22 +35,9 @@ pub struct Settings {
 /// settings.json is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a JSON object.
-    #[error("{path}: {msg}")]
-    Shape {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
+    /// The file cannot be read or is not a JSON object.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A field is wrong.
     #[error("{path}: field {field:?}: {msg}")]
     Field {
@@ -74,25 +62,15 @@ impl Settings {
     /// Read settings.json under `paths`; a missing file means the defaults.
     pub fn load(paths: &Paths) -> Result<Self, SettingsError> {
         let file = path(paths);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => Self::parse(&file, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(SettingsError::Read { path: file, source }),
+        match config_file::read(&file)? {
+            Some(text) => Self::parse(&file, &text),
+            None => Ok(Self::default()),
         }
     }
 
     /// Validate the text of settings.json; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SettingsError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| SettingsError::Shape {
-            path: path.to_owned(),
-            msg: format!("not valid JSON: {e}"),
-        })?;
-        let Value::Object(fields) = value else {
-            return Err(SettingsError::Shape {
-                path: path.to_owned(),
-                msg: "the top level must be an object of settings".into(),
-            });
-        };
+        let fields = config_file::parse_object(path, text, "settings")?;
         let err = |field: &str, msg: String| SettingsError::Field {
             path: path.to_owned(),
             field: field.to_owned(),
