@@ -127,6 +127,12 @@ fn new_and_del_aliases() {
         farm.sc_ok(&["get", "container", "web.example.com", "exist"]),
         "false\n"
     );
+    // A name that could never exist does not exist either.
+    assert_eq!(
+        farm.sc_ok(&["get", "container", "bad name", "exist"]),
+        "false\n"
+    );
+    assert_eq!(farm.sc_ok(&["get", "user", "Bob", "exist"]), "false\n");
     farm.sc_ok(&["del", "user", "bob"]);
     farm.sc_ok(&["del", "reseller", "alice"]);
     let state = farm.state();

@@ -349,14 +349,24 @@ fn change(
     }
 }
 
-fn record_fields(inv: &Invocation, kind: Kind, name: &str) -> Result<views::Fields, Failure> {
+/// The fields of a record. The outer error is a datastore or clusters.json that cannot be
+/// read; the inner one says the record is not there (or its name is invalid).
+fn lookup(
+    inv: &Invocation,
+    kind: Kind,
+    name: &str,
+) -> Result<Result<views::Fields, ops::OpError>, Failure> {
     let state = store::read(&inv.paths)?;
     let clusters = if kind == Kind::Host {
         inv.clusters()?
     } else {
         Clusters::default()
     };
-    Ok(views::fields(&state, &clusters, kind, name)?)
+    Ok(views::fields(&state, &clusters, kind, name))
+}
+
+fn record_fields(inv: &Invocation, kind: Kind, name: &str) -> Result<views::Fields, Failure> {
+    Ok(lookup(inv, kind, name)??)
 }
 
 fn get(
@@ -367,12 +377,10 @@ fn get(
     field: &str,
 ) -> Result<(), Failure> {
     if field == "exist" || field == "exists" {
-        return match record_fields(inv, kind, name) {
+        return match lookup(inv, kind, name)? {
             Ok(_) => out.value("true"),
-            Err(f) if f.message.starts_with("no ") || f.message.contains(" name ") => {
-                out.value("false")
-            }
-            Err(f) => Err(f),
+            Err(ops::OpError::NotFound { .. } | ops::OpError::Name(_)) => out.value("false"),
+            Err(e) => Err(e.into()),
         };
     }
     let fields = record_fields(inv, kind, name)?;
