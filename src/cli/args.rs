@@ -11,7 +11,18 @@ use crate::views::Kind;
 /// `sc` edits the datastore under /var/lib/srvctl and asks systemd to act on it. Every listing
 /// and every change can answer in JSON (--json); --root runs everything on a scratch tree.
 #[derive(Debug, Parser)]
-#[command(name = "sc", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "sc",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Container actions (srvctl 3 style):\n  \
+        sc NAME [status|start|stop|restart|enable|disable|kill|shell]   also ? + - ! for status, \
+        start, stop, restart\n  \
+        sc NAME exec CMD...                    run CMD inside; its exit code is passed through\n  \
+        sc NAME http-redirect|https-redirect [none|http|https|URL]\n  \
+        sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames"
+)]
 pub struct Cli {
     /// Re-root every path srvctl reads or writes under DIR; makes no systemd call.
     #[arg(long, global = true, env = "SRVCTL_ROOT", value_name = "DIR")]
@@ -71,7 +82,8 @@ pub enum Command {
         #[arg(long, short, value_name = "RESELLER")]
         reseller: Option<String>,
     },
-    /// Add a container on this host and print its name and address.
+    /// Add a container on this host (record, root filesystem from the image, started) and print
+    /// its name and address.
     #[command(visible_alias = "add-container")]
     AddVe {
         /// The container's name: the site's domain, or e.g. alpha.ve.
@@ -79,7 +91,8 @@ pub enum Command {
         #[command(flatten)]
         placement: Placement,
     },
-    /// Remove a container's record; its address is free again.
+    /// Stop a container, remove its root filesystem, generated files and record; its address
+    /// is free again.
     #[command(visible_alias = "destroy-container")]
     DestroyVe {
         /// The container.
@@ -141,7 +154,7 @@ pub enum Command {
         /// Its name.
         name: String,
     },
-    /// One row per container: name, owner, reseller, host, address.
+    /// One row per container: name, owner, reseller, host, address, live state and since when.
     #[command(visible_alias = "ls")]
     Status,
     /// Import a srvctl 3 datastore (users.json, containers.json, hosts.json in DIR).
