@@ -92,14 +92,13 @@ pub fn issuer(
 /// Make sure the CA and a certificate for `host` exist. Returns whether anything was created.
 pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, PkiError> {
     let p = |rel: &str| paths.host(&format!("/{rel}"));
-    let (ca_cert, ca_key, mut created) = ensure_ca(system, paths)?;
+    let (issuer, _, mut created) = issuer(system, paths)?;
     let issued_for = system.read(&p(HOST_NAME)).map_err(io(&p(HOST_NAME)))?;
     let have_cert = system
         .read(&p(HOST_CERT))
         .map_err(io(&p(HOST_CERT)))?
         .is_some();
     if created || !have_cert || issued_for.as_deref() != Some(host.as_bytes()) {
-        let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![host.to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, host);
