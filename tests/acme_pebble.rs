@@ -9,15 +9,16 @@
 //! 0700) with its metadata, and chains to pebble's root; a second run orders nothing; with the
 //! CA gone, the error is recorded with a back-off and no order is attempted before it ends.
 
-mod real_tools;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use real_tools::pebble::{CHALLTESTSRV, PEBBLE, Pebble, free_port};
-use real_tools::{SC, ScratchRoot, output, run_ok};
+use common::Farm;
+use common::real::pebble::{CHALLTESTSRV, PEBBLE, Pebble, free_port};
+use common::real::{output, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"127.0.0.1","hostnet":1}}}"#;
 const SITE: &str = "site.example.com";
@@ -31,11 +32,11 @@ fn pem_blocks(text: &str, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn renew(root: &ScratchRoot, extra: &[&str]) -> (bool, String) {
+fn renew(root: &Farm, extra: &[&str]) -> (bool, String) {
     let out = output(
-        root.command(SC)
+        root.program(common::SC)
             .arg("--root")
-            .arg(root.path())
+            .arg(root.root())
             .args(["certificates", "renew"])
             .args(extra),
     );
@@ -45,7 +46,7 @@ fn renew(root: &ScratchRoot, extra: &[&str]) -> (bool, String) {
     )
 }
 
-fn state(root: &ScratchRoot) -> serde_json::Value {
+fn state(root: &Farm) -> serde_json::Value {
     serde_json::from_slice(&fs::read(root.join("var/lib/srvctl/acme/state.json")).unwrap()).unwrap()
 }
 
@@ -59,13 +60,13 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
         eprintln!("acme_pebble: skipped: pebble is not installed (scripts/test-deps.sh)");
         return;
     }
-    real_tools::require_tool(PEBBLE);
-    real_tools::require_tool(CHALLTESTSRV);
+    common::real::require_tool(PEBBLE);
+    common::real::require_tool(CHALLTESTSRV);
     let responder = free_port();
     let mut pebble = Pebble::start(responder, None);
 
-    let root = ScratchRoot::new(CLUSTERS, "h1.test");
-    root.sc(&["add-ve", SITE]);
+    let root = Farm::with_clusters(CLUSTERS);
+    root.sc_ok(&["add-ve", SITE]);
     let settings = serde_json::json!({
         "acme_directory": pebble.directory,
         "acme_ca_file": pebble.tls_ca(),
@@ -75,9 +76,9 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
 
     // srvctl-regenerate gives the site an internal certificate at once; it is due for ACME.
-    root.sc(&["regenerate"]);
-    let listed = |root: &ScratchRoot| -> serde_json::Value {
-        serde_json::from_str(&root.sc(&["certificates", "--json"])).unwrap()
+    root.sc_ok(&["regenerate"]);
+    let listed = |root: &Farm| -> serde_json::Value {
+        serde_json::from_str(&root.sc_ok(&["certificates", "--json"])).unwrap()
     };
     let first = listed(&root);
     assert_eq!(first[0]["name"], SITE, "{first}");
@@ -143,7 +144,7 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
     );
 
     // The next regenerate keeps the ACME certificate (and serves it).
-    root.sc(&["regenerate"]);
+    root.sc_ok(&["regenerate"]);
     assert_eq!(fs::read_to_string(&pem_path).unwrap(), pem);
     assert_eq!(listed(&root)[0]["source"], "acme");
 
@@ -157,7 +158,7 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
 
     // 3. The CA is gone: the failure is recorded and backs off.
     pebble.stop();
-    root.sc(&["add-ve", SITE2]);
+    root.sc_ok(&["add-ve", SITE2]);
     let before = jiff::Timestamp::now();
     let (ok, log) = renew(&root, &[]);
     assert!(
@@ -212,7 +213,7 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
             .unwrap()
             .starts_with("retry after")
     );
-    let text = root.sc(&["certificates"]);
+    let text = root.sc_ok(&["certificates"]);
     assert!(text.starts_with("NAME"), "{text}");
     assert!(
         text.contains(SITE2) && text.contains("retry after"),
@@ -220,7 +221,7 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
     );
 
     // A destroyed container's history is forgotten by the next full run.
-    root.sc(&["destroy-ve", SITE2]);
+    root.sc_ok(&["destroy-ve", SITE2]);
     let (ok, log) = renew(&root, &[]);
     assert!(ok, "{log}");
     assert_eq!(state(&root)["domains"], serde_json::json!({}));

@@ -3,12 +3,12 @@
 //! --json, refusals that leave the datastore byte for byte as it was, and settings.json
 //! validation.
 
-mod support;
+mod common;
 
-use support::{ONE_HOST, Scratch};
+use common::{Farm, ONE_HOST};
 
-fn scratch() -> Scratch {
-    let s = Scratch::new(ONE_HOST);
+fn scratch() -> Farm {
+    let s = Farm::with_clusters(ONE_HOST);
     s.sc_ok(&["add-ve", "web.example.com"]);
     s.sc_ok(&["add-ve", "blog.example.org"]);
     s
@@ -18,7 +18,7 @@ fn scratch() -> Scratch {
 fn aliases_and_altnames_are_added_listed_and_removed() {
     let s = scratch();
     let out = s.sc_ok(&["web.example.com", "alias", "add", "Example.NET"]);
-    assert_eq!(out.stdout, "web.example.com: alias example.net added\n");
+    assert_eq!(out, "web.example.com: alias example.net added\n");
     s.sc_ok(&["alias", "web.example.com", "add", "example.org"]);
     let out = s.sc_ok(&[
         "--json",
@@ -27,35 +27,31 @@ fn aliases_and_altnames_are_added_listed_and_removed() {
         "add",
         "shop.example.com",
     ]);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["result"], "front");
     assert_eq!(v["key"], "altnames");
     assert_eq!(v["value"], serde_json::json!(["shop.example.com"]));
     assert_eq!(
-        s.sc_ok(&["web.example.com", "aliases"]).stdout,
+        s.sc_ok(&["web.example.com", "aliases"]),
         "example.net\nexample.org\n"
     );
     let list: Vec<String> =
-        serde_json::from_str(&s.sc_ok(&["--json", "web.example.com", "altnames"]).stdout).unwrap();
+        serde_json::from_str(&s.sc_ok(&["--json", "web.example.com", "altnames"])).unwrap();
     assert_eq!(list, ["shop.example.com"]);
     assert_eq!(
-        s.sc_ok(&["get", "container", "web.example.com", "aliases"])
-            .stdout,
+        s.sc_ok(&["get", "container", "web.example.com", "aliases"]),
         "example.net example.org\n"
     );
     s.sc_ok(&["web.example.com", "alias", "remove", "example.org"]);
-    assert_eq!(
-        s.sc_ok(&["web.example.com", "aliases"]).stdout,
-        "example.net\n"
-    );
-    assert_eq!(s.sc_ok(&["blog.example.org", "aliases"]).stdout, "");
+    assert_eq!(s.sc_ok(&["web.example.com", "aliases"]), "example.net\n");
+    assert_eq!(s.sc_ok(&["blog.example.org", "aliases"]), "");
 }
 
 #[test]
 fn redirects_are_set_and_reset() {
     let s = scratch();
     let out = s.sc_ok(&["web.example.com", "http-redirect", "none"]);
-    assert_eq!(out.stdout, "web.example.com: http-redirect set to none\n");
+    assert_eq!(out, "web.example.com: http-redirect set to none\n");
     s.sc_ok(&["web.example.com", "https-redirect", "http"]);
     s.sc_ok(&[
         "http-redirect",
@@ -70,7 +66,7 @@ fn redirects_are_set_and_reset() {
         "https://new.example.org\n"
     );
     let out = s.sc_ok(&["--json", "blog.example.org", "http-redirect"]);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["value"], serde_json::Value::Null);
     assert_eq!(get("blog.example.org", "http_redirect").code, Some(100));
 }
@@ -79,7 +75,7 @@ fn redirects_are_set_and_reset() {
 fn refusals_leave_the_datastore_untouched() {
     let s = scratch();
     s.sc_ok(&["web.example.com", "alias", "add", "example.net"]);
-    let before = std::fs::read(s.datastore()).unwrap();
+    let before = std::fs::read(s.datastore_path()).unwrap();
     for (args, why) in [
         (
             &["web.example.com", "alias", "add", "bad name.com"][..],
@@ -127,7 +123,11 @@ fn refusals_leave_the_datastore_untouched() {
         assert_ne!(run.code, Some(0), "{args:?} accepted");
         assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
         assert_eq!(run.stderr.lines().count(), 1, "{:?}", run.stderr);
-        assert_eq!(std::fs::read(s.datastore()).unwrap(), before, "{args:?}");
+        assert_eq!(
+            std::fs::read(s.datastore_path()).unwrap(),
+            before,
+            "{args:?}"
+        );
     }
     let audit = std::fs::read_to_string(s.root().join("var/lib/srvctl/audit.log")).unwrap();
     assert!(audit.contains("loop"), "{audit}");

@@ -11,23 +11,23 @@
 //! Re-bless after an intended change with `SRVCTL_BLESS=1 cargo test --test golden`: the
 //! expected tree is replaced by the actual one, then the test passes. Review the diff.
 
-mod support;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use support::{Node, ONE_HOST, Scratch, TWO_HOSTS};
+use common::{Farm, ONE_HOST, TWO_HOSTS, tree::Node};
 
 const LINK_SUFFIX: &str = ".symlink";
 
 /// The generated tree of a case, by path under `expected/`.
-fn actual_tree(s: &Scratch) -> BTreeMap<PathBuf, Node> {
+fn actual_tree(s: &Farm) -> BTreeMap<PathBuf, Node> {
     let mut out = BTreeMap::new();
-    for (rel, node) in support::tree(&s.generator_dir()) {
+    for (rel, node) in common::tree::tree(&s.generator_dir()) {
         out.insert(Path::new("generator").join(rel), node);
     }
-    for (rel, node) in support::tree(&s.root().join("run")) {
+    for (rel, node) in common::tree::tree(&s.root().join("run")) {
         out.insert(Path::new("root/run").join(rel), node);
     }
     for file in ["etc/hosts", "etc/haproxy/haproxy.cfg"] {
@@ -59,7 +59,7 @@ fn actual_tree(s: &Scratch) -> BTreeMap<PathBuf, Node> {
 
 /// The expected tree as stored: `*.symlink` files are links.
 fn read_expected(dir: &Path) -> BTreeMap<PathBuf, Node> {
-    support::tree(dir)
+    common::tree::tree(dir)
         .into_iter()
         .map(|(rel, node)| {
             let Node::File(bytes) = node else {
@@ -252,17 +252,18 @@ fn differences(
 }
 
 /// Expand the datastore: the generator, then `sc regenerate`. Returns regenerate's JSON.
-fn expand(s: &Scratch) -> serde_json::Value {
-    let generator = s.generator().ok();
+fn expand(s: &Farm) -> serde_json::Value {
+    let generator = s.generator();
+    generator.ok();
     assert_eq!(generator.stderr, "", "the generator warned");
     let run = s.sc_ok(&["regenerate", "--json"]);
-    serde_json::from_str(&run.stdout).expect("regenerate --json prints JSON")
+    serde_json::from_str(&run).expect("regenerate --json prints JSON")
 }
 
 /// Two hosts; resellers alice and zed; users of both and of the operator; containers of
 /// several owners on h1.test, one on h2.test; resource settings and a disabled container.
-fn cluster_case() -> Scratch {
-    let s = Scratch::new(TWO_HOSTS);
+fn cluster_case() -> Farm {
+    let s = Farm::with_clusters(TWO_HOSTS);
     for args in [
         &["add-reseller", "alice"][..],
         &["add-reseller", "zed"],
@@ -311,12 +312,12 @@ fn cluster() {
     check("cluster", &actual_tree(&s));
     // Expanding again changes nothing.
     let again = s.sc_ok(&["regenerate"]);
-    assert!(again.stdout.contains("nothing to change"), "{again:#?}");
+    assert!(again.contains("nothing to change"), "{again:#?}");
 }
 
 #[test]
 fn single() {
-    let s = Scratch::new(ONE_HOST);
+    let s = Farm::with_clusters(ONE_HOST);
     for args in [
         &["add-reseller", "alice"][..],
         &["add-user", "bob", "--reseller", "alice"],
@@ -358,7 +359,7 @@ fn single() {
 /// container of the other host, which this host does not route.
 #[test]
 fn front() {
-    let s = Scratch::new(TWO_HOSTS);
+    let s = Farm::with_clusters(TWO_HOSTS);
     std::fs::write(
         s.root().join("etc/srvctl/settings.json"),
         r#"{"company_domain": "company.net", "company_name": "Example <Hosting> & Co"}"#,

@@ -10,17 +10,15 @@
 //! haproxy runs in a private mount namespace where a tmpfs covers `/run` and `/var/lib` and
 //! the scratch root's directories are bound at those paths, as tests/openvpn_mesh.rs does.
 
-mod real_tools;
+mod common;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use real_tools::{
-    Netns, Procs, ScratchRoot, assert_root_outside_masked_dirs, output, require_root, require_tool,
-    run_ok, unique,
-};
+use common::Farm;
+use common::real::{Netns, Procs, output, require_root, require_tool, run_ok, unique};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const CURL: &str = "/usr/bin/curl";
@@ -30,20 +28,12 @@ const BUSYBOX: &str = "/bin/busybox";
 const CLUSTERS: &str = r#"{"front":{"h1.test":{"host_ip":"172.31.98.1","hostnet":1}}}"#;
 const SETTINGS: &str = r#"{"company_domain": "company.net", "company_name": "Front Test Hosting"}"#;
 
-/// Binds the scratch root `$1` at the paths the config names, then execs the rest.
-const MOUNTS: &str = r#"set -e
-root=$1; shift
-mount -t tmpfs -o mode=0755 srvctl-test /run
-mkdir -p /run/srvctl
-mount --bind "$root/run/srvctl" /run/srvctl
-mount -t tmpfs -o mode=0755 srvctl-test /var/lib
-mkdir -p /var/lib/srvctl/certs /var/lib/haproxy
-mount --bind "$root/var/lib/srvctl/certs" /var/lib/srvctl/certs
-exec "$@"
-"#;
+/// The scratch root's directories haproxy reads at their absolute paths, and its own.
+const BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/certs"];
+const EMPTY: &[&str] = &["/var/lib/haproxy"];
 
-fn front_root() -> ScratchRoot {
-    let root = ScratchRoot::new(CLUSTERS, "h1.test");
+fn front_root() -> Farm {
+    let root = Farm::with_clusters(CLUSTERS);
     fs::write(root.join("etc/srvctl/settings.json"), SETTINGS).unwrap();
     for args in [
         &["add-ve", "web.example.com"][..],
@@ -51,7 +41,7 @@ fn front_root() -> ScratchRoot {
         &["web.example.com", "altname", "add", "shop.example.com"],
         &["add-ve", "blog.example.org"],
     ] {
-        root.sc(args);
+        root.sc_ok(args);
     }
     root
 }
@@ -63,7 +53,7 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     }
     require_tool(HAPROXY);
     let root = front_root();
-    let out = root.sc(&["regenerate", "--json"]);
+    let out = root.sc_ok(&["regenerate", "--json"]);
     let outcome: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(outcome["haproxy_error"], serde_json::Value::Null, "{out}");
     assert_eq!(outcome["notes"], serde_json::json!([]), "{out}");
@@ -82,7 +72,7 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     fs::write(&checked, text).unwrap();
     let out = run_ok(Command::new(HAPROXY).arg("-c").arg("-f").arg(&checked));
     assert!(out.contains("Configuration file is valid"), "{out}");
-    root.sc(&["regenerate"]);
+    root.sc_ok(&["regenerate"]);
 
     // A template haproxy refuses: nothing of the new front is applied, regenerate fails.
     let before = fs::read(&cfg).unwrap();
@@ -91,11 +81,11 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     fs::create_dir_all(&templates).unwrap();
     let broken = include_str!("../templates/haproxy.cfg").replace("mode http", "mode nonsense");
     fs::write(templates.join("haproxy.cfg"), broken).unwrap();
-    root.sc(&["add-ve", "new.example.com"]);
+    root.sc_ok(&["add-ve", "new.example.com"]);
     let run = output(
-        root.command(real_tools::SC)
+        root.program(common::SC)
             .arg("--root")
-            .arg(root.path())
+            .arg(root.root())
             .arg("regenerate"),
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -118,7 +108,7 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     );
     // Fixed: the front follows.
     fs::remove_file(templates.join("haproxy.cfg")).unwrap();
-    root.sc(&["regenerate"]);
+    root.sc_ok(&["regenerate"]);
     let map = fs::read_to_string(dir.join("hosts.map")).unwrap();
     assert!(map.contains("new.example.com c:new.example.com"), "{map}");
 }
@@ -180,9 +170,12 @@ fn haproxy_routes_redirects_serves_certificates_and_reloads_hitlessly() {
         require_tool(tool);
     }
     let root = front_root();
-    assert_root_outside_masked_dirs(root.path());
-    root.sc(&["regenerate"]);
-    let ip = |name: &str| root.sc(&["get", "container", name, "ip"]).trim().to_owned();
+    root.sc_ok(&["regenerate"]);
+    let ip = |name: &str| {
+        root.sc_ok(&["get", "container", name, "ip"])
+            .trim()
+            .to_owned()
+    };
     let (web_ip, blog_ip) = (ip("web.example.com"), ip("blog.example.org"));
     let ca = root.join("var/lib/srvctl/pki/ca.crt");
 
@@ -246,12 +239,16 @@ fn haproxy_routes_redirects_serves_certificates_and_reloads_hitlessly() {
         httpd(&ns, &acme_dir, "127.0.0.1:8402"),
         logs.path().join("acme.log"),
     );
-    let mut cmd = ns.exec(&["unshare", "--mount", "sh", "-c", MOUNTS, "sh"]);
-    cmd.arg(root.path()).args([HAPROXY, "-W", "-db", "-f"]);
-    cmd.arg(root.join("etc/haproxy/haproxy.cfg"));
+    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    let cmd = ns.exec_at_host_paths(
+        root.root(),
+        BINDS,
+        EMPTY,
+        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    );
     procs.spawn("haproxy", cmd, logs.path().join("haproxy.log"));
 
-    let up = real_tools::wait_for(&mut procs, Duration::from_secs(15), || {
+    let up = common::real::wait_for(&mut procs, Duration::from_secs(15), || {
         head(&ns, &ca, "web.example.com", "https://web.example.com/").0 == "200"
     });
     assert!(up, "haproxy did not serve:\n{}", procs.logs());
@@ -449,7 +446,7 @@ fn presented_issuer(ns: &Netns, sni: &str) -> String {
 /// which verifies against pebble's root.
 #[test]
 fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
-    use real_tools::pebble::{CHALLTESTSRV, PEBBLE, Pebble};
+    use common::real::pebble::{CHALLTESTSRV, PEBBLE, Pebble};
     if !require_root("haproxy_acme") {
         return;
     }
@@ -458,16 +455,19 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     }
     const SITE: &str = "blog.example.org";
     let root = front_root();
-    assert_root_outside_masked_dirs(root.path());
-    root.sc(&["regenerate"]);
+    root.sc_ok(&["regenerate"]);
     let ns = Netns::new(&unique("hac"));
     let logs = tempfile::tempdir().unwrap();
     let mut procs = Procs::default();
-    let mut cmd = ns.exec(&["unshare", "--mount", "sh", "-c", MOUNTS, "sh"]);
-    cmd.arg(root.path()).args([HAPROXY, "-W", "-db", "-f"]);
-    cmd.arg(root.join("etc/haproxy/haproxy.cfg"));
+    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    let cmd = ns.exec_at_host_paths(
+        root.root(),
+        BINDS,
+        EMPTY,
+        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    );
     procs.spawn("haproxy", cmd, logs.path().join("haproxy.log"));
-    let up = real_tools::wait_for(&mut procs, Duration::from_secs(15), || {
+    let up = common::real::wait_for(&mut procs, Duration::from_secs(15), || {
         presented_issuer(&ns, SITE).contains("srvctl internal CA")
     });
     assert!(
@@ -484,9 +484,9 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     settings["acme_assume_resolved"] = true.into();
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
 
-    let root_dir = root.path().display().to_string();
+    let root_dir = root.root().display().to_string();
     let mut renew = ns.exec(&[
-        real_tools::SC,
+        common::SC,
         "--root",
         &root_dir,
         "certificates",
@@ -509,11 +509,11 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     assert!(meta.contains("\"acme\""), "{meta}");
 
     // The next regenerate lists it; a reload makes haproxy serve it.
-    root.sc(&["regenerate"]);
+    root.sc_ok(&["regenerate"]);
     let pid = procs.pid("haproxy").expect("haproxy runs");
     let master = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
     nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGUSR2).expect("reload");
-    let served = real_tools::wait_for(&mut procs, Duration::from_secs(15), || {
+    let served = common::real::wait_for(&mut procs, Duration::from_secs(15), || {
         presented_issuer(&ns, SITE).contains("Pebble")
     });
     assert!(

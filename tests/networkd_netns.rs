@@ -17,13 +17,14 @@
 //! forwarding is on), and that networkd complained about none of srvctl's files; a
 //! deliberately broken control file proves that such complaints are seen.
 
-mod real_tools;
+mod common;
 
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use real_tools::{Netns, Procs, ScratchRoot, require_root, require_tool, unique};
+use common::Farm;
+use common::real::{Netns, Procs, require_root, require_tool, unique};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const NETWORKD: &str = "/lib/systemd/systemd-networkd";
@@ -58,11 +59,11 @@ fn networkd_creates_the_bridge_from_generated_files() {
     require_tool(NETWORKD);
     require_tool("/usr/sbin/nft");
 
-    let root = ScratchRoot::new(CLUSTERS, "h1.test");
-    root.sc(&["add-reseller", "alice"]);
-    root.sc(&["add-user", "bob", "--reseller", "alice"]);
-    root.sc(&["add-ve", "web.example.com", "--user", "bob"]);
-    root.sc(&["regenerate"]);
+    let root = Farm::with_clusters(CLUSTERS);
+    root.sc_ok(&["add-reseller", "alice"]);
+    root.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
+    root.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    root.sc_ok(&["regenerate"]);
     let generated = root.join("run/systemd/network");
     let mut names: Vec<String> = fs::read_dir(&generated)
         .expect("regenerate wrote run/systemd/network")
@@ -79,7 +80,7 @@ fn networkd_creates_the_bridge_from_generated_files() {
 
     // What networkd gets to see: the generated files plus the control file.
     let files = tempfile::tempdir().unwrap();
-    real_tools::assert_root_outside_masked_dirs(files.path());
+    common::real::assert_root_outside_masked_dirs(files.path());
     for name in &names {
         fs::copy(generated.join(name), files.path().join(name)).unwrap();
     }
@@ -99,7 +100,7 @@ fn networkd_creates_the_bridge_from_generated_files() {
         .env_remove("LISTEN_PID");
     procs.spawn("systemd-networkd", cmd, logs.path().join("networkd.log"));
 
-    let applied = real_tools::wait_for(&mut procs, Duration::from_secs(20), || {
+    let applied = common::real::wait_for(&mut procs, Duration::from_secs(20), || {
         let Ok(out) = ns
             .exec(&["ip", "-4", "-o", "addr", "show", "dev", BRIDGE])
             .output()
@@ -123,7 +124,7 @@ fn networkd_creates_the_bridge_from_generated_files() {
     );
     // IPMasquerade=ipv4: the bridge's network is masqueraded (networkd's nftables set) and
     // forwarding is on (in this namespace only).
-    let masquerading = real_tools::wait_for(&mut procs, Duration::from_secs(10), || {
+    let masquerading = common::real::wait_for(&mut procs, Duration::from_secs(10), || {
         ns.exec(&["nft", "list", "set", "ip", "io.systemd.nat", "masq_saddr"])
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("10.17.1.0/24"))
@@ -131,10 +132,10 @@ fn networkd_creates_the_bridge_from_generated_files() {
     assert!(
         masquerading,
         "networkd did not masquerade 10.17.1.0/24:\n{}\n{}",
-        real_tools::run_ok(&mut ns.exec(&["nft", "list", "ruleset"])),
+        common::real::run_ok(&mut ns.exec(&["nft", "list", "ruleset"])),
         procs.logs()
     );
-    let forward = real_tools::run_ok(&mut ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
+    let forward = common::real::run_ok(&mut ns.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
     assert_eq!(
         forward.trim(),
         "1",
@@ -169,7 +170,7 @@ fn networkd_creates_the_bridge_from_generated_files() {
     let name = ns.name().to_owned();
     drop(procs);
     drop(ns);
-    let left = real_tools::run_ok(Command::new("ip").args(["netns", "list"]));
+    let left = common::real::run_ok(Command::new("ip").args(["netns", "list"]));
     assert!(
         !left.split_whitespace().any(|n| n == name),
         "{name} was not deleted"

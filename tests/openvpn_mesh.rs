@@ -12,7 +12,7 @@
 //! the scratch root's directories are bound at those paths. The machine's own `/run` and
 //! `/var/lib` are never touched.
 
-mod real_tools;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,22 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use real_tools::{Netns, Procs, ScratchRoot, require_root, require_tool, run_ok, unique};
+use common::Farm;
+use common::real::{Netns, Procs, require_root, require_tool, run_ok, unique};
 
 const CLUSTERS: &str = r#"{"mesh":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 
-/// Mounts the scratch root `$1` at the absolute paths the generated configs use, then execs
-/// the rest of the arguments.
-const MOUNTS: &str = r#"set -e
-root=$1; shift
-mount -t tmpfs -o mode=0755 srvctl-test /run
-mkdir -p /run/srvctl
-mount --bind "$root/run/srvctl" /run/srvctl
-mount -t tmpfs -o mode=0755 srvctl-test /var/lib
-mkdir -p /var/lib/srvctl/pki
-mount --bind "$root/var/lib/srvctl/pki" /var/lib/srvctl/pki
-exec "$@"
-"#;
+/// The scratch root's directories openvpn reads at their absolute paths.
+const BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/pki"];
 
 /// How long the tunnels get to come up.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -85,7 +76,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 #[track_caller]
-fn assert_pki_modes(root: &ScratchRoot) {
+fn assert_pki_modes(root: &Farm) {
     let pki = root.join("var/lib/srvctl/pki");
     assert_eq!(mode(&pki), 0o700, "{}", pki.display());
     for key in ["ca.key", "host.key"] {
@@ -96,17 +87,18 @@ fn assert_pki_modes(root: &ScratchRoot) {
 /// One host: its short name, its scratch root and its namespace.
 struct Host {
     name: &'static str,
-    root: ScratchRoot,
+    root: Farm,
     ns: Netns,
 }
 
 impl Host {
     /// Start the mesh instance `instance` (`server`, `client-H`) of this host.
     fn start(&self, procs: &mut Procs, logs: &Path, instance: &str) {
-        let mut cmd = self
+        let argv = exec_start(instance);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let cmd = self
             .ns
-            .exec(&["unshare", "--mount", "sh", "-c", MOUNTS, "sh"]);
-        cmd.arg(self.root.path()).args(exec_start(instance));
+            .exec_at_host_paths(self.root.root(), BINDS, &[], &argv);
         let label = format!("{} {instance}", self.name);
         let log: PathBuf = logs.join(format!("{}-{instance}.log", self.name));
         procs.spawn(&label, cmd, log);
@@ -141,12 +133,9 @@ fn two_hosts_mesh_over_real_openvpn() {
     }
 
     // Host 1 creates the CA; host 2 gets a copy of it before its first regenerate.
-    let r1 = ScratchRoot::new(CLUSTERS, "h1.test");
-    let r2 = ScratchRoot::new(CLUSTERS, "h2.test");
-    for r in [&r1, &r2] {
-        real_tools::assert_root_outside_masked_dirs(r.path());
-    }
-    r1.sc(&["regenerate"]);
+    let r1 = Farm::with_clusters(CLUSTERS);
+    let r2 = Farm::for_host(CLUSTERS, "h2.test");
+    r1.sc_ok(&["regenerate"]);
     let pki2 = r2.join("var/lib/srvctl/pki");
     fs::create_dir_all(&pki2).unwrap();
     fs::set_permissions(&pki2, fs::Permissions::from_mode(0o700)).unwrap();
@@ -155,7 +144,7 @@ fn two_hosts_mesh_over_real_openvpn() {
         fs::copy(r1.join("var/lib/srvctl/pki").join(file), &to).unwrap();
     }
     fs::set_permissions(pki2.join("ca.key"), fs::Permissions::from_mode(0o600)).unwrap();
-    r2.sc(&["regenerate"]);
+    r2.sc_ok(&["regenerate"]);
     assert_pki_modes(&r1);
     assert_pki_modes(&r2);
     assert_eq!(
@@ -238,7 +227,7 @@ fn two_hosts_mesh_over_real_openvpn() {
         ),
     ];
     for (host, from, to, what) in checks {
-        let ok = real_tools::wait_for(&mut procs, TIMEOUT, || host.ping(from, to));
+        let ok = common::real::wait_for(&mut procs, TIMEOUT, || host.ping(from, to));
         if !ok {
             let exited = procs.exited().unwrap_or_default();
             let routes = run_ok(Command::new("ip").args(["-n", host.ns.name(), "route"]));

@@ -3,20 +3,20 @@
 //! that a second run touches nothing, that a destroyed container's files go and nothing else
 //! does, and what `sc` would ask systemd under `--root`.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use common::{Farm, TWO_HOSTS};
 use serde_json::Value;
-use support::{Scratch, TWO_HOSTS};
 
 const CLUSTERS: &str = r#"{"test": {"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1}}}"#;
 const HAND_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n";
 const HAND_NSPAWN: &str = "# made by hand\n[Exec]\nBoot=yes\n";
 
-fn worked_example(clusters: &str) -> Scratch {
-    let s = Scratch::new(clusters);
+fn worked_example(clusters: &str) -> Farm {
+    let s = Farm::with_clusters(clusters);
     s.sc_ok(&["add-reseller", "alice"]);
     s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
     s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
@@ -24,7 +24,7 @@ fn worked_example(clusters: &str) -> Scratch {
 }
 
 /// Every file and link under root/run and root/etc.
-fn watched(s: &Scratch) -> [PathBuf; 2] {
+fn watched(s: &Farm) -> [PathBuf; 2] {
     [s.root().join("run"), s.root().join("etc")]
 }
 
@@ -43,7 +43,8 @@ fn strings(v: &Value) -> BTreeSet<String> {
 #[test]
 fn the_generator_links_the_container_into_machines_target() {
     let s = worked_example(CLUSTERS);
-    let run = s.generator().ok();
+    let run = s.generator();
+    run.ok();
     assert_eq!(run.stderr, "");
     let link = s
         .generator_dir()
@@ -113,13 +114,14 @@ fn regenerate_writes_the_container_and_its_bridge() {
 fn a_second_regenerate_changes_nothing() {
     let s = worked_example(TWO_HOSTS);
     std::fs::write(s.root().join("etc/hosts"), HAND_HOSTS).unwrap();
-    let first = json(&s.sc_ok(&["regenerate", "--json"]).stdout);
+    let first = json(&s.sc_ok(&["regenerate", "--json"]));
     assert!(!strings(&first["written"]).is_empty());
     assert_eq!(first["certificates_created"], true);
-    let before = support::stamps(&watched(&s));
+    let before = common::tree::stamps(&watched(&s));
     assert!(before.len() > 10, "{before:#?}");
 
-    let second = s.sc_ok(&["regenerate", "--json"]);
+    let second = s.sc(&["regenerate", "--json"]);
+    second.ok();
     let outcome = json(&second.stdout);
     assert_eq!(outcome["written"], Value::Array(vec![]), "{outcome:#}");
     assert_eq!(outcome["removed"], Value::Array(vec![]), "{outcome:#}");
@@ -131,18 +133,19 @@ fn a_second_regenerate_changes_nothing() {
     );
     assert_eq!(second.stderr, "", "a no-op run asked systemd for something");
     assert_eq!(
-        support::stamps(&watched(&s)),
+        common::tree::stamps(&watched(&s)),
         before,
         "a no-op run touched files"
     );
 
     let third = s.sc_ok(&["regenerate"]);
-    assert!(third.stdout.contains("nothing to change"), "{third:#?}");
+    assert!(third.contains("nothing to change"), "{third:#?}");
     // srvctl-regenerate itself behaves the same.
-    let fourth = s.regenerate(&[]).ok();
+    let fourth = s.regenerate(&[]);
+    fourth.ok();
     assert!(fourth.stdout.contains("nothing to change"), "{fourth:#?}");
     assert_eq!(
-        support::stamps(&watched(&s)),
+        common::tree::stamps(&watched(&s)),
         before,
         "a no-op run touched files"
     );
@@ -164,13 +167,14 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
     let mut text = std::fs::read_to_string(&hosts).unwrap();
     text.push_str("192.0.2.99\thandmade.example\n");
     std::fs::write(&hosts, &text).unwrap();
-    let noop = json(&s.sc_ok(&["regenerate", "--json"]).stdout);
+    let noop = json(&s.sc_ok(&["regenerate", "--json"]));
     assert_eq!(noop["written"], Value::Array(vec![]), "{noop:#}");
     assert_eq!(std::fs::read_to_string(&hosts).unwrap(), text);
 
-    let before = support::stamps(&watched(&s));
+    let before = common::tree::stamps(&watched(&s));
     s.sc_ok(&["destroy-ve", "web.example.com"]);
-    let run = s.sc_ok(&["regenerate", "--json"]);
+    let run = s.sc(&["regenerate", "--json"]);
+    run.ok();
     let outcome = json(&run.stdout);
     let gone: BTreeSet<String> = [
         "/run/systemd/nspawn/web.example.com.nspawn",
@@ -205,7 +209,7 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
         "{run:#?}"
     );
 
-    let after = support::stamps(&watched(&s));
+    let after = common::tree::stamps(&watched(&s));
     let removed: BTreeSet<String> = before
         .keys()
         .filter(|p| !after.contains_key(*p))
@@ -250,12 +254,13 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
 
 #[test]
 fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
-    let s = Scratch::new(CLUSTERS);
+    let s = Farm::with_clusters(CLUSTERS);
     s.sc_ok(&["add-reseller", "alice"]);
     s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
-    let run = s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    let run = s.sc(&["add-ve", "web.example.com", "--user", "bob"]);
+    run.ok();
     assert_eq!(run.stdout, "web.example.com 10.17.1.2\n");
-    let requests = support::lines_with(&run.stderr, "would ask systemd:");
+    let requests = common::lines_with(&run.stderr, "would ask systemd:");
     assert_eq!(
         requests,
         [
@@ -267,9 +272,10 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
     );
     // Once the container has a root filesystem, sc also starts it.
     std::fs::create_dir_all(s.root().join("var/lib/machines/two.example.com")).unwrap();
-    let run = s.sc_ok(&["add-ve", "two.example.com", "--user", "bob"]);
+    let run = s.sc(&["add-ve", "two.example.com", "--user", "bob"]);
+    run.ok();
     assert_eq!(
-        support::lines_with(&run.stderr, "would ask systemd:"),
+        common::lines_with(&run.stderr, "would ask systemd:"),
         [
             "would ask systemd: daemon-reload",
             "would ask systemd: start srvctl-regenerate.service",
@@ -278,9 +284,10 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
         ],
         "{run:#?}"
     );
-    let run = s.sc_ok(&["destroy-ve", "two.example.com"]);
+    let run = s.sc(&["destroy-ve", "two.example.com"]);
+    run.ok();
     assert_eq!(
-        support::lines_with(&run.stderr, "would ask systemd:"),
+        common::lines_with(&run.stderr, "would ask systemd:"),
         [
             "would ask systemd: stop systemd-nspawn@two.example.com.service",
             "would ask systemd: daemon-reload",

@@ -9,13 +9,14 @@
 //! "Unknown key" yet exits 0, so silence is the real check. A deliberately broken drop-in
 //! proves that the check can fail.
 
-mod real_tools;
+mod common;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use real_tools::{ScratchRoot, output, require_root, require_tool, run_ok};
+use common::Farm;
+use common::real::{output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
@@ -73,13 +74,13 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "systemd-nspawn@.service is missing: run scripts/test-deps.sh (systemd-container)"
     );
 
-    let root = ScratchRoot::new(CLUSTERS, "h1.test");
-    let r = root.path();
+    let root = Farm::with_clusters(CLUSTERS);
+    let r = root.root();
 
     // The distribution's units, then srvctl installed as a package would be.
     fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
     copy_tree(system_units, &r.join("usr/lib/systemd/system"));
-    let bin_dir = Path::new(real_tools::SC).parent().unwrap();
+    let bin_dir = Path::new(common::SC).parent().unwrap();
     run_ok(
         Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh"))
             .env("DESTDIR", r)
@@ -103,18 +104,18 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
     }
 
     // The datastore: one container with every resource limit set.
-    root.sc(&["add-reseller", "alice"]);
-    root.sc(&["add-user", "bob", "--reseller", "alice"]);
-    root.sc(&["add-ve", CONTAINER, "--user", "bob"]);
-    root.sc(&["put", "container", CONTAINER, "memory_max", "512M"]);
-    root.sc(&["put", "container", CONTAINER, "cpu_weight", "200"]);
-    root.sc(&["put", "container", CONTAINER, "tasks_max", "300"]);
+    root.sc_ok(&["add-reseller", "alice"]);
+    root.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
+    root.sc_ok(&["add-ve", CONTAINER, "--user", "bob"]);
+    root.sc_ok(&["put", "container", CONTAINER, "memory_max", "512M"]);
+    root.sc_ok(&["put", "container", CONTAINER, "cpu_weight", "200"]);
+    root.sc_ok(&["put", "container", CONTAINER, "tasks_max", "300"]);
 
     // The generator, as systemd would call it, against the scratch root.
     let generated = tempfile::tempdir().unwrap();
     let g = generated.path();
     let out = output(
-        root.command(
+        root.program(
             r.join("usr/lib/systemd/system-generators/srvctl-generator")
                 .to_str()
                 .unwrap(),

@@ -1,13 +1,17 @@
-//! Shared helpers for the integration tests: a scratch farm and a way to run the real `sc`.
+//! The one harness of the integration tests: a scratch farm and a way to run the real programs.
 //!
-//! A [`Farm`] is a temporary directory used as `--root`, holding
-//! `etc/srvctl/clusters.json` with two hosts (`h1.test`, hostnet 1 and `h2.test`, hostnet 2).
-//! Every command runs the binary built by Cargo with `--root <farm>` and
+//! A [`Farm`] is a temporary directory whose `root/` is used as `--root`, holding
+//! `etc/srvctl/clusters.json` (by default two hosts: `h1.test`, hostnet 1 and `h2.test`,
+//! hostnet 2), and whose `generator/` receives the generator's output. Every program runs the
+//! binary built by Cargo with `--root <root>` (`SRVCTL_ROOT` for the generator) and
 //! `SRVCTL_HOSTNAME=h1.test`, so it acts as host `h1.test` and never touches the real system.
 //! [`Farm::sc`] runs a command to the end and captures what it printed; [`Farm::command`] gives
 //! a [`Command`] to spawn (for the concurrency and crash tests). The datastore and every
 //! `*.json` file under the state directory can be read back byte for byte, to prove that a
 //! refused command changed nothing.
+//!
+//! [`tree`] snapshots generated files; [`real`] holds what the tests of the real tools need
+//! (root checks, network namespaces, background processes, pebble).
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -18,8 +22,24 @@ use std::process::{Command, Stdio};
 
 use srvctl::model::State;
 
+pub mod real;
+pub mod tree;
+
 /// The cluster definition every farm starts with.
 pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#;
+
+/// Two hosts with resolvers: h1.test (hostnet 1) and h2.test (hostnet 2).
+pub const TWO_HOSTS: &str = r#"{
+  "test": {
+    "h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53", "dns2": "198.51.100.53"},
+    "h2.test": {"host_ip": "192.0.2.2", "hostnet": 2, "dns1": "192.0.2.53", "dns2": "198.51.100.53"}
+  }
+}
+"#;
+
+/// One host, h1.test on hostnet 1.
+pub const ONE_HOST: &str = r#"{"test": {"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53"}}}
+"#;
 
 /// The host every command runs as.
 pub const HOSTNAME: &str = "h1.test";
@@ -29,6 +49,12 @@ pub const SC: &str = env!("CARGO_BIN_EXE_sc");
 
 /// The `srvctl` binary under test (the long name of `sc`).
 pub const SRVCTL: &str = env!("CARGO_BIN_EXE_srvctl");
+
+/// `srvctl-regenerate`.
+pub const REGENERATE: &str = env!("CARGO_BIN_EXE_srvctl-regenerate");
+
+/// `srvctl-generator`.
+pub const GENERATOR: &str = env!("CARGO_BIN_EXE_srvctl-generator");
 
 /// A `Command` for `bin` with a clean, deterministic environment: this host is `h1.test`,
 /// no `SRVCTL_ROOT` or `SUDO_USER` leaks in from the caller, stdin is empty.
@@ -103,6 +129,8 @@ impl Run {
 /// A scratch tree used as `--root`, removed when dropped.
 pub struct Farm {
     dir: tempfile::TempDir,
+    root: PathBuf,
+    hostname: String,
 }
 
 impl Default for Farm {
@@ -114,16 +142,47 @@ impl Default for Farm {
 impl Farm {
     /// A new farm with the two-host `clusters.json` and no datastore yet.
     pub fn new() -> Self {
+        Self::with_clusters(CLUSTERS)
+    }
+
+    /// A new farm whose clusters.json is `clusters`, and no datastore yet.
+    pub fn with_clusters(clusters: &str) -> Self {
+        Self::for_host(clusters, HOSTNAME)
+    }
+
+    /// A new farm whose clusters.json is `clusters`, on which every program runs as host
+    /// `hostname`.
+    pub fn for_host(clusters: &str, hostname: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let etc = dir.path().join("etc/srvctl");
+        let root = dir.path().join("root");
+        let etc = root.join("etc/srvctl");
         std::fs::create_dir_all(&etc).expect("create etc/srvctl");
-        std::fs::write(etc.join("clusters.json"), CLUSTERS).expect("write clusters.json");
-        Self { dir }
+        std::fs::write(etc.join("clusters.json"), clusters).expect("write clusters.json");
+        Self {
+            dir,
+            root,
+            hostname: hostname.to_owned(),
+        }
+    }
+
+    /// The whole temporary directory: the root and the generator's directories are in it.
+    pub fn tmp(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        &self.root
+    }
+
+    /// `<root>/REL`.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The generator's output directory.
+    pub fn generator_dir(&self) -> PathBuf {
+        self.tmp().join("generator")
     }
 
     /// `<root>/var/lib/srvctl`.
@@ -141,9 +200,17 @@ impl Farm {
         self.state_dir().join("audit.log")
     }
 
+    /// A command for `bin` acting as this farm's host (see [`base_command`]), without
+    /// `--root`: for programs that take the root another way.
+    pub fn program(&self, bin: &str) -> Command {
+        let mut cmd = base_command(bin);
+        cmd.env("SRVCTL_HOSTNAME", &self.hostname);
+        cmd
+    }
+
     /// A command for `bin` on this farm: `bin --root <root> ARGS…`, not yet run.
     pub fn command_of(&self, bin: &str, args: &[&str]) -> Command {
-        let mut cmd = base_command(bin);
+        let mut cmd = self.program(bin);
         cmd.arg("--root").arg(self.root()).args(args);
         cmd
     }
@@ -165,6 +232,31 @@ impl Farm {
     /// Run `sc --root <root> ARGS…` to the end.
     pub fn sc(&self, args: &[&str]) -> Run {
         self.run_bin(SC, args)
+    }
+
+    /// Run `sc --root <root> ARGS…` as host `hostname`, which must succeed; returns its stdout.
+    #[track_caller]
+    pub fn sc_as(&self, hostname: &str, args: &[&str]) -> String {
+        let mut cmd = self.command(args);
+        cmd.env("SRVCTL_HOSTNAME", hostname);
+        let run = Run::from_output(cmd.output().expect("run sc"));
+        assert!(run.success(), "sc {args:?} on {hostname} failed: {run:#?}");
+        run.stdout
+    }
+
+    /// Run `srvctl-regenerate --root <root> ARGS…` to the end.
+    pub fn regenerate(&self, args: &[&str]) -> Run {
+        self.run_bin(REGENERATE, args)
+    }
+
+    /// Run `SRVCTL_ROOT=<root> srvctl-generator <generator dir> <tmp>/early <tmp>/late`.
+    pub fn generator(&self) -> Run {
+        let mut cmd = self.program(GENERATOR);
+        cmd.env("SRVCTL_ROOT", self.root())
+            .arg(self.generator_dir())
+            .arg(self.tmp().join("early"))
+            .arg(self.tmp().join("late"));
+        Run::from_output(cmd.output().expect("run the generator"))
     }
 
     /// Run `sc` and assert that it succeeded; returns its stdout.
@@ -197,6 +289,13 @@ impl Farm {
     pub fn datastore_json(&self) -> serde_json::Value {
         let bytes = self.datastore_bytes().expect("the datastore exists");
         serde_json::from_slice(&bytes).expect("the datastore is JSON")
+    }
+
+    /// Replace the datastore with `doc`, serialised the way srvctl writes it.
+    pub fn write_datastore(&self, doc: &serde_json::Value) {
+        let mut bytes = serde_json::to_vec_pretty(doc).expect("serialise");
+        bytes.push(b'\n');
+        std::fs::write(self.datastore_path(), bytes).expect("write the datastore");
     }
 
     /// Every `*.json` file under the state directory (recursively) with its bytes.
@@ -235,4 +334,9 @@ impl Farm {
         self.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
         self
     }
+}
+
+/// The lines of `stderr` that contain `needle`.
+pub fn lines_with<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.contains(needle)).collect()
 }

@@ -1,13 +1,11 @@
 //! Helpers of the tests that feed srvctl's generated files to the real tools (systemd-analyze,
-//! openvpn, systemd-networkd): a scratch root driven by the real `sc`, network namespaces
-//! that are removed whatever happens, and processes that are killed whatever happens.
+//! openvpn, systemd-networkd, haproxy, pebble): network namespaces that are removed whatever
+//! happens, processes that are killed whatever happens, and the one check that a scratch root
+//! survives the mounts these tests make. The scratch root itself is the [`super::Farm`].
 //!
 //! These tests need root (network namespaces, mounts, tun devices). Without it they print
 //! `skipped: needs root` and pass; CI runs as root after `scripts/test-deps.sh` installed the
 //! tools, so there a missing tool is a failure, not a skip.
-
-// Each test file uses a different subset of these helpers.
-#![allow(dead_code)]
 
 pub mod pebble;
 
@@ -16,9 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-/// The `sc` binary under test.
-pub const SC: &str = env!("CARGO_BIN_EXE_sc");
 
 /// Whether the test may run: true as root, else prints the skip line and returns false.
 pub fn require_root(test: &str) -> bool {
@@ -74,52 +69,6 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A scratch host root for `sc --root`, holding `etc/srvctl/clusters.json`.
-pub struct ScratchRoot {
-    dir: tempfile::TempDir,
-    hostname: String,
-}
-
-impl ScratchRoot {
-    /// A new root for host `hostname` with this cluster definition.
-    pub fn new(clusters: &str, hostname: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let etc = dir.path().join("etc/srvctl");
-        fs::create_dir_all(&etc).expect("create etc/srvctl");
-        fs::write(etc.join("clusters.json"), clusters).expect("write clusters.json");
-        Self {
-            dir,
-            hostname: hostname.to_owned(),
-        }
-    }
-
-    /// The root directory.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `<root>/REL`.
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path().join(rel)
-    }
-
-    /// A command for `bin` acting as this root's host: `SRVCTL_HOSTNAME` set, no inherited
-    /// `SRVCTL_ROOT` or `SUDO_USER`.
-    pub fn command(&self, bin: &str) -> Command {
-        let mut cmd = Command::new(bin);
-        cmd.env("SRVCTL_HOSTNAME", &self.hostname)
-            .env_remove("SRVCTL_ROOT")
-            .env_remove("SUDO_USER");
-        cmd
-    }
-
-    /// Run `sc --root <root> ARGS…` and assert that it succeeded.
-    #[track_caller]
-    pub fn sc(&self, args: &[&str]) -> String {
-        run_ok(self.command(SC).arg("--root").arg(self.path()).args(args))
-    }
-}
-
 /// Assert that `root` stays visible once `/run` and `/var/lib` are masked.
 ///
 /// The generated files name absolute paths (`/run/srvctl/…`, `/var/lib/srvctl/pki/…`,
@@ -137,6 +86,20 @@ pub fn assert_root_outside_masked_dirs(root: &Path) {
         );
     }
 }
+
+/// Mounts a tmpfs over `/run` and `/var/lib`, then binds `$root$path` at each `path` given
+/// before `--`, makes each empty directory given after it up to the next `--`, and execs the
+/// rest.
+const AT_HOST_PATHS: &str = r#"set -e
+root=$1; shift
+mount -t tmpfs -o mode=0755 srvctl-test /run
+mount -t tmpfs -o mode=0755 srvctl-test /var/lib
+while [ "$1" != "--" ]; do mkdir -p "$1"; mount --bind "$root$1" "$1"; shift; done
+shift
+while [ "$1" != "--" ]; do mkdir -p "$1"; shift; done
+shift
+exec "$@"
+"#;
 
 /// A network namespace, deleted (with every process still in it) when dropped.
 pub struct Netns {
@@ -164,6 +127,30 @@ impl Netns {
     #[track_caller]
     pub fn ip(&self, args: &[&str]) -> String {
         run_ok(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command running `argv` inside the namespace in a private mount namespace that shows
+    /// the scratch `root`'s directories at the absolute paths the generated files name: a tmpfs
+    /// covers `/run` and `/var/lib` (the machine's own are never touched), each of `binds`
+    /// (e.g. `/run/srvctl`) is the root's directory of that path, and each of `empty` is a new
+    /// empty directory.
+    #[track_caller]
+    pub fn exec_at_host_paths(
+        &self,
+        root: &Path,
+        binds: &[&str],
+        empty: &[&str],
+        argv: &[&str],
+    ) -> Command {
+        assert_root_outside_masked_dirs(root);
+        let mut cmd = self.exec(&["unshare", "--mount", "sh", "-c", AT_HOST_PATHS, "sh"]);
+        cmd.arg(root)
+            .args(binds)
+            .arg("--")
+            .args(empty)
+            .arg("--")
+            .args(argv);
+        cmd
     }
 
     /// A command running `argv` inside the namespace (`ip netns exec NS argv…`).
