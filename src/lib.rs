@@ -12,6 +12,7 @@ pub mod changeset;
 pub mod cli;
 pub mod cluster;
 pub mod config_file;
+pub mod failure;
 pub mod front;
 pub mod generator;
 pub mod image;

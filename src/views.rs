@@ -55,6 +55,61 @@ fn reseller_name(state: &State, id: crate::plan::ResellerId) -> String {
         .unwrap_or_else(|| OPERATOR.into())
 }
 
+/// The fields a record of `kind` may show besides its stored extras: `sc get` answers "not
+/// set" for these and "unknown field" for every other name that the record does not have.
+pub fn known_fields(kind: Kind) -> Vec<&'static str> {
+    let (computed, settable): (&[&str], &[(&str, &str)]) = match kind {
+        Kind::Container => (
+            &[
+                "name",
+                "ip",
+                "user",
+                "reseller",
+                "reseller_id",
+                "user_index",
+                "host",
+                "hostnet",
+                "bridge",
+                "gateway",
+                "number",
+                "created",
+                "created_by",
+                "aliases",
+                "altnames",
+                "http_redirect",
+                "https_redirect",
+            ],
+            crate::settings::CONTAINER_KEYS,
+        ),
+        Kind::User | Kind::Reseller => (
+            &[
+                "name",
+                "reseller",
+                "reseller_id",
+                "index",
+                "uid",
+                "gid",
+                "is_reseller",
+                "containers",
+                "created",
+                "created_by",
+            ],
+            crate::settings::USER_KEYS,
+        ),
+        Kind::Host => (
+            &[
+                "name", "cluster", "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2",
+            ],
+            &[],
+        ),
+    };
+    computed
+        .iter()
+        .copied()
+        .chain(settable.iter().map(|(k, _)| *k))
+        .collect()
+}
+
 /// The fields of a record.
 pub fn fields(
     state: &State,

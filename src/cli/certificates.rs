@@ -1,5 +1,6 @@
 //! `sc certificates` (list) and `sc certificates renew [NAME] [--force]`.
 
+use crate::failure::FailureKind;
 use std::fs::File;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -18,10 +19,13 @@ fn rows(
 ) -> Result<Vec<Row>, Failure> {
     let clusters = inv.clusters()?;
     let host = clusters.host(&inv.hostname).ok_or_else(|| {
-        Failure::from(format!(
-            "this host ({}) is not defined in clusters.json",
-            inv.hostname
-        ))
+        Failure::new(
+            FailureKind::Config,
+            format!(
+                "this host ({}) is not defined in clusters.json",
+                inv.hostname
+            ),
+        )
     })?;
     let state = crate::store::read(&inv.paths)?;
     if let Some(name) = only
@@ -30,7 +34,10 @@ fn rows(
             .iter()
             .any(|(n, c)| n.as_str() == name && c.host == host.name)
     {
-        return Err(Failure::from(format!("no container {name} on this host")));
+        return Err(Failure::new(
+            FailureKind::NotFound,
+            format!("no container {name} on this host"),
+        ));
     }
     Ok(acme::survey(
         system,
@@ -109,9 +116,13 @@ pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> R
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| Failure::from(format!("{}: {e}", lock_path.display())))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| Failure::from("another `sc certificates renew` is running"))?;
+        .map_err(|e| Failure::new(FailureKind::System, format!("{}: {e}", lock_path.display())))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        Failure::new(
+            FailureKind::InUse,
+            "another `sc certificates renew` is running",
+        )
+    })?;
     let mut history = AcmeState::load(&system, &inv.paths)?;
     let rows = rows(inv, &system, &settings, &history, only, force)?;
     let report = acme::renew(
@@ -144,14 +155,17 @@ pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> R
     }
     match report.failed.len() {
         0 => Ok(()),
-        n => Err(Failure::from(format!(
-            "{n} order(s) failed: {}",
-            report
-                .failed
-                .iter()
-                .map(|(name, _)| name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        n => Err(Failure::new(
+            FailureKind::System,
+            format!(
+                "{n} order(s) failed: {}",
+                report
+                    .failed
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }

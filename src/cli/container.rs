@@ -1,5 +1,6 @@
 //! `sc NAME ACTION`: act on one container, srvctl 3 style.
 
+use crate::failure::FailureKind;
 use std::process::Command;
 
 use super::output::{Output, Report};
@@ -97,10 +98,13 @@ impl Action {
 /// Parse `NAME [ACTION [ARGS…]]` or `ACTION NAME` (srvctl 3 accepted both orders).
 pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
     let usage = || {
-        Failure::from(format!(
-            "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D])",
-            crate::names::shown(args.first().map(String::as_str).unwrap_or(""))
-        ))
+        Failure::new(
+            FailureKind::Usage,
+            format!(
+                "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D])",
+                crate::names::shown(args.first().map(String::as_str).unwrap_or(""))
+            ),
+        )
     };
     match args {
         [name] => Ok((
@@ -142,12 +146,12 @@ pub fn act(
     let container = state
         .containers
         .get(name)
-        .ok_or_else(|| Failure::from(format!("no container named {name}")))?;
+        .ok_or_else(|| Failure::new(FailureKind::NotFound, format!("no container named {name}")))?;
     if container.host != inv.hostname && !action.is_data() {
-        return Err(Failure::from(format!(
-            "{name} lives on {}; run this there",
-            container.host
-        )));
+        return Err(Failure::new(
+            FailureKind::Invalid,
+            format!("{name} lives on {}; run this there", container.host),
+        ));
     }
     let system = Local::new(inv.paths.root().is_some());
     let unit = container_unit(name);
@@ -279,9 +283,12 @@ fn interactive(inv: &Invocation, cmd: &mut Command) -> Result<(), Failure> {
         eprintln!("would run: {cmd:?}");
         return Ok(());
     }
-    let status = cmd
-        .status()
-        .map_err(|e| Failure::from(format!("{}: {e}", cmd.get_program().to_string_lossy())))?;
+    let status = cmd.status().map_err(|e| {
+        Failure::new(
+            FailureKind::System,
+            format!("{}: {e}", cmd.get_program().to_string_lossy()),
+        )
+    })?;
     match status.code() {
         Some(0) => Ok(()),
         code => Err(Failure::silent(code.map_or(1, |c| c.clamp(1, 255) as u8))),

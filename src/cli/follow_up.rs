@@ -2,6 +2,7 @@
 //! filesystem, re-run the generator (daemon-reload), expand the configuration
 //! (srvctl-regenerate), and start or stop the container.
 
+use crate::failure::FailureKind;
 use std::time::Instant;
 
 use super::Failure;
@@ -76,7 +77,10 @@ pub fn perform(system: &dyn System, paths: &Paths, steps: &[Step]) -> Result<(),
             Step::Provision { name, image } => provision(system, paths, name, image)?,
             Step::RemoveRootfs(name) => {
                 rootfs::remove_container(system, paths, name).map_err(|e| {
-                    Failure::from(format!("removing the root filesystem of {name}: {e}"))
+                    Failure::new(
+                        FailureKind::System,
+                        format!("removing the root filesystem of {name}: {e}"),
+                    )
                 })?
             }
             Step::StartContainer(name) => {
@@ -114,7 +118,10 @@ pub fn provision(
         .and_then(|m| rootfs::personalise(system, &dest, name).map(|()| m))
         .map_err(|e| {
             let _ = rootfs::remove(system, &dest);
-            Failure::from(format!("creating the root filesystem of {name}: {e}"))
+            Failure::new(
+                FailureKind::System,
+                format!("creating the root filesystem of {name}: {e}"),
+            )
         })?;
     eprintln!(
         "sc: {name}: root filesystem from image {image} by {method} in {:.2} s",

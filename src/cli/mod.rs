@@ -18,6 +18,7 @@ pub use regenerate::regenerate_main;
 
 use crate::audit::{self, AuditRecord};
 use crate::cluster::Clusters;
+use crate::failure::{Classify, FailureKind};
 use crate::model::State;
 use crate::ops::{self, Context};
 use crate::paths::Paths;
@@ -26,41 +27,65 @@ use crate::system::Local;
 use crate::views::{self, Kind};
 use output::Output;
 
-/// Exit status of `sc get` when the field is known but not set (srvctl 3's convention).
-const EXIT_UNSET: u8 = 100;
-
-/// A failure, printed as one line.
+/// A failure, printed as one line on stderr (and under `--json` as an error object on
+/// stdout), with the exit status of its kind.
 #[derive(Debug)]
 pub struct Failure {
+    kind: FailureKind,
     message: String,
     code: u8,
 }
 
 impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            code: kind.exit_code(),
+        }
+    }
+
     /// A failure already reported (e.g. by a program whose exit code is passed through).
     fn silent(code: u8) -> Self {
         Self {
+            kind: FailureKind::Failed,
             message: String::new(),
             code,
         }
     }
 
-    /// Print the failure as one line on stderr and turn it into the exit status.
-    fn exit(self, program: &str) -> ExitCode {
+    /// The same failure, its message prefixed with `context`.
+    fn context(self, context: &str) -> Self {
+        Self {
+            message: format!("{context}{}", self.message),
+            ..self
+        }
+    }
+
+    /// Report the failure and turn it into the exit status: one line on stderr, and under
+    /// `json` the error object on stdout.
+    fn exit(self, program: &str, json: bool) -> ExitCode {
         if self.message.is_empty() {
             return ExitCode::from(self.code);
         }
-        eprintln!("{program}: error: {}", self.message.replace('\n', " "));
+        let message = self.message.replace('\n', " ");
+        if json {
+            let object = serde_json::json!({ "error": {
+                "kind": self.kind,
+                "exit_code": self.code,
+                "message": message,
+            }});
+            println!("{object:#}");
+        }
+        eprintln!("{program}: error: {message}");
         ExitCode::from(self.code)
     }
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+impl<E: std::fmt::Display + Classify> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self {
-            message: e.to_string(),
-            code: 1,
-        }
+        Self::new(e.kind(), e.to_string())
     }
 }
 
@@ -128,18 +153,25 @@ pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e, "sc"),
+        Err(e) => return usage_error(e, "sc", wants_json(&argv)),
     };
     let inv = Invocation::detect(&cli, argv.into_iter().skip(1).collect());
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => f.exit("sc"),
+        Err(f) => f.exit("sc", cli.json),
     }
 }
 
-/// Clap's help and version go out whole; its errors as one line.
-fn usage_error(e: clap::Error, program: &str) -> ExitCode {
+/// Whether a command line that did not parse asked for JSON: `--json` before any `--`.
+fn wants_json(argv: &[String]) -> bool {
+    argv.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// Clap's help and version go out whole; its errors as one usage failure.
+fn usage_error(e: clap::Error, program: &str, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -159,8 +191,11 @@ fn usage_error(e: clap::Error, program: &str) -> ExitCode {
     let text = e.render().to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("{program}: error: {first} (see '{program} --help')");
-    ExitCode::from(2)
+    Failure::new(
+        FailureKind::Usage,
+        format!("{first} (see '{program} --help')"),
+    )
+    .exit(program, json)
 }
 
 fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
@@ -168,7 +203,8 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         return describe(&cli.command);
     }
     if inv.paths.root().is_none() && !nix::unistd::geteuid().is_root() {
-        return Err(Failure::from(
+        return Err(Failure::new(
+            FailureKind::Permission,
             "srvctl changes system state and needs root: run it with sudo (or use --root DIR for a scratch tree)",
         ));
     }
@@ -340,7 +376,7 @@ fn change(
             inv.audit("ok");
             let system = Local::new(inv.paths.root().is_some());
             follow_up::perform(&system, &inv.paths, &follow_up::steps(&report))
-                .map_err(|f| Failure::from(format!("the datastore is updated, but {}", f.message)))
+                .map_err(|f| f.context("the datastore is updated, but "))
         }
         Err(f) => {
             inv.audit(&format!("error: {}", f.message));
@@ -386,10 +422,19 @@ fn get(
     let fields = record_fields(inv, kind, name)?;
     match fields.iter().find(|(k, _)| k == field) {
         Some((_, v)) => out.value(v),
-        None => Err(Failure {
-            message: format!("{field:?} is not set for {name}"),
-            code: EXIT_UNSET,
-        }),
+        None if views::known_fields(kind).contains(&field) => Err(Failure::new(
+            FailureKind::Unset,
+            format!("{field:?} is not set for {name}"),
+        )),
+        None => Err(Failure::new(
+            FailureKind::Usage,
+            format!(
+                "{} has no field {}; known fields: {}",
+                crate::names::shown(name),
+                crate::names::shown(field),
+                views::known_fields(kind).join(", ")
+            ),
+        )),
     }
 }
 
@@ -400,8 +445,37 @@ fn describe(cmd: &Command) -> Result<(), Failure> {
         Command::Completion { shell } => {
             clap_complete::generate(*shell, &mut app, "sc", &mut stdout)
         }
-        _ => clap_mangen::Man::new(app).render(&mut stdout)?,
+        _ => {
+            let man = clap_mangen::Man::new(app);
+            man.render_title(&mut stdout)?;
+            man.render_name_section(&mut stdout)?;
+            man.render_synopsis_section(&mut stdout)?;
+            man.render_description_section(&mut stdout)?;
+            man.render_options_section(&mut stdout)?;
+            man.render_subcommands_section(&mut stdout)?;
+            man.render_extra_section(&mut stdout)?;
+            stdout.write_all(exit_status_section().as_bytes())?;
+            man.render_version_section(&mut stdout)?;
+        }
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// The man page's EXIT STATUS section (roff): every failure kind with its status.
+fn exit_status_section() -> String {
+    let mut roff = String::from(
+        ".SH \"EXIT STATUS\"\nEvery refused command prints one line on stderr; under \\fB\\-\\-json\\fR \
+         it also prints {\"error\": {\"kind\", \"exit_code\", \"message\"}} on stdout. \
+         \\fBsc NAME exec\\fR passes the command's own exit status through.\n.TP\n\\fB0\\fR\nsuccess\n",
+    );
+    for kind in FailureKind::ALL {
+        roff.push_str(&format!(
+            ".TP\n\\fB{}\\fR {}\n{}\n",
+            kind.exit_code(),
+            kind.name().replace('-', "\\-"),
+            kind.meaning()
+        ));
+    }
+    roff
 }

@@ -1,5 +1,6 @@
 //! `srvctl-regenerate` and `sc regenerate`.
 
+use crate::failure::FailureKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,7 +46,7 @@ pub fn run_here(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
     }
     out.regenerated(&outcome)?;
     match &outcome.haproxy_error {
-        Some(error) => Err(Failure::from(error)),
+        Some(error) => Err(Failure::new(FailureKind::Config, error.clone())),
         None => Ok(()),
     }
 }
@@ -80,9 +81,10 @@ pub fn rootfs(
 
 /// Entry point of the `srvctl-regenerate` program.
 pub fn regenerate_main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let argv: Vec<String> = std::env::args().collect();
+    let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
-        Err(e) => return super::usage_error(e, "srvctl-regenerate"),
+        Err(e) => return super::usage_error(e, "srvctl-regenerate", super::wants_json(&argv)),
     };
     let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
     let result = if args.wait_bridges {
@@ -92,7 +94,7 @@ pub fn regenerate_main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => f.exit("srvctl-regenerate"),
+        Err(f) => f.exit("srvctl-regenerate", args.json),
     }
 }
 

@@ -1,0 +1,133 @@
+//! Errors for scripts: every refusal has a kind with its own exit status, and under `--json`
+//! it answers with an error object on stdout (its one human line still goes to stderr). The
+//! datastore stays byte-for-byte as it was.
+
+mod common;
+
+use common::Farm;
+use serde_json::Value;
+
+/// Runs `sc --json ARGS…`, expects a refusal of `kind` with exit status `code`; returns the
+/// message. Also runs it without `--json` and expects the same status and one stderr line.
+#[track_caller]
+fn refused(farm: &Farm, args: &[&str], kind: &str, code: i32) -> String {
+    let before = farm.datastore_bytes();
+    let mut json_args = vec!["--json"];
+    json_args.extend_from_slice(args);
+    let run = farm.sc(&json_args);
+    assert_eq!(run.code, Some(code), "sc {args:?}: {run:#?}");
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("sc --json {args:?} printed no JSON ({e}): {run:#?}"));
+    assert_eq!(v["error"]["kind"], kind, "sc {args:?}: {v}");
+    assert_eq!(v["error"]["exit_code"], code, "sc {args:?}: {v}");
+    let message = v["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned();
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    assert!(run.stderr.contains(&message), "{run:#?}");
+    let plain = farm.sc(args);
+    assert_eq!(plain.code, Some(code), "{plain:#?}");
+    plain.refused();
+    assert_eq!(
+        farm.datastore_bytes(),
+        before,
+        "sc {args:?} changed the datastore"
+    );
+    message
+}
+
+#[test]
+fn every_refusal_has_a_kind_and_its_exit_status() {
+    let farm = Farm::new().with_alice_and_bob();
+    farm.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    refused(&farm, &["frobnicate", "now", "please"], "usage", 2);
+    refused(&farm, &["add-ve"], "usage", 2);
+    refused(&farm, &["status", "--no-such-option"], "usage", 2);
+    let m = refused(
+        &farm,
+        &["get", "container", "web.example.com", "colour"],
+        "usage",
+        2,
+    );
+    assert!(m.contains("known fields"), "{m}");
+    refused(
+        &farm,
+        &["get", "container", "web.example.com", "memory_max"],
+        "unset",
+        100,
+    );
+    refused(&farm, &["get", "user", "bob", "email"], "unset", 100);
+    refused(
+        &farm,
+        &["destroy-ve", "nothing.example.com"],
+        "not-found",
+        3,
+    );
+    refused(
+        &farm,
+        &["get", "user", "nobody-here", "uid"],
+        "not-found",
+        3,
+    );
+    refused(&farm, &["nothing.example.com", "start"], "not-found", 3);
+    refused(&farm, &["add-ve", "web.example.com"], "exists", 4);
+    refused(&farm, &["add-user", "bob"], "exists", 4);
+    refused(&farm, &["add-ve", "bad_name.example.com"], "invalid", 5);
+    refused(
+        &farm,
+        &["put", "container", "web.example.com", "http_port", "0"],
+        "invalid",
+        5,
+    );
+    refused(
+        &farm,
+        &["add-user", "carol", "--reseller", "zed"],
+        "not-found",
+        3,
+    );
+    refused(&farm, &["destroy-user", "bob"], "in-use", 8);
+    refused(&farm, &["destroy-reseller", "alice"], "in-use", 8);
+}
+
+#[test]
+fn a_full_plan_range_is_exhausted() {
+    let farm = Farm::new();
+    for i in 1..=15 {
+        farm.sc_ok(&["add-reseller", &format!("r{i}")]);
+    }
+    refused(&farm, &["add-reseller", "r16"], "exhausted", 7);
+}
+
+#[test]
+fn broken_inputs_are_config_or_datastore_failures() {
+    let farm = Farm::new();
+    farm.sc_ok(&["add-ve", "web.example.com"]);
+    std::fs::write(farm.join("etc/srvctl/clusters.json"), "{ not json").unwrap();
+    refused(&farm, &["add-ve", "two.example.com"], "config", 9);
+    std::fs::write(farm.join("etc/srvctl/clusters.json"), common::CLUSTERS).unwrap();
+    std::fs::write(
+        farm.datastore_path(),
+        "{\"schema_version\": 1, \"users\": [",
+    )
+    .unwrap();
+    refused(&farm, &["status"], "datastore", 10);
+}
+
+#[test]
+fn the_man_page_lists_every_exit_status() {
+    let farm = Farm::new();
+    let man = farm.sc_ok(&["man"]);
+    let section = man
+        .split(".SH \"EXIT STATUS\"")
+        .nth(1)
+        .expect("an EXIT STATUS section");
+    for kind in srvctl::failure::FailureKind::ALL {
+        let entry = format!(
+            "\\fB{}\\fR {}",
+            kind.exit_code(),
+            kind.name().replace('-', "\\-")
+        );
+        assert!(section.contains(&entry), "{entry} missing:\n{section}");
+    }
+}
