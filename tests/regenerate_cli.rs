@@ -265,8 +265,8 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
         ],
         "{run:#?}"
     );
-    // Once the container has a root filesystem, sc also starts it.
-    std::fs::create_dir_all(s.root().join("var/lib/machines/two.example.com")).unwrap();
+    // Once its image is built, sc clones the container's root filesystem and starts it.
+    std::fs::create_dir_all(s.root().join("var/lib/machines/.srvctl-images/debian/etc")).unwrap();
     let run = s.sc_ok(&["add-ve", "two.example.com", "--user", "bob"]);
     assert_eq!(
         support::lines_with(&run.stderr, "would ask systemd:"),

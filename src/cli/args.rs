@@ -61,9 +61,14 @@ pub struct Placement {
     /// Owner of the container (default: the operator, root).
     #[arg(long, short, value_name = "USER")]
     pub user: Option<String>,
-    /// Image its root filesystem is cloned from (default: debian).
+    /// Image its root filesystem is cloned from (default: debian). It must be built
+    /// (`sc regenerate rootfs IMAGE`) unless --no-start is given.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Only add the record: no root filesystem is cloned and the container is not started
+    /// (later: `sc NAME start`).
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 /// The commands.
