@@ -370,3 +370,340 @@ fn names(
         value: serde_json::json!(names),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::render::generator::container_unit;
+    use crate::store::Memory;
+    use crate::system::{Recording, Request};
+
+    const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
+
+    /// The audit log as a list of outcomes.
+    #[derive(Default)]
+    struct Log(RefCell<Vec<String>>);
+
+    impl Audit for Log {
+        fn record(&self, outcome: &str) {
+            self.0.borrow_mut().push(outcome.to_owned());
+        }
+    }
+
+    /// One farm in memory: datastore, machine, audit log, and a scratch root for the paths.
+    struct Fixture {
+        store: Memory,
+        system: Recording,
+        log: Log,
+        paths: Paths,
+        clusters: Clusters,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            Self {
+                store: Memory::default(),
+                system: Recording::default(),
+                log: Log::default(),
+                paths: Paths::rooted(dir.path()),
+                clusters: Clusters::parse(Path::new("clusters.json"), CLUSTERS).unwrap(),
+                _dir: dir,
+            }
+        }
+
+        fn env(&self) -> Services<'_> {
+            Services {
+                store: &self.store,
+                system: &self.system,
+                paths: &self.paths,
+                audit: &self.log,
+                live_systemd: true,
+            }
+        }
+
+        fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
+            let ctx = Context {
+                host: self.clusters.host("h1.test"),
+                hostname: "h1.test",
+                caller: "root",
+                now: "2026-01-01T00:00:00Z",
+            };
+            run(&self.env(), &ctx, change, false)
+        }
+
+        fn state(&self) -> State {
+            self.store.load().unwrap()
+        }
+
+        /// A container `web.ve` whose image is built (so that add-ve takes it).
+        fn with_container(self) -> Self {
+            std::fs::create_dir_all(crate::image::image_dir(&self.paths, "debian")).unwrap();
+            self.run(&add("web.ve", true)).unwrap();
+            self
+        }
+    }
+
+    fn add(name: &str, start: bool) -> Change<'_> {
+        Change::AddContainer {
+            name,
+            owner: None,
+            image: None,
+            start,
+        }
+    }
+
+    fn web() -> ContainerName {
+        ContainerName::new("web.ve").unwrap()
+    }
+
+    fn identity() -> String {
+        "web.ve 2026-01-01T00:00:00Z".into()
+    }
+
+    fn systemd(request: Request) -> Step {
+        Step::Systemd(request)
+    }
+
+    #[test]
+    fn add_ve_commits_audits_and_returns_its_steps() {
+        let f = Fixture::new().with_container();
+        assert!(f.state().containers.contains_key(&web()));
+        assert_eq!(f.log.0.borrow().as_slice(), ["ok"]);
+        let done = f.run(&add("two.ve", true)).unwrap();
+        let two = ContainerName::new("two.ve").unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                Step::Provision {
+                    name: two.clone(),
+                    image: "debian".into(),
+                    identity: "two.ve 2026-01-01T00:00:00Z".into(),
+                },
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                Step::StartContainer(two),
+                follow_up::certificates(),
+            ]
+        );
+        let done = f.run(&add("three.ve", false)).unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                follow_up::certificates(),
+            ],
+            "--no-start: the record and its configuration only"
+        );
+        assert_eq!(f.store.commits(), 3);
+    }
+
+    #[test]
+    fn the_other_changes_return_their_steps() {
+        let f = Fixture::new().with_container();
+        let name = web();
+        let regenerate = vec![follow_up::regenerate()];
+        let cases: Vec<(Change<'_>, Vec<Step>)> = vec![
+            (Change::AddReseller { name: "alice" }, regenerate.clone()),
+            (
+                Change::AddUser {
+                    name: "bob",
+                    reseller: Some("alice"),
+                },
+                regenerate.clone(),
+            ),
+            (
+                Change::PutUser {
+                    name: "bob",
+                    key: "email",
+                    value: Some("bob@example.com"),
+                },
+                follow_up::reload(),
+            ),
+            (Change::DestroyUser { name: "bob" }, regenerate.clone()),
+            (Change::DestroyReseller { name: "alice" }, regenerate),
+            (
+                Change::PutContainer {
+                    name: "web.ve",
+                    key: "disabled",
+                    value: Some("true"),
+                },
+                follow_up::reload(),
+            ),
+            (
+                Change::SetRedirect {
+                    name: &name,
+                    https: false,
+                    value: Some("https"),
+                },
+                vec![follow_up::regenerate(), follow_up::certificates()],
+            ),
+            (
+                Change::ChangeNames {
+                    name: &name,
+                    list: NameList::Aliases,
+                    add: true,
+                    domain: "alias.example.com",
+                },
+                vec![follow_up::regenerate(), follow_up::certificates()],
+            ),
+        ];
+        for (change, steps) in cases {
+            assert_eq!(f.run(&change).unwrap().steps, steps, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_change_writes_nothing_and_is_audited() {
+        let f = Fixture::new().with_container();
+        let before = f.store.bytes();
+        let e = f.run(&add("web.ve", true)).unwrap_err();
+        assert!(matches!(e, OpError::Exists { .. }), "{e}");
+        assert_eq!(f.store.bytes(), before);
+        assert_eq!(
+            f.log.0.borrow().last().unwrap(),
+            "error: container web.ve already exists"
+        );
+    }
+
+    #[test]
+    fn add_ve_refuses_a_directory_no_record_owns_and_a_missing_image() {
+        let f = Fixture::new();
+        let e = f.run(&add("new.ve", true)).unwrap_err().to_string();
+        assert!(e.contains("image debian is not built"), "{e}");
+        assert!(e.contains("--no-start"), "{e}");
+        assert_eq!(f.store.bytes(), None, "nothing was written");
+        f.run(&add("new.ve", false)).unwrap();
+        let name = ContainerName::new("old.ve").unwrap();
+        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &name)).unwrap();
+        let before = f.store.bytes();
+        for start in [true, false] {
+            let e = f.run(&add("old.ve", start)).unwrap_err().to_string();
+            assert!(e.contains("was not created by srvctl"), "{e}");
+            assert!(e.contains("rm -rf"), "{e}");
+        }
+        assert_eq!(f.store.bytes(), before);
+    }
+
+    #[test]
+    fn destroy_marks_first_and_releases_the_record_last() {
+        let f = Fixture::new().with_container();
+        let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                systemd(Request::Stop(container_unit(&web()))),
+                Step::RemoveRootfs {
+                    name: web(),
+                    identity: identity(),
+                },
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                Step::ReleaseRecord(web()),
+            ]
+        );
+        assert!(f.state().containers[&web()].destroying);
+        follow_up::perform(&f.env(), &done.steps).unwrap();
+        assert!(!f.state().containers.contains_key(&web()));
+        assert_eq!(
+            f.system.requests.borrow().as_slice(),
+            [
+                Request::Stop(container_unit(&web())),
+                Request::DaemonReload,
+                Request::Start(follow_up::REGENERATE_UNIT.into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_destroy_interrupted_at_any_step_keeps_the_record_and_finishes_when_run_again() {
+        let steps = {
+            let f = Fixture::new().with_container();
+            f.run(&Change::DestroyContainer { name: "web.ve" })
+                .unwrap()
+                .steps
+        };
+        for crash_after in 0..steps.len() {
+            let f = Fixture::new().with_container();
+            let ip = f.state().containers[&web()].ip;
+            let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            follow_up::perform(&f.env(), &done.steps[..crash_after]).unwrap();
+            let state = f.state();
+            assert!(
+                state.containers[&web()].destroying,
+                "after {crash_after} steps"
+            );
+            assert!(
+                state.clone().rendered().containers.is_empty(),
+                "a container being destroyed is not rendered"
+            );
+            // Its address stays taken, and nothing else may be done to it.
+            let other = f.run(&add("other.ve", false)).unwrap();
+            let Report::Container(other) = other.report else {
+                panic!("not an add")
+            };
+            assert_ne!(other.ip, ip, "after {crash_after} steps");
+            assert!(matches!(
+                f.run(&add("web.ve", true)),
+                Err(OpError::Destroying(_))
+            ));
+            assert!(matches!(
+                f.run(&Change::PutContainer {
+                    name: "web.ve",
+                    key: "disabled",
+                    value: None
+                }),
+                Err(OpError::Destroying(_))
+            ));
+            let again = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            assert_eq!(again.steps, steps);
+            follow_up::perform(&f.env(), &again.steps).unwrap();
+            assert!(!f.state().containers.contains_key(&web()));
+        }
+    }
+
+    #[test]
+    fn a_container_that_does_not_start_keeps_its_record_and_says_how_to_retry() {
+        let mut f = Fixture::new().with_container();
+        let unit = container_unit(&web());
+        f.system
+            .failing_jobs
+            .insert(unit.clone(), "dependency".into());
+        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &web())).unwrap();
+        let e = follow_up::perform(&f.env(), &[Step::StartContainer(web())]).unwrap_err();
+        assert!(
+            matches!(e, follow_up::FollowUpError::NotStarted { .. }),
+            "{e}"
+        );
+        let text = e.to_string();
+        for words in [
+            "web.ve is recorded but did not start",
+            "depends on failed",
+            &format!("journalctl -u {unit}"),
+            "sc web.ve start",
+            "sc destroy-ve web.ve",
+        ] {
+            assert!(text.contains(words), "{words:?} in {text}");
+        }
+        assert!(f.state().containers.contains_key(&web()));
+    }
+
+    #[test]
+    fn a_commit_after_another_writer_is_a_conflict() {
+        let store = Memory::with(&State::default());
+        let (mut first, state) = store.begin().unwrap();
+        let (mut second, _) = store.begin().unwrap();
+        let mut changed = state.clone();
+        changed.extra.insert("x".into(), serde_json::json!(1));
+        assert!(first.commit(&changed).unwrap());
+        assert!(matches!(
+            second.commit(&state),
+            Err(crate::store::StoreError::Conflict(_))
+        ));
+        assert_eq!(store.load().unwrap(), changed);
+    }
+}
