@@ -174,8 +174,8 @@ pub fn remove_container(
     name: &ContainerName,
     identity: &str,
 ) -> std::io::Result<Removal> {
-    remove(system, &staging_dir(paths, name))?;
     let dir = machine_dir(paths, name);
+    remove(system, &staging_dir(paths, name))?;
     if !dir.exists() {
         return Ok(Removal::Removed);
     }
@@ -191,7 +191,14 @@ pub fn remove_container(
             }
         }
     }
-    remove(system, &dir)?;
+    // Renamed away first, then removed: a removal killed half-way leaves no unmarked
+    // remains under the machine's name, only srvctl's staging directory.
+    let staging = staging_dir(paths, name);
+    if let Some(parent) = staging.parent() {
+        system.create_dir(parent, 0o700)?;
+    }
+    std::fs::rename(&dir, &staging)?;
+    remove(system, &staging)?;
     Ok(Removal::Removed)
 }
 
