@@ -47,6 +47,18 @@ pub fn staging_dir(paths: &Paths, name: &ContainerName) -> PathBuf {
     paths.host(&format!("/var/lib/machines/.srvctl-staging/{name}"))
 }
 
+/// Remove the staging directory itself once nothing is staged in it.
+pub fn remove_staging_parent(
+    system: &dyn System,
+    paths: &Paths,
+    name: &ContainerName,
+) -> std::io::Result<()> {
+    match staging_dir(paths, name).parent() {
+        Some(parent) => system.remove_empty_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// The identity in the owner marker of `dir`, if it has one.
 pub fn owner(system: &dyn System, dir: &Path) -> std::io::Result<Option<String>> {
     Ok(system
@@ -199,6 +211,7 @@ pub fn remove_container(
     }
     std::fs::rename(&dir, &staging)?;
     remove(system, &staging)?;
+    remove_staging_parent(system, paths, name)?;
     Ok(Removal::Removed)
 }
 

@@ -212,7 +212,16 @@ pub fn provision(
     if dest.exists() {
         return match rootfs::owner(system, &dest) {
             Ok(Some(owner)) if owner == identity => Ok(()),
-            Ok(_) => Err(failed(foreign_rootfs(&dest))),
+            Ok(Some(_)) => Err(failed(foreign_rootfs(&dest))),
+            // add-ve refuses a directory that is there before the record, so an unmarked one
+            // of an existing record was cloned before srvctl marked its clones.
+            Ok(None) => {
+                eprintln!(
+                    "sc: note: {} has no srvctl owner marker (cloned by an older srvctl); destroy-ve will leave it in place",
+                    dest.display()
+                );
+                Ok(())
+            }
             Err(e) => Err(failed(e.to_string())),
         };
     }
@@ -228,6 +237,7 @@ pub fn provision(
     let staging = rootfs::staging_dir(paths, name);
     let method = clone_marked(system, &source, &staging, name, identity)
         .and_then(|m| std::fs::rename(&staging, &dest).map(|()| m))
+        .and_then(|m| rootfs::remove_staging_parent(system, paths, name).map(|()| m))
         .map_err(|e| {
             let _ = rootfs::remove(system, &staging);
             failed(e.to_string())
@@ -261,4 +271,55 @@ pub fn foreign_rootfs(dir: &Path) -> String {
         "{} exists but was not created by srvctl for this container; remove it (`btrfs subvolume delete` or `rm -rf`) and retry",
         dir.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::Local;
+
+    fn farm_with_image() -> (tempfile::TempDir, Paths) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(dir.path());
+        let image = crate::image::image_dir(&paths, "debian");
+        std::fs::create_dir_all(image.join("etc")).unwrap();
+        std::fs::write(image.join("etc/os-release"), "ID=debian\n").unwrap();
+        (dir, paths)
+    }
+
+    #[test]
+    fn clones_are_marked_and_only_the_own_clone_is_used_or_removed() {
+        let (_dir, paths) = farm_with_image();
+        let system = Local::new(true);
+        let name = ContainerName::new("web.ve").unwrap();
+        let dest = rootfs::machine_dir(&paths, &name);
+        // A clone killed half-way is cleared, never used.
+        let staging = rootfs::staging_dir(&paths, &name);
+        std::fs::create_dir_all(staging.join("half")).unwrap();
+        provision(&system, &paths, &name, "debian", "web.ve t1").unwrap();
+        assert_eq!(
+            rootfs::owner(&system, &dest).unwrap().as_deref(),
+            Some("web.ve t1")
+        );
+        assert!(dest.join("etc/os-release").is_file());
+        assert!(!staging.parent().unwrap().exists(), "staging is cleared");
+        // The same record again: its own clone, kept as it is.
+        std::fs::write(dest.join("tenant-file"), "kept").unwrap();
+        provision(&system, &paths, &name, "debian", "web.ve t1").unwrap();
+        assert!(dest.join("tenant-file").is_file());
+        // Another record of the same name: refused, never adopted.
+        let e = provision(&system, &paths, &name, "debian", "web.ve t2").unwrap_err();
+        assert!(e.to_string().contains("not created by srvctl"), "{e}");
+        assert_eq!(
+            rootfs::remove_container(&system, &paths, &name, "web.ve t2").unwrap(),
+            Removal::NotOurs(dest.clone())
+        );
+        assert!(dest.join("tenant-file").is_file());
+        assert_eq!(
+            rootfs::remove_container(&system, &paths, &name, "web.ve t1").unwrap(),
+            Removal::Removed
+        );
+        assert!(!dest.exists());
+        assert!(!staging.parent().unwrap().exists());
+    }
 }
