@@ -7,7 +7,7 @@ use super::{Failure, Invocation};
 use crate::names::ContainerName;
 use crate::ops::{Change, follow_up};
 use crate::render::generator::container_unit;
-use crate::store::{self, Store};
+use crate::store::{self, Held, Store};
 use crate::system::{Request, System};
 use crate::views;
 
@@ -140,15 +140,8 @@ pub fn act(
     name: &ContainerName,
     action: Action,
 ) -> Result<(), Failure> {
-    let held = store::Json::new(&inv.paths).hold()?;
-    let container = held
-        .state
-        .containers
-        .get(name)
-        .ok_or_else(|| Failure::from(format!("no container named {name}")))?;
-    if container.destroying && action != Action::Status {
-        return Err(crate::ops::OpError::Destroying(name.clone()).into());
-    }
+    let held = hold(inv, name, action == Action::Status)?;
+    let container = &held.state.containers[name];
     if container.host != inv.hostname && !action.is_data() {
         return Err(Failure::from(format!(
             "{name} lives on {}; run this there",
@@ -194,6 +187,7 @@ pub fn act(
             } else {
                 Request::Start(unit)
             };
+            let _held = hold(inv, name, false)?;
             return Ok(system.systemd(&request)?);
         }
         Action::Redirect { https, value } => {
@@ -253,6 +247,19 @@ pub fn act(
     }
     inv.audit("ok");
     out.value(&format!("{name}: done"))
+}
+
+/// The datastore held against writers, with `name` in it and (unless `even_destroying`) not
+/// being destroyed.
+fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result<Held, Failure> {
+    let held = store::Json::new(&inv.paths).hold()?;
+    match held.state.containers.get(name) {
+        None => Err(Failure::from(format!("no container named {name}"))),
+        Some(c) if c.destroying && !even_destroying => {
+            Err(crate::ops::OpError::Destroying(name.clone()).into())
+        }
+        Some(_) => Ok(held),
+    }
 }
 
 /// Run an interactive program with this terminal; its exit code becomes ours.
