@@ -1,6 +1,6 @@
-//! The use cases, shared by every front end: the edits of the datastore (`edit`, re-exported here), the one
-//! transaction they run in ([`transaction`]: lock → load → validate → edit → commit → audit)
-//! and the follow-up steps it returns as data ([`follow_up`]: performed through
+//! The use cases, shared by every front end: the edits of the datastore (re-exported here),
+//! the one transaction they run in ([`transaction`]: lock → load → validate → edit → commit →
+//! audit) and the follow-up steps it returns as data ([`follow_up`]: performed through
 //! [`crate::system::System`]).
 
 mod edit;
