@@ -35,7 +35,8 @@ pub enum FailureKind {
     Config,
     /// The datastore cannot be read or written.
     Datastore,
-    /// The system did not do what was asked: a systemd job, a root filesystem, a program.
+    /// The machine did not do what was asked (a systemd job, a root filesystem, a program), or
+    /// something on it stands in the way (a leftover root filesystem, an image not built).
     System,
     /// `sc get`: the field is known but not set.
     Unset,
@@ -107,7 +108,7 @@ impl FailureKind {
             Self::InUse => "the record is still in use",
             Self::Config => "clusters.json, settings.json or an import source is wrong",
             Self::Datastore => "the datastore cannot be read or written",
-            Self::System => "systemd, a root filesystem or a program failed",
+            Self::System => "the machine did not do what was asked, or stands in the way",
             Self::Unset => "sc get: the field is known but not set",
         }
     }
@@ -140,7 +141,11 @@ impl Classify for crate::ops::OpError {
             OpError::NotFound { .. } => FailureKind::NotFound,
             OpError::Exhausted(_) => FailureKind::Exhausted,
             OpError::UnknownHost(_) => FailureKind::Config,
-            OpError::InUse(_) => FailureKind::InUse,
+            OpError::InUse(_) | OpError::Destroying(_) => FailureKind::InUse,
+            OpError::Front(e) => e.kind(),
+            OpError::Import(e) => e.kind(),
+            OpError::Store(e) => e.kind(),
+            OpError::Machine(_) => FailureKind::System,
         }
     }
 }
@@ -148,6 +153,15 @@ impl Classify for crate::ops::OpError {
 impl Classify for crate::web::WebError {
     fn kind(&self) -> FailureKind {
         FailureKind::Invalid
+    }
+}
+
+impl Classify for crate::ops::FollowUpError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            crate::ops::FollowUpError::Release { .. } => FailureKind::Datastore,
+            _ => FailureKind::System,
+        }
     }
 }
 

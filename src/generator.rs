@@ -26,12 +26,14 @@ pub struct Generated {
 /// skipped with a warning.
 pub fn generate(paths: &Paths, hostname: &str, out: &Path) -> io::Result<Generated> {
     let mut warnings = Vec::new();
-    let state = store::read(paths).unwrap_or_else(|e| {
-        warnings.push(format!(
-            "cannot read the datastore, no containers started: {e}"
-        ));
-        Default::default()
-    });
+    let state = store::read(paths)
+        .unwrap_or_else(|e| {
+            warnings.push(format!(
+                "cannot read the datastore, no containers started: {e}"
+            ));
+            Default::default()
+        })
+        .rendered();
     for s in &state.set_aside {
         warnings.push(format!(
             "skipping {} {:?}: {}",

@@ -116,6 +116,10 @@ pub struct Container {
     pub created: String,
     /// Who created it.
     pub created_by: String,
+    /// Set by `sc destroy-ve` before the container is stopped and its files removed: it keeps
+    /// its name and address until the record goes, and is neither started nor rendered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroying: bool,
     /// Settings changed with `sc put container`.
     #[serde(flatten)]
     pub settings: crate::settings::ContainerSettings,
@@ -131,6 +135,12 @@ impl Container {
     /// The bridge and number its address belongs to.
     pub fn slot(&self) -> Option<(Bridge, ContainerNumber)> {
         Bridge::of_container_address(self.ip)
+    }
+
+    /// What identifies the root filesystem srvctl cloned for this record (and no other
+    /// record of the same name): the name and the creation time.
+    pub fn rootfs_identity(&self, name: &ContainerName) -> String {
+        format!("{name} {}", self.created)
     }
 }
 
@@ -237,6 +247,13 @@ fn section<K: Ord, T: serde::de::DeserializeOwned>(
 }
 
 impl State {
+    /// The document as the generator and regenerate expand it: without the containers being
+    /// destroyed (they are stopped and their files removed).
+    pub fn rendered(mut self) -> Self {
+        self.containers.retain(|_, c| !c.destroying);
+        self
+    }
+
     /// Parse a datastore document.
     pub fn from_json(text: &[u8]) -> Result<Self, DocumentError> {
         let value: Value =

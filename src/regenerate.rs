@@ -89,7 +89,7 @@ pub enum RegenerateError {
 
 /// Regenerate host `hostname` under `paths`.
 pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome, RegenerateError> {
-    let state = store::read(paths)?;
+    let state = store::read(paths)?.rendered();
     let clusters = Clusters::load(&paths.clusters())?;
     let me = clusters
         .host(hostname)

@@ -37,6 +37,54 @@ pub fn machine_dir(paths: &Paths, name: &ContainerName) -> PathBuf {
     paths.host(&format!("/var/lib/machines/{name}"))
 }
 
+/// The file srvctl writes at the top of every root filesystem it clones, holding the identity
+/// of the record it was made for ([`crate::model::Container::rootfs_identity`]).
+pub const OWNER_MARKER: &str = ".srvctl-owner";
+
+/// Where a root filesystem is cloned before it is marked and renamed into place: a clone
+/// killed half-way never appears under the machine's name.
+pub fn staging_dir(paths: &Paths, name: &ContainerName) -> PathBuf {
+    paths.host(&format!("/var/lib/machines/.srvctl-staging/{name}"))
+}
+
+/// Remove the staging directory itself once nothing is staged in it.
+pub fn remove_staging_parent(
+    system: &dyn System,
+    paths: &Paths,
+    name: &ContainerName,
+) -> std::io::Result<()> {
+    match staging_dir(paths, name).parent() {
+        Some(parent) => system.remove_empty_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// The identity in the owner marker of `dir`, if it has one.
+pub fn owner(system: &dyn System, dir: &Path) -> std::io::Result<Option<String>> {
+    Ok(system
+        .read(&dir.join(OWNER_MARKER))?
+        .map(|b| String::from_utf8_lossy(&b).trim_end().to_owned()))
+}
+
+/// Write the owner marker of a root filesystem made for the record with `identity`.
+pub fn mark(system: &dyn System, dir: &Path, identity: &str) -> std::io::Result<()> {
+    system.write(
+        &dir.join(OWNER_MARKER),
+        format!("{identity}\n").as_bytes(),
+        0o600,
+        true,
+    )
+}
+
+/// What [`remove_container`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// srvctl's clone for this record was removed (or there was none).
+    Removed,
+    /// The directory was not made by srvctl for this record, so it was left in place.
+    NotOurs(PathBuf),
+}
+
 /// The inode number of the root of every btrfs subvolume.
 const BTRFS_SUBVOLUME_INODE: u64 = 256;
 
@@ -129,14 +177,23 @@ pub fn personalise(system: &dyn System, root: &Path, name: &ContainerName) -> st
     crate::image::remove_host_keys(system, root)
 }
 
-/// Remove a container's root filesystem and the journal link nspawn made for it on the host
-/// (`/var/log/journal/<machine-id>`).
+/// Remove the root filesystem srvctl cloned for the record with `identity` (and a half-made
+/// clone left in staging), with the journal link nspawn made for it on the host
+/// (`/var/log/journal/<machine-id>`). A directory srvctl did not make for this record is left.
 pub fn remove_container(
     system: &dyn System,
     paths: &Paths,
     name: &ContainerName,
-) -> std::io::Result<()> {
+    identity: &str,
+) -> std::io::Result<Removal> {
     let dir = machine_dir(paths, name);
+    remove(system, &staging_dir(paths, name))?;
+    if !dir.exists() {
+        return Ok(Removal::Removed);
+    }
+    if owner(system, &dir)?.as_deref() != Some(identity) {
+        return Ok(Removal::NotOurs(dir));
+    }
     if let Some(id) = system.read(&dir.join("etc/machine-id"))? {
         let id = String::from_utf8_lossy(&id).trim().to_owned();
         if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -146,7 +203,16 @@ pub fn remove_container(
             }
         }
     }
-    remove(system, &dir)
+    // Renamed away first, then removed: a removal killed half-way leaves no unmarked
+    // remains under the machine's name, only srvctl's staging directory.
+    let staging = staging_dir(paths, name);
+    if let Some(parent) = staging.parent() {
+        system.create_dir(parent, 0o700)?;
+    }
+    std::fs::rename(&dir, &staging)?;
+    remove(system, &staging)?;
+    remove_staging_parent(system, paths, name)?;
+    Ok(Removal::Removed)
 }
 
 /// Remove a root filesystem (a btrfs subvolume or a directory tree); a missing one is fine.

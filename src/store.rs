@@ -5,6 +5,12 @@
 //! followed by an fsync of the directory. A writer killed at any point leaves either the old
 //! document or the new one, never a mix; a full disk fails the write and keeps the old one.
 //! Readers need no lock.
+//!
+//! The [`Store`] trait is what the use cases ([`crate::ops`]) see: [`Json`] is this local
+//! document, [`Memory`] an in-memory one for tests. A replicated backend fits the same trait:
+//! `begin` reads a revision, `commit` writes only if it is still the current one.
+
+mod memory;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -26,6 +32,9 @@ pub enum StoreError {
         /// What failed.
         source: io::Error,
     },
+    /// The document changed since the transaction began (another writer committed first).
+    #[error("{0}: the datastore changed while this change was being made; run it again")]
+    Conflict(String),
     /// The document is damaged or too new.
     #[error("{path}: {source}")]
     Document {
@@ -72,18 +81,9 @@ pub struct Writer {
 impl Writer {
     /// Take the writer lock (waiting for other writers) and read the current document.
     pub fn lock(paths: &Paths) -> Result<(Self, State), StoreError> {
-        let dir = paths.state_dir();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let lock_path = paths.lock();
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        remove_stale_temp_files(&dir);
+        let lock = open_lock(paths)?;
+        lock.lock().map_err(io_err(&paths.lock()))?;
+        remove_stale_temp_files(&paths.state_dir());
         let path = paths.datastore();
         let (state, original) = read_bytes(&path)?;
         Ok((
@@ -109,6 +109,94 @@ impl Writer {
         self.original = Some(bytes);
         Ok(true)
     }
+}
+
+pub use memory::Memory;
+
+/// A datastore: read freely, written in transactions that hold it against other writers.
+pub trait Store {
+    /// The current document, without locking.
+    fn load(&self) -> Result<State, StoreError>;
+    /// Hold the document against writers (others may read and hold it too) until the guard
+    /// is dropped: for a check and the action that depends on it.
+    fn hold(&self) -> Result<Held, StoreError>;
+    /// Begin a write: hold the document against every other writer and read it.
+    fn begin(&self) -> Result<(Box<dyn Transaction + '_>, State), StoreError>;
+}
+
+/// One write in progress; dropping it without a commit changes nothing.
+pub trait Transaction {
+    /// Replace the document with `state` if it is still the one this transaction read
+    /// ([`StoreError::Conflict`] otherwise). Returns whether any byte changed.
+    fn commit(&mut self, state: &State) -> Result<bool, StoreError>;
+}
+
+/// A document held against writers; they wait until this is dropped.
+pub struct Held {
+    /// The document as it was read under the hold.
+    pub state: State,
+    _guard: Box<dyn std::any::Any>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("state", &self.state).finish()
+    }
+}
+
+/// The local JSON document under a file lock (the default backend).
+#[derive(Debug, Clone)]
+pub struct Json {
+    paths: Paths,
+}
+
+impl Json {
+    /// The datastore of `paths`.
+    pub fn new(paths: &Paths) -> Self {
+        Self {
+            paths: paths.clone(),
+        }
+    }
+}
+
+impl Store for Json {
+    fn load(&self) -> Result<State, StoreError> {
+        read(&self.paths)
+    }
+
+    fn hold(&self) -> Result<Held, StoreError> {
+        let lock = open_lock(&self.paths)?;
+        lock.lock_shared().map_err(io_err(&self.paths.lock()))?;
+        Ok(Held {
+            state: read(&self.paths)?,
+            _guard: Box::new(lock),
+        })
+    }
+
+    fn begin(&self) -> Result<(Box<dyn Transaction + '_>, State), StoreError> {
+        let (writer, state) = Writer::lock(&self.paths)?;
+        Ok((Box::new(writer), state))
+    }
+}
+
+impl Transaction for Writer {
+    fn commit(&mut self, state: &State) -> Result<bool, StoreError> {
+        Writer::commit(self, state)
+    }
+}
+
+/// Open (creating it and its directory) the lock file of the datastore.
+fn open_lock(paths: &Paths) -> Result<File, StoreError> {
+    let dir = paths.state_dir();
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let lock_path = paths.lock();
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))
 }
 
 /// Remove temp files left by writers that were killed. Called under the writer lock, when no

@@ -265,7 +265,8 @@ pub struct StatusRow {
     /// Its address.
     pub ip: String,
     /// `running`, `starting`, `stopping`, `stopped`, `failed`; `elsewhere` for a container of
-    /// another host; `unknown` when systemd was not asked (under `--root`).
+    /// another host; `unknown` when systemd was not asked (under `--root`); `destroying`
+    /// while `sc destroy-ve` is removing it (or was interrupted: run it again).
     pub state: String,
     /// Since when it is in that state (RFC 3339), if known.
     pub since: Option<String>,
@@ -309,7 +310,11 @@ pub fn status(state: &State, hostname: &str, live: &Live) -> Vec<StatusRow> {
                 .owner_slot(&c.user)
                 .map(|(r, _)| reseller_name(state, r))
                 .unwrap_or_default();
-            let (run, since) = live_state(live, c.host == hostname, &container_unit(name));
+            let (run, since) = if c.destroying {
+                ("destroying".into(), None)
+            } else {
+                live_state(live, c.host == hostname, &container_unit(name))
+            };
             StatusRow {
                 name: name.to_string(),
                 user: c.user.to_string(),
@@ -376,6 +381,8 @@ mod tests {
                 .iter()
                 .all(|r| r.state == "unknown")
         );
+        crate::ops::mark_destroying(&mut state, "b.ve").unwrap();
+        assert_eq!(status(&state, "h1.test", &None)[1].state, "destroying");
     }
 
     #[test]

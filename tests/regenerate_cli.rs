@@ -270,8 +270,8 @@ fn sc_under_a_root_prints_the_systemd_requests_it_would_make() {
         ],
         "{run:#?}"
     );
-    // Once the container has a root filesystem, sc also starts it.
-    std::fs::create_dir_all(s.root().join("var/lib/machines/two.example.com")).unwrap();
+    // Once its image is built, sc clones the container's root filesystem and starts it.
+    std::fs::create_dir_all(s.root().join("var/lib/machines/.srvctl-images/debian/etc")).unwrap();
     let run = s.sc(&["add-ve", "two.example.com", "--user", "bob"]);
     run.ok();
     assert_eq!(

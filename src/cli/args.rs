@@ -61,9 +61,14 @@ pub struct Placement {
     /// Owner of the container (default: the operator, root).
     #[arg(long, short, value_name = "USER")]
     pub user: Option<String>,
-    /// Image its root filesystem is cloned from (default: debian).
+    /// Image its root filesystem is cloned from (default: debian). It must be built
+    /// (`sc regenerate rootfs IMAGE`) unless --no-start is given.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Only add the record: no root filesystem is cloned and the container is not started
+    /// (later: `sc NAME start`).
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 /// The commands.
@@ -83,7 +88,8 @@ pub enum Command {
         reseller: Option<String>,
     },
     /// Add a container on this host (record, root filesystem from the image, started) and print
-    /// its name and address.
+    /// its name and address. Exits non-zero when the container does not start (the record
+    /// stays: retry with `sc NAME start`, or `sc destroy-ve NAME`).
     #[command(visible_alias = "add-container")]
     AddVe {
         /// The container's name: the site's domain, or e.g. alpha.ve.
@@ -91,8 +97,9 @@ pub enum Command {
         #[command(flatten)]
         placement: Placement,
     },
-    /// Stop a container, remove its root filesystem, generated files and record; its address
-    /// is free again.
+    /// Stop a container, remove its root filesystem and generated files, then its record; its
+    /// address is free again. Interrupted, it leaves the record marked as being destroyed: run
+    /// it again to finish.
     #[command(visible_alias = "destroy-container")]
     DestroyVe {
         /// The container.

@@ -3,13 +3,13 @@
 use crate::failure::FailureKind;
 use std::process::Command;
 
-use super::output::{Output, Report};
-use super::{Failure, Invocation, follow_up};
+use super::output::Output;
+use super::{Failure, Invocation};
 use crate::names::ContainerName;
-use crate::ops;
+use crate::ops::{Change, follow_up};
 use crate::render::generator::container_unit;
-use crate::store;
-use crate::system::{Local, Request, System};
+use crate::store::{self, Held, Store};
+use crate::system::{Request, System};
 use crate::views;
 
 /// What to do with a container.
@@ -135,30 +135,29 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
     }
 }
 
-/// Carry out `action` on `name`.
+/// Carry out `action` on `name`. The datastore is held against writers from the check to the
+/// end of the action, so that a destroy cannot slip in between; a container being destroyed
+/// is refused.
 pub fn act(
     inv: &Invocation,
     out: &mut Output,
     name: &ContainerName,
     action: Action,
 ) -> Result<(), Failure> {
-    let state = store::read(&inv.paths)?;
-    let container = state
-        .containers
-        .get(name)
-        .ok_or_else(|| Failure::new(FailureKind::NotFound, format!("no container named {name}")))?;
+    let held = hold(inv, name, action == Action::Status)?;
+    let container = &held.state.containers[name];
     if container.host != inv.hostname && !action.is_data() {
         return Err(Failure::new(
             FailureKind::Invalid,
             format!("{name} lives on {}; run this there", container.host),
         ));
     }
-    let system = Local::new(inv.paths.root().is_some());
+    let system = inv.system();
     let unit = container_unit(name);
     match action {
         Action::Status => {
             let live = live_states(&system)?;
-            let rows: Vec<_> = views::status(&state, &inv.hostname, &live)
+            let rows: Vec<_> = views::status(&held.state, &inv.hostname, &live)
                 .into_iter()
                 .filter(|r| r.name == name.as_str())
                 .collect();
@@ -170,31 +169,40 @@ pub fn act(
                 .image
                 .clone()
                 .unwrap_or_else(|| crate::image::DEFAULT_IMAGE.into());
-            follow_up::provision(&system, &inv.paths, name, &image)?;
+            let identity = container.rootfs_identity(name);
+            follow_up::provision(&system, &inv.paths, name, &image, &identity)?;
             system.systemd(&Request::Start(unit))?;
         }
         Action::Stop => system.systemd(&Request::Stop(unit))?,
         Action::Restart => system.systemd(&Request::Restart(unit))?,
         Action::Kill => system.systemd(&Request::Kill(unit))?,
         Action::Enable | Action::Disable => {
+            // The change takes the writer lock itself.
+            drop(held);
             let disable = action == Action::Disable;
-            super::change(inv, out, false, |state, _| {
-                let value = disable.then_some("true");
-                ops::put_container(state, name.as_str(), "disabled", value)?;
-                Ok(Report::Set {
-                    name: name.to_string(),
-                    key: "disabled".into(),
-                    value: value.map(str::to_owned),
-                })
-            })?;
+            let change = Change::PutContainer {
+                name: name.as_str(),
+                key: "disabled",
+                value: disable.then_some("true"),
+            };
+            super::change(inv, out, false, None, &change)?;
             let request = if disable {
                 Request::Stop(unit)
             } else {
                 Request::Start(unit)
             };
+            let _held = hold(inv, name, false)?;
             return Ok(system.systemd(&request)?);
         }
-        Action::Redirect { https, value } => return front_redirect(inv, out, name, https, value),
+        Action::Redirect { https, value } => {
+            drop(held);
+            let change = Change::SetRedirect {
+                name,
+                https,
+                value: value.as_deref(),
+            };
+            return super::change(inv, out, false, None, &change);
+        }
         Action::Names { list, change: None } => {
             let web = &container.web;
             let names = match list {
@@ -208,29 +216,25 @@ pub fn act(
             list,
             change: Some((add, domain)),
         } => {
-            return super::change(inv, out, false, |state, _| {
-                let names = crate::web::change_names(state, name, list, add, &domain)?;
-                let domain = crate::web::Domain::new(&domain)?;
-                let what = if list == crate::web::NameList::Aliases {
-                    "alias"
-                } else {
-                    "alternative name"
-                };
-                Ok(Report::Front {
-                    name: name.to_string(),
-                    key: list.key().into(),
-                    change: format!("{what} {domain} {}", if add { "added" } else { "removed" }),
-                    value: serde_json::json!(names),
-                })
-            });
+            drop(held);
+            let change = Change::ChangeNames {
+                name,
+                list,
+                add,
+                domain: &domain,
+            };
+            return super::change(inv, out, false, None, &change);
         }
         Action::Shell => {
+            // A session may last for hours: it must not hold writers off.
+            drop(held);
             return interactive(
                 inv,
                 Command::new("machinectl").args(["shell", &format!("root@{name}")]),
             );
         }
         Action::Exec(cmd) => {
+            drop(held);
             let mut run = Command::new("systemd-run");
             run.arg(format!("--machine={name}"))
                 .args([
@@ -249,32 +253,20 @@ pub fn act(
     out.value(&format!("{name}: done"))
 }
 
-/// `sc NAME http-redirect|https-redirect [VALUE]`.
-fn front_redirect(
-    inv: &Invocation,
-    out: &mut Output,
-    name: &ContainerName,
-    https: bool,
-    value: Option<String>,
-) -> Result<(), Failure> {
-    super::change(inv, out, false, |state, _| {
-        let set = crate::web::set_redirect(state, name, https, value.as_deref())?;
-        let key = if https {
-            "https_redirect"
-        } else {
-            "http_redirect"
-        };
-        let command = key.replace('_', "-");
-        Ok(Report::Front {
-            name: name.to_string(),
-            key: key.into(),
-            change: match &set {
-                Some(r) => format!("{command} set to {r}"),
-                None => format!("{command} reset to the default"),
-            },
-            value: serde_json::json!(set.map(|r| r.to_string())),
-        })
-    })
+/// The datastore held against writers, with `name` in it and (unless `even_destroying`) not
+/// being destroyed.
+fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result<Held, Failure> {
+    let held = store::Json::new(&inv.paths).hold()?;
+    match held.state.containers.get(name) {
+        None => Err(Failure::new(
+            FailureKind::NotFound,
+            format!("no container named {name}"),
+        )),
+        Some(c) if c.destroying && !even_destroying => {
+            Err(crate::ops::OpError::Destroying(name.clone()).into())
+        }
+        Some(_) => Ok(held),
+    }
 }
 
 /// Run an interactive program with this terminal; its exit code becomes ours.

@@ -3,7 +3,6 @@
 mod args;
 mod certificates;
 mod container;
-mod follow_up;
 mod output;
 mod regenerate;
 
@@ -17,12 +16,11 @@ use args::{NewKind, PutKind};
 pub use regenerate::regenerate_main;
 
 use crate::audit::{self, AuditRecord};
-use crate::cluster::Clusters;
+use crate::cluster::{Clusters, Host};
 use crate::failure::{Classify, FailureKind};
-use crate::model::State;
-use crate::ops::{self, Context};
+use crate::ops::{self, Change, Context, FollowUpError, Services};
 use crate::paths::Paths;
-use crate::store::{self, Writer};
+use crate::store;
 use crate::system::Local;
 use crate::views::{self, Kind};
 use output::Output;
@@ -119,6 +117,11 @@ impl Invocation {
         Ok(Clusters::load(&self.paths.clusters())?)
     }
 
+    /// The machine: systemd requests are only printed under a scratch root.
+    fn system(&self) -> Local {
+        Local::new(self.paths.root().is_some())
+    }
+
     fn audit(&self, outcome: &str) {
         let record = AuditRecord {
             time: &self.now,
@@ -130,6 +133,12 @@ impl Invocation {
         if let Err(e) = audit::append(&self.paths, &record) {
             eprintln!("sc: warning: cannot append to the audit log: {e}");
         }
+    }
+}
+
+impl ops::Audit for Invocation {
+    fn record(&self, outcome: &str) {
+        self.audit(outcome);
     }
 }
 
@@ -218,7 +227,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             let live = if inv.paths.root().is_some() {
                 None
             } else {
-                container::live_states(&Local::new(false))?
+                container::live_states(&inv.system())?
             };
             out.status(&views::status(
                 &store::read(&inv.paths)?,
@@ -240,21 +249,16 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         }
         Command::ImportV3 { dir, dry_run } => {
             let clusters = inv.clusters()?;
-            change(inv, out, *dry_run, |state, ctx| {
-                let report = crate::import_v3::import(state, &clusters, ctx, dir)?;
-                Ok(output::Report::Import(report))
-            })
+            let change = Change::Import {
+                dir,
+                clusters: &clusters,
+            };
+            self::change(inv, out, *dry_run, None, &change)
         }
         other => {
             let clusters = needs_clusters(other).then(|| inv.clusters()).transpose()?;
-            change(inv, out, false, |state, ctx| {
-                let host = clusters.as_ref().and_then(|c| c.host(&inv.hostname));
-                let ctx = Context {
-                    host,
-                    ..ctx.clone()
-                };
-                mutate(state, &ctx, other)
-            })
+            let host = clusters.as_ref().and_then(|c| c.host(&inv.hostname));
+            self::change(inv, out, false, host, &request(other))
         }
     }
 }
@@ -270,51 +274,52 @@ fn needs_clusters(cmd: &Command) -> bool {
     )
 }
 
-fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output::Report, Failure> {
-    use output::Report;
-    Ok(match cmd {
+/// The change a datastore command asks for.
+fn request(cmd: &Command) -> Change<'_> {
+    match cmd {
         Command::AddReseller { name }
         | Command::New {
             kind: NewKind::Reseller,
             name,
             ..
-        } => Report::Reseller(ops::add_reseller(state, ctx, name)?),
+        } => Change::AddReseller { name },
         Command::AddUser { name, reseller }
         | Command::New {
             kind: NewKind::User,
             name,
             reseller,
             ..
-        } => Report::User(ops::add_user(state, ctx, name, reseller.as_deref())?),
+        } => Change::AddUser {
+            name,
+            reseller: reseller.as_deref(),
+        },
         Command::AddVe { name, placement }
         | Command::New {
             kind: NewKind::Container,
             name,
             placement,
             ..
-        } => {
-            let mut added = ops::add_container(state, ctx, name, placement.user.as_deref())?;
-            if let Some(image) = &placement.image {
-                ops::put_container(state, added.name.as_str(), "image", Some(image))?;
-                added.image = image.clone();
-            }
-            Report::Container(added)
-        }
+        } => Change::AddContainer {
+            name,
+            owner: placement.user.as_deref(),
+            image: placement.image.as_deref(),
+            start: !placement.no_start,
+        },
         Command::DestroyVe { name }
         | Command::Del {
             kind: NewKind::Container,
             name,
-        } => Report::Removed(ops::destroy_container(state, name)?),
+        } => Change::DestroyContainer { name },
         Command::DestroyUser { name }
         | Command::Del {
             kind: NewKind::User,
             name,
-        } => Report::Removed(ops::destroy_user(state, name)?),
+        } => Change::DestroyUser { name },
         Command::DestroyReseller { name }
         | Command::Del {
             kind: NewKind::Reseller,
             name,
-        } => Report::Removed(ops::destroy_reseller(state, name)?),
+        } => Change::DestroyReseller { name },
         Command::Put {
             kind,
             name,
@@ -323,13 +328,8 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
         } => {
             let value = value.as_deref();
             match kind {
-                PutKind::Container => ops::put_container(state, name, key, value)?,
-                PutKind::User => ops::put_user(state, name, key, value)?,
-            }
-            Report::Set {
-                name: name.clone(),
-                key: key.clone(),
-                value: value.map(str::to_owned),
+                PutKind::Container => Change::PutContainer { name, key, value },
+                PutKind::User => Change::PutUser { name, key, value },
             }
         }
         Command::Get { .. }
@@ -343,46 +343,42 @@ fn mutate(state: &mut State, ctx: &Context<'_>, cmd: &Command) -> Result<output:
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")
         }
-    })
+    }
 }
 
-/// Lock, load, apply `edit`, commit (unless `dry_run`), audit, print.
+/// Run `change` in the datastore's transaction, print what it did, then (unless `dry_run`)
+/// perform the steps that follow it.
 fn change(
     inv: &Invocation,
     out: &mut Output,
     dry_run: bool,
-    edit: impl FnOnce(&mut State, &Context<'_>) -> Result<output::Report, Failure>,
+    host: Option<&Host>,
+    change: &Change<'_>,
 ) -> Result<(), Failure> {
+    let store = store::Json::new(&inv.paths);
+    let system = inv.system();
+    let env = Services {
+        store: &store,
+        system: &system,
+        paths: &inv.paths,
+        audit: inv,
+        live_systemd: inv.paths.root().is_none(),
+    };
     let ctx = Context {
-        host: None,
+        host,
         hostname: &inv.hostname,
         caller: &inv.caller,
         now: &inv.now,
     };
-    let result: Result<output::Report, Failure> = (|| {
-        let (mut writer, mut state): (Writer, State) = Writer::lock(&inv.paths)?;
-        let report = edit(&mut state, &ctx)?;
-        if !dry_run {
-            writer.commit(&state)?;
-        }
-        Ok(report)
-    })();
-    match result {
-        Ok(report) => {
-            out.report(&report)?;
-            if dry_run {
-                return Ok(());
-            }
-            inv.audit("ok");
-            let system = Local::new(inv.paths.root().is_some());
-            follow_up::perform(&system, &inv.paths, &follow_up::steps(&report))
-                .map_err(|f| f.context("the datastore is updated, but "))
-        }
-        Err(f) => {
-            inv.audit(&format!("error: {}", f.message));
-            Err(f)
-        }
+    let done = ops::transaction::run(&env, &ctx, change, dry_run)?;
+    out.report(&done.report)?;
+    if dry_run {
+        return Ok(());
     }
+    ops::follow_up::perform(&env, &done.steps).map_err(|e| match e {
+        FollowUpError::NotStarted { .. } => Failure::from(e),
+        e => Failure::from(e).context("the datastore is updated, but "),
+    })
 }
 
 /// The fields of a record. The outer error is a datastore or clusters.json that cannot be

@@ -7,44 +7,8 @@ use serde_json::json;
 
 use super::Failure;
 use crate::import_v3::ImportReport;
-use crate::ops::{ContainerAdded, Removed, ResellerAdded, UserAdded};
+pub use crate::ops::Report;
 use crate::views::{self, Fields, Kind, StatusRow};
-
-/// What a change did, to be printed.
-#[derive(Debug, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Report {
-    /// A reseller was added.
-    Reseller(ResellerAdded),
-    /// A user was added.
-    User(UserAdded),
-    /// A container was added.
-    Container(ContainerAdded),
-    /// A record was removed.
-    Removed(Removed),
-    /// A field was set or reset.
-    Set {
-        /// The record.
-        name: String,
-        /// The field.
-        key: String,
-        /// The new value, or none when reset.
-        value: Option<String>,
-    },
-    /// A srvctl 3 import.
-    Import(ImportReport),
-    /// The web front of a container changed: a redirect, an alias, an alternative name.
-    Front {
-        /// The container.
-        name: String,
-        /// The field: `http_redirect`, `https_redirect`, `aliases` or `altnames`.
-        key: String,
-        /// What changed, in words.
-        change: String,
-        /// The field's value afterwards (a string, null for the default, or a list).
-        value: serde_json::Value,
-    },
-}
 
 /// The printer.
 pub struct Output {

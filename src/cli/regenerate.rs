@@ -13,7 +13,7 @@ use crate::regenerate::{self, Outcome};
 use crate::system::{Local, Request, System};
 
 /// The unit that runs srvctl-regenerate.
-pub const UNIT: &str = "srvctl-regenerate.service";
+pub const UNIT: &str = crate::ops::follow_up::REGENERATE_UNIT;
 
 /// srvctl-regenerate: expand the srvctl datastore into this host's configuration.
 #[derive(Debug, Parser)]

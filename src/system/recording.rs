@@ -32,6 +32,9 @@ pub struct Recording {
     pub commands: RefCell<Vec<CommandLine>>,
     /// What `unit_states` answers.
     pub units: Vec<UnitState>,
+    /// Jobs that end badly: the unit, and the result its start, stop or restart job ends
+    /// with (`failed`, `dependency`, `timeout`, `canceled`).
+    pub failing_jobs: BTreeMap<String, String>,
 }
 
 impl System for Recording {
@@ -117,6 +120,14 @@ impl System for Recording {
 
     fn systemd(&self, request: &Request) -> Result<(), SystemdError> {
         self.requests.borrow_mut().push(request.clone());
-        Ok(())
+        match request {
+            Request::Start(unit) | Request::Stop(unit) | Request::Restart(unit) => {
+                match self.failing_jobs.get(unit) {
+                    Some(result) => super::systemd::job_outcome(request, unit, result),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 }

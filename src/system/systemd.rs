@@ -1,9 +1,11 @@
 //! Requests to systemd (org.freedesktop.systemd1) and systemd-networkd over D-Bus.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::time::Duration;
 
-use zbus::{OwnedObjectPath, OwnedVariant};
+use zbus::export::futures_core::Stream;
+use zbus::{MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
 
 /// Something srvctl asks of systemd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,36 @@ pub struct SystemdError {
     msg: String,
 }
 
+impl SystemdError {
+    /// The job of `request` on `unit` ended with `result`, which is not a success.
+    pub fn job(request: &Request, unit: &str, result: &str) -> Self {
+        let what = match result {
+            "failed" => "failed",
+            "dependency" => "did not run: a unit it depends on failed",
+            "timeout" => "timed out",
+            "canceled" => "was canceled",
+            other => return Self::job_text(request, unit, &format!("ended with {other:?}")),
+        };
+        Self::job_text(request, unit, what)
+    }
+
+    fn job_text(request: &Request, unit: &str, what: &str) -> Self {
+        Self {
+            request: request.to_string(),
+            msg: format!("the job for {unit} {what} (see `journalctl -u {unit}`)"),
+        }
+    }
+}
+
+/// The outcome of a job from the result its `JobRemoved` signal carries: `done` and
+/// `skipped` (nothing to do in the unit's state) are successes, everything else fails.
+pub fn job_outcome(request: &Request, unit: &str, result: &str) -> Result<(), SystemdError> {
+    match result {
+        "done" | "skipped" => Ok(()),
+        other => Err(SystemdError::job(request, unit, other)),
+    }
+}
+
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
@@ -77,7 +109,7 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
         request: request.to_string(),
         msg: e.to_string(),
     };
-    zbus::block_on(async {
+    block_on(async {
         let bus = match zbus::Connection::system().await {
             Ok(bus) => bus,
             // Early at boot (srvctl-regenerate runs before D-Bus) nothing that would need a
@@ -117,20 +149,15 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     Request::Reload(_) => "ReloadOrTryRestartUnit",
                     _ => "RestartUnit",
                 };
+                // Subscribe before the call, so that the job's end cannot be missed.
+                let mut removed = job_removed(&bus).await.map_err(err)?;
                 let reply = match call(method, unit).await {
                     Err(e) if request.is_refresh() && no_such_unit(&e) => return Ok(()),
                     other => other.map_err(err)?,
                 };
                 let job: OwnedObjectPath = reply.body().deserialize().map_err(err)?;
-                wait_for_job(&bus, &job).await.map_err(err)?;
-                let state = active_state(&bus, unit).await.map_err(err)?;
-                if state == "failed" {
-                    return Err(SystemdError {
-                        request: request.to_string(),
-                        msg: format!("{unit} failed (see journalctl -u {unit})"),
-                    });
-                }
-                Ok(())
+                let result = wait_for_job(&mut removed, &job).await.map_err(err)?;
+                job_outcome(request, unit, &result)
             }
             Request::TryRestart(unit) => match call("TryRestartUnit", unit).await {
                 Err(e) if !no_such_unit(&e) => Err(err(e)),
@@ -178,6 +205,18 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
     })
 }
 
+/// Run `future` to its end on a small runtime with a timer (for the job timeout).
+fn block_on<T>(future: impl Future<Output = Result<T, SystemdError>>) -> Result<T, SystemdError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| SystemdError {
+            request: "start an async runtime".into(),
+            msg: e.to_string(),
+        })?
+        .block_on(future)
+}
+
 /// Whether systemd answered that the unit does not exist (e.g. haproxy is not installed): a
 /// reload or restart of it is then moot.
 fn no_such_unit(e: &zbus::Error) -> bool {
@@ -202,40 +241,56 @@ async fn property(
     reply.body().deserialize()
 }
 
-/// Poll until the job object is gone (it disappears when the job finishes).
-async fn wait_for_job(bus: &zbus::Connection, job: &OwnedObjectPath) -> zbus::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < JOB_TIMEOUT {
-        match property(bus, job.as_str(), "org.freedesktop.systemd1.Job", "State").await {
-            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => return Ok(()),
-        }
-    }
-    Err(zbus::Error::Failure(format!(
-        "job {} did not finish in {JOB_TIMEOUT:?}",
-        job.as_str()
-    )))
+/// The `JobRemoved` signals of systemd's manager, from now on.
+async fn job_removed(bus: &zbus::Connection) -> zbus::Result<MessageStream> {
+    // systemd emits job signals only while some client is subscribed; an error here (e.g.
+    // already subscribed) leaves the signals flowing.
+    let _ = bus
+        .call_method(Some(SYSTEMD), MANAGER_PATH, Some(MANAGER), "Subscribe", &())
+        .await;
+    // Signals carry the sender's unique name: match on it, so no other client can fake one.
+    let owner: String = bus
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "GetNameOwner",
+            &(SYSTEMD,),
+        )
+        .await?
+        .body()
+        .deserialize()?;
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender(owner.as_str())
+        .path(MANAGER_PATH)
+        .interface(MANAGER)
+        .member("JobRemoved")
+        .build()?;
+    MessageStream::for_match_rule(rule, bus, None).await
 }
 
-async fn active_state(bus: &zbus::Connection, unit: &str) -> zbus::Result<String> {
-    let reply = bus
-        .call_method(
-            Some(SYSTEMD),
-            MANAGER_PATH,
-            Some(MANAGER),
-            "LoadUnit",
-            &(unit,),
-        )
-        .await?;
-    let path: OwnedObjectPath = reply.body().deserialize()?;
-    let value = property(
-        bus,
-        path.as_str(),
-        "org.freedesktop.systemd1.Unit",
-        "ActiveState",
-    )
-    .await?;
-    String::try_from(value).map_err(|e| zbus::Error::Failure(e.to_string()))
+/// Wait (at most [`JOB_TIMEOUT`]) for the `JobRemoved` signal of `job`; returns its result.
+async fn wait_for_job(stream: &mut MessageStream, job: &OwnedObjectPath) -> zbus::Result<String> {
+    let next = async {
+        loop {
+            let message = std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx))
+                .await
+                .ok_or_else(|| zbus::Error::Failure("the bus connection closed".into()))??;
+            let (_id, path, _unit, result): (u32, OwnedObjectPath, String, String) =
+                message.body().deserialize()?;
+            if path == *job {
+                return Ok(result);
+            }
+        }
+    };
+    match tokio::time::timeout(JOB_TIMEOUT, next).await {
+        Ok(result) => result,
+        Err(_) => Err(zbus::Error::Failure(format!(
+            "job {} did not finish in {JOB_TIMEOUT:?}",
+            job.as_str()
+        ))),
+    }
 }
 
 /// The live state of one unit.
@@ -308,4 +363,30 @@ pub fn unit_states(pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_results_map_to_success_or_an_error_naming_the_unit() {
+        let unit = "systemd-nspawn@web.example.com.service";
+        let start = Request::Start(unit.into());
+        for ok in ["done", "skipped"] {
+            assert!(job_outcome(&start, unit, ok).is_ok(), "{ok}");
+        }
+        for (result, words) in [
+            ("failed", "failed"),
+            ("dependency", "depends on failed"),
+            ("timeout", "timed out"),
+            ("canceled", "canceled"),
+            ("invalid", "\"invalid\""),
+        ] {
+            let e = job_outcome(&start, unit, result).unwrap_err().to_string();
+            assert!(e.contains(words), "{result}: {e}");
+            assert!(e.contains(&format!("journalctl -u {unit}")), "{e}");
+            assert!(e.starts_with(&format!("systemd: start {unit}: ")), "{e}");
+        }
+    }
 }

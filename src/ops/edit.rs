@@ -1,5 +1,5 @@
-//! The changes `sc` makes to the datastore. Each one is pure: it validates, allocates from the
-//! address plan and edits the in-memory [`State`], or refuses and leaves it untouched.
+//! The edits of the datastore. Each one is pure: it validates, allocates from the address
+//! plan and edits the in-memory [`State`], or refuses and leaves it untouched.
 
 use serde::Serialize;
 
@@ -56,6 +56,21 @@ pub enum OpError {
     /// The record is still used by others.
     #[error("{0}")]
     InUse(String),
+    /// The container is being destroyed: only `sc destroy-ve` may touch it.
+    #[error("container {0} is being destroyed; run `sc destroy-ve {0}` to finish")]
+    Destroying(ContainerName),
+    /// A change to a container's web front was refused.
+    #[error(transparent)]
+    Front(#[from] crate::web::FrontError),
+    /// A srvctl 3 import was refused.
+    #[error(transparent)]
+    Import(#[from] crate::import_v3::ImportError),
+    /// The datastore cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Something on the machine stands in the way of the change (nothing was written).
+    #[error("{0}")]
+    Machine(String),
 }
 
 /// A reseller was added.
@@ -287,6 +302,9 @@ pub fn add_container(
     let host = ctx
         .host
         .ok_or_else(|| OpError::UnknownHost(ctx.hostname.to_owned()))?;
+    if state.containers.get(&name).is_some_and(|c| c.destroying) {
+        return Err(OpError::Destroying(name));
+    }
     if state.containers.contains_key(&name)
         || state.set_aside.iter().any(|s| s.key == name.as_str())
     {
@@ -332,6 +350,7 @@ pub fn add_container(
             ip,
             created: ctx.now.to_owned(),
             created_by: ctx.caller.to_owned(),
+            destroying: false,
             settings: ContainerSettings::default(),
             web: Default::default(),
             extra: Default::default(),
@@ -348,27 +367,66 @@ pub fn add_container(
     })
 }
 
+/// A container that may be changed: it exists and is not being destroyed.
 fn existing_container<'s>(
     state: &'s mut State,
     name: &str,
 ) -> Result<(ContainerName, &'s mut Container), OpError> {
     let name = ContainerName::new(name)?;
-    let not_found = OpError::NotFound {
-        kind: "container",
-        name: name.to_string(),
-    };
-    let c = state.containers.get_mut(&name).ok_or(not_found)?;
+    let c = state
+        .containers
+        .get_mut(&name)
+        .ok_or_else(|| not_found_container(&name))?;
+    if c.destroying {
+        return Err(OpError::Destroying(name));
+    }
     Ok((name, c))
 }
 
-/// `sc destroy-ve NAME`: remove the record; its number is free again.
-pub fn destroy_container(state: &mut State, name: &str) -> Result<Removed, OpError> {
-    let (name, _) = existing_container(state, name)?;
-    state.containers.remove(&name);
-    Ok(Removed {
+fn not_found_container(name: &ContainerName) -> OpError {
+    OpError::NotFound {
         kind: "container",
         name: name.to_string(),
-    })
+    }
+}
+
+/// Refuse any change but `sc destroy-ve` to a container being destroyed.
+pub fn refuse_if_destroying(state: &State, name: &ContainerName) -> Result<(), OpError> {
+    match state.containers.get(name) {
+        Some(c) if c.destroying => Err(OpError::Destroying(name.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// `sc destroy-ve NAME`, first half: mark the record as being destroyed. It keeps its name and
+/// address while its unit is stopped and its files are removed; marking it again is a no-op
+/// (a destroy that was interrupted is finished by running it again).
+pub fn mark_destroying(state: &mut State, name: &str) -> Result<ContainerName, OpError> {
+    let name = ContainerName::new(name)?;
+    let c = state
+        .containers
+        .get_mut(&name)
+        .ok_or_else(|| not_found_container(&name))?;
+    c.destroying = true;
+    Ok(name)
+}
+
+/// `sc destroy-ve NAME`, second half: remove a record marked as being destroyed; its number
+/// is free again.
+pub fn release_container(state: &mut State, name: &ContainerName) -> Result<Removed, OpError> {
+    match state.containers.get(name) {
+        Some(c) if c.destroying => {
+            state.containers.remove(name);
+            Ok(Removed {
+                kind: "container",
+                name: name.to_string(),
+            })
+        }
+        Some(_) => Err(OpError::InUse(format!(
+            "container {name} is not marked as being destroyed"
+        ))),
+        None => Err(not_found_container(name)),
+    }
 }
 
 /// `sc del user NAME`: remove an account that owns no container and is not a reseller.
@@ -507,7 +565,21 @@ mod tests {
             ip(add_container(&mut s, &ctx, "two.example.com", Some("bob")).unwrap()),
             "10.17.1.3"
         );
-        destroy_container(&mut s, "web.example.com").unwrap();
+        let web = mark_destroying(&mut s, "web.example.com").unwrap();
+        assert!(matches!(
+            add_container(&mut s, &ctx, "web.example.com", Some("bob")),
+            Err(OpError::Destroying(_))
+        ));
+        assert!(matches!(
+            put_container(&mut s, "web.example.com", "http_port", Some("8080")),
+            Err(OpError::Destroying(_))
+        ));
+        assert_eq!(
+            ip(add_container(&mut s, &ctx, "four.example.com", Some("bob")).unwrap()),
+            "10.17.1.4",
+            "a container being destroyed keeps its address"
+        );
+        release_container(&mut s, &web).unwrap();
         assert_eq!(
             ip(add_container(&mut s, &ctx, "three.example.com", Some("bob")).unwrap()),
             "10.17.1.2"

@@ -1,0 +1,12 @@
+//! The use cases, shared by every front end: the edits of the datastore (re-exported here),
+//! the one transaction they run in ([`transaction`]: lock → load → validate → edit → commit →
+//! audit) and the follow-up steps it returns as data ([`follow_up`]: performed through
+//! [`crate::system::System`]).
+
+mod edit;
+pub mod follow_up;
+pub mod transaction;
+
+pub use edit::*;
+pub use follow_up::{FollowUpError, Step};
+pub use transaction::{Audit, Change, Done, Report, Services};

@@ -1,0 +1,709 @@
+//! The one transaction every change goes through: lock the datastore, load it, validate and
+//! edit it in memory, commit it, record the outcome in the audit log, and return what should
+//! follow (daemon-reload, clones, starts, stops) as data.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::edit::{self, Context, OpError};
+use super::follow_up::{self, Step};
+use crate::cluster::Clusters;
+use crate::import_v3::ImportReport;
+use crate::model::State;
+use crate::names::ContainerName;
+use crate::paths::Paths;
+use crate::store::Store;
+use crate::system::System;
+use crate::web::NameList;
+
+/// Where the audit record of a change goes: the caller knows who asked, where and when.
+pub trait Audit {
+    /// Record the outcome of a change: `ok`, or `error: …`.
+    fn record(&self, outcome: &str);
+}
+
+/// What the use cases act on.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    /// The datastore.
+    pub store: &'a dyn Store,
+    /// The machine: files, programs, systemd.
+    pub system: &'a dyn System,
+    /// Where things are on the machine.
+    pub paths: &'a Paths,
+    /// The audit log.
+    pub audit: &'a dyn Audit,
+    /// Whether systemd really acts (false under a scratch root, where requests are only
+    /// printed): a container to be started then needs a built image.
+    pub live_systemd: bool,
+}
+
+/// A change to the datastore, as a front end asks for it.
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// `sc add-reseller NAME`.
+    AddReseller {
+        /// Its name.
+        name: &'a str,
+    },
+    /// `sc add-user NAME [--reseller R]`.
+    AddUser {
+        /// Its name.
+        name: &'a str,
+        /// Its reseller (default: the operator).
+        reseller: Option<&'a str>,
+    },
+    /// `sc add-ve NAME [--user U] [--image I] [--no-start]`.
+    AddContainer {
+        /// Its name.
+        name: &'a str,
+        /// Its owner (default: the operator).
+        owner: Option<&'a str>,
+        /// Its image (default: debian).
+        image: Option<&'a str>,
+        /// Clone its root filesystem and start it (false: the record only).
+        start: bool,
+    },
+    /// `sc destroy-ve NAME`: mark it, then (in the follow-up) stop it, remove its files and
+    /// release its record.
+    DestroyContainer {
+        /// The container.
+        name: &'a str,
+    },
+    /// `sc destroy-user NAME`.
+    DestroyUser {
+        /// The user.
+        name: &'a str,
+    },
+    /// `sc destroy-reseller NAME`.
+    DestroyReseller {
+        /// The reseller.
+        name: &'a str,
+    },
+    /// `sc put container NAME KEY [VALUE]`.
+    PutContainer {
+        /// The container.
+        name: &'a str,
+        /// The field.
+        key: &'a str,
+        /// The value; none resets.
+        value: Option<&'a str>,
+    },
+    /// `sc put user NAME KEY [VALUE]`.
+    PutUser {
+        /// The user.
+        name: &'a str,
+        /// The field.
+        key: &'a str,
+        /// The value; none resets.
+        value: Option<&'a str>,
+    },
+    /// `sc NAME http-redirect|https-redirect [VALUE]`.
+    SetRedirect {
+        /// The container.
+        name: &'a ContainerName,
+        /// HTTPS rather than HTTP.
+        https: bool,
+        /// The policy; none resets to the default.
+        value: Option<&'a str>,
+    },
+    /// `sc NAME alias|altname add|remove DOMAIN`.
+    ChangeNames {
+        /// The container.
+        name: &'a ContainerName,
+        /// Which list.
+        list: NameList,
+        /// Add (true) or remove.
+        add: bool,
+        /// The domain.
+        domain: &'a str,
+    },
+    /// `sc import-v3 DIR`.
+    Import {
+        /// The srvctl 3 data directory.
+        dir: &'a Path,
+        /// The cluster definition the containers are placed in.
+        clusters: &'a Clusters,
+    },
+}
+
+/// What a change did, to be printed.
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Report {
+    /// A reseller was added.
+    Reseller(edit::ResellerAdded),
+    /// A user was added.
+    User(edit::UserAdded),
+    /// A container was added.
+    Container(edit::ContainerAdded),
+    /// A record was removed (a container: it is being removed by the follow-up steps).
+    Removed(edit::Removed),
+    /// A field was set or reset.
+    Set {
+        /// The record.
+        name: String,
+        /// The field.
+        key: String,
+        /// The new value, or none when reset.
+        value: Option<String>,
+    },
+    /// A srvctl 3 import.
+    Import(ImportReport),
+    /// The web front of a container changed: a redirect, an alias, an alternative name.
+    Front {
+        /// The container.
+        name: String,
+        /// The field: `http_redirect`, `https_redirect`, `aliases` or `altnames`.
+        key: String,
+        /// What changed, in words.
+        change: String,
+        /// The field's value afterwards (a string, null for the default, or a list).
+        value: serde_json::Value,
+    },
+}
+
+/// A change that was made (or, in a dry run, would be made).
+#[derive(Debug)]
+pub struct Done {
+    /// What it did.
+    pub report: Report,
+    /// What should follow, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Run `change` in one transaction: lock, load, validate and edit, commit (unless `dry_run`),
+/// audit. A refused change writes nothing and is audited with its error; a dry run that
+/// succeeds is not audited.
+pub fn run(
+    env: &Services<'_>,
+    ctx: &Context<'_>,
+    change: &Change<'_>,
+    dry_run: bool,
+) -> Result<Done, OpError> {
+    let result = (|| {
+        let (mut tx, mut state) = env.store.begin()?;
+        let done = apply(env, &mut state, ctx, change)?;
+        if !dry_run {
+            tx.commit(&state)?;
+        }
+        Ok(done)
+    })();
+    match &result {
+        Ok(_) if dry_run => {}
+        Ok(_) => env.audit.record("ok"),
+        Err(e) => env.audit.record(&format!("error: {e}")),
+    }
+    result
+}
+
+/// The second transaction of a destroy: remove the record of `name`, which must be marked as
+/// being destroyed. Its address is free once this commits.
+pub fn release(store: &dyn Store, name: &ContainerName) -> Result<edit::Removed, OpError> {
+    let (mut tx, mut state) = store.begin()?;
+    let removed = edit::release_container(&mut state, name)?;
+    tx.commit(&state)?;
+    Ok(removed)
+}
+
+/// Validate and make `change` on `state`, and say what follows.
+fn apply(
+    env: &Services<'_>,
+    state: &mut State,
+    ctx: &Context<'_>,
+    change: &Change<'_>,
+) -> Result<Done, OpError> {
+    let done = |report, steps| Ok(Done { report, steps });
+    match *change {
+        Change::AddReseller { name } => done(
+            Report::Reseller(edit::add_reseller(state, ctx, name)?),
+            vec![follow_up::regenerate()],
+        ),
+        Change::AddUser { name, reseller } => done(
+            Report::User(edit::add_user(state, ctx, name, reseller)?),
+            vec![follow_up::regenerate()],
+        ),
+        Change::AddContainer {
+            name,
+            owner,
+            image,
+            start,
+        } => add_container(env, state, ctx, name, owner, image, start),
+        Change::DestroyContainer { name } => {
+            let name = edit::mark_destroying(state, name)?;
+            let identity = state.containers[&name].rootfs_identity(&name);
+            done(
+                Report::Removed(edit::Removed {
+                    kind: "container",
+                    name: name.to_string(),
+                }),
+                follow_up::destroyed_container(&name, &identity),
+            )
+        }
+        Change::DestroyUser { name } => done(
+            Report::Removed(edit::destroy_user(state, name)?),
+            vec![follow_up::regenerate()],
+        ),
+        Change::DestroyReseller { name } => done(
+            Report::Removed(edit::destroy_reseller(state, name)?),
+            vec![follow_up::regenerate()],
+        ),
+        Change::PutContainer { name, key, value } => {
+            edit::put_container(state, name, key, value)?;
+            done(set(name, key, value), follow_up::reload())
+        }
+        Change::PutUser { name, key, value } => {
+            edit::put_user(state, name, key, value)?;
+            done(set(name, key, value), follow_up::reload())
+        }
+        Change::SetRedirect { name, https, value } => {
+            edit::refuse_if_destroying(state, name)?;
+            done(redirect(state, name, https, value)?, front_steps())
+        }
+        Change::ChangeNames {
+            name,
+            list,
+            add,
+            domain,
+        } => {
+            edit::refuse_if_destroying(state, name)?;
+            done(names(state, name, list, add, domain)?, front_steps())
+        }
+        Change::Import { dir, clusters } => done(
+            Report::Import(crate::import_v3::import(state, clusters, ctx, dir)?),
+            follow_up::reload(),
+        ),
+    }
+}
+
+fn front_steps() -> Vec<Step> {
+    vec![follow_up::regenerate(), follow_up::certificates()]
+}
+
+fn set(name: &str, key: &str, value: Option<&str>) -> Report {
+    Report::Set {
+        name: name.to_owned(),
+        key: key.to_owned(),
+        value: value.map(str::to_owned),
+    }
+}
+
+/// `sc add-ve`: the record, after checking that the machine can take it: no directory under
+/// its name that srvctl did not make for it, and (when it is to start) a built image.
+fn add_container(
+    env: &Services<'_>,
+    state: &mut State,
+    ctx: &Context<'_>,
+    name: &str,
+    owner: Option<&str>,
+    image: Option<&str>,
+    start: bool,
+) -> Result<Done, OpError> {
+    let mut added = edit::add_container(state, ctx, name, owner)?;
+    if let Some(image) = image {
+        edit::put_container(state, added.name.as_str(), "image", Some(image))?;
+        added.image = image.to_owned();
+    }
+    let dir = crate::rootfs::machine_dir(env.paths, &added.name);
+    if dir.exists() {
+        return Err(OpError::Machine(follow_up::foreign_rootfs(&dir)));
+    }
+    let source = crate::image::image_dir(env.paths, &added.image);
+    if start && env.live_systemd && !source.is_dir() {
+        return Err(OpError::Machine(format!(
+            "image {image} is not built ({}); run `sc regenerate rootfs {image}` first, or add the record only with --no-start",
+            source.display(),
+            image = added.image
+        )));
+    }
+    let identity = state.containers[&added.name].rootfs_identity(&added.name);
+    let steps = follow_up::added_container(&added.name, &added.image, &identity, start);
+    Ok(Done {
+        report: Report::Container(added),
+        steps,
+    })
+}
+
+fn redirect(
+    state: &mut State,
+    name: &ContainerName,
+    https: bool,
+    value: Option<&str>,
+) -> Result<Report, OpError> {
+    let set = crate::web::set_redirect(state, name, https, value)?;
+    let key = if https {
+        "https_redirect"
+    } else {
+        "http_redirect"
+    };
+    let command = key.replace('_', "-");
+    Ok(Report::Front {
+        name: name.to_string(),
+        key: key.into(),
+        change: match &set {
+            Some(r) => format!("{command} set to {r}"),
+            None => format!("{command} reset to the default"),
+        },
+        value: serde_json::json!(set.map(|r| r.to_string())),
+    })
+}
+
+fn names(
+    state: &mut State,
+    name: &ContainerName,
+    list: NameList,
+    add: bool,
+    domain: &str,
+) -> Result<Report, OpError> {
+    let names = crate::web::change_names(state, name, list, add, domain)?;
+    let domain = crate::web::Domain::new(domain).map_err(crate::web::FrontError::from)?;
+    let what = if list == NameList::Aliases {
+        "alias"
+    } else {
+        "alternative name"
+    };
+    Ok(Report::Front {
+        name: name.to_string(),
+        key: list.key().into(),
+        change: format!("{what} {domain} {}", if add { "added" } else { "removed" }),
+        value: serde_json::json!(names),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::render::generator::container_unit;
+    use crate::store::Memory;
+    use crate::system::{Recording, Request};
+
+    const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
+
+    /// The audit log as a list of outcomes.
+    #[derive(Default)]
+    struct Log(RefCell<Vec<String>>);
+
+    impl Audit for Log {
+        fn record(&self, outcome: &str) {
+            self.0.borrow_mut().push(outcome.to_owned());
+        }
+    }
+
+    /// One farm in memory: datastore, machine, audit log, and a scratch root for the paths.
+    struct Fixture {
+        store: Memory,
+        system: Recording,
+        log: Log,
+        paths: Paths,
+        clusters: Clusters,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            Self {
+                store: Memory::default(),
+                system: Recording::default(),
+                log: Log::default(),
+                paths: Paths::rooted(dir.path()),
+                clusters: Clusters::parse(Path::new("clusters.json"), CLUSTERS).unwrap(),
+                _dir: dir,
+            }
+        }
+
+        fn env(&self) -> Services<'_> {
+            Services {
+                store: &self.store,
+                system: &self.system,
+                paths: &self.paths,
+                audit: &self.log,
+                live_systemd: true,
+            }
+        }
+
+        fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
+            let ctx = Context {
+                host: self.clusters.host("h1.test"),
+                hostname: "h1.test",
+                caller: "root",
+                now: "2026-01-01T00:00:00Z",
+            };
+            run(&self.env(), &ctx, change, false)
+        }
+
+        fn state(&self) -> State {
+            self.store.load().unwrap()
+        }
+
+        /// A container `web.ve` whose image is built (so that add-ve takes it).
+        fn with_container(self) -> Self {
+            std::fs::create_dir_all(crate::image::image_dir(&self.paths, "debian")).unwrap();
+            self.run(&add("web.ve", true)).unwrap();
+            self
+        }
+    }
+
+    fn add(name: &str, start: bool) -> Change<'_> {
+        Change::AddContainer {
+            name,
+            owner: None,
+            image: None,
+            start,
+        }
+    }
+
+    fn web() -> ContainerName {
+        ContainerName::new("web.ve").unwrap()
+    }
+
+    fn identity() -> String {
+        "web.ve 2026-01-01T00:00:00Z".into()
+    }
+
+    fn systemd(request: Request) -> Step {
+        Step::Systemd(request)
+    }
+
+    #[test]
+    fn add_ve_commits_audits_and_returns_its_steps() {
+        let f = Fixture::new().with_container();
+        assert!(f.state().containers.contains_key(&web()));
+        assert_eq!(f.log.0.borrow().as_slice(), ["ok"]);
+        let done = f.run(&add("two.ve", true)).unwrap();
+        let two = ContainerName::new("two.ve").unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                Step::Provision {
+                    name: two.clone(),
+                    image: "debian".into(),
+                    identity: "two.ve 2026-01-01T00:00:00Z".into(),
+                },
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                Step::StartContainer(two),
+                follow_up::certificates(),
+            ]
+        );
+        let done = f.run(&add("three.ve", false)).unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                follow_up::certificates(),
+            ],
+            "--no-start: the record and its configuration only"
+        );
+        assert_eq!(f.store.commits(), 3);
+    }
+
+    #[test]
+    fn the_other_changes_return_their_steps() {
+        let f = Fixture::new().with_container();
+        let name = web();
+        let regenerate = vec![follow_up::regenerate()];
+        let cases: Vec<(Change<'_>, Vec<Step>)> = vec![
+            (Change::AddReseller { name: "alice" }, regenerate.clone()),
+            (
+                Change::AddUser {
+                    name: "bob",
+                    reseller: Some("alice"),
+                },
+                regenerate.clone(),
+            ),
+            (
+                Change::PutUser {
+                    name: "bob",
+                    key: "email",
+                    value: Some("bob@example.com"),
+                },
+                follow_up::reload(),
+            ),
+            (Change::DestroyUser { name: "bob" }, regenerate.clone()),
+            (Change::DestroyReseller { name: "alice" }, regenerate),
+            (
+                Change::PutContainer {
+                    name: "web.ve",
+                    key: "disabled",
+                    value: Some("true"),
+                },
+                follow_up::reload(),
+            ),
+            (
+                Change::SetRedirect {
+                    name: &name,
+                    https: false,
+                    value: Some("https"),
+                },
+                vec![follow_up::regenerate(), follow_up::certificates()],
+            ),
+            (
+                Change::ChangeNames {
+                    name: &name,
+                    list: NameList::Aliases,
+                    add: true,
+                    domain: "alias.example.com",
+                },
+                vec![follow_up::regenerate(), follow_up::certificates()],
+            ),
+        ];
+        for (change, steps) in cases {
+            assert_eq!(f.run(&change).unwrap().steps, steps, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_change_writes_nothing_and_is_audited() {
+        let f = Fixture::new().with_container();
+        let before = f.store.bytes();
+        let e = f.run(&add("web.ve", true)).unwrap_err();
+        assert!(matches!(e, OpError::Exists { .. }), "{e}");
+        assert_eq!(f.store.bytes(), before);
+        assert_eq!(
+            f.log.0.borrow().last().unwrap(),
+            "error: container web.ve already exists"
+        );
+    }
+
+    #[test]
+    fn add_ve_refuses_a_directory_no_record_owns_and_a_missing_image() {
+        let f = Fixture::new();
+        let e = f.run(&add("new.ve", true)).unwrap_err().to_string();
+        assert!(e.contains("image debian is not built"), "{e}");
+        assert!(e.contains("--no-start"), "{e}");
+        assert_eq!(f.store.bytes(), None, "nothing was written");
+        f.run(&add("new.ve", false)).unwrap();
+        let name = ContainerName::new("old.ve").unwrap();
+        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &name)).unwrap();
+        let before = f.store.bytes();
+        for start in [true, false] {
+            let e = f.run(&add("old.ve", start)).unwrap_err().to_string();
+            assert!(e.contains("was not created by srvctl"), "{e}");
+            assert!(e.contains("rm -rf"), "{e}");
+        }
+        assert_eq!(f.store.bytes(), before);
+    }
+
+    #[test]
+    fn destroy_marks_first_and_releases_the_record_last() {
+        let f = Fixture::new().with_container();
+        let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+        assert_eq!(
+            done.steps,
+            [
+                systemd(Request::Stop(container_unit(&web()))),
+                Step::RemoveRootfs {
+                    name: web(),
+                    identity: identity(),
+                },
+                systemd(Request::DaemonReload),
+                follow_up::regenerate(),
+                Step::ReleaseRecord(web()),
+            ]
+        );
+        assert!(f.state().containers[&web()].destroying);
+        follow_up::perform(&f.env(), &done.steps).unwrap();
+        assert!(!f.state().containers.contains_key(&web()));
+        assert_eq!(
+            f.system.requests.borrow().as_slice(),
+            [
+                Request::Stop(container_unit(&web())),
+                Request::DaemonReload,
+                Request::Start(follow_up::REGENERATE_UNIT.into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_destroy_interrupted_at_any_step_keeps_the_record_and_finishes_when_run_again() {
+        let steps = {
+            let f = Fixture::new().with_container();
+            f.run(&Change::DestroyContainer { name: "web.ve" })
+                .unwrap()
+                .steps
+        };
+        for crash_after in 0..steps.len() {
+            let f = Fixture::new().with_container();
+            let ip = f.state().containers[&web()].ip;
+            let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            follow_up::perform(&f.env(), &done.steps[..crash_after]).unwrap();
+            let state = f.state();
+            assert!(
+                state.containers[&web()].destroying,
+                "after {crash_after} steps"
+            );
+            assert!(
+                state.clone().rendered().containers.is_empty(),
+                "a container being destroyed is not rendered"
+            );
+            // Its address stays taken, and nothing else may be done to it.
+            let other = f.run(&add("other.ve", false)).unwrap();
+            let Report::Container(other) = other.report else {
+                panic!("not an add")
+            };
+            assert_ne!(other.ip, ip, "after {crash_after} steps");
+            assert!(matches!(
+                f.run(&add("web.ve", true)),
+                Err(OpError::Destroying(_))
+            ));
+            assert!(matches!(
+                f.run(&Change::PutContainer {
+                    name: "web.ve",
+                    key: "disabled",
+                    value: None
+                }),
+                Err(OpError::Destroying(_))
+            ));
+            let again = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            assert_eq!(again.steps, steps);
+            follow_up::perform(&f.env(), &again.steps).unwrap();
+            assert!(!f.state().containers.contains_key(&web()));
+        }
+    }
+
+    #[test]
+    fn a_container_that_does_not_start_keeps_its_record_and_says_how_to_retry() {
+        let mut f = Fixture::new().with_container();
+        let unit = container_unit(&web());
+        f.system
+            .failing_jobs
+            .insert(unit.clone(), "dependency".into());
+        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &web())).unwrap();
+        let e = follow_up::perform(&f.env(), &[Step::StartContainer(web())]).unwrap_err();
+        assert!(
+            matches!(e, follow_up::FollowUpError::NotStarted { .. }),
+            "{e}"
+        );
+        let text = e.to_string();
+        for words in [
+            "web.ve is recorded but did not start",
+            "depends on failed",
+            &format!("journalctl -u {unit}"),
+            "sc web.ve start",
+            "sc destroy-ve web.ve",
+        ] {
+            assert!(text.contains(words), "{words:?} in {text}");
+        }
+        assert!(f.state().containers.contains_key(&web()));
+    }
+
+    #[test]
+    fn a_commit_after_another_writer_is_a_conflict() {
+        let store = Memory::with(&State::default());
+        let (mut first, state) = store.begin().unwrap();
+        let (mut second, _) = store.begin().unwrap();
+        let mut changed = state.clone();
+        changed.extra.insert("x".into(), serde_json::json!(1));
+        assert!(first.commit(&changed).unwrap());
+        assert!(matches!(
+            second.commit(&state),
+            Err(crate::store::StoreError::Conflict(_))
+        ));
+        assert_eq!(store.load().unwrap(), changed);
+    }
+}
