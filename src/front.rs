@@ -296,6 +296,9 @@ mod tests {
         fn read_link(&self, p: &Path) -> std::io::Result<Option<PathBuf>> {
             self.0.read_link(p)
         }
+        fn stamp(&self, p: &Path) -> std::io::Result<Option<crate::system::FileStamp>> {
+            self.0.stamp(p)
+        }
         fn write(&self, p: &Path, b: &[u8], m: u32, d: bool) -> std::io::Result<()> {
             self.0.write(p, b, m, d)
         }
