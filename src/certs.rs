@@ -376,6 +376,7 @@ pub fn ensure_internal(
     let settings = Settings::load(paths)?;
     let now = Timestamp::now();
     let routes = web::routes(state, settings.company_domain.as_ref(), hostname);
+    let served = web::names_by_container(&routes);
     let mut todo: Vec<(String, Vec<String>)> = Vec::new();
     let host_names = vec![hostname.to_owned()];
     let mut index = Index::load(system, paths);
@@ -391,7 +392,7 @@ pub fn ensure_internal(
         if c.host != hostname {
             continue;
         }
-        let wanted = web::names_in(&routes, name);
+        let wanted = served.get(name).cloned().unwrap_or_default();
         if needs_internal(current(name.as_str())?.as_ref(), &wanted, now) {
             todo.push((name.to_string(), wanted));
         }
@@ -505,6 +506,18 @@ mod tests {
                 "www.web.example.com"
             ]
         );
+    }
+
+    #[test]
+    fn names_by_container_answers_like_names_in() {
+        let s = state();
+        let company = web::Domain::new("company.net").unwrap();
+        let routes = web::routes(&s, Some(&company), "h1.test");
+        let all = web::names_by_container(&routes);
+        let name = ContainerName::new("web.example.com").unwrap();
+        assert_eq!(all[&name], web::names_in(&routes, &name));
+        assert_eq!(all[&name][0], "web.example.com");
+        assert_eq!(all.len(), 1);
     }
 
     #[test]
