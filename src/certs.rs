@@ -257,6 +257,34 @@ impl Index {
         Ok(meta)
     }
 
+    /// Record certificate `name` just written with `meta`.
+    fn record(
+        &mut self,
+        system: &dyn System,
+        paths: &Paths,
+        name: &str,
+        meta: &CertMeta,
+    ) -> io::Result<()> {
+        self.seen.insert(name.to_owned());
+        self.changed = true;
+        let pem = system.stamp(&pem_path(paths, name))?;
+        let json = system.stamp(&meta_path(paths, name))?;
+        match (pem, json) {
+            (Some(pem), Some(json)) => {
+                let entry = Indexed {
+                    pem,
+                    json,
+                    meta: meta.clone(),
+                };
+                self.entries.insert(name.to_owned(), entry);
+            }
+            _ => {
+                self.entries.remove(name);
+            }
+        }
+        Ok(())
+    }
+
     /// Save the index if it changed, keeping only the names looked up. Losing it (a read-only
     /// directory, a full disk) only costs reading every certificate next time.
     fn save(mut self, system: &dyn System, paths: &Paths) {
@@ -363,58 +391,71 @@ fn needs_internal(current: Option<&CertMeta>, wanted: &[String], now: Timestamp)
     }
 }
 
+/// What [`ensure_internal`] issued, and every certificate then installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ensured {
+    /// The names of the certificates issued.
+    pub issued: Vec<String>,
+    /// The installed certificates of the containers of the host (and [`DEFAULT`]), by name,
+    /// as [`installed`] would list them.
+    pub installed: BTreeMap<String, CertMeta>,
+}
+
 /// Give every container of `hostname` that has no certificate (or an internal one that does
 /// not cover its names, or is about to expire) a certificate of the internal CA, and make the
 /// default certificate for the host name. A valid ACME certificate is never replaced. Returns
-/// the names of the certificates issued.
+/// the certificates issued and those installed after.
 pub fn ensure_internal(
     system: &dyn System,
     paths: &Paths,
     state: &State,
     hostname: &str,
-) -> Result<Vec<String>, CertError> {
+) -> Result<Ensured, CertError> {
     let settings = Settings::load(paths)?;
     let now = Timestamp::now();
     let routes = web::routes(state, settings.company_domain.as_ref(), hostname);
-    let served = web::names_by_container(&routes);
-    let mut todo: Vec<(String, Vec<String>)> = Vec::new();
-    let host_names = vec![hostname.to_owned()];
+    let mut served = web::names_by_container(&routes);
+    let wanted = std::iter::once((DEFAULT.to_owned(), vec![hostname.to_owned()])).chain(
+        state
+            .containers
+            .iter()
+            .filter(|(_, c)| c.host == hostname)
+            .map(|(name, _)| (name.to_string(), served.remove(name).unwrap_or_default())),
+    );
     let mut index = Index::load(system, paths);
-    let mut current = |name: &str| {
-        index
-            .meta(system, paths, name)
-            .map_err(|e| CertError::Io(meta_path(paths, name), e))
-    };
-    if needs_internal(current(DEFAULT)?.as_ref(), &host_names, now) {
-        todo.push((DEFAULT.to_owned(), host_names));
+    let mut todo: Vec<(String, Vec<String>)> = Vec::new();
+    let mut out = Ensured::default();
+    for (name, names) in wanted {
+        let meta = index
+            .meta(system, paths, &name)
+            .map_err(|e| CertError::Io(meta_path(paths, &name), e))?;
+        if needs_internal(meta.as_ref(), &names, now) {
+            todo.push((name, names));
+        } else if let Some(meta) = meta {
+            out.installed.insert(name, meta);
+        }
     }
-    for (name, c) in &state.containers {
-        if c.host != hostname {
-            continue;
+    if !todo.is_empty() {
+        let (issuer, ca_pem, _) = pki::issuer(system, paths)?;
+        // The first host regenerate issues thousands at once: written without an fsync each,
+        // then made durable by one syncfs (a pem cut short by a crash before it is issued
+        // again).
+        for (name, names) in todo {
+            let (chain, key, meta) = issue_internal(&issuer, &ca_pem, &names, now)?;
+            write_cert(system, paths, &name, &chain, &key, &meta, false)
+                .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
+            index
+                .record(system, paths, &name, &meta)
+                .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
+            out.installed.insert(name.clone(), meta);
+            out.issued.push(name);
         }
-        let wanted = served.get(name).cloned().unwrap_or_default();
-        if needs_internal(current(name.as_str())?.as_ref(), &wanted, now) {
-            todo.push((name.to_string(), wanted));
-        }
+        system
+            .sync_fs(&dir(paths))
+            .map_err(|e| CertError::Io(dir(paths), e))?;
     }
     index.save(system, paths);
-    if todo.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (issuer, ca_pem, _) = pki::issuer(system, paths)?;
-    let mut issued = Vec::with_capacity(todo.len());
-    // The first host regenerate issues thousands at once: written without an fsync each, then
-    // made durable by one syncfs (a pem cut short by a crash before it is issued again).
-    for (name, names) in todo {
-        let (chain, key, meta) = issue_internal(&issuer, &ca_pem, &names, now)?;
-        write_cert(system, paths, &name, &chain, &key, &meta, false)
-            .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
-        issued.push(name);
-    }
-    system
-        .sync_fs(&dir(paths))
-        .map_err(|e| CertError::Io(dir(paths), e))?;
-    Ok(issued)
+    Ok(out)
 }
 
 fn ymd(t: Timestamp) -> (i32, u8, u8) {
@@ -525,7 +566,7 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let s = state();
-        let issued = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        let issued = ensure_internal(&sys, &paths, &s, "h1.test").unwrap().issued;
         assert_eq!(issued, ["_default", "web.example.com"]);
         let meta = read_meta(&sys, &paths, "web.example.com").unwrap().unwrap();
         assert_eq!(meta.source, CertSource::Internal);
@@ -540,6 +581,7 @@ mod tests {
         assert!(
             ensure_internal(&sys, &paths, &s, "h1.test")
                 .unwrap()
+                .issued
                 .is_empty()
         );
         // An ACME certificate stays while it is valid, even if it lacks a name.
@@ -553,6 +595,7 @@ mod tests {
         assert!(
             ensure_internal(&sys, &paths, &s, "h1.test")
                 .unwrap()
+                .issued
                 .is_empty()
         );
         // A pem cut short counts as none.
@@ -571,7 +614,7 @@ mod tests {
         };
         install(&sys, &paths, "web.example.com", CHAIN, KEY, &expired).unwrap();
         assert_eq!(
-            ensure_internal(&sys, &paths, &s, "h1.test").unwrap(),
+            ensure_internal(&sys, &paths, &s, "h1.test").unwrap().issued,
             ["web.example.com"]
         );
         assert!(install(&sys, &paths, "../etc", "C", "K", &expired).is_err());
@@ -582,9 +625,16 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let s = state();
-        ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        let ensured = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
         let first = installed(&sys, &paths, &s, "h1.test").unwrap();
         assert_eq!(first.len(), 2);
+        assert_eq!(ensured.installed, first);
+        assert_eq!(
+            ensure_internal(&sys, &paths, &s, "h1.test")
+                .unwrap()
+                .installed,
+            first
+        );
         // While both files are as the index saw them, the index answers (not the files).
         let index_path = dir(&paths).join(INDEX);
         let mut index: BTreeMap<String, Indexed> =

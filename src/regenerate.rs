@@ -112,12 +112,14 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
     // Every container of this host has a certificate before haproxy is rendered: one of the
     // internal CA unless a valid ACME one is installed.
     let certificates = crate::certs::lock(paths).map_err(RegenerateError::Read)?;
-    outcome.certificates_issued = crate::certs::ensure_internal(system, paths, &state, hostname)?;
+    let ensured = crate::certs::ensure_internal(system, paths, &state, hostname)?;
     crate::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
     drop(certificates);
-    // ACME hook point: certificates from the ACME CA are installed here (crate::acme), before
-    // the crt-list is rendered from what is installed.
-    let installed = crate::certs::installed(system, paths, &state, hostname)?;
+    outcome.certificates_issued = ensured.issued;
+    // ACME hook point: certificates from the ACME CA would be installed here (crate::acme),
+    // before the crt-list is rendered; `installed` must then be read again
+    // (crate::certs::installed, which re-reads only the certificates that changed).
+    let installed = ensured.installed;
     let inputs = Inputs {
         state: &state,
         clusters: &clusters,
