@@ -13,7 +13,7 @@
 //! (b) the first full `srvctl-regenerate --root R` (root/run emptied and etc/hosts removed
 //!     before each run; the certificates, made once in an untimed warm-up, are kept), 5 runs;
 //!     target under 2 s. root/run is a tmpfs directory (on /dev/shm) like /run.
-//! (c) `srvctl-regenerate --root R` with nothing to change, 20 runs; target under 500 ms.
+//! (c) `srvctl-regenerate --root R` with nothing to change, 20 runs; target under 250 ms.
 //!
 //! Each run count can be scaled with `SRVCTL_BENCH_SCALE` (a multiplier, default 1).
 
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
     all_met &= report(
         &format!("regenerate, nothing to change ({CONTAINERS} containers)"),
         times,
-        Duration::from_millis(500),
+        Duration::from_millis(250),
     );
     if !all_met {
         println!("at least one target was missed");

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::changeset::{Changes, Op, is_durable};
+use crate::changeset::{Op, Plan, is_durable};
+use crate::registry::{self, Module};
 use crate::system::{System, systemd::SystemdError};
 
 /// Applying failed.
@@ -13,20 +14,42 @@ pub enum ApplyError {
     /// A file operation failed.
     #[error("{0}: {1}")]
     Io(PathBuf, io::Error),
+    /// A module planned a change outside the paths it owns; nothing was applied.
+    #[error("module {module} may not change {path:?}: it is outside the paths it owns")]
+    NotOwned {
+        /// The module.
+        module: &'static str,
+        /// The path it tried to change.
+        path: PathBuf,
+    },
     /// A reload failed.
     #[error(transparent)]
     Systemd(#[from] SystemdError),
 }
 
-/// Make the changes under `base`, record the new manifest at `manifest` (relative to `base`),
-/// then send the reloads.
+/// Make the changes of `plan` under `base`, record the new manifest at `manifest` (relative to
+/// `base`), then send the reloads. A change outside the paths of the module it belongs to is
+/// refused before anything is written.
 pub fn apply(
     system: &dyn System,
     base: &Path,
-    changes: &Changes,
+    plan: &Plan,
     manifest: &Path,
 ) -> Result<(), ApplyError> {
-    for op in &changes.ops {
+    for part in &plan.parts {
+        if let Some(op) = part
+            .changes
+            .ops
+            .iter()
+            .find(|op| !part.module.owns(op.path()))
+        {
+            return Err(ApplyError::NotOwned {
+                module: part.module.name(),
+                path: op.path().to_path_buf(),
+            });
+        }
+    }
+    for (module, op) in plan.ops() {
         let real = base.join(op.path());
         let err = |e| ApplyError::Io(real.clone(), e);
         match op {
@@ -36,11 +59,11 @@ pub fn apply(
             Op::Link { target, .. } => system.symlink(&real, target).map_err(err)?,
             Op::Remove { path } => {
                 system.remove(&real).map_err(err)?;
-                remove_emptied_dirs(system, base, path).map_err(err)?;
+                remove_emptied_dirs(system, base, module, path).map_err(err)?;
             }
         }
     }
-    let list = manifest_text(&changes.manifest);
+    let list = manifest_text(&plan.manifest());
     let real = base.join(manifest);
     if system
         .read(&real)
@@ -52,16 +75,22 @@ pub fn apply(
             .write(&real, list.as_bytes(), 0o644, is_durable(manifest))
             .map_err(|e| ApplyError::Io(real.clone(), e))?;
     }
-    for request in &changes.reloads {
-        system.systemd(request)?;
+    for request in plan.reloads() {
+        system.systemd(&request)?;
     }
     Ok(())
 }
 
 /// Remove the directories above a removed file that it leaves empty, up to (not including)
-/// the owned directory it lies in.
-fn remove_emptied_dirs(system: &dyn System, base: &Path, removed: &Path) -> io::Result<()> {
-    let Some(owned) = OWNED_DIRS
+/// the directory of `module` it lies in.
+fn remove_emptied_dirs(
+    system: &dyn System,
+    base: &Path,
+    module: &dyn Module,
+    removed: &Path,
+) -> io::Result<()> {
+    let Some(owned) = module
+        .owned_dirs()
         .iter()
         .map(Path::new)
         .find(|d| removed.starts_with(d))
@@ -82,24 +111,18 @@ fn manifest_text(paths: &BTreeSet<PathBuf>) -> String {
     paths.iter().map(|p| format!("{}\n", p.display())).collect()
 }
 
-/// The only directories whose files a manifest may name.
-pub const OWNED_DIRS: &[&str] = &[
-    "run/systemd/nspawn",
-    "run/systemd/network",
-    "run/srvctl",
-    "run/userdb",
-];
-
 /// Read a manifest written by [`apply`]; a missing one is empty. Lines that are not plain
-/// relative paths inside [`OWNED_DIRS`] are ignored, so a damaged manifest can never make
+/// relative paths owned by one of `modules` are ignored, so a damaged manifest can never make
 /// srvctl remove anything else.
-pub fn read_manifest(system: &dyn System, path: &Path) -> io::Result<BTreeSet<PathBuf>> {
+pub fn read_manifest(
+    system: &dyn System,
+    path: &Path,
+    modules: &[&'static dyn Module],
+) -> io::Result<BTreeSet<PathBuf>> {
     let text = system.read(path)?.unwrap_or_default();
     Ok(String::from_utf8_lossy(&text)
         .lines()
         .map(PathBuf::from)
-        .filter(|p| {
-            crate::render::tree::is_contained(p) && OWNED_DIRS.iter().any(|d| p.starts_with(d))
-        })
+        .filter(|p| crate::render::tree::is_contained(p) && registry::owner(modules, p).is_some())
         .collect())
 }

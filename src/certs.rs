@@ -24,7 +24,7 @@ use crate::names::ContainerName;
 use crate::paths::Paths;
 use crate::pki::{self, PkiError};
 use crate::site::{Settings, SettingsError};
-use crate::system::System;
+use crate::system::{FileStamp, System};
 use crate::web;
 
 /// The certificate directory on the host.
@@ -180,6 +180,125 @@ pub fn read_meta(system: &dyn System, paths: &Paths, name: &str) -> io::Result<O
         .map(|_| meta))
 }
 
+/// The index of the installed certificates, beside them (not a certificate name: it ends in
+/// neither `.pem` nor `.json`): for each, the stamps of its two files and its metadata. A run
+/// re-reads only the certificates whose files changed since the index saw them, so a
+/// certificate replaced on disk, by srvctl or by hand, is still noticed.
+pub const INDEX: &str = ".index";
+
+/// What the index holds of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Indexed {
+    pem: FileStamp,
+    json: FileStamp,
+    meta: CertMeta,
+}
+
+/// The index, loaded, with the names looked up through it.
+struct Index {
+    entries: BTreeMap<String, Indexed>,
+    seen: BTreeSet<String>,
+    changed: bool,
+}
+
+impl Index {
+    /// The index of `paths`; a missing or unreadable one is empty (everything is read).
+    fn load(system: &dyn System, paths: &Paths) -> Self {
+        let entries = system
+            .read(&dir(paths).join(INDEX))
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        Self {
+            changed: entries.is_none(),
+            entries: entries.unwrap_or_default(),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// The metadata of certificate `name`, as [`read_meta`] would find it: from the index when
+    /// neither file changed since, else read again (the stamps are taken first, so a file
+    /// replaced while it is read is read again next time).
+    fn meta(
+        &mut self,
+        system: &dyn System,
+        paths: &Paths,
+        name: &str,
+    ) -> io::Result<Option<CertMeta>> {
+        self.seen.insert(name.to_owned());
+        let stamps = (
+            system.stamp(&pem_path(paths, name))?,
+            system.stamp(&meta_path(paths, name))?,
+        );
+        let (Some(pem), Some(json)) = stamps else {
+            self.changed |= self.entries.remove(name).is_some();
+            return Ok(None);
+        };
+        if let Some(known) = self.entries.get(name)
+            && (known.pem, known.json) == (pem, json)
+        {
+            return Ok(Some(known.meta.clone()));
+        }
+        let meta = read_meta(system, paths, name)?;
+        self.changed = true;
+        match &meta {
+            Some(meta) => {
+                let entry = Indexed {
+                    pem,
+                    json,
+                    meta: meta.clone(),
+                };
+                self.entries.insert(name.to_owned(), entry);
+            }
+            None => {
+                self.entries.remove(name);
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Record certificate `name` just written with `meta`.
+    fn record(
+        &mut self,
+        system: &dyn System,
+        paths: &Paths,
+        name: &str,
+        meta: &CertMeta,
+    ) -> io::Result<()> {
+        self.seen.insert(name.to_owned());
+        self.changed = true;
+        let pem = system.stamp(&pem_path(paths, name))?;
+        let json = system.stamp(&meta_path(paths, name))?;
+        match (pem, json) {
+            (Some(pem), Some(json)) => {
+                let entry = Indexed {
+                    pem,
+                    json,
+                    meta: meta.clone(),
+                };
+                self.entries.insert(name.to_owned(), entry);
+            }
+            _ => {
+                self.entries.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Save the index if it changed, keeping only the names looked up. Losing it (a read-only
+    /// directory, a full disk) only costs reading every certificate next time.
+    fn save(mut self, system: &dyn System, paths: &Paths) {
+        let before = self.entries.len();
+        self.entries.retain(|name, _| self.seen.contains(name));
+        if !self.changed && self.entries.len() == before {
+            return;
+        }
+        if let Ok(bytes) = serde_json::to_vec(&self.entries) {
+            let _ = system.write(&dir(paths).join(INDEX), &bytes, 0o600, false);
+        }
+    }
+}
+
 /// Install a certificate for container `name`: the pem (0600, fsynced, renamed into place)
 /// first, then its metadata, so a crash in between leaves a pem whose metadata is older, never
 /// metadata for a missing pem.
@@ -245,13 +364,16 @@ pub fn installed(
             .filter(|(_, c)| c.host == hostname)
             .map(|(n, _)| n.as_str()),
     );
+    let mut index = Index::load(system, paths);
     for name in names {
-        let meta =
-            read_meta(system, paths, name).map_err(|e| CertError::Io(meta_path(paths, name), e))?;
+        let meta = index
+            .meta(system, paths, name)
+            .map_err(|e| CertError::Io(meta_path(paths, name), e))?;
         if let Some(meta) = meta {
             out.insert(name.to_owned(), meta);
         }
     }
+    index.save(system, paths);
     Ok(out)
 }
 
@@ -269,53 +391,71 @@ fn needs_internal(current: Option<&CertMeta>, wanted: &[String], now: Timestamp)
     }
 }
 
+/// What [`ensure_internal`] issued, and every certificate then installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ensured {
+    /// The names of the certificates issued.
+    pub issued: Vec<String>,
+    /// The installed certificates of the containers of the host (and [`DEFAULT`]), by name,
+    /// as [`installed`] would list them.
+    pub installed: BTreeMap<String, CertMeta>,
+}
+
 /// Give every container of `hostname` that has no certificate (or an internal one that does
 /// not cover its names, or is about to expire) a certificate of the internal CA, and make the
 /// default certificate for the host name. A valid ACME certificate is never replaced. Returns
-/// the names of the certificates issued.
+/// the certificates issued and those installed after.
 pub fn ensure_internal(
     system: &dyn System,
     paths: &Paths,
     state: &State,
     hostname: &str,
-) -> Result<Vec<String>, CertError> {
+) -> Result<Ensured, CertError> {
     let settings = Settings::load(paths)?;
     let now = Timestamp::now();
     let routes = web::routes(state, settings.company_domain.as_ref(), hostname);
+    let mut served = web::names_by_container(&routes);
+    let wanted = std::iter::once((DEFAULT.to_owned(), vec![hostname.to_owned()])).chain(
+        state
+            .containers
+            .iter()
+            .filter(|(_, c)| c.host == hostname)
+            .map(|(name, _)| (name.to_string(), served.remove(name).unwrap_or_default())),
+    );
+    let mut index = Index::load(system, paths);
     let mut todo: Vec<(String, Vec<String>)> = Vec::new();
-    let host_names = vec![hostname.to_owned()];
-    let current = |name: &str| {
-        read_meta(system, paths, name).map_err(|e| CertError::Io(meta_path(paths, name), e))
-    };
-    if needs_internal(current(DEFAULT)?.as_ref(), &host_names, now) {
-        todo.push((DEFAULT.to_owned(), host_names));
-    }
-    for (name, c) in &state.containers {
-        if c.host != hostname {
-            continue;
-        }
-        let wanted = web::names_in(&routes, name);
-        if needs_internal(current(name.as_str())?.as_ref(), &wanted, now) {
-            todo.push((name.to_string(), wanted));
+    let mut out = Ensured::default();
+    for (name, names) in wanted {
+        let meta = index
+            .meta(system, paths, &name)
+            .map_err(|e| CertError::Io(meta_path(paths, &name), e))?;
+        if needs_internal(meta.as_ref(), &names, now) {
+            todo.push((name, names));
+        } else if let Some(meta) = meta {
+            out.installed.insert(name, meta);
         }
     }
-    if todo.is_empty() {
-        return Ok(Vec::new());
+    if !todo.is_empty() {
+        let (issuer, ca_pem, _) = pki::issuer(system, paths)?;
+        // The first host regenerate issues thousands at once: written without an fsync each,
+        // then made durable by one syncfs (a pem cut short by a crash before it is issued
+        // again).
+        for (name, names) in todo {
+            let (chain, key, meta) = issue_internal(&issuer, &ca_pem, &names, now)?;
+            write_cert(system, paths, &name, &chain, &key, &meta, false)
+                .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
+            index
+                .record(system, paths, &name, &meta)
+                .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
+            out.installed.insert(name.clone(), meta);
+            out.issued.push(name);
+        }
+        system
+            .sync_fs(&dir(paths))
+            .map_err(|e| CertError::Io(dir(paths), e))?;
     }
-    let (issuer, ca_pem, _) = pki::issuer(system, paths)?;
-    let mut issued = Vec::with_capacity(todo.len());
-    // The first host regenerate issues thousands at once: written without an fsync each, then
-    // made durable by one syncfs (a pem cut short by a crash before it is issued again).
-    for (name, names) in todo {
-        let (chain, key, meta) = issue_internal(&issuer, &ca_pem, &names, now)?;
-        write_cert(system, paths, &name, &chain, &key, &meta, false)
-            .map_err(|e| CertError::Io(pem_path(paths, &name), e))?;
-        issued.push(name);
-    }
-    system
-        .sync_fs(&dir(paths))
-        .map_err(|e| CertError::Io(dir(paths), e))?;
-    Ok(issued)
+    index.save(system, paths);
+    Ok(out)
 }
 
 fn ymd(t: Timestamp) -> (i32, u8, u8) {
@@ -410,11 +550,23 @@ mod tests {
     }
 
     #[test]
+    fn names_by_container_answers_like_names_in() {
+        let s = state();
+        let company = web::Domain::new("company.net").unwrap();
+        let routes = web::routes(&s, Some(&company), "h1.test");
+        let all = web::names_by_container(&routes);
+        let name = ContainerName::new("web.example.com").unwrap();
+        assert_eq!(all[&name], web::names_in(&routes, &name));
+        assert_eq!(all[&name][0], "web.example.com");
+        assert_eq!(all.len(), 1);
+    }
+
+    #[test]
     fn internal_certificates_are_issued_once_and_acme_is_kept() {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let s = state();
-        let issued = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        let issued = ensure_internal(&sys, &paths, &s, "h1.test").unwrap().issued;
         assert_eq!(issued, ["_default", "web.example.com"]);
         let meta = read_meta(&sys, &paths, "web.example.com").unwrap().unwrap();
         assert_eq!(meta.source, CertSource::Internal);
@@ -429,6 +581,7 @@ mod tests {
         assert!(
             ensure_internal(&sys, &paths, &s, "h1.test")
                 .unwrap()
+                .issued
                 .is_empty()
         );
         // An ACME certificate stays while it is valid, even if it lacks a name.
@@ -442,6 +595,7 @@ mod tests {
         assert!(
             ensure_internal(&sys, &paths, &s, "h1.test")
                 .unwrap()
+                .issued
                 .is_empty()
         );
         // A pem cut short counts as none.
@@ -460,10 +614,65 @@ mod tests {
         };
         install(&sys, &paths, "web.example.com", CHAIN, KEY, &expired).unwrap();
         assert_eq!(
-            ensure_internal(&sys, &paths, &s, "h1.test").unwrap(),
+            ensure_internal(&sys, &paths, &s, "h1.test").unwrap().issued,
             ["web.example.com"]
         );
         assert!(install(&sys, &paths, "../etc", "C", "K", &expired).is_err());
+    }
+
+    #[test]
+    fn the_index_answers_until_a_file_changes() {
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let s = state();
+        let ensured = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        let first = installed(&sys, &paths, &s, "h1.test").unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(ensured.installed, first);
+        assert_eq!(
+            ensure_internal(&sys, &paths, &s, "h1.test")
+                .unwrap()
+                .installed,
+            first
+        );
+        // While both files are as the index saw them, the index answers (not the files).
+        let index_path = dir(&paths).join(INDEX);
+        let mut index: BTreeMap<String, Indexed> =
+            serde_json::from_slice(&sys.read(&index_path).unwrap().unwrap()).unwrap();
+        index.get_mut("web.example.com").unwrap().meta.issued = "from the index".into();
+        sys.write(
+            &index_path,
+            &serde_json::to_vec(&index).unwrap(),
+            0o600,
+            false,
+        )
+        .unwrap();
+        let from_index = installed(&sys, &paths, &s, "h1.test").unwrap();
+        assert_eq!(from_index["web.example.com"].issued, "from the index");
+        // A certificate changed on disk is read again.
+        let mut edited = first["web.example.com"].clone();
+        edited.issued = "2030-01-01T00:00:00Z".into();
+        sys.write(
+            &meta_path(&paths, "web.example.com"),
+            &serde_json::to_vec(&edited).unwrap(),
+            0o600,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            installed(&sys, &paths, &s, "h1.test").unwrap()["web.example.com"],
+            edited
+        );
+        // A removed one is gone, from the answer and from the index.
+        sys.remove(&pem_path(&paths, "web.example.com")).unwrap();
+        assert!(
+            !installed(&sys, &paths, &s, "h1.test")
+                .unwrap()
+                .contains_key("web.example.com")
+        );
+        let index: BTreeMap<String, Indexed> =
+            serde_json::from_slice(&sys.read(&index_path).unwrap().unwrap()).unwrap();
+        assert_eq!(index.keys().collect::<Vec<_>>(), ["_default"]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The plan step: compare a rendered tree with what is on disk and list what must change, and
-//! which services must then reload. Pure apart from reading through [`System`].
+//! The plan step: compare each module's rendered tree with what is on disk and list what must
+//! change, and which services must then reload. Pure apart from reading through [`System`].
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::render::generator::mesh_unit;
+use crate::registry::Module;
 use crate::render::hosts_file;
 use crate::render::tree::{Entry, Tree};
 use crate::system::{Request, System};
@@ -45,17 +46,121 @@ impl Op {
     }
 }
 
-/// Everything that must change.
+/// Everything that must change in one tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// The changes, in path order, removals last.
+    /// The changes, in order: writes and links by path, then removals.
     pub ops: Vec<Op>,
-    /// How many entries already were as wanted.
+    /// Entries already right.
     pub unchanged: usize,
-    /// The services to reload afterwards, each once.
-    pub reloads: Vec<Request>,
     /// The paths owned after the change: every whole file and link of the tree.
     pub manifest: BTreeSet<PathBuf>,
+}
+
+/// One module's part of a [`Plan`].
+pub struct Part {
+    /// The module.
+    pub module: &'static dyn Module,
+    /// What it rendered.
+    pub tree: Tree,
+    /// The paths of this module that the last run generated.
+    pub previous: BTreeSet<PathBuf>,
+    /// What must change for it.
+    pub changes: Changes,
+}
+
+impl Part {
+    /// Leave every change of this module out: its old files stay as they are, and stay owned.
+    pub fn refuse(&mut self) {
+        self.changes.ops.clear();
+        self.changes.manifest = self.previous.clone();
+    }
+}
+
+/// What must change on the host, module by module.
+#[derive(Default)]
+pub struct Plan {
+    /// One part per module, in registry order.
+    pub parts: Vec<Part>,
+}
+
+impl Plan {
+    /// Every change with its module, in one order: writes and links by path, then removals by
+    /// path.
+    pub fn ops(&self) -> Vec<(&'static dyn Module, &Op)> {
+        let mut ops: Vec<(&'static dyn Module, &Op)> = self
+            .parts
+            .iter()
+            .flat_map(|p| p.changes.ops.iter().map(|op| (p.module, op)))
+            .collect();
+        ops.sort_by(|(_, a), (_, b)| in_order(a, b));
+        ops
+    }
+
+    /// The reloads the changes need, each once, in the order of the changes that need them.
+    pub fn reloads(&self) -> Vec<Request> {
+        let mut out = Vec::new();
+        for (module, op) in self.ops() {
+            for request in module.reloads(&[op.path()]) {
+                if !out.contains(&request) {
+                    out.push(request);
+                }
+            }
+        }
+        out
+    }
+
+    /// The paths owned after the change, of every module.
+    pub fn manifest(&self) -> BTreeSet<PathBuf> {
+        self.parts
+            .iter()
+            .flat_map(|p| p.changes.manifest.iter().cloned())
+            .collect()
+    }
+
+    /// How many entries were already right.
+    pub fn unchanged(&self) -> usize {
+        self.parts.iter().map(|p| p.changes.unchanged).sum()
+    }
+}
+
+/// Writes and links before removals; writes by path as the tree orders them (bytes), removals
+/// by path as the manifest orders them (components).
+fn in_order(a: &Op, b: &Op) -> Ordering {
+    match (a, b) {
+        (Op::Remove { path: x }, Op::Remove { path: y }) => x.cmp(y),
+        (Op::Remove { .. }, _) => Ordering::Greater,
+        (_, Op::Remove { .. }) => Ordering::Less,
+        _ => a.path().as_os_str().cmp(b.path().as_os_str()),
+    }
+}
+
+/// Plan every module's rendered tree under `base`. `previous` lists the paths generated last
+/// time, of every module; each module removes only its own.
+pub fn plan_modules(
+    rendered: Vec<(&'static dyn Module, Tree)>,
+    base: &Path,
+    previous: &BTreeSet<PathBuf>,
+    system: &dyn System,
+) -> io::Result<Plan> {
+    let parts = rendered
+        .into_iter()
+        .map(|(module, tree)| {
+            let previous: BTreeSet<PathBuf> = previous
+                .iter()
+                .filter(|p| module.owns(p))
+                .cloned()
+                .collect();
+            let changes = plan(&tree, base, &previous, system)?;
+            Ok(Part {
+                module,
+                tree,
+                previous,
+                changes,
+            })
+        })
+        .collect::<io::Result<_>>()?;
+    Ok(Plan { parts })
 }
 
 /// Whether a file at `path` (relative to the host root) must survive a crash: files on the
@@ -110,31 +215,7 @@ pub fn plan(
     for path in previous.difference(&changes.manifest) {
         changes.ops.push(Op::Remove { path: path.clone() });
     }
-    for op in &changes.ops {
-        if let Some(request) = reload_for(op.path())
-            && !changes.reloads.contains(&request)
-        {
-            changes.reloads.push(request);
-        }
-    }
     Ok(changes)
-}
-
-/// The reload a change at `path` needs, if any. .nspawn files and userdb records are read
-/// when used, so they need none.
-fn reload_for(path: &Path) -> Option<Request> {
-    if path.starts_with("run/systemd/network") {
-        return Some(Request::ReloadNetworkd);
-    }
-    if crate::render::haproxy::is_haproxy_path(path) {
-        return Some(Request::Reload(crate::render::haproxy::UNIT.into()));
-    }
-    let rest = path.strip_prefix(crate::render::mesh::CONFIG_DIR).ok()?;
-    let instance = match rest.to_str()?.strip_suffix(".conf") {
-        Some(client) if client.starts_with("client-") => client.to_owned(),
-        _ => "server".to_owned(),
-    };
-    Some(Request::TryRestart(mesh_unit(&instance)))
 }
 
 #[cfg(test)]
@@ -144,24 +225,40 @@ mod tests {
 
     #[test]
     fn plans_writes_removals_and_reloads() {
+        use crate::render::{containers::Containers, mesh::Mesh, userdb::Accounts};
         let sys = Recording::default();
         let base = Path::new("/r");
-        let mut tree = Tree::default();
-        tree.file("run/systemd/network/50-x.network", "a".into());
-        tree.file("run/srvctl/openvpn/client-2.conf", "b".into());
-        tree.link("run/userdb/1.user", "x.user");
-        let previous: BTreeSet<PathBuf> =
-            [PathBuf::from("run/old"), PathBuf::from("run/userdb/1.user")].into();
-        let c = plan(&tree, base, &previous, &sys).unwrap();
-        assert_eq!(c.ops.len(), 4);
+        let mut bridges = Tree::default();
+        bridges.file("run/systemd/network/50-x.network", "a".into());
+        let mut tunnels = Tree::default();
+        tunnels.file("run/srvctl/openvpn/client-2.conf", "b".into());
+        let mut accounts = Tree::default();
+        accounts.link("run/userdb/1.user", "x.user");
+        let rendered = || -> Vec<(&'static dyn Module, Tree)> {
+            vec![
+                (&Containers, bridges.clone()),
+                (&Accounts, accounts.clone()),
+                (&Mesh, tunnels.clone()),
+            ]
+        };
+        let previous: BTreeSet<PathBuf> = [
+            PathBuf::from("run/userdb/old"),
+            PathBuf::from("run/userdb/1.user"),
+        ]
+        .into();
+        let p = plan_modules(rendered(), base, &previous, &sys).unwrap();
+        let ops = p.ops();
+        assert_eq!(ops.len(), 4);
+        let (owner, last) = ops.last().unwrap();
+        assert_eq!(owner.name(), "accounts");
         assert_eq!(
-            c.ops.last().unwrap(),
+            *last,
             &Op::Remove {
-                path: "run/old".into()
+                path: "run/userdb/old".into()
             }
         );
         assert_eq!(
-            c.reloads,
+            p.reloads(),
             vec![
                 Request::TryRestart("srvctl-mesh@client-2.service".into()),
                 Request::ReloadNetworkd
@@ -174,9 +271,9 @@ mod tests {
             false,
         )
         .unwrap();
-        let c = plan(&tree, base, &c.manifest, &sys).unwrap();
-        assert_eq!((c.ops.len(), c.unchanged), (2, 1));
-        assert!(!c.reloads.contains(&Request::ReloadNetworkd));
+        let p = plan_modules(rendered(), base, &p.manifest(), &sys).unwrap();
+        assert_eq!((p.ops().len(), p.unchanged()), (2, 1));
+        assert!(!p.reloads().contains(&Request::ReloadNetworkd));
         assert!(!is_durable(Path::new("run/x")) && is_durable(Path::new("etc/hosts")));
     }
 }

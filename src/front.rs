@@ -6,12 +6,13 @@
 //! The check runs on a staged copy under `/run/srvctl/haproxy.check/`, with srvctl's paths in
 //! it moved there, so the maps and certificates it reads are the new ones.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::changeset::Changes;
 use crate::paths::Paths;
-use crate::render::haproxy::{self, CONFIG, DIR, is_haproxy_path};
+use crate::registry::{Inputs, Module};
+use crate::render::haproxy::{self, CONFIG, DIR};
+use crate::render::templates::TemplateError;
 use crate::render::tree::{Entry, Tree};
 use crate::system::{CommandLine, Request, System};
 
@@ -48,26 +49,24 @@ pub fn haproxy_program() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Check the front of `tree` if `changes` touch it; when haproxy refuses it, take its writes,
-/// removals and reload out of `changes` and keep the old files in the manifest.
+/// Check the front rendered in `tree`, whose planned changes are `changes`. The verdict only
+/// decides: when haproxy refuses, the engine leaves every change of the front out.
 pub fn guard(
     system: &dyn System,
     paths: &Paths,
     tree: &Tree,
-    changes: &mut Changes,
-    previous: &BTreeSet<PathBuf>,
+    changes: &Changes,
     program: Option<&Path>,
 ) -> Verdict {
-    if !changes.ops.iter().any(|op| is_haproxy_path(op.path())) {
+    if changes.ops.is_empty() {
         return Verdict::Unchanged;
     }
     // Maps hold only validated names and URLs and are read as data: a change to them alone
     // (a redirect, an alias without a new certificate) cannot break the configuration, and
     // skips the check, which loads every certificate (3 s with 4,000 sites).
     let maps_only = changes.ops.iter().all(|op| {
-        !is_haproxy_path(op.path())
-            || matches!(op, crate::changeset::Op::Write { path, .. }
-                if path.starts_with(DIR) && path.extension().is_some_and(|e| e == "map"))
+        matches!(op, crate::changeset::Op::Write { path, .. }
+            if path.starts_with(DIR) && path.extension().is_some_and(|e| e == "map"))
     });
     if maps_only {
         return Verdict::MapsOnly;
@@ -88,26 +87,17 @@ pub fn guard(
             let _ = system.write(&stamp, print.as_bytes(), 0o600, true);
             Verdict::Checked
         }
-        Err(msg) => {
-            changes.ops.retain(|op| !is_haproxy_path(op.path()));
-            let reload = Request::Reload(haproxy::UNIT.into());
-            changes.reloads.retain(|r| *r != reload);
-            changes.manifest.retain(|p| !is_haproxy_path(p));
-            changes
-                .manifest
-                .extend(previous.iter().filter(|p| is_haproxy_path(p)).cloned());
-            Verdict::Refused(msg)
-        }
+        Err(msg) => Verdict::Refused(msg),
     }
 }
 
-/// A fingerprint of the front in `tree`: every haproxy file, path and bytes (the crt-list
-/// names each certificate's issue time, so a new certificate changes it too).
+/// A fingerprint of the front in `tree`: every file, path and bytes (the crt-list names each
+/// certificate's issue time, so a new certificate changes it too).
 fn fingerprint(tree: &Tree) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (path, entry) in tree.entries() {
-        if let (true, Entry::File { bytes, .. }) = (is_haproxy_path(path), entry) {
+        if let Entry::File { bytes, .. } = entry {
             path.hash(&mut h);
             bytes.hash(&mut h);
         }
@@ -161,11 +151,61 @@ fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Res
         .map_err(|e| format!("haproxy refused the new configuration; the running one is kept: {e}"))
 }
 
+/// The front module: haproxy.cfg and what it reads under `/run/srvctl/haproxy/`, checked by
+/// [`guard`] before it replaces the live files; any change reloads haproxy.
+pub struct Front;
+
+impl Module for Front {
+    fn name(&self) -> &'static str {
+        "front"
+    }
+
+    fn render(&self, inputs: &Inputs, tree: &mut Tree) -> Result<(), TemplateError> {
+        haproxy::render(
+            tree,
+            inputs.state,
+            inputs.me,
+            inputs.settings,
+            inputs.certificates,
+            inputs.templates,
+        )
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[CONFIG, DIR]
+    }
+
+    fn reloads(&self, changed: &[&Path]) -> Vec<Request> {
+        (!changed.is_empty())
+            .then(|| Request::Reload(haproxy::UNIT.into()))
+            .into_iter()
+            .collect()
+    }
+
+    fn guard(
+        &self,
+        system: &dyn System,
+        paths: &Paths,
+        tree: &Tree,
+        changes: &Changes,
+    ) -> crate::registry::Verdict {
+        use crate::registry::Verdict as V;
+        match guard(system, paths, tree, changes, haproxy_program().as_deref()) {
+            Verdict::NotChecked(note) => V::Note(note),
+            Verdict::Refused(error) => V::Refuse(error),
+            Verdict::Unchanged | Verdict::Checked | Verdict::MapsOnly | Verdict::CheckedBefore => {
+                V::Accept
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::changeset::{self, Op};
     use crate::system::Recording;
+    use std::collections::BTreeSet;
 
     fn tree(cfg: &str) -> Tree {
         let mut t = Tree::default();
@@ -175,7 +215,6 @@ mod tests {
             format!("{DIR}/crt-list"),
             "/var/lib/srvctl/certs/_default.pem\n".into(),
         );
-        t.file("run/systemd/network/50-x.network", "x".into());
         t
     }
 
@@ -184,13 +223,12 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let t = tree("bind :443 ssl crt-list /run/srvctl/haproxy/crt-list\n");
-        let mut changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
         let v = guard(
             &sys,
             &paths,
             &t,
-            &mut changes,
-            &BTreeSet::new(),
+            &changes,
             Some(Path::new("/usr/sbin/haproxy")),
         );
         assert_eq!(v, Verdict::Checked);
@@ -207,26 +245,18 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        assert!(
-            changes
-                .reloads
-                .contains(&Request::Reload(haproxy::UNIT.into()))
+        assert_eq!(
+            Front.reloads(&[Path::new(CONFIG)]),
+            [Request::Reload(haproxy::UNIT.into())]
         );
         // The same front again (after a reboot emptied /run): not checked twice.
         assert_eq!(
-            guard(
-                &sys,
-                &paths,
-                &t,
-                &mut changes,
-                &BTreeSet::new(),
-                Some(Path::new("haproxy"))
-            ),
+            guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy"))),
             Verdict::CheckedBefore
         );
         assert_eq!(sys.commands.borrow().len(), 1);
         // Only maps changed: no check needed, haproxy reloads.
-        let mut maps = changeset::Changes {
+        let maps = changeset::Changes {
             ops: vec![Op::Write {
                 path: PathBuf::from(DIR).join("hosts.map"),
                 bytes: Vec::new(),
@@ -234,20 +264,14 @@ mod tests {
             }],
             ..changeset::Changes::default()
         };
-        assert_eq!(
-            guard(&sys, &paths, &t, &mut maps, &BTreeSet::new(), None),
-            Verdict::MapsOnly
-        );
+        assert_eq!(guard(&sys, &paths, &t, &maps, None), Verdict::MapsOnly);
         assert_eq!(sys.commands.borrow().len(), 1);
         // Unchanged files: no check.
-        let mut none = changeset::Changes::default();
-        assert_eq!(
-            guard(&sys, &paths, &t, &mut none, &BTreeSet::new(), None),
-            Verdict::Unchanged
-        );
+        let none = changeset::Changes::default();
+        assert_eq!(guard(&sys, &paths, &t, &none, None), Verdict::Unchanged);
         // No haproxy: written unchecked, with a note.
         assert!(matches!(
-            guard(&sys, &paths, &t, &mut changes, &BTreeSet::new(), None),
+            guard(&sys, &paths, &t, &changes, None),
             Verdict::NotChecked(_)
         ));
     }
@@ -271,6 +295,9 @@ mod tests {
         }
         fn read_link(&self, p: &Path) -> std::io::Result<Option<PathBuf>> {
             self.0.read_link(p)
+        }
+        fn stamp(&self, p: &Path) -> std::io::Result<Option<crate::system::FileStamp>> {
+            self.0.stamp(p)
         }
         fn write(&self, p: &Path, b: &[u8], m: u32, d: bool) -> std::io::Result<()> {
             self.0.write(p, b, m, d)
@@ -314,38 +341,22 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_front_is_left_out_whole() {
+    fn a_refused_front_says_why() {
         let sys = Refusing(Recording::default());
         let paths = Paths::rooted("/r");
         let t = tree("broken\n");
-        let previous: BTreeSet<PathBuf> = [PathBuf::from("run/srvctl/haproxy/old.map")].into();
-        let mut changes = changeset::plan(&t, Path::new("/r"), &previous, &sys).unwrap();
-        let v = guard(
-            &sys,
-            &paths,
-            &t,
-            &mut changes,
-            &previous,
-            Some(Path::new("haproxy")),
-        );
+        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let v = guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy")));
         let Verdict::Refused(msg) = v else {
             panic!("{v:?}")
         };
         assert!(msg.contains("unknown keyword"), "{msg}");
-        assert!(changes.ops.iter().all(|op| !is_haproxy_path(op.path())));
+        assert!(msg.contains("the running one is kept"), "{msg}");
         assert!(
-            changes
-                .ops
-                .iter()
-                .any(|op| matches!(op, Op::Write { path, .. } if path.starts_with("run/systemd")))
+            sys.0
+                .read(Path::new("/r/var/lib/srvctl/haproxy.checked"))
+                .unwrap()
+                .is_none()
         );
-        assert_eq!(changes.reloads, vec![Request::ReloadNetworkd]);
-        // The old files stay owned, the new ones are not claimed.
-        assert!(
-            changes
-                .manifest
-                .contains(Path::new("run/srvctl/haproxy/old.map"))
-        );
-        assert!(!changes.manifest.contains(Path::new(CONFIG)));
     }
 }

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod pki;
 pub mod plan;
 pub mod regenerate;
+pub mod registry;
 pub mod render;
 pub mod rootfs;
 pub mod settings;

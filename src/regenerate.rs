@@ -10,6 +10,7 @@ use crate::changeset;
 use crate::cluster::{ClusterError, Clusters};
 use crate::paths::Paths;
 use crate::pki::{self, PkiError};
+use crate::registry::{self, Inputs, MODULES, Verdict};
 use crate::render::{
     self, mesh,
     templates::{TemplateError, Templates},
@@ -41,7 +42,8 @@ pub struct Outcome {
     pub certificates_issued: Vec<String>,
     /// Things the operator should know (e.g. haproxy is not installed, so not checked).
     pub notes: Vec<String>,
-    /// Why haproxy's new configuration was not applied (`haproxy -c` refused it).
+    /// Why a module's new configuration was not applied: its guard refused it (the front's
+    /// guard is `haproxy -c`, the only guard today; the name is kept for scripts).
     pub haproxy_error: Option<String>,
 }
 
@@ -110,54 +112,51 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
     // Every container of this host has a certificate before haproxy is rendered: one of the
     // internal CA unless a valid ACME one is installed.
     let certificates = crate::certs::lock(paths).map_err(RegenerateError::Read)?;
-    outcome.certificates_issued = crate::certs::ensure_internal(system, paths, &state, hostname)?;
+    let ensured = crate::certs::ensure_internal(system, paths, &state, hostname)?;
     crate::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
     drop(certificates);
-    // ACME hook point: certificates from the ACME CA are installed here (crate::acme), before
-    // the crt-list is rendered from what is installed.
-    let installed = crate::certs::installed(system, paths, &state, hostname)?;
-    let mut tree = render::host(&state, &clusters, me, &templates)?;
-    render::haproxy::render(&mut tree, &state, me, &site, &installed, &templates)?;
+    outcome.certificates_issued = ensured.issued;
+    // ACME hook point: certificates from the ACME CA would be installed here (crate::acme),
+    // before the crt-list is rendered; `installed` must then be read again
+    // (crate::certs::installed, which re-reads only the certificates that changed).
+    let installed = ensured.installed;
+    let inputs = Inputs {
+        state: &state,
+        clusters: &clusters,
+        me,
+        settings: &site,
+        templates: &templates,
+        certificates: &installed,
+    };
+    let rendered = registry::render(MODULES, &inputs)?;
     let base = paths.host("/");
-    let previous =
-        apply::read_manifest(system, &base.join(MANIFEST)).map_err(RegenerateError::Read)?;
-    let mut changes =
-        changeset::plan(&tree, &base, &previous, system).map_err(RegenerateError::Read)?;
-    let program = crate::front::haproxy_program();
-    match crate::front::guard(
-        system,
-        paths,
-        &tree,
-        &mut changes,
-        &previous,
-        program.as_deref(),
-    ) {
-        crate::front::Verdict::NotChecked(note) => outcome.notes.push(note),
-        crate::front::Verdict::Refused(error) => outcome.haproxy_error = Some(error),
-        crate::front::Verdict::Unchanged
-        | crate::front::Verdict::Checked
-        | crate::front::Verdict::MapsOnly
-        | crate::front::Verdict::CheckedBefore => {}
+    let previous = apply::read_manifest(system, &base.join(MANIFEST), MODULES)
+        .map_err(RegenerateError::Read)?;
+    let mut plan = changeset::plan_modules(rendered, &base, &previous, system)
+        .map_err(RegenerateError::Read)?;
+    for (_, verdict) in registry::guard(&mut plan, system, paths) {
+        match verdict {
+            Verdict::Note(note) => outcome.notes.push(note),
+            Verdict::Refuse(error) => outcome.haproxy_error = Some(error),
+            Verdict::Accept => {}
+        }
     }
-    apply::apply(system, &base, &changes, Path::new(MANIFEST))?;
-    for op in &changes.ops {
+    apply::apply(system, &base, &plan, Path::new(MANIFEST))?;
+    for (_, op) in plan.ops() {
         let list = match op {
             changeset::Op::Remove { .. } => &mut outcome.removed,
             _ => &mut outcome.written,
         };
         list.push(format!("/{}", op.path().display()));
     }
-    if changes
-        .reloads
-        .contains(&crate::system::Request::ReloadNetworkd)
-    {
+    let reloads = plan.reloads();
+    if reloads.contains(&crate::system::Request::ReloadNetworkd) {
         outcome.bridges_missing = wait_for_bridges(system, &state, hostname, BRIDGE_WAIT);
     }
-    outcome.unchanged = changes.unchanged;
-    outcome.reloads = changes.reloads.iter().map(ToString::to_string).collect();
+    outcome.unchanged = plan.unchanged();
+    outcome.reloads = reloads.iter().map(ToString::to_string).collect();
     Ok(outcome)
 }
-
 /// How long to wait for systemd-networkd to make the bridges.
 pub const BRIDGE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -400,11 +400,33 @@ pub fn names_in(routes: &BTreeMap<Domain, Route>, name: &ContainerName) -> Vec<S
         .filter(|(_, r)| r.container() == name)
         .map(|(d, _)| d.to_string())
         .collect();
+    own_name_first(&mut names, name);
+    names
+}
+
+/// The names routed to each container (its own name first), from a routing table: what
+/// [`names_in`] answers for every container, in one pass over the table.
+pub fn names_by_container(
+    routes: &BTreeMap<Domain, Route>,
+) -> BTreeMap<&ContainerName, Vec<String>> {
+    let mut out: BTreeMap<&ContainerName, Vec<String>> = BTreeMap::new();
+    for (domain, route) in routes {
+        out.entry(route.container())
+            .or_default()
+            .push(domain.to_string());
+    }
+    for (name, names) in &mut out {
+        own_name_first(names, name);
+    }
+    out
+}
+
+/// Move the container's own name to the front of the names routed to it.
+fn own_name_first(names: &mut Vec<String>, name: &ContainerName) {
     if let Some(i) = names.iter().position(|n| n == name.as_str()) {
         let own = names.remove(i);
         names.insert(0, own);
     }
-    names
 }
 
 /// Most names in one list of a container.

@@ -15,6 +15,8 @@ use crate::plan::Bridge;
 
 /// Directory of the per-container files bound into containers.
 pub const CONTAINER_FILES: &str = "run/srvctl/containers";
+/// Directory of the bridges' files, read by systemd-networkd.
+pub const NETWORK_DIR: &str = "run/systemd/network";
 
 #[derive(Serialize)]
 struct Nspawn<'a> {
@@ -77,7 +79,7 @@ pub fn render(
             gateway: bridge.gateway(),
             prefix: Bridge::PREFIX,
         };
-        let base = format!("run/systemd/network/50-{}", data.interface);
+        let base = format!("{NETWORK_DIR}/50-{}", data.interface);
         tree.file(
             format!("{base}.netdev"),
             templates.render("bridge.netdev", &data)?,
@@ -122,4 +124,36 @@ fn container(
         templates.render("container.nspawn", &nspawn)?,
     );
     Ok(())
+}
+
+/// The containers module: `.nspawn` files, each container's host0 network file and the
+/// per-user bridges. .nspawn files are read when a container starts, so only the bridges'
+/// files need a reload (of systemd-networkd).
+pub struct Containers;
+
+impl crate::registry::Module for Containers {
+    fn name(&self) -> &'static str {
+        "containers"
+    }
+
+    fn render(
+        &self,
+        inputs: &crate::registry::Inputs,
+        tree: &mut Tree,
+    ) -> Result<(), TemplateError> {
+        render(tree, inputs.state, inputs.me, inputs.templates)
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &["run/systemd/nspawn", NETWORK_DIR, CONTAINER_FILES]
+    }
+
+    fn reloads(&self, changed: &[&std::path::Path]) -> Vec<crate::system::Request> {
+        changed
+            .iter()
+            .any(|p| p.starts_with(NETWORK_DIR))
+            .then_some(crate::system::Request::ReloadNetworkd)
+            .into_iter()
+            .collect()
+    }
 }

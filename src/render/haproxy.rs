@@ -55,12 +55,6 @@ const ERRORS: &[(u16, &str, &str)] = &[
     (504, "Gateway Timeout", "The site took too long to answer."),
 ];
 
-/// Whether a path (relative to the host root) belongs to the HTTPS front: a change to one of
-/// them is checked with `haproxy -c` and makes haproxy reload.
-pub fn is_haproxy_path(path: &std::path::Path) -> bool {
-    path == std::path::Path::new(CONFIG) || path.starts_with(DIR)
-}
-
 #[derive(Serialize)]
 struct Backend {
     name: String,

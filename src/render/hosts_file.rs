@@ -10,6 +10,8 @@ use super::tree::{Entry, Tree};
 use crate::cluster::Clusters;
 use crate::model::State;
 
+/// The hosts file, relative to the host root.
+pub const HOSTS: &str = "etc/hosts";
 /// First line of the block.
 pub const BEGIN: &str = "# BEGIN srvctl";
 /// Last line of the block.
@@ -47,7 +49,7 @@ pub fn render(
         text.push('\n');
     }
     tree.insert(
-        "etc/hosts",
+        HOSTS,
         Entry::Block {
             bytes: text.into_bytes(),
         },
@@ -83,6 +85,31 @@ pub fn splice(current: &[u8], block: &[u8]) -> Vec<u8> {
         out.push_str(&String::from_utf8_lossy(block));
     }
     out.into_bytes()
+}
+
+/// The hosts-file module: srvctl's block in `/etc/hosts`, read at every lookup (no reload).
+pub struct HostsFile;
+
+impl crate::registry::Module for HostsFile {
+    fn name(&self) -> &'static str {
+        "hosts-file"
+    }
+
+    fn render(
+        &self,
+        inputs: &crate::registry::Inputs,
+        tree: &mut Tree,
+    ) -> Result<(), TemplateError> {
+        render(tree, inputs.state, inputs.clusters, inputs.templates)
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[HOSTS]
+    }
+
+    fn reloads(&self, _changed: &[&std::path::Path]) -> Vec<crate::system::Request> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

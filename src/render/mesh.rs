@@ -134,3 +134,43 @@ pub fn render(
     }
     Ok(())
 }
+
+/// The mesh module: the openvpn server and client configurations of this host. A changed
+/// client file restarts that client's tunnel; any other change (server, ccd) the server's.
+pub struct Mesh;
+
+impl crate::registry::Module for Mesh {
+    fn name(&self) -> &'static str {
+        "mesh"
+    }
+
+    fn render(
+        &self,
+        inputs: &crate::registry::Inputs,
+        tree: &mut Tree,
+    ) -> Result<(), TemplateError> {
+        render(tree, inputs.clusters, inputs.me, inputs.templates)
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[CONFIG_DIR]
+    }
+
+    fn reloads(&self, changed: &[&std::path::Path]) -> Vec<crate::system::Request> {
+        let mut out = Vec::new();
+        for path in changed {
+            let Some(rest) = path.strip_prefix(CONFIG_DIR).ok().and_then(|r| r.to_str()) else {
+                continue;
+            };
+            let instance = match rest.strip_suffix(".conf") {
+                Some(client) if client.starts_with("client-") => client,
+                _ => "server",
+            };
+            let request = crate::system::Request::TryRestart(super::generator::mesh_unit(instance));
+            if !out.contains(&request) {
+                out.push(request);
+            }
+        }
+        out
+    }
+}

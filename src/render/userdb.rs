@@ -39,3 +39,30 @@ pub fn render(tree: &mut Tree, state: &State) {
         }
     }
 }
+
+/// The accounts module: the userdb records. nss-systemd reads them when asked, so they need
+/// no reload.
+pub struct Accounts;
+
+impl crate::registry::Module for Accounts {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+
+    fn render(
+        &self,
+        inputs: &crate::registry::Inputs,
+        tree: &mut Tree,
+    ) -> Result<(), super::templates::TemplateError> {
+        render(tree, inputs.state);
+        Ok(())
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[USERDB]
+    }
+
+    fn reloads(&self, _changed: &[&std::path::Path]) -> Vec<crate::system::Request> {
+        Vec::new()
+    }
+}

@@ -6,7 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::systemd::{self, Request, SystemdError, UnitState};
-use super::{CommandLine, System};
+use super::{CommandLine, FileStamp, System};
 
 /// The machine. With `dry_systemd`, systemd requests are printed to stderr instead of sent
 /// (used under `--root`).
@@ -45,6 +45,18 @@ fn parent_dirs(path: &Path) -> io::Result<()> {
 impl System for Local {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         missing_ok(fs::read(path))
+    }
+
+    fn stamp(&self, path: &Path) -> io::Result<Option<FileStamp>> {
+        use std::os::unix::fs::MetadataExt;
+        let nanos =
+            |secs: i64, nsecs: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsecs);
+        Ok(missing_ok(fs::metadata(path))?.map(|m| FileStamp {
+            inode: m.ino(),
+            len: m.len(),
+            modified: nanos(m.mtime(), m.mtime_nsec()),
+            changed: nanos(m.ctime(), m.ctime_nsec()),
+        }))
     }
 
     fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>> {

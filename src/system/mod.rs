@@ -20,6 +20,9 @@ pub use systemd::Request;
 pub trait System {
     /// The bytes of a file, or `None` if it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// A stamp of a file that changes whenever the file is written or replaced, or `None` if
+    /// it does not exist: cheaper than reading it, to tell whether it changed since.
+    fn stamp(&self, path: &Path) -> io::Result<Option<FileStamp>>;
     /// The target of a symbolic link, or `None` if there is no link.
     fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>>;
     /// Replace a file atomically (creating parent directories). `durable` files are fsynced;
@@ -47,6 +50,20 @@ pub trait System {
     /// The state of every loaded unit whose name matches `pattern` (a glob). Under a scratch
     /// root there is no systemd to ask: the list is empty.
     fn unit_states(&self, pattern: &str) -> Result<Vec<systemd::UnitState>, systemd::SystemdError>;
+}
+
+/// What [`System::stamp`] tells of a file: its inode, size and change times. Every write of
+/// srvctl replaces the file (a new inode, new times); an edit in place changes the times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// The inode number.
+    pub inode: u64,
+    /// The size in bytes.
+    pub len: u64,
+    /// The modification time, in nanoseconds since the epoch.
+    pub modified: i64,
+    /// The status change time, in nanoseconds since the epoch (not settable by a writer).
+    pub changed: i64,
 }
 
 /// A program and its arguments.

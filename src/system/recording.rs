@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::systemd::{Request, SystemdError, UnitState};
-use super::{CommandLine, System};
+use super::{CommandLine, FileStamp, System};
 
 /// What the recording system holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,25 @@ impl System for Recording {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         Ok(match self.nodes.borrow().get(path) {
             Some(Node::File(b, _)) => Some(b.clone()),
+            _ => None,
+        })
+    }
+
+    /// The stamp of a file in memory: its size, with a hash of its bytes in place of the
+    /// times (which the recording system does not keep).
+    fn stamp(&self, path: &Path) -> io::Result<Option<FileStamp>> {
+        use std::hash::{Hash, Hasher};
+        Ok(match self.nodes.borrow().get(path) {
+            Some(Node::File(b, _)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                b.hash(&mut h);
+                Some(FileStamp {
+                    inode: 0,
+                    len: b.len() as u64,
+                    modified: h.finish() as i64,
+                    changed: 0,
+                })
+            }
             _ => None,
         })
     }
