@@ -123,8 +123,10 @@ impl ContainerName {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountName(String);
 
-/// Names that belong to the system and can never be srvctl accounts.
-const RESERVED_ACCOUNTS: &[&str] = &[
+/// Well-known names of system accounts (Debian's and Fedora's base system, and the services
+/// srvctl runs beside): never srvctl accounts. Names starting with `systemd-` or `_` are
+/// system accounts too ([`is_system_account`]).
+const SYSTEM_ACCOUNTS: &[&str] = &[
     "root",
     "daemon",
     "bin",
@@ -137,21 +139,44 @@ const RESERVED_ACCOUNTS: &[&str] = &[
     "news",
     "uucp",
     "proxy",
+    "www-data",
     "backup",
     "list",
     "irc",
+    "gnats",
     "nobody",
+    "nogroup",
     "systemd",
     "messagebus",
     "sshd",
+    "polkitd",
     "haproxy",
     "named",
     "bind",
     "postfix",
+    "dovecot",
+    "dovenull",
+    "opendkim",
+    "etcd",
     "openvpn",
+    "tss",
+    "dnsmasq",
+    "avahi",
+    "chrony",
+    "ntp",
+    "adm",
+    "wheel",
+    "sudo",
+    "staff",
+    "users",
     "admin",
     "operator",
 ];
+
+/// Whether `name` is a well-known system account name (see [`SYSTEM_ACCOUNTS`]).
+pub fn is_system_account(name: &str) -> bool {
+    SYSTEM_ACCOUNTS.contains(&name) || name.starts_with("systemd-") || name.starts_with('_')
+}
 
 impl AccountName {
     /// Validate an account name.
@@ -168,7 +193,7 @@ impl AccountName {
         {
             return Err(invalid("use only lower-case letters, digits and '-'"));
         }
-        if RESERVED_ACCOUNTS.contains(&raw) {
+        if is_system_account(raw) {
             return Err(invalid("the name is reserved for the system"));
         }
         Ok(Self(raw.to_owned()))

@@ -204,8 +204,9 @@ pub fn act(
             list,
             change: Some((add, domain)),
         } => {
-            return super::change(inv, out, false, |state, _| {
-                let names = crate::web::change_names(state, name, list, add, &domain)?;
+            return super::change(inv, out, false, |state, ctx| {
+                let names =
+                    crate::web::change_names(state, ctx.reserved, name, list, add, &domain)?;
                 let domain = crate::web::Domain::new(&domain)?;
                 let what = if list == crate::web::NameList::Aliases {
                     "alias"

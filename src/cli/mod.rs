@@ -317,11 +317,14 @@ fn change(
     dry_run: bool,
     edit: impl FnOnce(&mut State, &Context<'_>) -> Result<output::Report, Failure>,
 ) -> Result<(), Failure> {
+    let reserved = crate::claims::Reserved::load(&inv.paths);
     let ctx = Context {
         host: None,
         hostname: &inv.hostname,
         caller: &inv.caller,
         now: &inv.now,
+        reserved: &reserved,
+        accounts: crate::claims::host_accounts(&inv.paths),
     };
     let result: Result<output::Report, Failure> = (|| {
         let (mut writer, mut state): (Writer, State) = Writer::lock(&inv.paths)?;
