@@ -600,6 +600,182 @@ mod tests {
         assert!(text.contains("\"future\"") && text.contains("bad\\nname"));
     }
 
+    /// A document of the worked example plus `containers` and `users` (JSON members).
+    fn doc_with(users: &str, containers: &str) -> String {
+        format!(
+            r#"{{"schema_version": 1,
+            "resellers": {{"alice": {{"id": 1, "created": "t", "created_by": "root"}}}},
+            "users": {{
+              "alice": {{"reseller_id": 1, "index": 0, "uid": 20256, "gid": 20256, "created": "t", "created_by": "root"}},
+              "bob": {{"reseller_id": 1, "index": 1, "uid": 20257, "gid": 20257, "created": "t", "created_by": "root"}}
+              {users}
+            }},
+            "containers": {{
+              "web.example.com": {{"user": "bob", "host": "h1.test", "ip": "10.17.1.2", "created": "t", "created_by": "root", "aliases": ["shop.example.net"]}}
+              {containers}
+            }}}}"#
+        )
+    }
+
+    fn container(key: &str, fields: &str) -> String {
+        format!(
+            r#", "{key}": {{"host": "h1.test", "created": "t", "created_by": "root", {fields}}}"#
+        )
+    }
+
+    fn user(key: &str, fields: &str) -> String {
+        format!(r#", "{key}": {{"created": "t", "created_by": "root", {fields}}}"#)
+    }
+
+    #[test]
+    fn records_that_break_an_invariant_are_set_aside() {
+        let reserved = crate::claims::Reserved::new(
+            &crate::cluster::Clusters::parse(
+                std::path::Path::new("clusters.json"),
+                r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            )
+            .unwrap(),
+            &crate::site::Settings::default(),
+        );
+        let cases: Vec<(&str, String, String, &str)> = vec![
+            (
+                "two on one address",
+                String::new(),
+                container("x.example.com", r#""user": "bob", "ip": "10.17.1.2""#),
+                "already the address of web.example.com",
+            ),
+            (
+                "another user's bridge",
+                String::new(),
+                container("x.example.com", r#""user": "alice", "ip": "10.17.1.3""#),
+                "not on one of its owner alice",
+            ),
+            (
+                "another host's network",
+                String::new(),
+                container("x.example.com", r#""user": "bob", "ip": "10.33.1.3""#),
+                "not in the network of its host h1.test",
+            ),
+            (
+                "a port out of range",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "http_port": 0"#,
+                ),
+                "http_port",
+            ),
+            (
+                "an alias taken",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "aliases": ["www.web.example.com"]"#,
+                ),
+                "already a name of container web.example.com",
+            ),
+            (
+                "a cluster host's name",
+                String::new(),
+                container("h2.test", r#""user": "bob", "ip": "10.17.1.3""#),
+                "cluster host h2.test",
+            ),
+            (
+                "a command word",
+                String::new(),
+                container("status", r#""user": "bob", "ip": "10.17.1.3""#),
+                "sc command word",
+            ),
+            (
+                "uid 0",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 2, "uid": 0, "gid": 0"#,
+                ),
+                String::new(),
+                "outside srvctl's range",
+            ),
+            (
+                "a duplicate uid",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 2, "uid": 20257, "gid": 20257"#,
+                ),
+                String::new(),
+                "already held by bob",
+            ),
+            (
+                "a duplicate index",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 1, "uid": 20258, "gid": 20258"#,
+                ),
+                String::new(),
+                "user index 1 of reseller id 1 is already held by bob",
+            ),
+            (
+                "a system account",
+                user(
+                    "www-data",
+                    r#""reseller_id": 1, "index": 2, "uid": 20258, "gid": 20258"#,
+                ),
+                String::new(),
+                "reserved for the system",
+            ),
+        ];
+        for (what, users, containers, why) in cases {
+            let state = State::load(doc_with(&users, &containers).as_bytes(), &reserved).unwrap();
+            assert_eq!(state.set_aside.len(), 1, "{what}: {:?}", state.set_aside);
+            assert!(
+                state.set_aside[0].reason.contains(why),
+                "{what}: {:?}",
+                state.set_aside
+            );
+            assert_eq!(state.containers.len(), 1, "{what}");
+            assert_eq!(state.users.len(), 2, "{what}");
+            // Written back as found.
+            let again = State::load(&state.to_json(), &reserved).unwrap();
+            assert_eq!(again, state, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_reseller_id_is_set_aside() {
+        let doc = doc_with("", "").replace(
+            r#""resellers": {"#,
+            r#""resellers": {"zed": {"id": 1, "created": "t", "created_by": "root"},"#,
+        );
+        let state = State::from_json(doc.as_bytes()).unwrap();
+        assert_eq!(state.set_aside.len(), 1, "{:?}", state.set_aside);
+        assert_eq!(state.set_aside[0].key, "zed");
+        assert!(
+            state.set_aside[0]
+                .reason
+                .contains("already the id of alice")
+        );
+    }
+
+    #[test]
+    fn keys_differing_only_in_case_are_both_kept() {
+        for order in [
+            ["Web.Example.com", "web.example.com"],
+            ["web.example.com", "Web.Example.com"],
+        ] {
+            let doc = format!(
+                r#"{{"schema_version": 1, "containers": {{
+                "{}": {{"user": "root", "host": "h1.test", "ip": "10.16.0.2", "created": "t", "created_by": "root"}},
+                "{}": {{"user": "root", "host": "h1.test", "ip": "10.16.0.3", "created": "t", "created_by": "root"}}}}}}"#,
+                order[0], order[1]
+            );
+            let state = State::from_json(doc.as_bytes()).unwrap();
+            assert_eq!(state.containers.len(), 1);
+            assert_eq!(state.set_aside.len(), 1);
+            assert_eq!(state.set_aside[0].key, "Web.Example.com");
+            let text = String::from_utf8(state.to_json()).unwrap();
+            assert!(text.contains("\"Web.Example.com\"") && text.contains("\"web.example.com\""));
+        }
+    }
+
     #[test]
     fn refuses_newer_schema() {
         let e = State::from_json(br#"{"schema_version": 9}"#).unwrap_err();

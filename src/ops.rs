@@ -570,6 +570,42 @@ mod tests {
     }
 
     #[test]
+    fn names_and_accounts_are_claimed_once() {
+        let c = clusters();
+        let settings = crate::site::Settings {
+            company_domain: Some(crate::web::Domain::new("company.net").unwrap()),
+            company_name: None,
+        };
+        let r = Reserved::new(&c, &settings);
+        let ctx = ctx(&c, &r);
+        let mut s = State::default();
+        add_container(&mut s, &ctx, "shop.example.com", None).unwrap();
+        let before = s.clone();
+        for (name, owner) in [
+            ("www.shop.example.com", "container shop.example.com"),
+            ("shop-example-com.company.net", "container shop.example.com"),
+            ("WWW.Shop.Example.com", "container shop.example.com"),
+            ("h2.test", "cluster host h2.test"),
+            ("company.net", "company domain"),
+            ("localhost", "localhost"),
+            ("status", "sc command word"),
+        ] {
+            let e = add_container(&mut s, &ctx, name, None).unwrap_err();
+            assert!(matches!(e, OpError::Claim(_)), "{name}: {e}");
+            assert!(e.to_string().contains(owner), "{name}: {e}");
+        }
+        for name in ["www-data", "systemd-network", "root", "nobody"] {
+            let e = add_user(&mut s, &ctx, name, None).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{name} is a system account on this host")
+            );
+            assert!(add_reseller(&mut s, &ctx, name).is_err());
+        }
+        assert_eq!(s, before);
+    }
+
+    #[test]
     fn exhausted_ranges_are_refused() {
         let c = clusters();
         let r = Reserved::new(&c, &Default::default());

@@ -225,3 +225,32 @@ impl Command {
         matches!(self, Self::Completion { .. } | Self::Man)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand (and nested subcommand) and each of its aliases, recursively.
+    fn words(cmd: &clap::Command, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            out.push(sub.get_name().to_owned());
+            out.extend(sub.get_all_aliases().map(str::to_owned));
+            words(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_is_reserved_for_no_container() {
+        let mut all = vec!["help".to_owned()];
+        words(&Cli::command(), &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        for word in &all {
+            assert!(
+                crate::claims::COMMAND_WORDS.contains(&word.as_str()),
+                "sc word {word} is missing from claims::COMMAND_WORDS"
+            );
+        }
+    }
+}
