@@ -55,7 +55,11 @@ const SYSTEM: &str = "is a system account on this host";
 
 /// (command, the name claimed, what the refusal must name).
 const CLAIMS: &[(Via, &str, &str)] = &[
-    (Via::AddVe, "shop.example.com", "shop.example.com already exists"),
+    (
+        Via::AddVe,
+        "shop.example.com",
+        "shop.example.com already exists",
+    ),
     (Via::AddVe, "www.shop.example.com", SHOP),
     (Via::AddVe, "shop-example-com.company.net", SHOP),
     (Via::AddVe, "shop.example.net", SHOP),
@@ -112,7 +116,10 @@ fn v3_dir(farm: &Farm, users: serde_json::Value, containers: serde_json::Value) 
     for (file, doc) in [
         ("users.json", users),
         ("containers.json", containers),
-        ("hosts.json", json!({"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1}})),
+        (
+            "hosts.json",
+            json!({"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1}}),
+        ),
     ] {
         std::fs::write(dir.join(file), doc.to_string()).unwrap();
     }
@@ -120,15 +127,19 @@ fn v3_dir(farm: &Farm, users: serde_json::Value, containers: serde_json::Value) 
 }
 
 fn args(farm: &Farm, via: Via, name: &str) -> Vec<String> {
-    let v3_container = |n: &str, aliases: &[&str]| {
-        json!({ n: {"user": "root", "ip": "10.1.0.9", "aliases": aliases} })
-    };
+    let v3_container = |n: &str, aliases: &[&str]| json!({ n: {"user": "root", "ip": "10.1.0.9", "aliases": aliases} });
     let words: Vec<String> = match via {
         Via::AddVe => vec!["add-ve".into(), name.into()],
         Via::NewContainer => vec!["new".into(), "container".into(), name.into()],
         Via::Alias | Via::Altname => {
-            let list = if matches!(via, Via::Alias) { "alias" } else { "altname" };
-            ["bob.example.org", list, "add", name].map(String::from).to_vec()
+            let list = if matches!(via, Via::Alias) {
+                "alias"
+            } else {
+                "altname"
+            };
+            ["bob.example.org", list, "add", name]
+                .map(String::from)
+                .to_vec()
         }
         Via::AddUser => vec!["add-user".into(), name.into()],
         Via::AddReseller => vec!["add-reseller".into(), name.into()],
