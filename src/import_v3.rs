@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::claims::{self, ClaimError, Reserved};
+use crate::claims::{self, ClaimError, HostAccounts, Reserved};
 use crate::cluster::Clusters;
 use crate::model::{OPERATOR, State};
 use crate::names::{AccountName, ContainerName, shown};
@@ -154,6 +154,22 @@ fn keep_rest(
     ));
 }
 
+/// The host's accounts, less those srvctl 3 made: a srvctl 3 user still in the host's passwd
+/// (an import on the old host) has the UID its record says, and is the account imported.
+#[derive(Debug)]
+struct V3Accounts<'a> {
+    host: &'a dyn HostAccounts,
+    uids: BTreeMap<String, u64>,
+}
+
+impl HostAccounts for V3Accounts<'_> {
+    fn id_of(&self, name: &str) -> Option<u32> {
+        self.host
+            .id_of(name)
+            .filter(|id| self.uids.get(name) != Some(&u64::from(*id)))
+    }
+}
+
 /// The key of a record under which the fields srvctl 3 had and this build does not use are
 /// kept.
 pub const V3: &str = "v3";
@@ -170,6 +186,17 @@ pub fn import(
     let containers = read_object(dir, "containers.json")?;
     let hosts = read_object(dir, "hosts.json")?;
     let mut report = ImportReport::default();
+    let accounts = V3Accounts {
+        host: ctx.accounts,
+        uids: users
+            .iter()
+            .filter_map(|(name, rec)| Some((name.clone(), number(rec.get("uid"))?)))
+            .collect(),
+    };
+    let ctx = &Context {
+        accounts: &accounts,
+        ..ctx.clone()
+    };
 
     let records = |want_reseller: bool| {
         users.iter().filter(move |(name, rec)| {
@@ -408,4 +435,33 @@ fn import_front(
         notes.push(format!("container {key}: https-redirect dropped: {e}"));
     }
     Ok(web)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct OldHost;
+
+    impl HostAccounts for OldHost {
+        fn id_of(&self, name: &str) -> Option<u32> {
+            match name {
+                "alpha1" => Some(1025),
+                "other" => Some(1030),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn srvctl_3_users_still_on_the_old_host_are_not_host_accounts() {
+        let accounts = V3Accounts {
+            host: &OldHost,
+            uids: [("alpha1".into(), 1025), ("other".into(), 1031)].into(),
+        };
+        assert_eq!(accounts.id_of("alpha1"), None);
+        assert_eq!(accounts.id_of("other"), Some(1030));
+        assert_eq!(accounts.id_of("nobody-else"), None);
+    }
 }
