@@ -10,6 +10,7 @@
 //! add-ve, alias/altname add, import-v3, add-user/add-reseller and the loader all decide with
 //! these functions, so a name refused by a command is also refused in a hand-edited datastore.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use crate::cluster::Clusters;
@@ -180,7 +181,8 @@ impl Reserved {
         if bare == "localhost" || bare.ends_with(".localhost") {
             return Some(ClaimError::Localhost { name: name_owned() });
         }
-        if COMMAND_WORDS.contains(&name) {
+        // Every command word is one label: a name with a dot is none of them.
+        if !name.contains('.') && COMMAND_WORDS.contains(&name) {
             return Some(ClaimError::CommandWord { name: name_owned() });
         }
         None
@@ -190,48 +192,39 @@ impl Reserved {
 /// Every name container `name` answers for: its own name, its alternative names, its aliases,
 /// its preview name (with a company domain), and `www.` of its own name, alternative names and
 /// aliases (a name that starts with `www.` gets no second one). The order is the routing
-/// table's order of precedence; a name may appear twice (an alias `www.NAME`).
-pub fn site_names(
-    name: &ContainerName,
-    web: &WebSettings,
+/// table's order of precedence; a name may appear twice (an alias `www.NAME`). Names stored
+/// in the record are borrowed, derived ones made.
+pub fn site_names<'a>(
+    name: &'a ContainerName,
+    web: &'a WebSettings,
     company: Option<&Domain>,
-) -> Vec<String> {
-    let own = Domain::new(name.as_str()).ok();
-    let mut out = vec![name.as_str().to_owned()];
-    out.extend(
-        web.altnames
-            .iter()
-            .chain(&web.aliases)
-            .map(Domain::to_string),
-    );
+) -> Vec<Cow<'a, str>> {
+    let listed = || web.altnames.iter().chain(&web.aliases).map(Domain::as_str);
+    let mut out = vec![Cow::Borrowed(name.as_str())];
+    out.extend(listed().map(Cow::Borrowed));
     out.extend(
         company
             .and_then(|c| preview_name(name, c))
-            .map(|d| d.to_string()),
+            .map(|d| Cow::Owned(d.to_string())),
     );
-    out.extend(
-        own.iter()
-            .chain(&web.altnames)
-            .chain(&web.aliases)
-            .filter(|d| !d.as_str().starts_with("www."))
-            .filter_map(www),
-    );
+    // A container name with a dot is a domain; one without has no `www.`.
+    let own = Some(name.as_str()).filter(|n| n.contains('.'));
+    out.extend(own.into_iter().chain(listed()).filter_map(www));
     out
 }
 
-/// `www.` of `domain`, the names a list entry adds: the domain itself and `www.` of it.
-pub fn entry_names(domain: &Domain) -> Vec<String> {
-    let mut out = vec![domain.to_string()];
-    if !domain.as_str().starts_with("www.") {
-        out.extend(www(domain));
-    }
+/// The names a list entry (an alias, an alternative name) adds: the domain itself and `www.`
+/// of it.
+pub fn entry_names(domain: &Domain) -> Vec<Cow<'_, str>> {
+    let mut out = vec![Cow::Borrowed(domain.as_str())];
+    out.extend(www(domain.as_str()));
     out
 }
 
-fn www(domain: &Domain) -> Option<String> {
-    Domain::new(&format!("www.{domain}"))
-        .ok()
-        .map(|d| d.to_string())
+/// `www.` of the domain `domain`, unless it starts with `www.` or would be too long.
+fn www<'a>(domain: &str) -> Option<Cow<'a, str>> {
+    (!domain.starts_with("www.") && domain.len() + 4 <= crate::web::DOMAIN_MAX)
+        .then(|| Cow::Owned(format!("www.{domain}")))
 }
 
 /// Whether container `name` (with the web fields `web`) answers for `candidate`: the same
@@ -300,7 +293,7 @@ pub fn check_claim(
     state: &State,
     reserved: &Reserved,
     claimant: &ContainerName,
-    names: &[String],
+    names: &[Cow<'_, str>],
 ) -> Result<(), ClaimError> {
     for name in names {
         refuse_reserved(reserved, name)?;
@@ -325,16 +318,23 @@ fn taken(name: &str, owner: &ContainerName) -> ClaimError {
 }
 
 /// Which container answers for each name, built up container by container: the loader's way
-/// of checking a whole datastore in one pass.
+/// of checking a whole datastore in one pass. It borrows the names from the records.
 #[derive(Debug, Clone, Default)]
-pub struct Registry {
-    owners: HashMap<String, ContainerName>,
+pub struct Registry<'a> {
+    owners: HashMap<Cow<'a, str>, &'a ContainerName>,
 }
 
-impl Registry {
+impl<'a> Registry<'a> {
+    /// An empty registry with room for the names of `containers` containers.
+    pub fn with_capacity(containers: usize) -> Self {
+        Self {
+            owners: HashMap::with_capacity(2 * containers),
+        }
+    }
+
     /// The container that answers for `name`, if any.
-    pub fn owner(&self, name: &str) -> Option<&ContainerName> {
-        self.owners.get(name)
+    pub fn owner(&self, name: &str) -> Option<&'a ContainerName> {
+        self.owners.get(name).copied()
     }
 
     /// Whether `claimant` may answer for every one of `names`, as [`check_claim`] decides.
@@ -342,7 +342,7 @@ impl Registry {
         &self,
         reserved: &Reserved,
         claimant: &ContainerName,
-        names: &[String],
+        names: &[Cow<'_, str>],
     ) -> Result<(), ClaimError> {
         for name in names {
             refuse_reserved(reserved, name)?;
@@ -356,9 +356,9 @@ impl Registry {
     }
 
     /// Record that `claimant` answers for `names` (the first claim of a name wins).
-    pub fn insert(&mut self, claimant: &ContainerName, names: Vec<String>) {
+    pub fn insert(&mut self, claimant: &'a ContainerName, names: Vec<Cow<'a, str>>) {
         for name in names {
-            self.owners.entry(name).or_insert_with(|| claimant.clone());
+            self.owners.entry(name).or_insert(claimant);
         }
     }
 }
@@ -506,7 +506,7 @@ mod tests {
             "store.example.com",
             "shop-example-com.company.net",
         ] {
-            let e = registry.check(&r, &other, &[taken.to_owned()]).unwrap_err();
+            let e = registry.check(&r, &other, &[taken.into()]).unwrap_err();
             assert_eq!(
                 e.to_string(),
                 format!("{taken} is already a name of container shop.example.com")
@@ -534,12 +534,14 @@ mod tests {
             aliases: vec![Domain::new("www.b.example.org").unwrap()],
             ..WebSettings::default()
         };
-        let mut registry = Registry::default();
         for (n, web) in [(n, web), plain("alpha"), (name("b.example.org"), www_alias)] {
-            registry.insert(&n, site_names(&n, &web, Some(&company)));
             state.containers.insert(n, container(web));
         }
-        let mut probes: Vec<String> = registry.owners.keys().cloned().collect();
+        let mut registry = Registry::default();
+        for (n, c) in &state.containers {
+            registry.insert(n, site_names(n, &c.web, Some(&company)));
+        }
+        let mut probes: Vec<String> = registry.owners.keys().map(|k| k.to_string()).collect();
         probes.extend(
             [
                 "www.alpha",

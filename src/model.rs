@@ -448,8 +448,9 @@ impl State {
     }
 
     fn container_faults(&self, reserved: &Reserved) -> Vec<(ContainerName, String)> {
-        let mut addresses: HashMap<Ipv4Addr, &ContainerName> = HashMap::new();
-        let mut registry = Registry::default();
+        let mut addresses: HashMap<Ipv4Addr, &ContainerName> =
+            HashMap::with_capacity(self.containers.len());
+        let mut registry = Registry::with_capacity(self.containers.len());
         let mut bad = Vec::new();
         for (name, c) in &self.containers {
             let names = site_names(name, &c.web, reserved.company_domain());

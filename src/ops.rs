@@ -300,7 +300,8 @@ pub fn add_container(
         .host
         .ok_or_else(|| OpError::UnknownHost(ctx.hostname.to_owned()))?;
     let company = ctx.reserved.company_domain();
-    let names = claims::site_names(&name, &Default::default(), company);
+    let no_web = crate::web::WebSettings::default();
+    let names = claims::site_names(&name, &no_web, company);
     claims::check_claim(state, ctx.reserved, &name, &names)?;
     if state.containers.contains_key(&name)
         || state.set_aside.iter().any(|s| s.key == name.as_str())
