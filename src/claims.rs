@@ -127,7 +127,8 @@ pub enum ClaimError {
 /// loader also checks addresses against) and the company domain.
 #[derive(Debug, Clone, Default)]
 pub struct Reserved {
-    hosts: HashMap<String, HostNet>,
+    /// At most a few dozen: a list is faster to search than a hash map.
+    hosts: Vec<(String, HostNet)>,
     company_domain: Option<Domain>,
 }
 
@@ -160,13 +161,13 @@ impl Reserved {
 
     /// The hostnet of cluster host `host`, when clusters.json names it.
     pub fn hostnet(&self, host: &str) -> Option<HostNet> {
-        self.hosts.get(host).copied()
+        self.hosts.iter().find(|(h, _)| h == host).map(|(_, n)| *n)
     }
 
     /// Why no container may answer for `name` (lower-case), if so.
     pub fn refusal(&self, name: &str) -> Option<ClaimError> {
         let name_owned = || name.to_owned();
-        if self.hosts.contains_key(name) {
+        if self.hosts.iter().any(|(h, _)| h == name) {
             return Some(ClaimError::ClusterHost { name: name_owned() });
         }
         if let Some(company) = &self.company_domain
@@ -200,7 +201,8 @@ pub fn site_names<'a>(
     company: Option<&Domain>,
 ) -> Vec<Cow<'a, str>> {
     let listed = || web.altnames.iter().chain(&web.aliases).map(Domain::as_str);
-    let mut out = vec![Cow::Borrowed(name.as_str())];
+    let mut out = Vec::with_capacity(3 + 2 * (web.altnames.len() + web.aliases.len()));
+    out.push(Cow::Borrowed(name.as_str()));
     out.extend(listed().map(Cow::Borrowed));
     out.extend(
         company
@@ -223,8 +225,12 @@ pub fn entry_names(domain: &Domain) -> Vec<Cow<'_, str>> {
 
 /// `www.` of the domain `domain`, unless it starts with `www.` or would be too long.
 fn www<'a>(domain: &str) -> Option<Cow<'a, str>> {
-    (!domain.starts_with("www.") && domain.len() + 4 <= crate::web::DOMAIN_MAX)
-        .then(|| Cow::Owned(format!("www.{domain}")))
+    (!domain.starts_with("www.") && domain.len() + 4 <= crate::web::DOMAIN_MAX).then(|| {
+        let mut www = String::with_capacity(domain.len() + 4);
+        www.push_str("www.");
+        www.push_str(domain);
+        Cow::Owned(www)
+    })
 }
 
 /// Whether container `name` (with the web fields `web`) answers for `candidate`: the same

@@ -203,19 +203,15 @@ pub enum DocumentError {
 /// Read the records of one section. A record whose key or fields do not validate is set
 /// aside. Two keys that differ only in case name one record: the one spelled canonically
 /// (lower-case) is kept, the other set aside (of two non-canonical spellings, the later).
-/// Returns the records and, by key, each one as found (moved, not copied), for the checks
-/// that may still set one aside.
-#[allow(clippy::type_complexity)]
-fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned>(
+fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned + Serialize>(
     doc: &mut Map<String, Value>,
     which: Section,
     key: impl Fn(&str) -> Result<K, String>,
     set_aside: &mut Vec<SetAside>,
-) -> Result<(BTreeMap<K, T>, BTreeMap<K, Value>), DocumentError> {
+) -> Result<BTreeMap<K, T>, DocumentError> {
     let mut out = BTreeMap::new();
-    let mut found = BTreeMap::new();
     let records = match doc.remove(which.key()) {
-        None | Some(Value::Null) => return Ok((out, found)),
+        None | Some(Value::Null) => return Ok(out),
         Some(Value::Object(m)) => m,
         Some(_) => {
             return Err(DocumentError::Syntax(format!(
@@ -249,9 +245,9 @@ fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned>(
             let earlier = respelled.get(&k).cloned();
             let (key, raw) = match earlier {
                 Some(spelling) if canonical => {
-                    out.insert(k.clone(), v);
+                    let replaced = out.insert(k.clone(), v).expect("present");
                     respelled.remove(&k);
-                    (spelling, found.insert(k.clone(), raw).expect("present"))
+                    (spelling, value(&replaced))
                 }
                 _ => (name, raw),
             };
@@ -266,37 +262,27 @@ fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned>(
         if !canonical {
             respelled.insert(k.clone(), name);
         }
-        found.insert(k.clone(), raw);
         out.insert(k, v);
     }
-    Ok((out, found))
+    Ok(out)
 }
 
-/// Move the records `bad` of `records` to the set-aside list, with their reasons and as they
-/// were `found`.
-fn set_aside_from<K: Ord + fmt::Display, T>(
+/// Move the records `bad` of `records` to the set-aside list, with their reasons.
+fn set_aside_from<K: Ord + fmt::Display, T: Serialize>(
     records: &mut BTreeMap<K, T>,
-    found: &mut BTreeMap<K, Value>,
     which: Section,
     bad: Vec<(K, String)>,
     set_aside: &mut Vec<SetAside>,
 ) {
     for (key, reason) in bad {
-        records.remove(&key);
+        let record = records.remove(&key).expect("listed");
         set_aside.push(SetAside {
             section: which,
-            raw: found.remove(&key).expect("listed"),
             key: key.to_string(),
             reason,
+            raw: value(&record),
         });
     }
-}
-
-/// The records of a document as found, by key, while they are checked.
-struct Found {
-    resellers: BTreeMap<AccountName, Value>,
-    users: BTreeMap<AccountName, Value>,
-    containers: BTreeMap<ContainerName, Value>,
 }
 
 impl State {
@@ -331,10 +317,9 @@ impl State {
         }
         let mut set_aside = Vec::new();
         let account = |s: &str| AccountName::new(s).map_err(|e| e.to_string());
-        let (resellers, found_resellers) =
-            section(&mut doc, Section::Resellers, account, &mut set_aside)?;
-        let (users, found_users) = section(&mut doc, Section::Users, account, &mut set_aside)?;
-        let (containers, found_containers) = section(
+        let resellers = section(&mut doc, Section::Resellers, account, &mut set_aside)?;
+        let users = section(&mut doc, Section::Users, account, &mut set_aside)?;
+        let containers = section(
             &mut doc,
             Section::Containers,
             |s| ContainerName::new(s).map_err(|e| e.to_string()),
@@ -347,12 +332,7 @@ impl State {
             set_aside,
             extra: doc,
         };
-        let found = Found {
-            resellers: found_resellers,
-            users: found_users,
-            containers: found_containers,
-        };
-        state.set_aside_inconsistent(reserved, found);
+        state.set_aside_inconsistent(reserved);
         Ok(state)
     }
 
@@ -360,33 +340,22 @@ impl State {
     /// duplicate id), then users (an unknown reseller, an id outside srvctl's range or held
     /// twice, an index held twice), then containers (see [`State::container_fault`]). Of two
     /// records that clash, the second in key order is set aside.
-    fn set_aside_inconsistent(&mut self, reserved: &Reserved, mut found: Found) {
+    fn set_aside_inconsistent(&mut self, reserved: &Reserved) {
         let bad = self.reseller_faults();
-        let aside = &mut self.set_aside;
         set_aside_from(
             &mut self.resellers,
-            &mut found.resellers,
             Section::Resellers,
             bad,
-            aside,
+            &mut self.set_aside,
         );
         let bad = self.user_faults();
-        let aside = &mut self.set_aside;
-        set_aside_from(
-            &mut self.users,
-            &mut found.users,
-            Section::Users,
-            bad,
-            aside,
-        );
+        set_aside_from(&mut self.users, Section::Users, bad, &mut self.set_aside);
         let bad = self.container_faults(reserved);
-        let aside = &mut self.set_aside;
         set_aside_from(
             &mut self.containers,
-            &mut found.containers,
             Section::Containers,
             bad,
-            aside,
+            &mut self.set_aside,
         );
     }
 
@@ -592,6 +561,10 @@ impl Serialize for Document<'_> {
         }
         map.end()
     }
+}
+
+fn value<T: Serialize>(record: &T) -> Value {
+    serde_json::to_value(record).expect("records are serialisable")
 }
 
 #[cfg(test)]

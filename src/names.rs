@@ -124,58 +124,60 @@ impl ContainerName {
 pub struct AccountName(String);
 
 /// Well-known names of system accounts (Debian's and Fedora's base system, and the services
-/// srvctl runs beside): never srvctl accounts. Names starting with `systemd-` or `_` are
-/// system accounts too ([`is_system_account`]).
+/// srvctl runs beside), sorted: never srvctl accounts. Names starting with `systemd-` or `_`
+/// are system accounts too ([`is_system_account`]).
 const SYSTEM_ACCOUNTS: &[&str] = &[
-    "root",
-    "daemon",
-    "bin",
-    "sys",
-    "sync",
-    "games",
-    "man",
-    "lp",
-    "mail",
-    "news",
-    "uucp",
-    "proxy",
-    "www-data",
+    "adm",
+    "admin",
+    "avahi",
     "backup",
-    "list",
-    "irc",
-    "gnats",
-    "nobody",
-    "nogroup",
-    "systemd",
-    "messagebus",
-    "sshd",
-    "polkitd",
-    "haproxy",
-    "named",
+    "bin",
     "bind",
-    "postfix",
+    "chrony",
+    "daemon",
+    "dnsmasq",
     "dovecot",
     "dovenull",
-    "opendkim",
     "etcd",
-    "openvpn",
-    "tss",
-    "dnsmasq",
-    "avahi",
-    "chrony",
+    "games",
+    "gnats",
+    "haproxy",
+    "irc",
+    "list",
+    "lp",
+    "mail",
+    "man",
+    "messagebus",
+    "named",
+    "news",
+    "nobody",
+    "nogroup",
     "ntp",
-    "adm",
-    "wheel",
-    "sudo",
-    "staff",
-    "users",
-    "admin",
+    "opendkim",
+    "openvpn",
     "operator",
+    "polkitd",
+    "postfix",
+    "proxy",
+    "root",
+    "sshd",
+    "staff",
+    "sudo",
+    "sync",
+    "sys",
+    "systemd",
+    "tss",
+    "users",
+    "uucp",
+    "wheel",
+    "www-data",
 ];
 
 /// Whether `name` is a well-known system account name (see [`SYSTEM_ACCOUNTS`]).
 pub fn is_system_account(name: &str) -> bool {
-    SYSTEM_ACCOUNTS.contains(&name) || name.starts_with("systemd-") || name.starts_with('_')
+    SYSTEM_ACCOUNTS.binary_search(&name).is_ok()
+        || name.starts_with("systemd-")
+        || name.starts_with('_')
 }
 
 impl AccountName {
@@ -274,6 +276,15 @@ mod tests {
         ] {
             assert!(AccountName::new(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn system_accounts_are_sorted_for_the_lookup() {
+        assert!(SYSTEM_ACCOUNTS.windows(2).all(|w| w[0] < w[1]));
+        for name in SYSTEM_ACCOUNTS {
+            assert!(is_system_account(name), "{name}");
+        }
+        assert!(is_system_account("systemd-network") && !is_system_account("bob"));
     }
 
     #[test]
