@@ -146,6 +146,7 @@ impl Classify for crate::ops::OpError {
             OpError::Import(e) => e.kind(),
             OpError::Store(e) => e.kind(),
             OpError::Machine(_) => FailureKind::System,
+            OpError::Claim(e) => e.kind(),
         }
     }
 }
@@ -172,6 +173,7 @@ impl Classify for crate::web::FrontError {
             FrontError::Name(_) | FrontError::Invalid(_) => FailureKind::Invalid,
             FrontError::NotFound(_) => FailureKind::NotFound,
             FrontError::Refused(_) => FailureKind::Exists,
+            FrontError::Claim(e) => e.kind(),
         }
     }
 }
@@ -196,7 +198,16 @@ impl Classify for crate::site::SettingsError {
 
 impl Classify for crate::import_v3::ImportError {
     fn kind(&self) -> FailureKind {
-        FailureKind::Config
+        match self {
+            crate::import_v3::ImportError::File { .. } => FailureKind::Config,
+            crate::import_v3::ImportError::Claim { .. } => FailureKind::Exists,
+        }
+    }
+}
+
+impl Classify for crate::claims::ClaimError {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Exists
     }
 }
 

@@ -5,8 +5,14 @@
 //! users get the lowest free index inside their reseller and keep their srvctl 3 UID when it is
 //! free (files on disk are owned by it); containers are placed on the host whose srvctl 3
 //! `hostnet` matches the second octet of their address, keep their last octet when it is free
-//! on the new bridge, and keep `http_port`, `https_port` and `type` (as `image`). Every other
-//! field is kept verbatim in the record for later use, and listed in the report.
+//! on the new bridge, and keep `http_port`, `https_port`, `type` (as `image`), their aliases,
+//! alternative names and redirects. Every other field is kept verbatim under the record's `v3`
+//! key (`{"v3": {"host": …}}`), listed in the report and never used: a srvctl 3 field that
+//! happens to share a name with a live field (`memory_max`) does not take effect.
+//!
+//! The same checks as every other command apply: account names are checked like add-user's,
+//! every name of an imported site must be free in the name registry ([`crate::claims`]). A
+//! name that belongs to someone else refuses the whole import, naming the record and the owner.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,11 +20,13 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::claims::{self, ClaimError, HostAccounts, Reserved};
 use crate::cluster::Clusters;
 use crate::model::{OPERATOR, State};
 use crate::names::{AccountName, ContainerName, shown};
-use crate::ops::{self, Context};
+use crate::ops::{self, Context, OpError};
 use crate::plan::{Bridge, ContainerNumber};
+use crate::web::{Domain, Redirect, WebSettings};
 
 /// What an import did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,17 +43,70 @@ pub struct ImportReport {
     pub notes: Vec<String>,
 }
 
-/// The srvctl 3 datastore could not be read.
+/// The import was refused; nothing of it is kept.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {msg}")]
-pub struct ImportError {
-    path: String,
-    msg: String,
+pub enum ImportError {
+    /// A file of the srvctl 3 datastore could not be read.
+    #[error("{path}: {msg}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A record claims a name that belongs to someone else or is reserved.
+    #[error("{record}: {source}")]
+    Claim {
+        /// The record, e.g. `container shop.example.com`.
+        record: String,
+        /// Who holds the name.
+        source: ClaimError,
+    },
+}
+
+/// Why a record was not imported.
+enum Refusal {
+    /// It cannot be mapped: skipped, and listed in the report.
+    Skip(String),
+    /// It claims a name that is not free: the import stops.
+    Claim(ClaimError),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Self::Skip(why)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(why: &str) -> Self {
+        Self::Skip(why.to_owned())
+    }
+}
+
+impl From<OpError> for Refusal {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Claim(c) => Self::Claim(c),
+            other => Self::Skip(other.to_string()),
+        }
+    }
+}
+
+/// Note a skipped record in the report, or stop the import at a refused claim.
+fn refused(report: &mut ImportReport, record: String, why: Refusal) -> Result<(), ImportError> {
+    match why {
+        Refusal::Skip(why) => {
+            report.skipped.push(format!("{record}: {why}"));
+            Ok(())
+        }
+        Refusal::Claim(source) => Err(ImportError::Claim { record, source }),
+    }
 }
 
 fn read_object(dir: &Path, file: &str) -> Result<Map<String, Value>, ImportError> {
     let path = dir.join(file);
-    let err = |msg: String| ImportError {
+    let err = |msg: String| ImportError::File {
         path: path.display().to_string(),
         msg,
     };
@@ -68,7 +129,7 @@ fn number(v: Option<&Value>) -> Option<u64> {
     text(v)?.parse().ok()
 }
 
-/// Keep the fields `used` does not consume in `extra`, noting them.
+/// Keep the fields `used` does not consume under the `v3` key of `extra`, noting them.
 fn keep_rest(
     kind: &str,
     name: &str,
@@ -81,17 +142,40 @@ fn keep_rest(
     if kept.is_empty() {
         return;
     }
-    for k in &kept {
-        extra.insert((*k).clone(), rec[k.as_str()].clone());
-    }
+    let nested: Map<String, Value> = kept
+        .iter()
+        .map(|k| ((*k).clone(), rec[k.as_str()].clone()))
+        .collect();
+    extra.insert(V3.into(), Value::Object(nested));
     let list: Vec<&str> = kept.iter().map(|k| k.as_str()).collect();
     notes.push(format!(
-        "{kind} {name}: kept but not used yet: {}",
+        "{kind} {name}: kept under \"{V3}\", not used: {}",
         list.join(", ")
     ));
 }
 
-/// Import the srvctl 3 datastore in `dir` into `state`.
+/// The host's accounts, less those srvctl 3 made: a srvctl 3 user still in the host's passwd
+/// (an import on the old host) has the UID its record says, and is the account imported.
+#[derive(Debug)]
+struct V3Accounts<'a> {
+    host: &'a dyn HostAccounts,
+    uids: BTreeMap<String, u64>,
+}
+
+impl HostAccounts for V3Accounts<'_> {
+    fn id_of(&self, name: &str) -> Option<u32> {
+        self.host
+            .id_of(name)
+            .filter(|id| self.uids.get(name) != Some(&u64::from(*id)))
+    }
+}
+
+/// The key of a record under which the fields srvctl 3 had and this build does not use are
+/// kept.
+pub const V3: &str = "v3";
+
+/// Import the srvctl 3 datastore in `dir` into `state`. On an error `state` may be half
+/// changed: the caller drops it.
 pub fn import(
     state: &mut State,
     clusters: &Clusters,
@@ -102,6 +186,17 @@ pub fn import(
     let containers = read_object(dir, "containers.json")?;
     let hosts = read_object(dir, "hosts.json")?;
     let mut report = ImportReport::default();
+    let accounts = V3Accounts {
+        host: ctx.accounts,
+        uids: users
+            .iter()
+            .filter_map(|(name, rec)| Some((name.clone(), number(rec.get("uid"))?)))
+            .collect(),
+    };
+    let ctx = &Context {
+        accounts: &accounts,
+        ..ctx.clone()
+    };
 
     let records = |want_reseller: bool| {
         users.iter().filter(move |(name, rec)| {
@@ -115,9 +210,7 @@ pub fn import(
                 report.resellers.push(added.name.to_string());
                 adopt_user(state, name, rec, &mut report);
             }
-            Err(e) => report
-                .skipped
-                .push(format!("reseller {}: {e}", shown(name))),
+            Err(e) => refused(&mut report, format!("reseller {}", shown(name)), e.into())?,
         }
     }
     for (name, rec) in records(false) {
@@ -127,7 +220,7 @@ pub fn import(
                 report.users.push(added.name.to_string());
                 adopt_user(state, name, rec, &mut report);
             }
-            Err(e) => report.skipped.push(format!("user {}: {e}", shown(name))),
+            Err(e) => refused(&mut report, format!("user {}", shown(name)), e.into())?,
         }
     }
 
@@ -144,9 +237,7 @@ pub fn import(
         };
         match import_container(state, clusters, ctx, &hostnets, name, rec, &mut report) {
             Ok(ip) => report.containers.push((name.to_ascii_lowercase(), ip)),
-            Err(why) => report
-                .skipped
-                .push(format!("container {}: {why}", shown(name))),
+            Err(why) => refused(&mut report, format!("container {}", shown(name)), why)?,
         }
     }
     Ok(report)
@@ -162,7 +253,8 @@ fn adopt_user(state: &mut State, name: &str, rec: &Value, report: &mut ImportRep
             .any(|(n, u)| *n != key && (u.uid == id || u.gid == id))
     };
     let old_uid = number(rec.get("uid")).and_then(|u| u32::try_from(u).ok());
-    let uid_free = old_uid.is_some_and(|id| (1000..60_000).contains(&id) && !taken(state, id));
+    let uid_free =
+        old_uid.is_some_and(|id| crate::plan::ACCOUNT_IDS.contains(&id) && !taken(state, id));
     let user = state.users.get_mut(&key).expect("added");
     match old_uid {
         Some(id) if uid_free => {
@@ -209,7 +301,7 @@ fn import_container(
     name: &str,
     rec: &Map<String, Value>,
     report: &mut ImportReport,
-) -> Result<String, String> {
+) -> Result<String, Refusal> {
     if rec.contains_key("bridge") {
         return Err(
             "uses a custom bridge with DHCP, which the address plan does not support".into(),
@@ -230,7 +322,7 @@ fn import_container(
         ..ctx.clone()
     };
     let owner = text(rec.get("user")).unwrap_or_else(|| OPERATOR.into());
-    let added = ops::add_container(state, &here, name, Some(&owner)).map_err(|e| e.to_string())?;
+    let added = ops::add_container(state, &here, name, Some(&owner))?;
     let key = ContainerName::new(name).expect("added, so valid");
     let (bridge, number) = Bridge::of_container_address(added.ip).expect("plan address");
     let wanted = ContainerNumber::new(old_ip.octets()[3].into()).ok();
@@ -244,7 +336,10 @@ fn import_container(
         Some(n) if n != number && free(n) => n,
         _ => number,
     };
+    let web =
+        import_front(state, ctx.reserved, &key, rec, &mut report.notes).map_err(Refusal::Claim)?;
     let container = state.containers.get_mut(&key).expect("added");
+    container.web = web;
     container.ip = bridge.container_address(c);
     if Some(c) != wanted {
         report.notes.push(format!(
@@ -269,7 +364,6 @@ fn import_container(
     if let Some(t) = text(rec.get("creation_time")) {
         container.created = t;
     }
-    import_front(&key, rec, container, &mut report.notes);
     let used = [
         "ip",
         "user",
@@ -293,18 +387,19 @@ fn import_container(
     Ok(container.ip.to_string())
 }
 
-/// srvctl 3's `aliases`, `altnames`, `http-redirect` and `https-redirect`; what does not
-/// validate is dropped with a note.
+/// srvctl 3's `aliases`, `altnames`, `http-redirect` and `https-redirect` of container `key`;
+/// what does not validate is dropped with a note, a name that is not free refuses the import.
 fn import_front(
+    state: &State,
+    reserved: &Reserved,
     key: &ContainerName,
     rec: &Map<String, Value>,
-    container: &mut crate::model::Container,
     notes: &mut Vec<String>,
-) {
-    use crate::web::{Domain, Redirect};
+) -> Result<WebSettings, ClaimError> {
+    let mut web = WebSettings::default();
     for (field, list) in [
-        ("aliases", &mut container.web.aliases),
-        ("altnames", &mut container.web.altnames),
+        ("aliases", &mut web.aliases),
+        ("altnames", &mut web.altnames),
     ] {
         let values = match rec.get(field) {
             Some(Value::Array(a)) => a.iter().map(|v| text(Some(v))).collect(),
@@ -313,7 +408,10 @@ fn import_front(
         };
         for v in values {
             match v.as_deref().map(Domain::new) {
-                Some(Ok(d)) if d.as_str() != key.as_str() && !list.contains(&d) => list.push(d),
+                Some(Ok(d)) if d.as_str() != key.as_str() && !list.contains(&d) => {
+                    claims::check_claim(state, reserved, key, &claims::entry_names(&d))?;
+                    list.push(d);
+                }
                 Some(Ok(_)) => {}
                 _ => notes.push(format!(
                     "container {key}: {field} entry {} dropped",
@@ -327,13 +425,43 @@ fn import_front(
             continue;
         };
         match Redirect::parse(&v) {
-            Ok(r) if https => container.web.https_redirect = Some(r),
-            Ok(r) => container.web.http_redirect = Some(r),
+            Ok(r) if https => web.https_redirect = Some(r),
+            Ok(r) => web.http_redirect = Some(r),
             Err(_) => notes.push(format!("container {key}: {field} {} dropped", shown(&v))),
         }
     }
-    if let Err(e) = container.web.check_loop() {
-        container.web.https_redirect = None;
+    if let Err(e) = web.check_loop() {
+        web.https_redirect = None;
         notes.push(format!("container {key}: https-redirect dropped: {e}"));
+    }
+    Ok(web)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct OldHost;
+
+    impl HostAccounts for OldHost {
+        fn id_of(&self, name: &str) -> Option<u32> {
+            match name {
+                "alpha1" => Some(1025),
+                "other" => Some(1030),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn srvctl_3_users_still_on_the_old_host_are_not_host_accounts() {
+        let accounts = V3Accounts {
+            host: &OldHost,
+            uids: [("alpha1".into(), 1025), ("other".into(), 1031)].into(),
+        };
+        assert_eq!(accounts.id_of("alpha1"), None);
+        assert_eq!(accounts.id_of("other"), Some(1030));
+        assert_eq!(accounts.id_of("nobody-else"), None);
     }
 }

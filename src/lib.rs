@@ -9,6 +9,7 @@ pub mod apply;
 pub mod audit;
 pub mod certs;
 pub mod changeset;
+pub mod claims;
 pub mod cli;
 pub mod cluster;
 pub mod config_file;

@@ -5,15 +5,17 @@
 //! with a newline, put there by hand) is set aside: it is reported, never used, and written
 //! back unchanged, so nothing is lost.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::claims::{Registry, Reserved, site_names};
 use crate::names::{AccountName, ContainerName};
-use crate::plan::{Bridge, ContainerNumber, ResellerId, UserIndex};
+use crate::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -208,7 +210,10 @@ pub enum DocumentError {
     TooNew(u64),
 }
 
-fn section<K: Ord, T: serde::de::DeserializeOwned>(
+/// Read the records of one section. A record whose key or fields do not validate is set
+/// aside. Two keys that differ only in case name one record: the one spelled canonically
+/// (lower-case) is kept, the other set aside (of two non-canonical spellings, the later).
+fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned + Serialize>(
     doc: &mut Map<String, Value>,
     which: Section,
     key: impl Fn(&str) -> Result<K, String>,
@@ -225,25 +230,69 @@ fn section<K: Ord, T: serde::de::DeserializeOwned>(
             )));
         }
     };
+    // Keys that were stored under another spelling, with that spelling.
+    let mut respelled: BTreeMap<K, String> = BTreeMap::new();
     for (name, raw) in records {
         let parsed = key(&name).and_then(|k| {
             T::deserialize(&raw)
                 .map(|v| (k, v))
                 .map_err(|e| e.to_string())
         });
-        match parsed {
-            Ok((k, v)) => {
-                out.insert(k, v);
+        let (k, v) = match parsed {
+            Ok(kv) => kv,
+            Err(reason) => {
+                set_aside.push(SetAside {
+                    section: which,
+                    key: name,
+                    reason,
+                    raw,
+                });
+                continue;
             }
-            Err(reason) => set_aside.push(SetAside {
+        };
+        let canonical = k.to_string() == name;
+        if out.contains_key(&k) {
+            let earlier = respelled.get(&k).cloned();
+            let (key, raw) = match earlier {
+                Some(spelling) if canonical => {
+                    let replaced = out.insert(k.clone(), v).expect("present");
+                    respelled.remove(&k);
+                    (spelling, value(&replaced))
+                }
+                _ => (name, raw),
+            };
+            set_aside.push(SetAside {
                 section: which,
-                key: name,
-                reason,
+                reason: format!("the key differs only in case from {k}"),
+                key,
                 raw,
-            }),
+            });
+            continue;
         }
+        if !canonical {
+            respelled.insert(k.clone(), name);
+        }
+        out.insert(k, v);
     }
     Ok(out)
+}
+
+/// Move the records `bad` of `records` to the set-aside list, with their reasons.
+fn set_aside_from<K: Ord + fmt::Display, T: Serialize>(
+    records: &mut BTreeMap<K, T>,
+    which: Section,
+    bad: Vec<(K, String)>,
+    set_aside: &mut Vec<SetAside>,
+) {
+    for (key, reason) in bad {
+        let record = records.remove(&key).expect("listed");
+        set_aside.push(SetAside {
+            section: which,
+            key: key.to_string(),
+            reason,
+            raw: value(&record),
+        });
+    }
 }
 
 impl State {
@@ -254,8 +303,17 @@ impl State {
         self
     }
 
-    /// Parse a datastore document.
+    /// Parse a datastore document, checking it against what the datastore alone decides (no
+    /// cluster hosts, no company domain); see [`State::load`].
     pub fn from_json(text: &[u8]) -> Result<Self, DocumentError> {
+        Self::load(text, &Reserved::default())
+    }
+
+    /// Parse a datastore document and check every record as the commands do: a record that
+    /// breaks an invariant is set aside (reported, never used, written back as found), so
+    /// what a command refuses never gets in by hand either. `reserved` holds the names of the
+    /// cluster hosts (and their hostnets) and the company domain.
+    pub fn load(text: &[u8], reserved: &Reserved) -> Result<Self, DocumentError> {
         let value: Value =
             serde_json::from_slice(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
         let Value::Object(mut doc) = value else {
@@ -291,54 +349,154 @@ impl State {
             set_aside,
             extra: doc,
         };
-        state.set_aside_inconsistent();
+        state.set_aside_inconsistent(reserved);
         Ok(state)
     }
 
-    /// Move records whose references do not hold (an unknown owner, an address outside the
-    /// plan) to the set-aside list.
-    fn set_aside_inconsistent(&mut self) {
-        let bad_users: Vec<AccountName> = self
-            .users
-            .iter()
-            .filter(|(_, u)| {
-                u.reseller_id != ResellerId::OPERATOR
-                    && self.reseller_by_id(u.reseller_id).is_none()
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in bad_users {
-            let user = self.users.remove(&name).expect("listed");
-            self.set_aside.push(SetAside {
-                section: Section::Users,
-                key: name.to_string(),
-                reason: format!("reseller id {} does not exist", user.reseller_id),
-                raw: value(&user),
-            });
+    /// Move records that break an invariant to the set-aside list: resellers first (a
+    /// duplicate id), then users (an unknown reseller, an id outside srvctl's range or held
+    /// twice, an index held twice), then containers (see [`State::container_fault`]). Of two
+    /// records that clash, the second in key order is set aside.
+    fn set_aside_inconsistent(&mut self, reserved: &Reserved) {
+        let bad = self.reseller_faults();
+        set_aside_from(
+            &mut self.resellers,
+            Section::Resellers,
+            bad,
+            &mut self.set_aside,
+        );
+        let bad = self.user_faults();
+        set_aside_from(&mut self.users, Section::Users, bad, &mut self.set_aside);
+        let bad = self.container_faults(reserved);
+        set_aside_from(
+            &mut self.containers,
+            Section::Containers,
+            bad,
+            &mut self.set_aside,
+        );
+    }
+
+    fn reseller_faults(&self) -> Vec<(AccountName, String)> {
+        let mut ids: HashMap<ResellerId, &AccountName> = HashMap::new();
+        let mut bad = Vec::new();
+        for (name, r) in &self.resellers {
+            match ids.entry(r.id) {
+                Entry::Occupied(first) => bad.push((
+                    name.clone(),
+                    format!("reseller id {} is already the id of {}", r.id, first.get()),
+                )),
+                Entry::Vacant(slot) => {
+                    slot.insert(name);
+                }
+            }
         }
-        let bad_containers: Vec<(ContainerName, String)> = self
-            .containers
-            .iter()
-            .filter_map(|(n, c)| {
-                let reason = match (&c.user, c.slot()) {
-                    (_, None) => format!("address {} is not a container address of the plan", c.ip),
-                    (Owner::Account(a), _) if !self.users.contains_key(a) => {
-                        format!("owner {a} does not exist")
-                    }
-                    _ => return None,
-                };
-                Some((n.clone(), reason))
-            })
-            .collect();
-        for (name, reason) in bad_containers {
-            let c = self.containers.remove(&name).expect("listed");
-            self.set_aside.push(SetAside {
-                section: Section::Containers,
-                key: name.to_string(),
-                reason,
-                raw: value(&c),
-            });
+        bad
+    }
+
+    fn user_faults(&self) -> Vec<(AccountName, String)> {
+        let mut ids: HashMap<u32, &AccountName> = HashMap::new();
+        let mut slots: HashMap<(ResellerId, UserIndex), &AccountName> = HashMap::new();
+        let mut bad = Vec::new();
+        for (name, u) in &self.users {
+            let fault = if u.reseller_id != ResellerId::OPERATOR
+                && self.reseller_by_id(u.reseller_id).is_none()
+            {
+                Some(format!("reseller id {} does not exist", u.reseller_id))
+            } else if let Some(id) = [u.uid, u.gid]
+                .into_iter()
+                .find(|id| !plan::ACCOUNT_IDS.contains(id))
+            {
+                Some(format!(
+                    "UID/GID {id} is outside srvctl's range {}..{}",
+                    plan::ACCOUNT_IDS.start,
+                    plan::ACCOUNT_IDS.end
+                ))
+            } else if let Some(other) = [u.uid, u.gid].iter().find_map(|id| ids.get(id)) {
+                Some(format!("its UID/GID is already held by {other}"))
+            } else {
+                slots.get(&(u.reseller_id, u.index)).map(|other| {
+                    format!(
+                        "user index {} of reseller id {} is already held by {other}",
+                        u.index, u.reseller_id
+                    )
+                })
+            };
+            match fault {
+                Some(reason) => bad.push((name.clone(), reason)),
+                None => {
+                    ids.insert(u.uid, name);
+                    ids.insert(u.gid, name);
+                    slots.insert((u.reseller_id, u.index), name);
+                }
+            }
         }
+        bad
+    }
+
+    fn container_faults(&self, reserved: &Reserved) -> Vec<(ContainerName, String)> {
+        let mut addresses: HashMap<Ipv4Addr, &ContainerName> =
+            HashMap::with_capacity(self.containers.len());
+        let mut registry = Registry::with_capacity(self.containers.len());
+        let mut bad = Vec::new();
+        for (name, c) in &self.containers {
+            let names = site_names(name, &c.web, reserved.company_domain());
+            let fault = self
+                .container_fault(c, reserved)
+                .or_else(|| {
+                    addresses
+                        .get(&c.ip)
+                        .map(|other| format!("address {} is already the address of {other}", c.ip))
+                })
+                .or_else(|| {
+                    registry
+                        .check(reserved, name, &names)
+                        .err()
+                        .map(|e| e.to_string())
+                });
+            match fault {
+                Some(reason) => bad.push((name.clone(), reason)),
+                None => {
+                    addresses.insert(c.ip, name);
+                    registry.insert(name, names);
+                }
+            }
+        }
+        bad
+    }
+
+    /// What is wrong with container `c` on its own: an address outside the plan, outside its
+    /// owner's bridge or outside its host's network (when clusters.json names the host), an
+    /// unknown owner, a setting `sc put` would refuse, redirects that loop.
+    fn container_fault(&self, c: &Container, reserved: &Reserved) -> Option<String> {
+        let Some((bridge, _)) = c.slot() else {
+            return Some(format!(
+                "address {} is not a container address of the plan",
+                c.ip
+            ));
+        };
+        let Some((r, u)) = self.owner_slot(&c.user) else {
+            return Some(format!("owner {} does not exist", c.user));
+        };
+        if (bridge.reseller, bridge.user) != (r, u) {
+            return Some(format!(
+                "address {} is on bridge {}, not on one of its owner {}",
+                c.ip,
+                bridge.interface(),
+                c.user
+            ));
+        }
+        if let Some(hostnet) = reserved.hostnet(&c.host)
+            && hostnet != bridge.host
+        {
+            return Some(format!(
+                "address {} is not in the network of its host {} (hostnet {hostnet})",
+                c.ip, c.host
+            ));
+        }
+        if let Err(e) = c.settings.check() {
+            return Some(e.to_string());
+        }
+        c.web.check_loop().err()
     }
 
     /// Serialise the document (pretty, stable order, trailing newline).
@@ -458,6 +616,182 @@ mod tests {
         assert_eq!(again, state);
         let text = String::from_utf8(state.to_json()).unwrap();
         assert!(text.contains("\"future\"") && text.contains("bad\\nname"));
+    }
+
+    /// A document of the worked example plus `containers` and `users` (JSON members).
+    fn doc_with(users: &str, containers: &str) -> String {
+        format!(
+            r#"{{"schema_version": 1,
+            "resellers": {{"alice": {{"id": 1, "created": "t", "created_by": "root"}}}},
+            "users": {{
+              "alice": {{"reseller_id": 1, "index": 0, "uid": 20256, "gid": 20256, "created": "t", "created_by": "root"}},
+              "bob": {{"reseller_id": 1, "index": 1, "uid": 20257, "gid": 20257, "created": "t", "created_by": "root"}}
+              {users}
+            }},
+            "containers": {{
+              "web.example.com": {{"user": "bob", "host": "h1.test", "ip": "10.17.1.2", "created": "t", "created_by": "root", "aliases": ["shop.example.net"]}}
+              {containers}
+            }}}}"#
+        )
+    }
+
+    fn container(key: &str, fields: &str) -> String {
+        format!(
+            r#", "{key}": {{"host": "h1.test", "created": "t", "created_by": "root", {fields}}}"#
+        )
+    }
+
+    fn user(key: &str, fields: &str) -> String {
+        format!(r#", "{key}": {{"created": "t", "created_by": "root", {fields}}}"#)
+    }
+
+    #[test]
+    fn records_that_break_an_invariant_are_set_aside() {
+        let reserved = crate::claims::Reserved::new(
+            &crate::cluster::Clusters::parse(
+                std::path::Path::new("clusters.json"),
+                r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            )
+            .unwrap(),
+            &crate::site::Settings::default(),
+        );
+        let cases: Vec<(&str, String, String, &str)> = vec![
+            (
+                "two on one address",
+                String::new(),
+                container("x.example.com", r#""user": "bob", "ip": "10.17.1.2""#),
+                "already the address of web.example.com",
+            ),
+            (
+                "another user's bridge",
+                String::new(),
+                container("x.example.com", r#""user": "alice", "ip": "10.17.1.3""#),
+                "not on one of its owner alice",
+            ),
+            (
+                "another host's network",
+                String::new(),
+                container("x.example.com", r#""user": "bob", "ip": "10.33.1.3""#),
+                "not in the network of its host h1.test",
+            ),
+            (
+                "a port out of range",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "http_port": 0"#,
+                ),
+                "http_port",
+            ),
+            (
+                "an alias taken",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "aliases": ["www.web.example.com"]"#,
+                ),
+                "already a name of container web.example.com",
+            ),
+            (
+                "a cluster host's name",
+                String::new(),
+                container("h2.test", r#""user": "bob", "ip": "10.17.1.3""#),
+                "cluster host h2.test",
+            ),
+            (
+                "a command word",
+                String::new(),
+                container("status", r#""user": "bob", "ip": "10.17.1.3""#),
+                "sc command word",
+            ),
+            (
+                "uid 0",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 2, "uid": 0, "gid": 0"#,
+                ),
+                String::new(),
+                "outside srvctl's range",
+            ),
+            (
+                "a duplicate uid",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 2, "uid": 20257, "gid": 20257"#,
+                ),
+                String::new(),
+                "already held by bob",
+            ),
+            (
+                "a duplicate index",
+                user(
+                    "carol",
+                    r#""reseller_id": 1, "index": 1, "uid": 20258, "gid": 20258"#,
+                ),
+                String::new(),
+                "user index 1 of reseller id 1 is already held by bob",
+            ),
+            (
+                "a system account",
+                user(
+                    "www-data",
+                    r#""reseller_id": 1, "index": 2, "uid": 20258, "gid": 20258"#,
+                ),
+                String::new(),
+                "reserved for the system",
+            ),
+        ];
+        for (what, users, containers, why) in cases {
+            let state = State::load(doc_with(&users, &containers).as_bytes(), &reserved).unwrap();
+            assert_eq!(state.set_aside.len(), 1, "{what}: {:?}", state.set_aside);
+            assert!(
+                state.set_aside[0].reason.contains(why),
+                "{what}: {:?}",
+                state.set_aside
+            );
+            assert_eq!(state.containers.len(), 1, "{what}");
+            assert_eq!(state.users.len(), 2, "{what}");
+            // Written back as found.
+            let again = State::load(&state.to_json(), &reserved).unwrap();
+            assert_eq!(again, state, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_reseller_id_is_set_aside() {
+        let doc = doc_with("", "").replace(
+            r#""resellers": {"#,
+            r#""resellers": {"zed": {"id": 1, "created": "t", "created_by": "root"},"#,
+        );
+        let state = State::from_json(doc.as_bytes()).unwrap();
+        assert_eq!(state.set_aside.len(), 1, "{:?}", state.set_aside);
+        assert_eq!(state.set_aside[0].key, "zed");
+        assert!(
+            state.set_aside[0]
+                .reason
+                .contains("already the id of alice")
+        );
+    }
+
+    #[test]
+    fn keys_differing_only_in_case_are_both_kept() {
+        for order in [
+            ["Web.Example.com", "web.example.com"],
+            ["web.example.com", "Web.Example.com"],
+        ] {
+            let doc = format!(
+                r#"{{"schema_version": 1, "containers": {{
+                "{}": {{"user": "root", "host": "h1.test", "ip": "10.16.0.2", "created": "t", "created_by": "root"}},
+                "{}": {{"user": "root", "host": "h1.test", "ip": "10.16.0.3", "created": "t", "created_by": "root"}}}}}}"#,
+                order[0], order[1]
+            );
+            let state = State::from_json(doc.as_bytes()).unwrap();
+            assert_eq!(state.containers.len(), 1);
+            assert_eq!(state.set_aside.len(), 1);
+            assert_eq!(state.set_aside[0].key, "Web.Example.com");
+            let text = String::from_utf8(state.to_json()).unwrap();
+            assert!(text.contains("\"Web.Example.com\"") && text.contains("\"web.example.com\""));
+        }
     }
 
     #[test]

@@ -123,35 +123,62 @@ impl ContainerName {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountName(String);
 
-/// Names that belong to the system and can never be srvctl accounts.
-const RESERVED_ACCOUNTS: &[&str] = &[
-    "root",
-    "daemon",
+/// Well-known names of system accounts (Debian's and Fedora's base system, and the services
+/// srvctl runs beside), sorted: never srvctl accounts. Names starting with `systemd-` or `_`
+/// are system accounts too ([`is_system_account`]).
+const SYSTEM_ACCOUNTS: &[&str] = &[
+    "adm",
+    "admin",
+    "avahi",
+    "backup",
     "bin",
-    "sys",
-    "sync",
+    "bind",
+    "chrony",
+    "daemon",
+    "dnsmasq",
+    "dovecot",
+    "dovenull",
+    "etcd",
     "games",
-    "man",
+    "gnats",
+    "haproxy",
+    "irc",
+    "list",
     "lp",
     "mail",
-    "news",
-    "uucp",
-    "proxy",
-    "backup",
-    "list",
-    "irc",
-    "nobody",
-    "systemd",
+    "man",
     "messagebus",
-    "sshd",
-    "haproxy",
     "named",
-    "bind",
-    "postfix",
+    "news",
+    "nobody",
+    "nogroup",
+    "ntp",
+    "opendkim",
     "openvpn",
-    "admin",
     "operator",
+    "polkitd",
+    "postfix",
+    "proxy",
+    "root",
+    "sshd",
+    "staff",
+    "sudo",
+    "sync",
+    "sys",
+    "systemd",
+    "tss",
+    "users",
+    "uucp",
+    "wheel",
+    "www-data",
 ];
+
+/// Whether `name` is a well-known system account name (see [`SYSTEM_ACCOUNTS`]).
+pub fn is_system_account(name: &str) -> bool {
+    SYSTEM_ACCOUNTS.binary_search(&name).is_ok()
+        || name.starts_with("systemd-")
+        || name.starts_with('_')
+}
 
 impl AccountName {
     /// Validate an account name.
@@ -168,7 +195,7 @@ impl AccountName {
         {
             return Err(invalid("use only lower-case letters, digits and '-'"));
         }
-        if RESERVED_ACCOUNTS.contains(&raw) {
+        if is_system_account(raw) {
             return Err(invalid("the name is reserved for the system"));
         }
         Ok(Self(raw.to_owned()))
@@ -249,6 +276,15 @@ mod tests {
         ] {
             assert!(AccountName::new(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn system_accounts_are_sorted_for_the_lookup() {
+        assert!(SYSTEM_ACCOUNTS.windows(2).all(|w| w[0] < w[1]));
+        for name in SYSTEM_ACCOUNTS {
+            assert!(is_system_account(name), "{name}");
+        }
+        assert!(is_system_account("systemd-network") && !is_system_account("bob"));
     }
 
     #[test]

@@ -119,6 +119,10 @@ const CLASS_A: u8 = 10;
 const MESH_OCTET: u8 = 15;
 /// First UID/GID of srvctl accounts; the plan derives an account's id from (R, U) once.
 pub const ACCOUNT_ID_BASE: u32 = 20000;
+/// Every UID/GID a srvctl account may hold: above the system's ids (0–999, so never root),
+/// below the ids of dynamic and container users (60000 and up). New accounts get ids from
+/// [`ACCOUNT_ID_BASE`]; accounts imported from srvctl 3 keep theirs when inside this range.
+pub const ACCOUNT_IDS: std::ops::Range<u32> = 1000..60_000;
 
 /// One user's bridge on one host: 10.(16·H + R).U.0/24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

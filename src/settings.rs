@@ -215,6 +215,16 @@ impl ContainerSettings {
         Ok(())
     }
 
+    /// Check every value that is set the way [`ContainerSettings::set`] does (ranges,
+    /// formats): the loader refuses what `sc put` refuses.
+    pub fn check(&self) -> Result<(), SettingError> {
+        let mut fresh = Self::default();
+        for (key, value) in self.values() {
+            fresh.set(key, Some(&value))?;
+        }
+        Ok(())
+    }
+
     /// The settings that are set, as text, in the order of [`CONTAINER_KEYS`].
     pub fn values(&self) -> Vec<(&'static str, String)> {
         let fields: [(&str, Option<String>); 7] = [

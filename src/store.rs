@@ -17,6 +17,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::claims::Reserved;
 use crate::model::{DocumentError, State};
 use crate::paths::Paths;
 use crate::system::{Local, System};
@@ -52,14 +53,17 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// Read the datastore without locking; a missing document is an empty datastore.
+/// Read the datastore without locking; a missing document is an empty datastore. Records
+/// that break an invariant are set aside ([`State::load`]), checked against the names that
+/// clusters.json and settings.json reserve.
 pub fn read(paths: &Paths) -> Result<State, StoreError> {
-    read_bytes(&paths.datastore()).map(|(state, _)| state)
+    read_bytes(paths).map(|(state, _)| state)
 }
 
-fn read_bytes(path: &Path) -> Result<(State, Option<Vec<u8>>), StoreError> {
+fn read_bytes(paths: &Paths) -> Result<(State, Option<Vec<u8>>), StoreError> {
+    let path = &paths.datastore();
     match fs::read(path) {
-        Ok(bytes) => State::from_json(&bytes)
+        Ok(bytes) => State::load(&bytes, &Reserved::load(paths))
             .map(|s| (s, Some(bytes)))
             .map_err(|source| StoreError::Document {
                 path: path.to_owned(),
@@ -84,11 +88,10 @@ impl Writer {
         let lock = open_lock(paths)?;
         lock.lock().map_err(io_err(&paths.lock()))?;
         remove_stale_temp_files(&paths.state_dir());
-        let path = paths.datastore();
-        let (state, original) = read_bytes(&path)?;
+        let (state, original) = read_bytes(paths)?;
         Ok((
             Self {
-                path,
+                path: paths.datastore(),
                 original,
                 _lock: lock,
             },

@@ -350,6 +350,8 @@ mod tests {
                 hostname: host,
                 caller: "root",
                 now: "t",
+                reserved: &crate::claims::Reserved::default(),
+                accounts: &crate::claims::NoHostAccounts,
             };
             crate::ops::add_container(&mut state, &ctx, name, None).unwrap();
         }

@@ -277,28 +277,6 @@ impl NameList {
     }
 }
 
-/// Who else already uses `domain` as a name, an alternative name or an alias (other than the
-/// container `except`).
-pub fn claimed_by(state: &State, domain: &Domain, except: &ContainerName) -> Option<String> {
-    for (name, c) in &state.containers {
-        if name == except {
-            continue;
-        }
-        if name.as_str() == domain.as_str() {
-            return Some(format!("the name of container {name}"));
-        }
-        for (list, names) in [
-            ("an alias", &c.web.aliases),
-            ("an alternative name", &c.web.altnames),
-        ] {
-            if names.contains(domain) {
-                return Some(format!("{list} of {name}"));
-            }
-        }
-    }
-    None
-}
-
 /// What a request for a name gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -447,6 +425,9 @@ pub enum FrontError {
     /// The change conflicts with the data.
     #[error("{0}")]
     Refused(String),
+    /// The name belongs to another container or is reserved.
+    #[error(transparent)]
+    Claim(#[from] crate::claims::ClaimError),
 }
 
 fn container_mut<'s>(
@@ -480,9 +461,11 @@ pub fn set_redirect(
     Ok(value)
 }
 
-/// `sc NAME alias|altname add|remove DOMAIN`: returns the list afterwards.
+/// `sc NAME alias|altname add|remove DOMAIN`: returns the list afterwards. An added domain
+/// and `www.` of it must be free in the name registry ([`crate::claims::check_claim`]).
 pub fn change_names(
     state: &mut State,
+    reserved: &crate::claims::Reserved,
     name: &ContainerName,
     list: NameList,
     add: bool,
@@ -498,9 +481,8 @@ pub fn change_names(
                 "{domain} is the container's own name"
             )));
         }
-        if let Some(other) = claimed_by(state, &domain, name) {
-            return Err(FrontError::Refused(format!("{domain} is already {other}")));
-        }
+        let names = crate::claims::entry_names(&domain);
+        crate::claims::check_claim(state, reserved, name, &names)?;
     }
     let c = container_mut(state, name)?;
     let key = list.key();

@@ -91,7 +91,7 @@ fn refusals_leave_the_datastore_untouched() {
         ),
         (
             &["blog.example.org", "altname", "add", "example.net"],
-            "alias of web.example.com",
+            "example.net is already a name of container web.example.com",
         ),
         (
             &["web.example.com", "altname", "add", "example.net"],

@@ -119,7 +119,19 @@ fn maps_users_and_containers_and_reports_the_rest() {
         json!(["www.alpha1.example.com", "alpha1.example.net"])
     );
     assert_eq!(web["altnames"], json!(["shop.alpha1.example.com"]));
-    assert_eq!(doc["users"]["alpha1"]["codepad"], "all-access");
+    // What srvctl 3 had and this build does not use is kept under "v3", never live.
+    assert_eq!(doc["users"]["alpha1"]["v3"]["codepad"], "all-access");
+    assert_eq!(web["v3"]["host"], "elsewhere.test");
+    assert_eq!(web["v3"]["memory_max"], "64M");
+    assert_eq!(web["host"], "h1.test");
+    assert!(web.get("memory_max").is_none() && web.get("http_redirect").is_none());
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("alpha1.example.com")
+                && n.contains("host, memory_max, http_redirect")),
+        "{notes:?}"
+    );
     let state = farm.state();
     assert_eq!(state.containers.len(), 2);
     assert!(state.set_aside.is_empty(), "{:?}", state.set_aside);

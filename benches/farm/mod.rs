@@ -51,6 +51,8 @@ pub fn populate(root: &Path) -> Vec<String> {
         hostname: HOSTNAME,
         caller: "root",
         now: "2026-01-01T00:00:00Z",
+        reserved: &srvctl::claims::Reserved::default(),
+        accounts: &srvctl::claims::NoHostAccounts,
     };
     let mut state = State::default();
     let mut owners = vec!["root".to_owned()];

@@ -21,7 +21,13 @@ use crate::views::Kind;
         start, stop, restart\n  \
         sc NAME exec CMD...                    run CMD inside; its exit code is passed through\n  \
         sc NAME http-redirect|https-redirect [none|http|https|URL]\n  \
-        sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames"
+        sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames\n\n\
+        Names: every name a site answers for (its name, www. of it, its aliases and altnames and \
+        their www., its preview name under the company domain) belongs to one container. No \
+        container takes a cluster host's name, the company domain, localhost or an sc word \
+        (status, ls, version, ...); no account takes a system account's name (root, www-data, \
+        systemd-*, ...) or one the host already has. A hand-edited datastore record that \
+        breaks a rule is set aside, reported and never used."
 )]
 pub struct Cli {
     /// Re-root every path srvctl reads or writes under DIR; makes no systemd call.
@@ -76,12 +82,12 @@ pub struct Placement {
 pub enum Command {
     /// Add a reseller: the lowest free reseller id of 1..15, and an account of the same name.
     AddReseller {
-        /// Account name: lower-case letters, digits and '-'.
+        /// Account name: lower-case letters, digits and '-'; not a system account's name.
         name: String,
     },
     /// Add a user account under a reseller (default: the operator).
     AddUser {
-        /// Account name: lower-case letters, digits and '-'.
+        /// Account name: lower-case letters, digits and '-'; not a system account's name.
         name: String,
         /// The reseller, by name or id.
         #[arg(long, short, value_name = "RESELLER")]
@@ -92,7 +98,8 @@ pub enum Command {
     /// stays: retry with `sc NAME start`, or `sc destroy-ve NAME`).
     #[command(visible_alias = "add-container")]
     AddVe {
-        /// The container's name: the site's domain, or e.g. alpha.ve.
+        /// The container's name: the site's domain, or e.g. alpha.ve; none of its names (www.,
+        /// preview) may be another site's, a cluster host's or an sc word.
         name: String,
         #[command(flatten)]
         placement: Placement,
@@ -230,5 +237,34 @@ impl Command {
     /// Whether the command only prints something about srvctl itself and needs no privilege.
     pub fn is_self_description(&self) -> bool {
         matches!(self, Self::Completion { .. } | Self::Man)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand (and nested subcommand) and each of its aliases, recursively.
+    fn words(cmd: &clap::Command, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            out.push(sub.get_name().to_owned());
+            out.extend(sub.get_all_aliases().map(str::to_owned));
+            words(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_is_reserved_for_no_container() {
+        let mut all = vec!["help".to_owned()];
+        words(&Cli::command(), &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        for word in &all {
+            assert!(
+                crate::claims::COMMAND_WORDS.contains(&word.as_str()),
+                "sc word {word} is missing from claims::COMMAND_WORDS"
+            );
+        }
     }
 }

@@ -294,3 +294,41 @@ pub fn live_states(system: &dyn System) -> Result<views::Live, Failure> {
         units.into_iter().map(|u| (u.name.clone(), u)).collect(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_word_is_reserved_for_no_container() {
+        let domain = ["add".to_owned(), "x.example.com".to_owned()];
+        for (word, rest) in [
+            ("status", &[][..]),
+            ("start", &[]),
+            ("stop", &[]),
+            ("restart", &[]),
+            ("enable", &[]),
+            ("disable", &[]),
+            ("kill", &[]),
+            ("shell", &[]),
+            ("exec", &domain[..1]),
+            ("http-redirect", &[]),
+            ("https-redirect", &[]),
+            ("alias", &domain),
+            ("aliases", &[]),
+            ("altname", &domain),
+            ("altnames", &[]),
+        ] {
+            assert!(Action::parse(word, rest).is_some(), "{word} is no action");
+            assert!(
+                crate::claims::COMMAND_WORDS.contains(&word),
+                "{word} missing"
+            );
+        }
+        for op in ["add", "remove", "rm", "del"] {
+            let rest = [op.to_owned(), "x.example.com".to_owned()];
+            assert!(Action::parse("alias", &rest).is_some());
+            assert!(crate::claims::COMMAND_WORDS.contains(&op), "{op} missing");
+        }
+    }
+}

@@ -355,6 +355,7 @@ fn change(
     host: Option<&Host>,
     change: &Change<'_>,
 ) -> Result<(), Failure> {
+    let reserved = crate::claims::Reserved::load(&inv.paths);
     let store = store::Json::new(&inv.paths);
     let system = inv.system();
     let env = Services {
@@ -369,6 +370,8 @@ fn change(
         hostname: &inv.hostname,
         caller: &inv.caller,
         now: &inv.now,
+        reserved: &reserved,
+        accounts: crate::claims::host_accounts(&inv.paths),
     };
     let done = ops::transaction::run(&env, &ctx, change, dry_run)?;
     out.report(&done.report)?;

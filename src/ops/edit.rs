@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::claims::{self, ClaimError, HostAccounts, Reserved};
 use crate::cluster::Host;
 use crate::model::{Container, Owner, Reseller, Section, State, User};
 use crate::names::{AccountName, ContainerName, NameError};
@@ -20,6 +21,11 @@ pub struct Context<'a> {
     pub caller: &'a str,
     /// The time of the change (RFC 3339).
     pub now: &'a str,
+    /// The names no container may take (cluster hosts, the company domain), and the company
+    /// domain of the preview names.
+    pub reserved: &'a Reserved,
+    /// The accounts this host already has.
+    pub accounts: &'a dyn HostAccounts,
 }
 
 /// Why a change was refused.
@@ -71,6 +77,9 @@ pub enum OpError {
     /// Something on the machine stands in the way of the change (nothing was written).
     #[error("{0}")]
     Machine(String),
+    /// A name belongs to someone else or is reserved.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
 }
 
 /// A reseller was added.
@@ -151,7 +160,7 @@ fn free_account_id(state: &State, reseller: ResellerId, index: UserIndex) -> Res
     if !used(derived) {
         return Ok(derived);
     }
-    (plan::ACCOUNT_ID_BASE + 16 * 256..60_000)
+    (plan::ACCOUNT_ID_BASE + 16 * 256..plan::ACCOUNT_IDS.end)
         .find(|id| !used(*id))
         .ok_or_else(|| OpError::Exhausted("no free UID left for srvctl accounts".into()))
 }
@@ -182,6 +191,7 @@ pub fn add_reseller(
     ctx: &Context<'_>,
     name: &str,
 ) -> Result<ResellerAdded, OpError> {
+    claims::check_account(name, state, ctx.accounts)?;
     let name = AccountName::new(name)?;
     taken(state, &name)?;
     let id = ResellerId::assignable()
@@ -238,6 +248,7 @@ pub fn add_user(
     name: &str,
     reseller: Option<&str>,
 ) -> Result<UserAdded, OpError> {
+    claims::check_account(name, state, ctx.accounts)?;
     let name = AccountName::new(name)?;
     let (reseller_name, reseller_id) =
         find_reseller(state, reseller.unwrap_or(crate::model::OPERATOR))?;
@@ -290,7 +301,8 @@ pub fn find_owner(
 }
 
 /// `sc add-ve NAME [--user U]`: a container on this host, at the lowest free number of 2..=252
-/// on its owner's bridge.
+/// on its owner's bridge. Every name the new site answers for (its name, `www.` of it, its
+/// preview name) must be free in the name registry.
 pub fn add_container(
     state: &mut State,
     ctx: &Context<'_>,
@@ -305,6 +317,10 @@ pub fn add_container(
     if state.containers.get(&name).is_some_and(|c| c.destroying) {
         return Err(OpError::Destroying(name));
     }
+    let company = ctx.reserved.company_domain();
+    let no_web = crate::web::WebSettings::default();
+    let names = claims::site_names(&name, &no_web, company);
+    claims::check_claim(state, ctx.reserved, &name, &names)?;
     if state.containers.contains_key(&name)
         || state.set_aside.iter().any(|s| s.key == name.as_str())
     {
@@ -539,19 +555,22 @@ mod tests {
         .unwrap()
     }
 
-    fn ctx(c: &Clusters) -> Context<'_> {
+    fn ctx<'a>(c: &'a Clusters, reserved: &'a Reserved) -> Context<'a> {
         Context {
             host: c.host("h1.test"),
             hostname: "h1.test",
             caller: "root",
             now: "2026-01-01T00:00:00Z",
+            reserved,
+            accounts: &crate::claims::NoHostAccounts,
         }
     }
 
     #[test]
     fn the_worked_example() {
         let c = clusters();
-        let ctx = ctx(&c);
+        let r = Reserved::new(&c, &Default::default());
+        let ctx = ctx(&c, &r);
         let mut s = State::default();
         assert_eq!(add_reseller(&mut s, &ctx, "alice").unwrap().id.get(), 1);
         let bob = add_user(&mut s, &ctx, "bob", Some("alice")).unwrap();
@@ -597,7 +616,8 @@ mod tests {
     #[test]
     fn refusals_leave_state_untouched() {
         let c = clusters();
-        let ctx = ctx(&c);
+        let r = Reserved::new(&c, &Default::default());
+        let ctx = ctx(&c, &r);
         let mut s = State::default();
         add_reseller(&mut s, &ctx, "alice").unwrap();
         add_user(&mut s, &ctx, "bob", Some("alice")).unwrap();
@@ -623,9 +643,46 @@ mod tests {
     }
 
     #[test]
+    fn names_and_accounts_are_claimed_once() {
+        let c = clusters();
+        let settings = crate::site::Settings {
+            company_domain: Some(crate::web::Domain::new("company.net").unwrap()),
+            company_name: None,
+        };
+        let r = Reserved::new(&c, &settings);
+        let ctx = ctx(&c, &r);
+        let mut s = State::default();
+        add_container(&mut s, &ctx, "shop.example.com", None).unwrap();
+        let before = s.clone();
+        for (name, owner) in [
+            ("www.shop.example.com", "container shop.example.com"),
+            ("shop-example-com.company.net", "container shop.example.com"),
+            ("WWW.Shop.Example.com", "container shop.example.com"),
+            ("h2.test", "cluster host h2.test"),
+            ("company.net", "company domain"),
+            ("localhost", "localhost"),
+            ("status", "sc command word"),
+        ] {
+            let e = add_container(&mut s, &ctx, name, None).unwrap_err();
+            assert!(matches!(e, OpError::Claim(_)), "{name}: {e}");
+            assert!(e.to_string().contains(owner), "{name}: {e}");
+        }
+        for name in ["www-data", "systemd-network", "root", "nobody"] {
+            let e = add_user(&mut s, &ctx, name, None).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{name} is a system account on this host")
+            );
+            assert!(add_reseller(&mut s, &ctx, name).is_err());
+        }
+        assert_eq!(s, before);
+    }
+
+    #[test]
     fn exhausted_ranges_are_refused() {
         let c = clusters();
-        let ctx = ctx(&c);
+        let r = Reserved::new(&c, &Default::default());
+        let ctx = ctx(&c, &r);
         let mut s = State::default();
         for i in 0..15 {
             add_reseller(&mut s, &ctx, &format!("r{i}")).unwrap();
@@ -653,7 +710,8 @@ mod tests {
     #[test]
     fn removing_frees_ids() {
         let c = clusters();
-        let ctx = ctx(&c);
+        let r = Reserved::new(&c, &Default::default());
+        let ctx = ctx(&c, &r);
         let mut s = State::default();
         add_reseller(&mut s, &ctx, "a").unwrap();
         add_reseller(&mut s, &ctx, "b").unwrap();

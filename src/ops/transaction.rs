@@ -268,7 +268,10 @@ fn apply(
             domain,
         } => {
             edit::refuse_if_destroying(state, name)?;
-            done(names(state, name, list, add, domain)?, front_steps())
+            done(
+                names(state, ctx.reserved, name, list, add, domain)?,
+                front_steps(),
+            )
         }
         Change::Import { dir, clusters } => done(
             Report::Import(crate::import_v3::import(state, clusters, ctx, dir)?),
@@ -351,12 +354,13 @@ fn redirect(
 
 fn names(
     state: &mut State,
+    reserved: &crate::claims::Reserved,
     name: &ContainerName,
     list: NameList,
     add: bool,
     domain: &str,
 ) -> Result<Report, OpError> {
-    let names = crate::web::change_names(state, name, list, add, domain)?;
+    let names = crate::web::change_names(state, reserved, name, list, add, domain)?;
     let domain = crate::web::Domain::new(domain).map_err(crate::web::FrontError::from)?;
     let what = if list == NameList::Aliases {
         "alias"
@@ -426,11 +430,14 @@ mod tests {
         }
 
         fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
+            let reserved = crate::claims::Reserved::new(&self.clusters, &Default::default());
             let ctx = Context {
                 host: self.clusters.host("h1.test"),
                 hostname: "h1.test",
                 caller: "root",
                 now: "2026-01-01T00:00:00Z",
+                reserved: &reserved,
+                accounts: &crate::claims::NoHostAccounts,
             };
             run(&self.env(), &ctx, change, false)
         }
