@@ -79,7 +79,7 @@ pub fn write_fresh(system: &dyn System, base: &Path, tree: &Tree) -> io::Result<
         if let Some(dir) = real.parent()
             && !made.contains(dir)
         {
-            system.create_dir(dir, 0o755)?;
+            system.write_fresh(dir, Fresh::Dir)?;
             made.insert(dir.to_owned());
         }
         let fresh = match entry {

@@ -105,6 +105,7 @@ impl System for Local {
 
     fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()> {
         match content {
+            Fresh::Dir => fs::create_dir_all(path),
             Fresh::File(bytes) => fs::write(path, bytes),
             Fresh::Link(target) => std::os::unix::fs::symlink(target, path).or_else(|e| {
                 if e.kind() != io::ErrorKind::AlreadyExists {

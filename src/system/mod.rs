@@ -37,9 +37,9 @@ pub trait System: fmt::Debug {
     /// Flush everything written to the file system that holds `path` (syncfs): one call
     /// makes a batch of non-durable writes durable.
     fn sync_fs(&self, path: &Path) -> io::Result<()>;
-    /// Create a file or link in a directory being filled afresh, as fast as possible: in
-    /// place, without a temp file or fsync (an existing link is replaced). Its directory must
-    /// exist.
+    /// Create a file, link or directory in a directory being filled afresh, as fast as
+    /// possible: in place, without a temp file or fsync (an existing link is replaced). The
+    /// directory of a file or link must exist.
     fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()>;
     /// Replace a symbolic link atomically.
     fn symlink(&self, path: &Path, target: &Path) -> io::Result<()>;
@@ -103,6 +103,8 @@ pub enum Fresh<'a> {
     File(&'a [u8]),
     /// A symbolic link to this target.
     Link(&'a Path),
+    /// A directory, with its parents (modes as the umask leaves them).
+    Dir,
 }
 
 /// What is at a path.

@@ -107,6 +107,7 @@ impl System for Recording {
 
     fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()> {
         match content {
+            Fresh::Dir => self.create_dir(path, 0o755),
             Fresh::File(bytes) => self.write(path, bytes, 0o644, false),
             Fresh::Link(target) => self.symlink(path, target),
         }
