@@ -17,6 +17,9 @@
 //!
 //! Each run count can be scaled with `SRVCTL_BENCH_SCALE` (a multiplier, default 1).
 
+// Benchmarks may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod farm;
 
 use std::path::Path;

@@ -24,6 +24,9 @@
 //! The same binary, run as `haproxy serve ADDR` or `haproxy load ADDR HOST SECONDS CONNS`,
 //! is the backend and the load generator inside the namespaces.
 
+// Benchmarks may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod farm;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -258,7 +261,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let Some(haproxy) = srvctl::front::haproxy_program() else {
+    let system = srvctl::system::Local::new(true);
+    let Some(haproxy) = srvctl::front::haproxy_program(&system) else {
         eprintln!("haproxy bench: skipped: haproxy is not installed (scripts/test-deps.sh)");
         return ExitCode::SUCCESS;
     };
@@ -271,7 +275,7 @@ fn main() -> ExitCode {
     // proxy, not about TLS.
     let site = ContainerNameOf(farm::container_name(0));
     {
-        let (mut writer, mut state) = srvctl::store::Writer::lock(&paths).expect("lock");
+        let (mut writer, mut state) = srvctl::store::Writer::lock(&system, &paths).expect("lock");
         let c = state.containers.get_mut(&site.name()).expect("site 0");
         c.web.http_redirect = Some(srvctl::web::Redirect::None);
         writer.commit(&state).expect("commit");
@@ -310,12 +314,11 @@ fn main() -> ExitCode {
     );
 
     // (a) Render, in-process.
-    let state = srvctl::store::read(&paths).expect("datastore");
-    let clusters = srvctl::cluster::Clusters::load(&paths.clusters()).expect("clusters");
+    let state = srvctl::store::read(&system, &paths).expect("datastore");
+    let clusters = srvctl::cluster::Clusters::load(&system, &paths.clusters()).expect("clusters");
     let me = clusters.host(HOSTNAME).expect("host");
-    let templates = srvctl::render::templates::Templates::load(None).expect("templates");
+    let templates = srvctl::render::templates::Templates::load(&system, None).expect("templates");
     let site_settings = srvctl::site::Settings::default();
-    let system = srvctl::system::Local::new(true);
     let installed =
         srvctl::certs::installed(&system, &paths, &state, HOSTNAME).expect("installed certs");
     let times = (0..20)
@@ -374,7 +377,8 @@ fn main() -> ExitCode {
     // (c) Regenerate after one alias is added or removed.
     let times = (0..5)
         .map(|k| {
-            let (mut writer, mut state) = srvctl::store::Writer::lock(&paths).expect("lock");
+            let (mut writer, mut state) =
+                srvctl::store::Writer::lock(&system, &paths).expect("lock");
             let c = state.containers.get_mut(&site.name()).expect("site 0");
             if k % 2 == 0 {
                 c.web.aliases = vec![srvctl::web::Domain::new("alias.example.net").expect("d")];
@@ -404,7 +408,8 @@ fn main() -> ExitCode {
     let other = ContainerNameOf(farm::container_name(1));
     let times = (0..5)
         .map(|k| {
-            let (mut writer, mut state) = srvctl::store::Writer::lock(&paths).expect("lock");
+            let (mut writer, mut state) =
+                srvctl::store::Writer::lock(&system, &paths).expect("lock");
             let c = state.containers.get_mut(&other.name()).expect("site 1");
             c.web.http_redirect = (k % 2 == 0).then_some(srvctl::web::Redirect::None);
             writer.commit(&state).expect("commit");

@@ -122,7 +122,10 @@ impl AcmeSettings {
                 .map_err(|e| AcmeError::Parse(path.display().to_string(), e))?,
             None => Self::default(),
         };
-        if std::env::var_os("SRVCTL_ACME_ASSUME_RESOLVED").is_some_and(|v| v == "1") {
+        if system
+            .env("SRVCTL_ACME_ASSUME_RESOLVED")
+            .is_some_and(|v| v == "1")
+        {
             settings.assume_resolved = true;
         }
         Ok(settings)
@@ -643,7 +646,7 @@ pub fn obtain(
         not_after: issued.not_after.to_string(),
         issued: now.to_string(),
     };
-    let _lock = certs::lock(paths).map_err(io_at(&certs::dir(paths)))?;
+    let _lock = certs::lock(system, paths).map_err(io_at(&certs::dir(paths)))?;
     certs::install(
         system,
         paths,
@@ -698,7 +701,7 @@ pub fn survey(
 ) -> Result<Vec<Row>, AcmeError> {
     // A broken settings.json is reported by srvctl-regenerate; here it only loses the preview
     // names.
-    let site = crate::site::Settings::load(paths).unwrap_or_default();
+    let site = crate::site::Settings::load(system, paths).unwrap_or_default();
     let mine: Vec<(&str, Vec<String>)> = state
         .containers
         .iter()

@@ -1,13 +1,10 @@
 //! The append-only audit log: one JSON object a line, recording every command that changes or
 //! tried to change the datastore.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-
 use serde::Serialize;
 
 use crate::paths::Paths;
+use crate::system::System;
 
 /// One line of the audit log.
 #[derive(Debug, Clone, Serialize)]
@@ -26,29 +23,25 @@ pub struct AuditRecord<'a> {
 
 /// Append one record. JSON escaping keeps every record on exactly one line whatever the
 /// arguments hold; `O_APPEND` keeps concurrent writers from overwriting each other.
-pub fn append(paths: &Paths, record: &AuditRecord<'_>) -> std::io::Result<()> {
+pub fn append(system: &dyn System, paths: &Paths, record: &AuditRecord<'_>) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    std::fs::create_dir_all(paths.state_dir())?;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(paths.audit_log())?
-        .write_all(&line)
+    system.append(&paths.audit_log(), &line, 0o600)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::Recording;
 
     #[test]
     fn one_line_per_record_whatever_the_arguments() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::rooted(dir.path());
+        let system = Recording::default();
+        let paths = Paths::rooted("/r");
         let command = vec!["add-ve".to_string(), "evil\nname\"".to_string()];
         for outcome in ["ok", "error: bad\nthing"] {
             append(
+                &system,
                 &paths,
                 &AuditRecord {
                     time: "t",
@@ -60,7 +53,8 @@ mod tests {
             )
             .unwrap();
         }
-        let text = std::fs::read_to_string(paths.audit_log()).unwrap();
+        let text = system.read(&paths.audit_log()).unwrap().unwrap();
+        let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();

@@ -24,7 +24,7 @@ use crate::names::ContainerName;
 use crate::paths::Paths;
 use crate::pki::{self, PkiError};
 use crate::site::{Settings, SettingsError};
-use crate::system::{FileStamp, System};
+use crate::system::{FileLock, FileStamp, LockKind, System};
 use crate::web;
 
 /// The certificate directory on the host.
@@ -92,21 +92,10 @@ pub fn dir(paths: &Paths) -> PathBuf {
 /// while it decides which internal certificates to issue and writes them, and an ACME install
 /// holds it while it writes: an internal certificate never overwrites an ACME one that arrived
 /// in between.
-pub fn lock(paths: &Paths) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+pub fn lock(system: &dyn System, paths: &Paths) -> io::Result<FileLock> {
     let dir = dir(paths);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(".lock"))?;
-    file.lock()?;
-    Ok(file)
+    system.create_dir(&dir, 0o700)?;
+    system.lock(&dir.join(".lock"), LockKind::Exclusive)
 }
 
 /// Remove the certificates of containers that are no longer on `hostname` (destroyed or moved).
@@ -117,12 +106,8 @@ pub fn prune(
     state: &State,
     hostname: &str,
 ) -> io::Result<Vec<String>> {
-    let Ok(entries) = std::fs::read_dir(dir(paths)) else {
-        return Ok(Vec::new());
-    };
     let mut removed = Vec::new();
-    for entry in entries {
-        let file = entry?.file_name();
+    for file in system.list_dir(&dir(paths)).unwrap_or_default() {
         let file = file.to_string_lossy();
         let Some(name) = file
             .strip_suffix(".pem")
@@ -411,8 +396,8 @@ pub fn ensure_internal(
     state: &State,
     hostname: &str,
 ) -> Result<Ensured, CertError> {
-    let settings = Settings::load(paths)?;
-    let now = Timestamp::now();
+    let settings = Settings::load(system, paths)?;
+    let now = system.now();
     let routes = web::routes(state, settings.company_domain.as_ref(), hostname);
     let mut served = web::names_by_container(&routes);
     let wanted = std::iter::once((DEFAULT.to_owned(), vec![hostname.to_owned()])).chain(
@@ -509,6 +494,8 @@ pub fn issue_internal(
 
 #[cfg(test)]
 mod tests {
+    // Tests may use the real file system and clock directly (see clippy.toml).
+    #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
     use super::*;
     use crate::system::Recording;
 
@@ -570,7 +557,7 @@ mod tests {
         assert_eq!(issued, ["_default", "web.example.com"]);
         let meta = read_meta(&sys, &paths, "web.example.com").unwrap().unwrap();
         assert_eq!(meta.source, CertSource::Internal);
-        assert!(meta.valid_for(Timestamp::now(), INTERNAL_RENEW_BEFORE));
+        assert!(meta.valid_for(sys.now(), INTERNAL_RENEW_BEFORE));
         let pem = sys
             .read(&pem_path(&paths, "web.example.com"))
             .unwrap()
@@ -588,8 +575,8 @@ mod tests {
         let acme = CertMeta {
             source: CertSource::Acme,
             names: vec!["web.example.com".into()],
-            not_after: (Timestamp::now() + SignedDuration::from_hours(24 * 60)).to_string(),
-            issued: Timestamp::now().to_string(),
+            not_after: (sys.now() + SignedDuration::from_hours(24 * 60)).to_string(),
+            issued: sys.now().to_string(),
         };
         install(&sys, &paths, "web.example.com", CHAIN, KEY, &acme).unwrap();
         assert!(

@@ -147,10 +147,10 @@ impl Reserved {
 
     /// Read clusters.json and settings.json under `paths`. A file that is missing or wrong
     /// reserves nothing here: the commands that need it report its error themselves.
-    pub fn load(paths: &Paths) -> Self {
+    pub fn load(system: &dyn crate::system::System, paths: &Paths) -> Self {
         Self::new(
-            &Clusters::load(&paths.clusters()).unwrap_or_default(),
-            &Settings::load(paths).unwrap_or_default(),
+            &Clusters::load(system, &paths.clusters()).unwrap_or_default(),
+            &Settings::load(system, paths).unwrap_or_default(),
         )
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::config_file::{self, FileError};
 use crate::names::{ContainerName, shown};
 use crate::plan::HostNet;
+use crate::system::System;
 
 /// A host of a cluster, as clusters.json describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,8 +78,8 @@ fn is_cluster_name(s: &str) -> bool {
 
 impl Clusters {
     /// Read and validate clusters.json.
-    pub fn load(path: &Path) -> Result<Self, ClusterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+    pub fn load(system: &dyn System, path: &Path) -> Result<Self, ClusterError> {
+        let text = config_file::read_text(system, path).map_err(|source| FileError::Read {
             path: path.to_owned(),
             source,
         })?;

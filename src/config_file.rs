@@ -1,9 +1,12 @@
 //! The operator's hand-written JSON files (clusters.json, settings.json): reading them, and
 //! the errors that name the file.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+use crate::system::System;
 
 /// A hand-written file could not be read, or is not a JSON object.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +39,20 @@ impl FileError {
     }
 }
 
-/// Read `path`; `Ok(None)` when it does not exist.
-pub fn read(path: &Path) -> Result<Option<String>, FileError> {
-    match std::fs::read_to_string(path) {
+/// The text of `path`, which must exist: a missing file is [`io::ErrorKind::NotFound`], bytes
+/// that are not UTF-8 [`io::ErrorKind::InvalidData`].
+pub fn read_text(system: &dyn System, path: &Path) -> io::Result<String> {
+    let bytes = system
+        .read(path)?
+        .ok_or_else(|| io::Error::from(nix::errno::Errno::ENOENT))?;
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Read the text of `path`; `Ok(None)` when it does not exist.
+pub fn read(system: &dyn System, path: &Path) -> Result<Option<String>, FileError> {
+    match read_text(system, path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(FileError::Read {
             path: path.to_owned(),
             source,

@@ -41,12 +41,12 @@ pub enum Verdict {
 }
 
 /// The haproxy program, if installed.
-pub fn haproxy_program() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+pub fn haproxy_program(system: &dyn System) -> Option<PathBuf> {
+    let path = system.env("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
         .map(|d| d.join("haproxy"))
-        .find(|p| p.is_file())
+        .find(|p| system.kind(p) == Some(crate::system::FileKind::File))
 }
 
 /// Check the front rendered in `tree`, whose planned changes are `changes`. The verdict only
@@ -190,7 +190,13 @@ impl Module for Front {
         changes: &Changes,
     ) -> crate::registry::Verdict {
         use crate::registry::Verdict as V;
-        match guard(system, paths, tree, changes, haproxy_program().as_deref()) {
+        match guard(
+            system,
+            paths,
+            tree,
+            changes,
+            haproxy_program(system).as_deref(),
+        ) {
             Verdict::NotChecked(note) => V::Note(note),
             Verdict::Refused(error) => V::Refuse(error),
             Verdict::Unchanged | Verdict::Checked | Verdict::MapsOnly | Verdict::CheckedBefore => {
@@ -286,63 +292,13 @@ mod tests {
         assert_eq!(text, "crt-list /s/crt-list\n/c/a.pem\n");
     }
 
-    /// A system whose programs all fail, like a `haproxy -c` that refuses the config.
-    struct Refusing(Recording);
-
-    impl System for Refusing {
-        fn read(&self, p: &Path) -> std::io::Result<Option<Vec<u8>>> {
-            self.0.read(p)
-        }
-        fn read_link(&self, p: &Path) -> std::io::Result<Option<PathBuf>> {
-            self.0.read_link(p)
-        }
-        fn stamp(&self, p: &Path) -> std::io::Result<Option<crate::system::FileStamp>> {
-            self.0.stamp(p)
-        }
-        fn write(&self, p: &Path, b: &[u8], m: u32, d: bool) -> std::io::Result<()> {
-            self.0.write(p, b, m, d)
-        }
-        fn sync_fs(&self, p: &Path) -> std::io::Result<()> {
-            self.0.sync_fs(p)
-        }
-        fn symlink(&self, p: &Path, t: &Path) -> std::io::Result<()> {
-            self.0.symlink(p, t)
-        }
-        fn remove(&self, p: &Path) -> std::io::Result<()> {
-            self.0.remove(p)
-        }
-        fn create_dir(&self, p: &Path, m: u32) -> std::io::Result<()> {
-            self.0.create_dir(p, m)
-        }
-        fn remove_empty_dir(&self, p: &Path) -> std::io::Result<()> {
-            self.0.remove_empty_dir(p)
-        }
-        fn remove_tree(&self, p: &Path) -> std::io::Result<()> {
-            self.0.remove_tree(p)
-        }
-        fn interface_exists(&self, n: &str) -> bool {
-            self.0.interface_exists(n)
-        }
-        fn run(&self, c: &CommandLine) -> std::io::Result<()> {
-            Err(std::io::Error::other(format!(
-                "`{c}` failed: unknown keyword"
-            )))
-        }
-        fn systemd(&self, r: &Request) -> Result<(), crate::system::systemd::SystemdError> {
-            self.0.systemd(r)
-        }
-        fn unit_states(
-            &self,
-            p: &str,
-        ) -> Result<Vec<crate::system::systemd::UnitState>, crate::system::systemd::SystemdError>
-        {
-            self.0.unit_states(p)
-        }
-    }
-
     #[test]
     fn a_refused_front_says_why() {
-        let sys = Refusing(Recording::default());
+        // Like a `haproxy -c` that refuses the config.
+        let sys = Recording {
+            failing_programs: [("haproxy".into(), "unknown keyword".into())].into(),
+            ..Recording::default()
+        };
         let paths = Paths::rooted("/r");
         let t = tree("broken\n");
         let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
@@ -353,8 +309,7 @@ mod tests {
         assert!(msg.contains("unknown keyword"), "{msg}");
         assert!(msg.contains("the running one is kept"), "{msg}");
         assert!(
-            sys.0
-                .read(Path::new("/r/var/lib/srvctl/haproxy.checked"))
+            sys.read(Path::new("/r/var/lib/srvctl/haproxy.checked"))
                 .unwrap()
                 .is_none()
         );

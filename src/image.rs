@@ -8,10 +8,8 @@
 //! An image is built beside the old one and swapped in by rename, so a failed or interrupted
 //! build never leaves a half image in place.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use crate::paths::Paths;
 use crate::system::{CommandLine, System};
@@ -107,8 +105,11 @@ fn step(what: &str) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
 
 /// The Debian mirror: `SRVCTL_DEBIAN_MIRROR`, else the one this machine's apt uses, else
 /// deb.debian.org.
-fn debian_mirror() -> String {
-    if let Ok(m) = std::env::var("SRVCTL_DEBIAN_MIRROR") {
+fn debian_mirror(system: &dyn System) -> String {
+    if let Some(m) = system
+        .env("SRVCTL_DEBIAN_MIRROR")
+        .and_then(|m| m.into_string().ok())
+    {
         return m;
     }
     let sources = [
@@ -116,9 +117,10 @@ fn debian_mirror() -> String {
         "/etc/apt/sources.list",
     ];
     for file in sources {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Some(text) = system.read(Path::new(file)).ok().flatten() else {
             continue;
         };
+        let text = String::from_utf8_lossy(&text);
         let found = text.split_whitespace().find(|w| {
             (w.starts_with("http://") || w.starts_with("https://"))
                 && w.trim_end_matches('/').ends_with("/debian")
@@ -131,24 +133,15 @@ fn debian_mirror() -> String {
 }
 
 /// Run a long command, showing its output lines as progress with the elapsed time.
-fn run_with_progress(cmd: &mut Command, label: &str) -> Result<(), ImageError> {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(step(label))?;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            eprintln!("[{:>5.1}s] {label}: {line}", start.elapsed().as_secs_f64());
-        }
-    }
-    let status = child.wait().map_err(step(label))?;
-    if !status.success() {
-        return Err(ImageError::Step(format!("{label} failed ({status})")));
-    }
-    Ok(())
+fn run_with_progress(system: &dyn System, command: &CommandLine) -> Result<(), ImageError> {
+    let start = system.monotonic();
+    let label = &command.program;
+    system
+        .run_lines(command, &mut |line| {
+            let took = system.monotonic() - start;
+            eprintln!("[{:>5.1}s] {label}: {line}", took.as_secs_f64());
+        })
+        .map_err(|e| ImageError::Step(e.to_string()))
 }
 
 /// Build image `name` and swap it in. Returns the time it took.
@@ -158,7 +151,7 @@ pub fn build(
     name: &str,
 ) -> Result<std::time::Duration, ImageError> {
     let distro = Distro::of_image(name).ok_or_else(|| ImageError::Unknown(name.to_owned()))?;
-    let start = Instant::now();
+    let start = system.monotonic();
     let dir = image_dir(paths, name);
     let parent = dir.parent().expect("images dir");
     system
@@ -176,36 +169,48 @@ pub fn build(
     );
     match distro {
         Distro::Debian => {
-            let mirror = debian_mirror();
-            run_with_progress(
-                Command::new("debootstrap")
-                    .arg("--variant=minbase")
-                    .arg(format!("--include={}", DEBIAN_PACKAGES.join(",")))
-                    .arg(DEBIAN_SUITE)
-                    .arg(&new)
-                    .arg(&mirror),
+            let mirror = debian_mirror(system);
+            let debootstrap = CommandLine::new(
                 "debootstrap",
-            )?;
+                [
+                    OsString::from("--variant=minbase"),
+                    format!("--include={}", DEBIAN_PACKAGES.join(",")).into(),
+                    DEBIAN_SUITE.into(),
+                    new.clone().into(),
+                    mirror.into(),
+                ],
+            );
+            run_with_progress(system, &debootstrap)?;
         }
         Distro::Fedora => {
-            let release = std::env::var("SRVCTL_FEDORA_RELEASE").unwrap_or_else(|_| "41".into());
-            run_with_progress(
-                Command::new("dnf")
-                    .arg(format!("--installroot={}", new.display()))
-                    .arg(format!("--releasever={release}"))
-                    .args(["--setopt=install_weak_deps=False", "-y", "install"])
-                    .args(FEDORA_PACKAGES),
+            let release = system
+                .env("SRVCTL_FEDORA_RELEASE")
+                .and_then(|r| r.into_string().ok())
+                .unwrap_or_else(|| "41".into());
+            let options = ["--setopt=install_weak_deps=False", "-y", "install"];
+            let dnf = CommandLine::new(
                 "dnf",
-            )?;
+                [
+                    format!("--installroot={}", new.display()),
+                    format!("--releasever={release}"),
+                ]
+                .into_iter()
+                .chain(options.iter().chain(FEDORA_PACKAGES).map(|a| a.to_string())),
+            );
+            run_with_progress(system, &dnf)?;
         }
     }
     configure(system, &new, distro)?;
-    if dir.exists() {
-        std::fs::rename(&dir, &old).map_err(step("moving the old image aside"))?;
+    if system.kind(&dir).is_some() {
+        system
+            .rename(&dir, &old)
+            .map_err(step("moving the old image aside"))?;
     }
-    std::fs::rename(&new, &dir).map_err(step("swapping in the new image"))?;
+    system
+        .rename(&new, &dir)
+        .map_err(step("swapping in the new image"))?;
     crate::rootfs::remove(system, &old).map_err(step("removing the old image"))?;
-    Ok(start.elapsed())
+    Ok(system.monotonic() - start)
 }
 
 /// Turn a fresh root filesystem into a srvctl image.
@@ -253,12 +258,9 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
 /// Remove SSH host keys so every clone makes its own.
 pub fn remove_host_keys(system: &dyn System, root: &Path) -> std::io::Result<()> {
     let dir = root.join("etc/ssh");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
-            system.remove(&entry.path())?;
+    for name in system.list_dir(&dir).unwrap_or_default() {
+        if name.to_string_lossy().starts_with("ssh_host_") {
+            system.remove(&dir.join(name))?;
         }
     }
     Ok(())

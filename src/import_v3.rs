@@ -26,6 +26,7 @@ use crate::model::{OPERATOR, State};
 use crate::names::{AccountName, ContainerName, shown};
 use crate::ops::{self, Context, OpError};
 use crate::plan::{Bridge, ContainerNumber};
+use crate::system::System;
 use crate::web::{Domain, Redirect, WebSettings};
 
 /// What an import did.
@@ -104,13 +105,17 @@ fn refused(report: &mut ImportReport, record: String, why: Refusal) -> Result<()
     }
 }
 
-fn read_object(dir: &Path, file: &str) -> Result<Map<String, Value>, ImportError> {
+fn read_object(
+    system: &dyn System,
+    dir: &Path,
+    file: &str,
+) -> Result<Map<String, Value>, ImportError> {
     let path = dir.join(file);
     let err = |msg: String| ImportError::File {
         path: path.display().to_string(),
         msg,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let text = crate::config_file::read_text(system, &path).map_err(|e| err(e.to_string()))?;
     match serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))? {
         Value::Object(m) => Ok(m),
         _ => Err(err("must be a JSON object".into())),
@@ -177,14 +182,15 @@ pub const V3: &str = "v3";
 /// Import the srvctl 3 datastore in `dir` into `state`. On an error `state` may be half
 /// changed: the caller drops it.
 pub fn import(
+    system: &dyn System,
     state: &mut State,
     clusters: &Clusters,
     ctx: &Context<'_>,
     dir: &Path,
 ) -> Result<ImportReport, ImportError> {
-    let users = read_object(dir, "users.json")?;
-    let containers = read_object(dir, "containers.json")?;
-    let hosts = read_object(dir, "hosts.json")?;
+    let users = read_object(system, dir, "users.json")?;
+    let containers = read_object(system, dir, "containers.json")?;
+    let hosts = read_object(system, dir, "hosts.json")?;
     let mut report = ImportReport::default();
     let accounts = V3Accounts {
         host: ctx.accounts,

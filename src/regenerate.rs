@@ -91,12 +91,12 @@ pub enum RegenerateError {
 
 /// Regenerate host `hostname` under `paths`.
 pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome, RegenerateError> {
-    let state = store::read(paths)?.rendered();
-    let clusters = Clusters::load(&paths.clusters())?;
+    let state = store::read(system, paths)?.rendered();
+    let clusters = Clusters::load(system, &paths.clusters())?;
     let me = clusters
         .host(hostname)
         .ok_or_else(|| RegenerateError::UnknownHost(hostname.to_owned()))?;
-    let templates = Templates::load(Some(&paths.host("/etc/srvctl/templates")))?;
+    let templates = Templates::load(system, Some(&paths.host("/etc/srvctl/templates")))?;
     let mut outcome = Outcome {
         skipped: state
             .set_aside
@@ -108,10 +108,10 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
     if !mesh::instances(&clusters, hostname).is_empty() {
         outcome.certificates_created = pki::ensure(system, paths, &me.name)?;
     }
-    let site = crate::site::Settings::load(paths)?;
+    let site = crate::site::Settings::load(system, paths)?;
     // Every container of this host has a certificate before haproxy is rendered: one of the
     // internal CA unless a valid ACME one is installed.
-    let certificates = crate::certs::lock(paths).map_err(RegenerateError::Read)?;
+    let certificates = crate::certs::lock(system, paths).map_err(RegenerateError::Read)?;
     let ensured = crate::certs::ensure_internal(system, paths, &state, hostname)?;
     crate::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
     drop(certificates);
@@ -170,14 +170,14 @@ pub fn wait_for_bridges(
     timeout: std::time::Duration,
 ) -> Vec<String> {
     let bridges = render::containers::bridges(state, hostname);
-    let start = std::time::Instant::now();
+    let start = system.monotonic();
     loop {
         let missing: Vec<String> = bridges
             .iter()
             .filter(|b| !system.interface_exists(b))
             .cloned()
             .collect();
-        if missing.is_empty() || start.elapsed() >= timeout {
+        if missing.is_empty() || system.monotonic() - start >= timeout {
             return missing;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -258,7 +258,7 @@ mod tests {
             extra: BTreeMap::new(),
         };
         let settings = Settings::default();
-        let templates = Templates::load(None).unwrap();
+        let templates = Templates::load(&crate::system::Recording::default(), None).unwrap();
         let certificates = BTreeMap::new();
         let inputs = Inputs {
             state: &state,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::names::ContainerName;
 use crate::paths::Paths;
-use crate::system::{CommandLine, System};
+use crate::system::{Btrfs, CommandLine, System};
 
 /// How a root filesystem was made from its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,24 +85,11 @@ pub enum Removal {
     NotOurs(PathBuf),
 }
 
-/// The inode number of the root of every btrfs subvolume.
-const BTRFS_SUBVOLUME_INODE: u64 = 256;
-
-fn is_btrfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
-}
-
-fn is_subvolume(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    is_btrfs(path) && std::fs::metadata(path).is_ok_and(|m| m.ino() == BTRFS_SUBVOLUME_INODE)
-}
-
 /// Create an empty directory to build a root filesystem in: a subvolume on btrfs, so that
 /// containers can later be snapshots of it.
 pub fn make_dir(system: &dyn System, dir: &Path) -> std::io::Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    if is_btrfs(parent) {
+    if system.btrfs(parent) != Btrfs::No {
         system.run(&CommandLine::new(
             "btrfs",
             [
@@ -121,7 +108,9 @@ pub fn clone(system: &dyn System, image: &Path, dest: &Path) -> std::io::Result<
     if let Some(parent) = dest.parent() {
         system.create_dir(parent, 0o700)?;
     }
-    if is_subvolume(image) && dest.parent().is_some_and(is_btrfs) {
+    if system.btrfs(image) == Btrfs::Subvolume
+        && dest.parent().is_some_and(|p| system.btrfs(p) != Btrfs::No)
+    {
         let snapshot = CommandLine::new(
             "btrfs",
             [
@@ -155,9 +144,9 @@ pub fn clone(system: &dyn System, image: &Path, dest: &Path) -> std::io::Result<
 }
 
 /// A fresh random machine id: 32 lower-case hex digits.
-fn new_machine_id() -> std::io::Result<String> {
+fn new_machine_id(system: &dyn System) -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    system.random(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -166,7 +155,7 @@ fn new_machine_id() -> std::io::Result<String> {
 pub fn personalise(system: &dyn System, root: &Path, name: &ContainerName) -> std::io::Result<()> {
     let write =
         |rel: &str, text: String| system.write(&root.join(rel), text.as_bytes(), 0o644, true);
-    write("etc/machine-id", format!("{}\n", new_machine_id()?))?;
+    write("etc/machine-id", format!("{}\n", new_machine_id(system)?))?;
     write("etc/hostname", format!("{name}\n"))?;
     write(
         "var/www/html/index.html",
@@ -188,7 +177,7 @@ pub fn remove_container(
 ) -> std::io::Result<Removal> {
     let dir = machine_dir(paths, name);
     remove(system, &staging_dir(paths, name))?;
-    if !dir.exists() {
+    if system.kind(&dir).is_none() {
         return Ok(Removal::Removed);
     }
     if owner(system, &dir)?.as_deref() != Some(identity) {
@@ -209,7 +198,7 @@ pub fn remove_container(
     if let Some(parent) = staging.parent() {
         system.create_dir(parent, 0o700)?;
     }
-    std::fs::rename(&dir, &staging)?;
+    system.rename(&dir, &staging)?;
     remove(system, &staging)?;
     remove_staging_parent(system, paths, name)?;
     Ok(Removal::Removed)
@@ -217,10 +206,10 @@ pub fn remove_container(
 
 /// Remove a root filesystem (a btrfs subvolume or a directory tree); a missing one is fine.
 pub fn remove(system: &dyn System, dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
+    if system.kind(dir).is_none() {
         return Ok(());
     }
-    if is_subvolume(dir) {
+    if system.btrfs(dir) == Btrfs::Subvolume {
         let delete = CommandLine::new(
             "btrfs",
             [

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config_file::{self, FileError};
 use crate::names::shown;
 use crate::paths::Paths;
+use crate::system::System;
 use crate::web::Domain;
 
 /// The settings file.
@@ -60,9 +61,9 @@ impl Settings {
     }
 
     /// Read settings.json under `paths`; a missing file means the defaults.
-    pub fn load(paths: &Paths) -> Result<Self, SettingsError> {
+    pub fn load(system: &dyn System, paths: &Paths) -> Result<Self, SettingsError> {
         let file = path(paths);
-        match config_file::read(&file)? {
+        match config_file::read(system, &file)? {
             Some(text) => Self::parse(&file, &text),
             None => Ok(Self::default()),
         }

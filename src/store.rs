@@ -12,15 +12,13 @@
 
 mod memory;
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::claims::Reserved;
 use crate::model::{DocumentError, State};
 use crate::paths::Paths;
-use crate::system::{Local, System};
+use crate::system::{FileLock, LockKind, System};
 
 /// A datastore failure, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -56,42 +54,43 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// Read the datastore without locking; a missing document is an empty datastore. Records
 /// that break an invariant are set aside ([`State::load`]), checked against the names that
 /// clusters.json and settings.json reserve.
-pub fn read(paths: &Paths) -> Result<State, StoreError> {
-    read_bytes(paths).map(|(state, _)| state)
+pub fn read(system: &dyn System, paths: &Paths) -> Result<State, StoreError> {
+    read_bytes(system, paths).map(|(state, _)| state)
 }
 
-fn read_bytes(paths: &Paths) -> Result<(State, Option<Vec<u8>>), StoreError> {
+fn read_bytes(system: &dyn System, paths: &Paths) -> Result<(State, Option<Vec<u8>>), StoreError> {
     let path = &paths.datastore();
-    match fs::read(path) {
-        Ok(bytes) => State::load(&bytes, &Reserved::load(paths))
+    match system.read(path).map_err(io_err(path))? {
+        Some(bytes) => State::load(&bytes, &Reserved::load(system, paths))
             .map(|s| (s, Some(bytes)))
             .map_err(|source| StoreError::Document {
                 path: path.to_owned(),
                 source,
             }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((State::default(), None)),
-        Err(e) => Err(io_err(path)(e)),
+        None => Ok((State::default(), None)),
     }
 }
 
 /// The datastore held for writing: the lock is released when this is dropped.
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<'s> {
+    system: &'s dyn System,
     path: PathBuf,
     original: Option<Vec<u8>>,
-    _lock: File,
+    _lock: FileLock,
 }
 
-impl Writer {
+impl<'s> Writer<'s> {
     /// Take the writer lock (waiting for other writers) and read the current document.
-    pub fn lock(paths: &Paths) -> Result<(Self, State), StoreError> {
-        let lock = open_lock(paths)?;
-        lock.lock().map_err(io_err(&paths.lock()))?;
-        remove_stale_temp_files(&paths.state_dir());
-        let (state, original) = read_bytes(paths)?;
+    pub fn lock(system: &'s dyn System, paths: &Paths) -> Result<(Self, State), StoreError> {
+        let lock = take_lock(system, paths, LockKind::Exclusive)?;
+        remove_stale_temp_files(system, &paths.state_dir());
+        let path = paths.datastore();
+        let (state, original) = read_bytes(system, paths)?;
         Ok((
             Self {
-                path: paths.datastore(),
+                system,
+                path,
                 original,
                 _lock: lock,
             },
@@ -106,7 +105,7 @@ impl Writer {
             return Ok(false);
         }
         // Through a temp file beside it: fsync, rename, fsync the directory.
-        Local::default()
+        self.system
             .write(&self.path, &bytes, 0o644, true)
             .map_err(io_err(&self.path))?;
         self.original = Some(bytes);
@@ -149,87 +148,81 @@ impl std::fmt::Debug for Held {
 
 /// The local JSON document under a file lock (the default backend).
 #[derive(Debug, Clone)]
-pub struct Json {
+pub struct Json<'s> {
+    system: &'s dyn System,
     paths: Paths,
 }
 
-impl Json {
-    /// The datastore of `paths`.
-    pub fn new(paths: &Paths) -> Self {
+impl<'s> Json<'s> {
+    /// The datastore of `paths`, reached through `system`.
+    pub fn new(system: &'s dyn System, paths: &Paths) -> Self {
         Self {
+            system,
             paths: paths.clone(),
         }
     }
 }
 
-impl Store for Json {
+impl Store for Json<'_> {
     fn load(&self) -> Result<State, StoreError> {
-        read(&self.paths)
+        read(self.system, &self.paths)
     }
 
     fn hold(&self) -> Result<Held, StoreError> {
-        let lock = open_lock(&self.paths)?;
-        lock.lock_shared().map_err(io_err(&self.paths.lock()))?;
+        let lock = take_lock(self.system, &self.paths, LockKind::Shared)?;
         Ok(Held {
-            state: read(&self.paths)?,
+            state: read(self.system, &self.paths)?,
             _guard: Box::new(lock),
         })
     }
 
     fn begin(&self) -> Result<(Box<dyn Transaction + '_>, State), StoreError> {
-        let (writer, state) = Writer::lock(&self.paths)?;
+        let (writer, state) = Writer::lock(self.system, &self.paths)?;
         Ok((Box::new(writer), state))
     }
 }
 
-impl Transaction for Writer {
+impl Transaction for Writer<'_> {
     fn commit(&mut self, state: &State) -> Result<bool, StoreError> {
         Writer::commit(self, state)
     }
 }
 
-/// Open (creating it and its directory) the lock file of the datastore.
-fn open_lock(paths: &Paths) -> Result<File, StoreError> {
-    let dir = paths.state_dir();
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+/// Lock the datastore's lock file (creating it and its directory).
+fn take_lock(system: &dyn System, paths: &Paths, how: LockKind) -> Result<FileLock, StoreError> {
     let lock_path = paths.lock();
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))
+    system.lock(&lock_path, how).map_err(io_err(&lock_path))
 }
 
 /// Remove temp files left by writers that were killed. Called under the writer lock, when no
 /// other writer can be between creating and renaming its temp file.
-fn remove_stale_temp_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(".datastore.json.tmp.") {
-            let _ = fs::remove_file(entry.path());
+fn remove_stale_temp_files(system: &dyn System, dir: &Path) {
+    for name in system.list_dir(dir).unwrap_or_default() {
+        if name.to_string_lossy().starts_with(".datastore.json.tmp.") {
+            let _ = system.remove(&dir.join(name));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    // Tests may use the real file system directly (see clippy.toml).
+    #![allow(clippy::disallowed_methods)]
+    use std::fs;
+
     use super::*;
+    use crate::system::Local;
 
     #[test]
     fn commit_writes_only_changes_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::rooted(dir.path());
-        let (mut w, state) = Writer::lock(&paths).unwrap();
+        let system = Local::new(true);
+        let (mut w, state) = Writer::lock(&system, &paths).unwrap();
         assert!(w.commit(&state).unwrap());
         assert!(!w.commit(&state).unwrap());
         drop(w);
-        assert_eq!(read(&paths).unwrap(), state);
+        assert_eq!(read(&system, &paths).unwrap(), state);
         let leftovers: Vec<_> = fs::read_dir(paths.state_dir())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -245,8 +238,27 @@ mod tests {
         fs::create_dir_all(paths.state_dir()).unwrap();
         let stale = paths.state_dir().join(".datastore.json.tmp.999999");
         fs::write(&stale, b"half a docu").unwrap();
-        let (_w, _) = Writer::lock(&paths).unwrap();
+        let (_w, _) = Writer::lock(&Local::new(true), &paths).unwrap();
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn the_lock_and_the_document_go_through_the_system() {
+        let system = crate::system::Recording::default();
+        let paths = Paths::rooted("/r");
+        let store = Json::new(&system, &paths);
+        let (mut tx, state) = store.begin().unwrap();
+        assert!(tx.commit(&state).unwrap());
+        drop(tx);
+        assert_eq!(store.hold().unwrap().state, state);
+        assert_eq!(
+            *system.locks.borrow(),
+            [
+                (paths.lock(), LockKind::Exclusive),
+                (paths.lock(), LockKind::Shared)
+            ]
+        );
+        assert!(system.read(&paths.datastore()).unwrap().is_some());
     }
 
     #[test]
@@ -259,7 +271,7 @@ mod tests {
             b"{\"schema_version\": 1, \"containers\": [",
         )
         .unwrap();
-        let e = read(&paths).unwrap_err().to_string();
+        let e = read(&Local::new(true), &paths).unwrap_err().to_string();
         assert!(e.contains("datastore.json"), "{e}");
     }
 }

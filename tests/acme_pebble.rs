@@ -9,6 +9,9 @@
 //! 0700) with its metadata, and chains to pebble's root; a second run orders nothing; with the
 //! CA gone, the error is recorded with a back-off and no order is attempted before it ends.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::fs;

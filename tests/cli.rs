@@ -2,6 +2,9 @@
 //! views, shell-safe `sc out`, refusals that change nothing, the root check, the audit log and
 //! the self-description commands.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::path::Path;

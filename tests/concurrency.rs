@@ -1,6 +1,9 @@
 //! Many `sc` writers at once: the datastore lock serialises them, so none is lost and no two
 //! containers share an address.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::collections::BTreeSet;

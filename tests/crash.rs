@@ -1,6 +1,9 @@
 //! Writers killed at random points (SIGKILL) never leave a truncated or invalid datastore, never
 //! lose a change that was reported done, and never stop a later writer.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,9 @@
 //! A full disk fails the write and keeps the old datastore, byte for byte; once space is free
 //! again, writes succeed. Needs root to mount a tiny tmpfs as the state directory.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::io::Write;

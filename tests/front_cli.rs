@@ -3,6 +3,9 @@
 //! --json, refusals that leave the datastore byte for byte as it was, and settings.json
 //! validation.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use common::{Farm, ONE_HOST};

@@ -11,6 +11,9 @@
 //! Re-bless after an intended change with `SRVCTL_BLESS=1 cargo test --test golden`: the
 //! expected tree is replaced by the actual one, then the test passes. Review the diff.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

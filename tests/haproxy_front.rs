@@ -10,6 +10,9 @@
 //! haproxy runs in a private mount namespace where a tmpfs covers `/run` and `/var/lib` and
 //! the scratch root's directories are bound at those paths, as tests/openvpn_mesh.rs does.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,9 @@
 //! `sc import-v3`: a srvctl 3 datastore (tests/fixtures/v3) mapped onto the address plan, with
 //! everything that cannot be mapped reported, and `--dry-run` writing nothing.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -4,6 +4,9 @@
 //! answers for, a key that differs only in case): the record is set aside and reported,
 //! nothing of it is rendered, every other file stays as it was, and `sc` keeps it as found.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::collections::BTreeMap;

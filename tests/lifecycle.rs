@@ -3,6 +3,9 @@
 //! keeps its record and address, is neither linked by the generator nor rendered, refuses
 //! every action, and is finished by running destroy again.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use common::{Farm, base_command};

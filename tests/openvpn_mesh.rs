@@ -12,6 +12,9 @@
 //! the scratch root's directories are bound at those paths. The machine's own `/run` and
 //! `/var/lib` are never touched.
 
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::fs;

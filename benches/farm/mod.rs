@@ -15,6 +15,7 @@ use srvctl::model::State;
 use srvctl::ops::{self, Context};
 use srvctl::paths::Paths;
 use srvctl::store::Writer;
+use srvctl::system::Local;
 
 /// The cluster definition of the farm.
 pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
@@ -76,7 +77,8 @@ pub fn populate(root: &Path) -> Vec<String> {
         ops::add_container(&mut state, &ctx, &container_name(i), Some(owner))
             .expect("add container");
     }
-    let (mut writer, _) = Writer::lock(&Paths::rooted(root)).expect("lock the datastore");
+    let system = Local::new(true);
+    let (mut writer, _) = Writer::lock(&system, &Paths::rooted(root)).expect("lock the datastore");
     writer.commit(&state).expect("write the datastore");
     owners
 }

@@ -1,13 +1,10 @@
 //! `sc certificates` (list) and `sc certificates renew [NAME] [--force]`.
 
 use crate::failure::FailureKind;
-use std::fs::File;
-
-use nix::fcntl::{Flock, FlockArg};
 
 use super::{Failure, Invocation};
 use crate::acme::{self, AcmeSettings, AcmeState, Row, SystemResolver};
-use crate::system::{Local, Request, System};
+use crate::system::{LockKind, Request, System};
 
 fn rows(
     inv: &Invocation,
@@ -27,7 +24,7 @@ fn rows(
             ),
         )
     })?;
-    let state = crate::store::read(&inv.paths)?;
+    let state = crate::store::read(system, &inv.paths)?;
     if let Some(name) = only
         && !state
             .containers
@@ -47,7 +44,7 @@ fn rows(
         settings,
         &SystemResolver,
         history,
-        jiff::Timestamp::now(),
+        system.now(),
         only,
         force,
     )?)
@@ -55,10 +52,10 @@ fn rows(
 
 /// `sc certificates`: one row per container of this host.
 pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
-    let system = Local::new(inv.paths.root().is_some());
-    let settings = AcmeSettings::load(&system, &inv.paths)?;
-    let history = AcmeState::load(&system, &inv.paths)?;
-    let rows = rows(inv, &system, &settings, &history, None, false)?;
+    let system = inv.system();
+    let settings = AcmeSettings::load(system, &inv.paths)?;
+    let history = AcmeState::load(system, &inv.paths)?;
+    let rows = rows(inv, system, &settings, &history, None, false)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -106,33 +103,30 @@ pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
 /// `sc certificates renew [NAME] [--force]`: run the policy now; progress on stderr. Fails
 /// (non-zero exit) when an order failed, so the timer's unit shows up as failed.
 pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> Result<(), Failure> {
-    let system = Local::new(inv.paths.root().is_some());
-    let settings = AcmeSettings::load(&system, &inv.paths)?;
+    let system = inv.system();
+    let settings = AcmeSettings::load(system, &inv.paths)?;
     let dir = acme::acme_dir(&inv.paths);
     system.create_dir(&dir, 0o700)?;
     let lock_path = dir.join("renew.lock");
-    let lock_file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Failure::new(FailureKind::System, format!("{}: {e}", lock_path.display())))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        Failure::new(
-            FailureKind::InUse,
-            "another `sc certificates renew` is running",
-        )
-    })?;
-    let mut history = AcmeState::load(&system, &inv.paths)?;
-    let rows = rows(inv, &system, &settings, &history, only, force)?;
+    let _lock = system
+        .lock(&lock_path, LockKind::ExclusiveNow)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Failure::new(
+                FailureKind::InUse,
+                "another `sc certificates renew` is running",
+            ),
+            _ => Failure::new(FailureKind::System, format!("{}: {e}", lock_path.display())),
+        })?;
+    let mut history = AcmeState::load(system, &inv.paths)?;
+    let rows = rows(inv, system, &settings, &history, only, force)?;
     let report = acme::renew(
-        &system,
+        system,
         &inv.paths,
         &settings,
         &rows,
         only.is_some(),
         &mut history,
-        &jiff::Timestamp::now,
+        &|| system.now(),
         &mut |line| eprintln!("sc: certificates: {line}"),
     )?;
     if !report.installed.is_empty() {

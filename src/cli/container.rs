@@ -1,7 +1,6 @@
 //! `sc NAME ACTION`: act on one container, srvctl 3 style.
 
 use crate::failure::FailureKind;
-use std::process::Command;
 
 use super::output::Output;
 use super::{Failure, Invocation};
@@ -9,7 +8,7 @@ use crate::names::ContainerName;
 use crate::ops::{Change, follow_up};
 use crate::render::generator::container_unit;
 use crate::store::{self, Held, Store};
-use crate::system::{Request, System};
+use crate::system::{CommandLine, Request, System};
 use crate::views;
 
 /// What to do with a container.
@@ -156,7 +155,7 @@ pub fn act(
     let unit = container_unit(name);
     match action {
         Action::Status => {
-            let live = live_states(&system)?;
+            let live = live_states(system)?;
             let rows: Vec<_> = views::status(&held.state, &inv.hostname, &live)
                 .into_iter()
                 .filter(|r| r.name == name.as_str())
@@ -170,7 +169,7 @@ pub fn act(
                 .clone()
                 .unwrap_or_else(|| crate::image::DEFAULT_IMAGE.into());
             let identity = container.rootfs_identity(name);
-            follow_up::provision(&system, &inv.paths, name, &image, &identity)?;
+            follow_up::provision(system, &inv.paths, name, &image, &identity)?;
             system.systemd(&Request::Start(unit))?;
         }
         Action::Stop => system.systemd(&Request::Stop(unit))?,
@@ -228,25 +227,26 @@ pub fn act(
         Action::Shell => {
             // A session may last for hours: it must not hold writers off.
             drop(held);
-            return interactive(
-                inv,
-                Command::new("machinectl").args(["shell", &format!("root@{name}")]),
-            );
+            let shell = CommandLine::new("machinectl", ["shell".into(), format!("root@{name}")]);
+            return interactive(inv, &shell);
         }
         Action::Exec(cmd) => {
             drop(held);
-            let mut run = Command::new("systemd-run");
-            run.arg(format!("--machine={name}"))
-                .args([
-                    "--quiet",
-                    "--wait",
-                    "--pipe",
-                    "--collect",
-                    "--service-type=exec",
-                    "--",
-                ])
-                .args(&cmd);
-            return interactive(inv, &mut run);
+            let options = [
+                "--quiet",
+                "--wait",
+                "--pipe",
+                "--collect",
+                "--service-type=exec",
+                "--",
+            ];
+            let run = CommandLine::new(
+                "systemd-run",
+                std::iter::once(format!("--machine={name}"))
+                    .chain(options.map(String::from))
+                    .chain(cmd),
+            );
+            return interactive(inv, &run);
         }
     }
     inv.audit("ok");
@@ -256,7 +256,7 @@ pub fn act(
 /// The datastore held against writers, with `name` in it and (unless `even_destroying`) not
 /// being destroyed.
 fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result<Held, Failure> {
-    let held = store::Json::new(&inv.paths).hold()?;
+    let held = store::Json::new(inv.system(), &inv.paths).hold()?;
     match held.state.containers.get(name) {
         None => Err(Failure::new(
             FailureKind::NotFound,
@@ -270,18 +270,16 @@ fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result
 }
 
 /// Run an interactive program with this terminal; its exit code becomes ours.
-fn interactive(inv: &Invocation, cmd: &mut Command) -> Result<(), Failure> {
+fn interactive(inv: &Invocation, command: &CommandLine) -> Result<(), Failure> {
     if inv.paths.root().is_some() {
-        eprintln!("would run: {cmd:?}");
+        eprintln!("would run: {command}");
         return Ok(());
     }
-    let status = cmd.status().map_err(|e| {
-        Failure::new(
-            FailureKind::System,
-            format!("{}: {e}", cmd.get_program().to_string_lossy()),
-        )
-    })?;
-    match status.code() {
+    let code = inv
+        .system()
+        .interact(command)
+        .map_err(|e| Failure::new(FailureKind::System, e.to_string()))?;
+    match code {
         Some(0) => Ok(()),
         code => Err(Failure::silent(code.map_or(1, |c| c.clamp(1, 255) as u8))),
     }

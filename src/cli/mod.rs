@@ -21,7 +21,7 @@ use crate::failure::{Classify, FailureKind};
 use crate::ops::{self, Change, Context, FollowUpError, Services};
 use crate::paths::Paths;
 use crate::store;
-use crate::system::Local;
+use crate::system::{Local, System};
 use crate::views::{self, Kind};
 use output::Output;
 
@@ -87,8 +87,9 @@ impl<E: std::fmt::Display + Classify> From<E> for Failure {
     }
 }
 
-/// Who runs the command, on which host, when.
-struct Invocation {
+/// Who runs the command, on which host, when, and the machine it runs on.
+struct Invocation<'s> {
+    system: &'s dyn System,
     paths: Paths,
     hostname: String,
     caller: String,
@@ -96,30 +97,25 @@ struct Invocation {
     argv: Vec<String>,
 }
 
-impl Invocation {
-    fn detect(cli: &Cli, argv: Vec<String>) -> Self {
-        let paths = cli
-            .root
-            .clone()
-            .map(Paths::rooted)
-            .unwrap_or_else(Paths::system);
-        let hostname = crate::system::hostname();
+impl<'s> Invocation<'s> {
+    fn detect(system: &'s dyn System, paths: Paths, argv: Vec<String>) -> Self {
         Self {
+            system,
             paths,
-            hostname,
-            caller: caller_name(),
-            now: jiff::Timestamp::now().to_string(),
+            hostname: system.hostname(),
+            caller: caller_name(system),
+            now: system.now().to_string(),
             argv,
         }
     }
 
     fn clusters(&self) -> Result<Clusters, Failure> {
-        Ok(Clusters::load(&self.paths.clusters())?)
+        Ok(Clusters::load(self.system, &self.paths.clusters())?)
     }
 
-    /// The machine: systemd requests are only printed under a scratch root.
-    fn system(&self) -> Local {
-        Local::new(self.paths.root().is_some())
+    /// The machine (systemd requests are only printed under a scratch root).
+    fn system(&self) -> &'s dyn System {
+        self.system
     }
 
     fn audit(&self, outcome: &str) {
@@ -130,21 +126,21 @@ impl Invocation {
             command: &self.argv,
             outcome,
         };
-        if let Err(e) = audit::append(&self.paths, &record) {
+        if let Err(e) = audit::append(self.system, &self.paths, &record) {
             eprintln!("sc: warning: cannot append to the audit log: {e}");
         }
     }
 }
 
-impl ops::Audit for Invocation {
+impl ops::Audit for Invocation<'_> {
     fn record(&self, outcome: &str) {
         self.audit(outcome);
     }
 }
 
 /// The invoking user: the sudo caller when run through sudo, else the real user.
-fn caller_name() -> String {
-    if let Ok(u) = std::env::var("SUDO_USER")
+fn caller_name(system: &dyn System) -> String {
+    if let Some(u) = system.env("SUDO_USER").and_then(|u| u.into_string().ok())
         && (crate::names::AccountName::new(&u).is_ok() || u == "root")
     {
         return u;
@@ -164,7 +160,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, "sc", wants_json(&argv)),
     };
-    let inv = Invocation::detect(&cli, argv.into_iter().skip(1).collect());
+    let paths = cli
+        .root
+        .clone()
+        .map(Paths::rooted)
+        .unwrap_or_else(Paths::system);
+    // The one machine of this run: systemd requests are only printed under a scratch root.
+    let system = Local::new(paths.root().is_some());
+    let inv = Invocation::detect(&system, paths, argv.into_iter().skip(1).collect());
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,10 +230,10 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             let live = if inv.paths.root().is_some() {
                 None
             } else {
-                container::live_states(&inv.system())?
+                container::live_states(inv.system())?
             };
             out.status(&views::status(
-                &store::read(&inv.paths)?,
+                &store::read(inv.system(), &inv.paths)?,
                 &inv.hostname,
                 &live,
             ))
@@ -239,7 +242,9 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         Command::Certificates {
             action: Some(args::CertificatesAction::Renew { name, force }),
         } => certificates::renew(inv, cli.json, name.as_deref(), *force),
-        Command::Regenerate { what: None } => regenerate::sc_regenerate(&inv.paths, out),
+        Command::Regenerate { what: None } => {
+            regenerate::sc_regenerate(inv.system(), &inv.paths, out)
+        }
         Command::Regenerate {
             what: Some(args::RegenerateWhat::Rootfs { image }),
         } => regenerate::rootfs(inv, out, image.as_deref()),
@@ -355,12 +360,11 @@ fn change(
     host: Option<&Host>,
     change: &Change<'_>,
 ) -> Result<(), Failure> {
-    let reserved = crate::claims::Reserved::load(&inv.paths);
-    let store = store::Json::new(&inv.paths);
-    let system = inv.system();
+    let reserved = crate::claims::Reserved::load(inv.system(), &inv.paths);
+    let store = store::Json::new(inv.system(), &inv.paths);
     let env = Services {
         store: &store,
-        system: &system,
+        system: inv.system(),
         paths: &inv.paths,
         audit: inv,
         live_systemd: inv.paths.root().is_none(),
@@ -391,7 +395,7 @@ fn lookup(
     kind: Kind,
     name: &str,
 ) -> Result<Result<views::Fields, ops::OpError>, Failure> {
-    let state = store::read(&inv.paths)?;
+    let state = store::read(inv.system(), &inv.paths)?;
     let clusters = if kind == Kind::Host {
         inv.clusters()?
     } else {
@@ -477,4 +481,28 @@ fn exit_status_section() -> String {
         ));
     }
     roff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::{Clock, Recording};
+
+    #[test]
+    fn the_audit_record_takes_clock_caller_host_and_log_from_the_system() {
+        let system = Recording {
+            environment: [("SUDO_USER".into(), "alice".into())].into(),
+            hostname: "h1.test".into(),
+            ..Recording::default()
+        };
+        let paths = Paths::rooted("/r");
+        let inv = Invocation::detect(&system, paths.clone(), vec!["add-ve".into()]);
+        inv.audit("ok");
+        let log = system.read(&paths.audit_log()).unwrap().expect("audit log");
+        let record: serde_json::Value = serde_json::from_slice(&log).unwrap();
+        assert_eq!(record["time"], Clock::START.to_string());
+        assert_eq!(record["user"], "alice");
+        assert_eq!(record["host"], "h1.test");
+        assert_eq!(record["command"], serde_json::json!(["add-ve"]));
+    }
 }

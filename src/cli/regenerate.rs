@@ -32,9 +32,8 @@ struct Args {
 }
 
 /// Run regenerate in this process and print what it did.
-pub fn run_here(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
-    let system = Local::new(paths.root().is_some());
-    let outcome = regenerate::run(&system, paths, &crate::system::hostname())?;
+pub fn run_here(system: &dyn System, paths: &Paths, out: &mut Output) -> Result<(), Failure> {
+    let outcome = regenerate::run(system, paths, &system.hostname())?;
     for s in &outcome.skipped {
         eprintln!(
             "srvctl-regenerate: skipped invalid record {}",
@@ -52,11 +51,11 @@ pub fn run_here(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
 }
 
 /// `sc regenerate`: through systemd on a real host, directly under a scratch root.
-pub fn sc_regenerate(paths: &Paths, out: &mut Output) -> Result<(), Failure> {
+pub fn sc_regenerate(system: &dyn System, paths: &Paths, out: &mut Output) -> Result<(), Failure> {
     if paths.root().is_some() {
-        return run_here(paths, out);
+        return run_here(system, paths, out);
     }
-    Local::new(false).systemd(&Request::Start(UNIT.into()))?;
+    system.systemd(&Request::Start(UNIT.into()))?;
     out.value(&format!(
         "{UNIT} ran; see journalctl -u {UNIT} for what changed"
     ))
@@ -69,8 +68,7 @@ pub fn rootfs(
     image: Option<&str>,
 ) -> Result<(), Failure> {
     let image = image.unwrap_or(crate::image::DEFAULT_IMAGE);
-    let system = Local::new(inv.paths.root().is_some());
-    let took = crate::image::build(&system, &inv.paths, image)?;
+    let took = crate::image::build(inv.system(), &inv.paths, image)?;
     inv.audit("ok");
     out.value(&format!(
         "image {image} built in {:.0} s at {}",
@@ -87,10 +85,12 @@ pub fn regenerate_main() -> ExitCode {
         Err(e) => return super::usage_error(e, "srvctl-regenerate", super::wants_json(&argv)),
     };
     let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
+    // The one machine of this run: systemd requests are only printed under a scratch root.
+    let system = Local::new(paths.root().is_some());
     let result = if args.wait_bridges {
-        wait_bridges(&paths)
+        wait_bridges(&system, &paths)
     } else {
-        run_here(&paths, &mut Output::new(args.json))
+        run_here(&system, &paths, &mut Output::new(args.json))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,15 +99,10 @@ pub fn regenerate_main() -> ExitCode {
 }
 
 /// `srvctl-regenerate --wait-bridges`: never fails the boot; a missing bridge is reported.
-fn wait_bridges(paths: &Paths) -> Result<(), Failure> {
-    let system = Local::new(paths.root().is_some());
-    let state = crate::store::read(paths)?;
-    let missing = regenerate::wait_for_bridges(
-        &system,
-        &state,
-        &crate::system::hostname(),
-        regenerate::BRIDGE_WAIT,
-    );
+fn wait_bridges(system: &dyn System, paths: &Paths) -> Result<(), Failure> {
+    let state = crate::store::read(system, paths)?;
+    let missing =
+        regenerate::wait_for_bridges(system, &state, &system.hostname(), regenerate::BRIDGE_WAIT);
     if !missing.is_empty() {
         eprintln!(
             "srvctl-regenerate: bridges still missing: {} (see networkctl status)",

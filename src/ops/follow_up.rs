@@ -4,14 +4,13 @@
 //! a destroyed container.
 
 use std::path::Path;
-use std::time::Instant;
 
 use super::Services;
 use crate::names::ContainerName;
 use crate::paths::Paths;
 use crate::render::generator::container_unit;
 use crate::rootfs::{self, Removal};
-use crate::system::{Request, System};
+use crate::system::{FileKind, Request, System};
 
 /// The unit that expands the datastore into configuration files.
 pub const REGENERATE_UNIT: &str = "srvctl-regenerate.service";
@@ -173,7 +172,7 @@ fn perform_one(env: &Services<'_>, step: &Step) -> Result<(), FollowUpError> {
             Ok(())
         }
         Step::StartContainer(name) => {
-            if rootfs::machine_dir(env.paths, name).is_dir() {
+            if system.kind(&rootfs::machine_dir(env.paths, name)) == Some(FileKind::Dir) {
                 system
                     .systemd(&Request::Start(container_unit(name)))
                     .map_err(|source| FollowUpError::NotStarted {
@@ -209,7 +208,7 @@ pub fn provision(
         message,
     };
     let dest = rootfs::machine_dir(paths, name);
-    if dest.exists() {
+    if system.kind(&dest).is_some() {
         return match rootfs::owner(system, &dest) {
             Ok(Some(owner)) if owner == identity => Ok(()),
             Ok(Some(_)) => Err(failed(foreign_rootfs(&dest))),
@@ -226,17 +225,17 @@ pub fn provision(
         };
     }
     let source = crate::image::image_dir(paths, image);
-    if !source.is_dir() {
+    if system.kind(&source) != Some(FileKind::Dir) {
         eprintln!(
             "sc: note: image {image} is not built ({}); run `sc regenerate rootfs {image}`, then `sc {name} start`",
             source.display()
         );
         return Ok(());
     }
-    let start = Instant::now();
+    let start = system.monotonic();
     let staging = rootfs::staging_dir(paths, name);
     let method = clone_marked(system, &source, &staging, name, identity)
-        .and_then(|m| std::fs::rename(&staging, &dest).map(|()| m))
+        .and_then(|m| system.rename(&staging, &dest).map(|()| m))
         .and_then(|m| rootfs::remove_staging_parent(system, paths, name).map(|()| m))
         .map_err(|e| {
             let _ = rootfs::remove(system, &staging);
@@ -244,7 +243,7 @@ pub fn provision(
         })?;
     eprintln!(
         "sc: {name}: root filesystem from image {image} by {method} in {:.2} s",
-        start.elapsed().as_secs_f64()
+        (system.monotonic() - start).as_secs_f64()
     );
     Ok(())
 }
@@ -275,6 +274,8 @@ pub fn foreign_rootfs(dir: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    // Tests may use the real file system and clock directly (see clippy.toml).
+    #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
     use super::*;
     use crate::system::Local;
 

@@ -14,7 +14,7 @@ use crate::model::State;
 use crate::names::ContainerName;
 use crate::paths::Paths;
 use crate::store::Store;
-use crate::system::System;
+use crate::system::{FileKind, System};
 use crate::web::NameList;
 
 /// Where the audit record of a change goes: the caller knows who asked, where and when.
@@ -274,7 +274,9 @@ fn apply(
             )
         }
         Change::Import { dir, clusters } => done(
-            Report::Import(crate::import_v3::import(state, clusters, ctx, dir)?),
+            Report::Import(crate::import_v3::import(
+                env.system, state, clusters, ctx, dir,
+            )?),
             follow_up::reload(),
         ),
     }
@@ -309,11 +311,11 @@ fn add_container(
         added.image = image.to_owned();
     }
     let dir = crate::rootfs::machine_dir(env.paths, &added.name);
-    if dir.exists() {
+    if env.system.kind(&dir).is_some() {
         return Err(OpError::Machine(follow_up::foreign_rootfs(&dir)));
     }
     let source = crate::image::image_dir(env.paths, &added.image);
-    if start && env.live_systemd && !source.is_dir() {
+    if start && env.live_systemd && env.system.kind(&source) != Some(FileKind::Dir) {
         return Err(OpError::Machine(format!(
             "image {image} is not built ({}); run `sc regenerate rootfs {image}` first, or add the record only with --no-start",
             source.display(),
@@ -403,19 +405,16 @@ mod tests {
         log: Log,
         paths: Paths,
         clusters: Clusters,
-        _dir: tempfile::TempDir,
     }
 
     impl Fixture {
         fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
             Self {
                 store: Memory::default(),
                 system: Recording::default(),
                 log: Log::default(),
-                paths: Paths::rooted(dir.path()),
+                paths: Paths::rooted("/r"),
                 clusters: Clusters::parse(Path::new("clusters.json"), CLUSTERS).unwrap(),
-                _dir: dir,
             }
         }
 
@@ -448,7 +447,8 @@ mod tests {
 
         /// A container `web.ve` whose image is built (so that add-ve takes it).
         fn with_container(self) -> Self {
-            std::fs::create_dir_all(crate::image::image_dir(&self.paths, "debian")).unwrap();
+            let image = crate::image::image_dir(&self.paths, "debian");
+            self.system.create_dir(&image, 0o755).unwrap();
             self.run(&add("web.ve", true)).unwrap();
             self
         }
@@ -586,7 +586,8 @@ mod tests {
         assert_eq!(f.store.bytes(), None, "nothing was written");
         f.run(&add("new.ve", false)).unwrap();
         let name = ContainerName::new("old.ve").unwrap();
-        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &name)).unwrap();
+        let dir = crate::rootfs::machine_dir(&f.paths, &name);
+        f.system.create_dir(&dir, 0o755).unwrap();
         let before = f.store.bytes();
         for start in [true, false] {
             let e = f.run(&add("old.ve", start)).unwrap_err().to_string();
@@ -680,7 +681,8 @@ mod tests {
         f.system
             .failing_jobs
             .insert(unit.clone(), "dependency".into());
-        std::fs::create_dir_all(crate::rootfs::machine_dir(&f.paths, &web())).unwrap();
+        let dir = crate::rootfs::machine_dir(&f.paths, &web());
+        f.system.create_dir(&dir, 0o755).unwrap();
         let e = follow_up::perform(&f.env(), &[Step::StartContainer(web())]).unwrap_err();
         assert!(
             matches!(e, follow_up::FollowUpError::NotStarted { .. }),

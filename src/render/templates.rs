@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::system::System;
+
 /// The built-in templates, by name (the file names under `templates/` of the source tree).
 const BUILT_IN: &[(&str, &str)] = &[
     (
@@ -60,11 +62,13 @@ pub struct Templates {
 
 impl Templates {
     /// The built-in templates, each replaced by `override_dir/NAME` when that file exists.
-    pub fn load(override_dir: Option<&Path>) -> Result<Self, TemplateError> {
+    pub fn load(system: &dyn System, override_dir: Option<&Path>) -> Result<Self, TemplateError> {
         let mut tera = tera::Tera::default();
         tera.autoescape_on(vec![]);
         for (name, text) in BUILT_IN {
-            let custom = override_dir.and_then(|d| std::fs::read_to_string(d.join(name)).ok());
+            let custom = override_dir
+                .and_then(|d| system.read(&d.join(name)).ok().flatten())
+                .and_then(|bytes| String::from_utf8(bytes).ok());
             tera.add_raw_template(name, custom.as_deref().unwrap_or(text))
                 .map_err(|source| TemplateError {
                     name: (*name).into(),
@@ -88,13 +92,18 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::Recording;
 
     #[test]
     fn built_ins_parse_and_overrides_apply() {
-        assert!(Templates::load(None).is_ok());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hosts"), "custom {{ entries | length }}").unwrap();
-        let t = Templates::load(Some(dir.path())).unwrap();
+        let system = Recording::default();
+        assert!(Templates::load(&system, None).is_ok());
+        let dir = Path::new("/etc/srvctl/templates");
+        let custom = b"custom {{ entries | length }}";
+        system
+            .write(&dir.join("hosts"), custom, 0o644, false)
+            .unwrap();
+        let t = Templates::load(&system, Some(dir)).unwrap();
         let out = t
             .render("hosts", &serde_json::json!({"entries": [1, 2]}))
             .unwrap();

@@ -1,25 +1,47 @@
 //! The real system: the file system, and systemd over D-Bus.
 
+use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
 
 use super::systemd::{self, Request, SystemdError, UnitState};
-use super::{CommandLine, FileStamp, System};
+use super::{Btrfs, CommandLine, FileKind, FileLock, FileStamp, Fresh, LockKind, System};
 
 /// The machine. With `dry_systemd`, systemd requests are printed to stderr instead of sent
-/// (used under `--root`).
-#[derive(Debug, Default)]
+/// (used under `--root`). Each program builds one, in its entry point.
+#[derive(Debug)]
 pub struct Local {
     dry_systemd: bool,
+    started: Instant,
 }
 
 impl Local {
     /// The machine; `dry_systemd` prints systemd requests instead of sending them.
     pub fn new(dry_systemd: bool) -> Self {
-        Self { dry_systemd }
+        Self {
+            dry_systemd,
+            started: Instant::now(),
+        }
     }
+}
+
+/// The inode number of the root of every btrfs subvolume.
+const BTRFS_SUBVOLUME_INODE: u64 = 256;
+
+fn command(line: &CommandLine) -> Command {
+    let mut command = Command::new(&line.program);
+    command.args(&line.args);
+    command
+}
+
+fn spawn_error(line: &CommandLine) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", line.program))
 }
 
 fn missing_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
@@ -93,6 +115,20 @@ impl System for Local {
         result
     }
 
+    fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()> {
+        match content {
+            Fresh::Dir => fs::create_dir_all(path),
+            Fresh::File(bytes) => fs::write(path, bytes),
+            Fresh::Link(target) => std::os::unix::fs::symlink(target, path).or_else(|e| {
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+                fs::remove_file(path)?;
+                std::os::unix::fs::symlink(target, path)
+            }),
+        }
+    }
+
     fn sync_fs(&self, path: &Path) -> io::Result<()> {
         let f = fs::File::open(path)?;
         nix::unistd::syncfs(&f).map_err(io::Error::from)
@@ -143,11 +179,10 @@ impl System for Local {
     }
 
     fn run(&self, command: &CommandLine) -> io::Result<()> {
-        let out = std::process::Command::new(&command.program)
-            .args(&command.args)
-            .stdin(std::process::Stdio::null())
+        let out = self::command(command)
+            .stdin(Stdio::null())
             .output()
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", command.program)))?;
+            .map_err(spawn_error(command))?;
         if out.status.success() {
             return Ok(());
         }
@@ -180,5 +215,173 @@ impl System for Local {
             return Ok(());
         }
         systemd::send(request)
+    }
+
+    fn kind(&self, path: &Path) -> Option<FileKind> {
+        let kind = fs::metadata(path).ok()?.file_type();
+        Some(if kind.is_file() {
+            FileKind::File
+        } else if kind.is_dir() {
+            FileKind::Dir
+        } else {
+            FileKind::Other
+        })
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        let Some(entries) = missing_ok(fs::read_dir(path))? else {
+            return Ok(Vec::new());
+        };
+        let mut names = entries
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn append(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        parent_dirs(path)?;
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .open(path)?
+            .write_all(bytes)
+    }
+
+    fn lock(&self, path: &Path, how: LockKind) -> io::Result<FileLock> {
+        parent_dirs(path)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        match how {
+            LockKind::Shared => file.lock_shared()?,
+            LockKind::Exclusive => file.lock()?,
+            LockKind::ExclusiveNow => file.try_lock().map_err(|e| match e {
+                fs::TryLockError::WouldBlock => io::ErrorKind::WouldBlock.into(),
+                fs::TryLockError::Error(e) => e,
+            })?,
+        }
+        Ok(FileLock::new(file))
+    }
+
+    fn btrfs(&self, path: &Path) -> Btrfs {
+        let on_btrfs = nix::sys::statfs::statfs(path)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC);
+        if !on_btrfs {
+            Btrfs::No
+        } else if fs::metadata(path).is_ok_and(|m| m.ino() == BTRFS_SUBVOLUME_INODE) {
+            Btrfs::Subvolume
+        } else {
+            Btrfs::Inside
+        }
+    }
+
+    fn random(&self, buf: &mut [u8]) -> io::Result<()> {
+        fs::File::open("/dev/urandom")?.read_exact(buf)
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn env(&self, name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+
+    fn hostname(&self) -> String {
+        std::env::var("SRVCTL_HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| {
+                nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .to_ascii_lowercase()
+    }
+
+    fn run_lines(&self, command: &CommandLine, line: &mut dyn FnMut(&str)) -> io::Result<()> {
+        let mut child = self::command(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(spawn_error(command))?;
+        if let Some(out) = child.stdout.take() {
+            for text in BufReader::new(out).lines().map_while(Result::ok) {
+                line(&text);
+            }
+        }
+        let status = child.wait().map_err(spawn_error(command))?;
+        if !status.success() {
+            return Err(io::Error::other(format!(
+                "{} failed ({status})",
+                command.program
+            )));
+        }
+        Ok(())
+    }
+
+    fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
+        let status = self::command(command)
+            .status()
+            .map_err(spawn_error(command))?;
+        Ok(status.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exclusive_lock_taken_now_fails_at_once_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/renew.lock");
+        let system = Local::new(true);
+        let held = system.lock(&path, LockKind::Exclusive).unwrap();
+        let e = system.lock(&path, LockKind::ExclusiveNow).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(held);
+        system.lock(&path, LockKind::ExclusiveNow).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn appends_add_to_the_end_and_listings_are_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = Local::new(true);
+        let log = dir.path().join("log/audit.log");
+        system.append(&log, b"one\n", 0o600).unwrap();
+        system.append(&log, b"two\n", 0o600).unwrap();
+        assert_eq!(fs::read(&log).unwrap(), b"one\ntwo\n");
+        system
+            .write(&dir.path().join("log/a"), b"", 0o644, false)
+            .unwrap();
+        assert_eq!(
+            system.list_dir(&dir.path().join("log")).unwrap(),
+            ["a", "audit.log"]
+        );
+        assert_eq!(
+            system.list_dir(&dir.path().join("none")).unwrap(),
+            Vec::<OsString>::new()
+        );
+        assert_eq!(system.kind(&log), Some(FileKind::File));
+        assert_eq!(system.kind(dir.path()), Some(FileKind::Dir));
     }
 }

@@ -1,7 +1,13 @@
-//! The one small interface through which srvctl touches the machine: files and systemd.
+//! The one small interface through which srvctl touches the machine: files, processes,
+//! systemd, the clock, the environment and the host name.
 //!
-//! [`Local`] is the real thing; [`Recording`] keeps files in memory and records systemd calls,
-//! so the logic above it is tested without root.
+//! [`Local`] is the real thing, built once by each program's entry point and handed down as
+//! `&dyn System`; [`Recording`] keeps files in memory and records systemd calls, so the logic
+//! above it is tested without root. The crate's `clippy.toml` makes every other way to the
+//! machine a lint error outside this module.
+
+// This module is the one place allowed to reach the machine directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod local;
 mod recording;
@@ -11,13 +17,16 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 pub use local::Local;
-pub use recording::Recording;
+pub use recording::{Clock, Recording};
 pub use systemd::Request;
 
 /// What srvctl asks of the machine. Paths are real paths (already re-rooted).
-pub trait System {
+pub trait System: fmt::Debug {
     /// The bytes of a file, or `None` if it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
     /// A stamp of a file that changes whenever the file is written or replaced, or `None` if
@@ -31,6 +40,10 @@ pub trait System {
     /// Flush everything written to the file system that holds `path` (syncfs): one call
     /// makes a batch of non-durable writes durable.
     fn sync_fs(&self, path: &Path) -> io::Result<()>;
+    /// Create a file, link or directory in a directory being filled afresh, as fast as
+    /// possible: in place, without a temp file or fsync (an existing link is replaced). The
+    /// directory of a file or link must exist.
+    fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()>;
     /// Replace a symbolic link atomically.
     fn symlink(&self, path: &Path, target: &Path) -> io::Result<()>;
     /// Remove a file or link; a missing one is fine.
@@ -50,6 +63,104 @@ pub trait System {
     /// The state of every loaded unit whose name matches `pattern` (a glob). Under a scratch
     /// root there is no systemd to ask: the list is empty.
     fn unit_states(&self, pattern: &str) -> Result<Vec<systemd::UnitState>, systemd::SystemdError>;
+
+    /// What is at `path` (following links), or `None` when nothing is there or it cannot be
+    /// looked at.
+    fn kind(&self, path: &Path) -> Option<FileKind>;
+    /// The names in a directory, sorted; a missing directory has none.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+    /// Rename a file or directory (within one file system).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Append `bytes` to a file in one write, creating it with `mode` (and its parent
+    /// directories) when missing; concurrent appenders never overwrite each other.
+    fn append(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>;
+    /// Lock the file at `path` (creating it, mode 0600, and its parent directories) until the
+    /// returned guard is dropped. [`LockKind::ExclusiveNow`] fails with
+    /// [`io::ErrorKind::WouldBlock`] when someone else holds it.
+    fn lock(&self, path: &Path, how: LockKind) -> io::Result<FileLock>;
+    /// Whether `path` is on btrfs, and whether it is the root of a subvolume.
+    fn btrfs(&self, path: &Path) -> Btrfs;
+    /// Fill `buf` with random bytes.
+    fn random(&self, buf: &mut [u8]) -> io::Result<()>;
+    /// The current time.
+    fn now(&self) -> Timestamp;
+    /// A monotonic clock: the time since an arbitrary fixed point, for measuring how long
+    /// something took.
+    fn monotonic(&self) -> Duration;
+    /// A variable of the environment, if set.
+    fn env(&self, name: &str) -> Option<OsString>;
+    /// This host's name: `SRVCTL_HOSTNAME` when set (for tests), else the system's, lower-case.
+    fn hostname(&self) -> String;
+    /// Run a long program, handing each line of its standard output to `line` as it comes;
+    /// its standard error goes to ours. A non-zero exit is an error.
+    fn run_lines(&self, command: &CommandLine, line: &mut dyn FnMut(&str)) -> io::Result<()>;
+    /// Run a program with this terminal (standard input, output and error passed through) and
+    /// return its exit code (`None` when a signal ended it).
+    fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>>;
+}
+
+/// What [`System::write_fresh`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh<'a> {
+    /// A file with these bytes (mode 0644 under the usual umask).
+    File(&'a [u8]),
+    /// A symbolic link to this target.
+    Link(&'a Path),
+    /// A directory, with its parents (modes as the umask leaves them).
+    Dir,
+}
+
+/// What is at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Anything else (a device, a socket, a fifo).
+    Other,
+}
+
+/// How a path relates to btrfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Btrfs {
+    /// Not on btrfs (or not there at all).
+    No,
+    /// On btrfs, inside a subvolume.
+    Inside,
+    /// The root of a btrfs subvolume.
+    Subvolume,
+}
+
+/// How [`System::lock`] takes a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Shared with other shared holders, waiting for an exclusive one.
+    Shared,
+    /// Exclusive, waiting for every other holder.
+    Exclusive,
+    /// Exclusive, failing at once when anyone else holds it.
+    ExclusiveNow,
+}
+
+/// A held file lock, released when dropped.
+pub struct FileLock {
+    _held: Box<dyn std::any::Any>,
+}
+
+impl FileLock {
+    /// A lock held for as long as `held` lives.
+    pub fn new(held: impl std::any::Any) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileLock")
+    }
 }
 
 /// What [`System::stamp`] tells of a file: its inode, size and change times. Every write of
@@ -93,17 +204,4 @@ impl fmt::Display for CommandLine {
         }
         Ok(())
     }
-}
-
-/// This host's name: `SRVCTL_HOSTNAME` when set (for tests), else the system's, lower-case.
-pub fn hostname() -> String {
-    std::env::var("SRVCTL_HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .to_ascii_lowercase()
 }

@@ -1,12 +1,16 @@
 //! An in-memory system for tests: files in a map, systemd requests in a log.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use super::systemd::{Request, SystemdError, UnitState};
-use super::{CommandLine, FileStamp, System};
+use super::{Btrfs, CommandLine, FileKind, FileLock, FileStamp, Fresh, LockKind, System};
 
 /// What the recording system holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,47 @@ pub struct Recording {
     /// Jobs that end badly: the unit, and the result its start, stop or restart job ends
     /// with (`failed`, `dependency`, `timeout`, `canceled`).
     pub failing_jobs: BTreeMap<String, String>,
+    /// Programs that fail: the program, and the last line of its standard error.
+    pub failing_programs: BTreeMap<String, String>,
+    /// Every lock taken, in order.
+    pub locks: RefCell<Vec<(PathBuf, LockKind)>>,
+    /// What the clock says.
+    pub clock: Clock,
+    /// The environment.
+    pub environment: BTreeMap<String, OsString>,
+    /// What `hostname` answers.
+    pub hostname: String,
+}
+
+/// The recording system's clock: it stands still, by default at [`Clock::START`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock(pub Timestamp);
+
+impl Clock {
+    /// Where the clock stands by default: 2026-01-01T00:00:00Z.
+    pub const START: Timestamp = Timestamp::constant(1_767_225_600, 0);
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self(Self::START)
+    }
+}
+
+impl Recording {
+    fn file_kind(&self, path: &Path) -> Option<FileKind> {
+        let nodes = self.nodes.borrow();
+        match nodes.get(path) {
+            Some(Node::File(..)) => Some(FileKind::File),
+            Some(Node::Dir(_)) => Some(FileKind::Dir),
+            Some(Node::Link(_)) => None,
+            // A directory made implicitly by writing below it.
+            None => nodes
+                .keys()
+                .any(|p| p != path && p.starts_with(path))
+                .then_some(FileKind::Dir),
+        }
+    }
 }
 
 impl System for Recording {
@@ -77,6 +122,14 @@ impl System for Recording {
             .borrow_mut()
             .insert(path.to_owned(), Node::File(bytes.to_vec(), mode));
         Ok(())
+    }
+
+    fn write_fresh(&self, path: &Path, content: Fresh<'_>) -> io::Result<()> {
+        match content {
+            Fresh::Dir => self.create_dir(path, 0o755),
+            Fresh::File(bytes) => self.write(path, bytes, 0o644, false),
+            Fresh::Link(target) => self.symlink(path, target),
+        }
     }
 
     fn sync_fs(&self, _path: &Path) -> io::Result<()> {
@@ -124,7 +177,10 @@ impl System for Recording {
 
     fn run(&self, command: &CommandLine) -> io::Result<()> {
         self.commands.borrow_mut().push(command.clone());
-        Ok(())
+        match self.failing_programs.get(&command.program) {
+            Some(stderr) => Err(io::Error::other(format!("`{command}` failed: {stderr}"))),
+            None => Ok(()),
+        }
     }
 
     fn unit_states(&self, pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
@@ -148,5 +204,121 @@ impl System for Recording {
             }
             _ => Ok(()),
         }
+    }
+
+    fn kind(&self, path: &Path) -> Option<FileKind> {
+        let target = match self.nodes.borrow().get(path) {
+            Some(Node::Link(target)) => path.parent().unwrap_or(path).join(target),
+            _ => path.to_owned(),
+        };
+        self.file_kind(&target)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        let names: BTreeSet<OsString> = self
+            .nodes
+            .borrow()
+            .keys()
+            .filter_map(|p| p.strip_prefix(path).ok()?.iter().next().map(Into::into))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.writes.borrow_mut().push(to.to_owned());
+        let mut nodes = self.nodes.borrow_mut();
+        let moved: Vec<PathBuf> = nodes
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        if moved.is_empty() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        for old in moved {
+            let node = nodes.remove(&old).expect("listed above");
+            let rest = old.strip_prefix(from).expect("listed above");
+            nodes.insert(to.join(rest), node);
+        }
+        Ok(())
+    }
+
+    fn append(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.writes.borrow_mut().push(path.to_owned());
+        let mut nodes = self.nodes.borrow_mut();
+        match nodes.get_mut(path) {
+            Some(Node::File(old, _)) => old.extend_from_slice(bytes),
+            _ => {
+                nodes.insert(path.to_owned(), Node::File(bytes.to_vec(), mode));
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path, how: LockKind) -> io::Result<FileLock> {
+        self.locks.borrow_mut().push((path.to_owned(), how));
+        Ok(FileLock::new(()))
+    }
+
+    fn btrfs(&self, _path: &Path) -> Btrfs {
+        Btrfs::No
+    }
+
+    fn random(&self, buf: &mut [u8]) -> io::Result<()> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.0
+    }
+
+    fn monotonic(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn env(&self, name: &str) -> Option<OsString> {
+        self.environment.get(name).cloned()
+    }
+
+    fn hostname(&self) -> String {
+        self.hostname.clone()
+    }
+
+    fn run_lines(&self, command: &CommandLine, _line: &mut dyn FnMut(&str)) -> io::Result<()> {
+        self.run(command)
+    }
+
+    fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
+        self.run(command).map(|()| Some(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_listings_and_renames_follow_the_files_in_memory() {
+        let system = Recording::default();
+        let file = Path::new("/r/a/b/file");
+        system.write(file, b"x", 0o644, false).unwrap();
+        system
+            .symlink(Path::new("/r/link"), Path::new("a/b"))
+            .unwrap();
+        assert_eq!(system.kind(file), Some(FileKind::File));
+        assert_eq!(system.kind(Path::new("/r/a")), Some(FileKind::Dir));
+        assert_eq!(system.kind(Path::new("/r/link")), Some(FileKind::Dir));
+        assert_eq!(system.kind(Path::new("/r/none")), None);
+        assert_eq!(system.list_dir(Path::new("/r")).unwrap(), ["a", "link"]);
+        system.rename(Path::new("/r/a"), Path::new("/r/c")).unwrap();
+        assert_eq!(
+            system.read(Path::new("/r/c/b/file")).unwrap(),
+            Some(b"x".to_vec())
+        );
+        assert_eq!(system.kind(Path::new("/r/a")), None);
+        assert!(system.rename(Path::new("/r/a"), Path::new("/r/d")).is_err());
     }
 }
