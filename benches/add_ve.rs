@@ -22,7 +22,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use farm::{CONTAINERS, HOSTNAME, Summary, ms};
-use srvctl::paths::Paths;
+use srvctl::system::paths::Paths;
 
 fn sc(bin: &Path, root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);

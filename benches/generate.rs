@@ -27,7 +27,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use farm::{CONTAINERS, HOSTNAME, Summary, beside, ms, timed};
-use srvctl::paths::Paths;
+use srvctl::system::paths::Paths;
 
 fn command(bin: &Path) -> Command {
     let mut cmd = Command::new(bin);
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
     };
     let (_, warm) = gen_run(0);
     let links = count_files(&warm.join("machines.target.wants"));
-    let batches = CONTAINERS.div_ceil(srvctl::render::generator::STAGGER_BATCH);
+    let batches = CONTAINERS.div_ceil(srvctl::containers::units::STAGGER_BATCH);
     assert_eq!(
         links,
         CONTAINERS + batches,

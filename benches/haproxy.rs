@@ -36,7 +36,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use farm::{CONTAINERS, HOSTNAME, Summary, beside, ms, timed};
-use srvctl::paths::Paths;
+use srvctl::system::paths::Paths;
 
 /// Binds the scratch root `$1` at the paths the config names, then execs the rest.
 const MOUNTS: &str = r#"set -e
@@ -262,7 +262,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let system = srvctl::system::Local::new(true);
-    let Some(haproxy) = srvctl::front::haproxy_program(&system) else {
+    let Some(haproxy) = srvctl::front::guard::haproxy_program(&system) else {
         eprintln!("haproxy bench: skipped: haproxy is not installed (scripts/test-deps.sh)");
         return ExitCode::SUCCESS;
     };
@@ -277,7 +277,7 @@ fn main() -> ExitCode {
     {
         let (mut writer, mut state) = srvctl::store::Writer::lock(&system, &paths).expect("lock");
         let c = state.containers.get_mut(&site.name()).expect("site 0");
-        c.web.http_redirect = Some(srvctl::web::Redirect::None);
+        c.web.http_redirect = Some(srvctl::model::web::Redirect::None);
         writer.commit(&state).expect("commit");
     }
     let regen = || {
@@ -315,17 +315,18 @@ fn main() -> ExitCode {
 
     // (a) Render, in-process.
     let state = srvctl::store::read(&system, &paths).expect("datastore");
-    let clusters = srvctl::cluster::Clusters::load(&system, &paths.clusters()).expect("clusters");
+    let clusters =
+        srvctl::config::cluster::Clusters::load(&system, &paths.clusters()).expect("clusters");
     let me = clusters.host(HOSTNAME).expect("host");
-    let templates = srvctl::render::templates::Templates::load(&system, None).expect("templates");
-    let site_settings = srvctl::site::Settings::default();
-    let installed =
-        srvctl::certs::installed(&system, &paths, &state, HOSTNAME).expect("installed certs");
+    let templates = srvctl::engine::templates::Templates::load(&system, None).expect("templates");
+    let site_settings = srvctl::config::site::Settings::default();
+    let installed = srvctl::front::certs::installed(&system, &paths, &state, HOSTNAME)
+        .expect("installed certs");
     let times = (0..20)
         .map(|_| {
             let start = Instant::now();
-            let mut tree = srvctl::render::tree::Tree::default();
-            srvctl::render::haproxy::render(
+            let mut tree = srvctl::engine::tree::Tree::default();
+            srvctl::front::haproxy::render(
                 &mut tree,
                 &state,
                 me,
@@ -344,14 +345,14 @@ fn main() -> ExitCode {
 
     // (b) haproxy -c of the rendered config, relocated under the root.
     let hdir = root.join("run/srvctl/haproxy");
-    let certs = srvctl::certs::dir(&paths);
+    let certs = srvctl::front::certs::dir(&paths);
     let checked_dir = dir.path().join("checked");
     std::fs::create_dir_all(&checked_dir).expect("mkdir");
     for entry in std::fs::read_dir(&hdir).expect("haproxy dir").flatten() {
         if entry.file_type().expect("type").is_file() {
             let text = std::fs::read_to_string(entry.path()).expect("read");
             let text = if entry.file_name() == "crt-list" {
-                srvctl::render::haproxy::relocate(&text, &hdir, &certs)
+                srvctl::front::haproxy::relocate(&text, &hdir, &certs)
             } else {
                 text
             };
@@ -359,7 +360,7 @@ fn main() -> ExitCode {
         }
     }
     let cfg = std::fs::read_to_string(root.join("etc/haproxy/haproxy.cfg")).expect("cfg");
-    let cfg = srvctl::render::haproxy::relocate(&cfg, &hdir, &certs).replace(
+    let cfg = srvctl::front::haproxy::relocate(&cfg, &hdir, &certs).replace(
         &format!("crt-list {}/crt-list", hdir.display()),
         &format!("crt-list {}/crt-list", checked_dir.display()),
     );
@@ -381,7 +382,8 @@ fn main() -> ExitCode {
                 srvctl::store::Writer::lock(&system, &paths).expect("lock");
             let c = state.containers.get_mut(&site.name()).expect("site 0");
             if k % 2 == 0 {
-                c.web.aliases = vec![srvctl::web::Domain::new("alias.example.net").expect("d")];
+                c.web.aliases =
+                    vec![srvctl::model::web::Domain::new("alias.example.net").expect("d")];
             } else {
                 c.web.aliases.clear();
             }
@@ -411,7 +413,7 @@ fn main() -> ExitCode {
             let (mut writer, mut state) =
                 srvctl::store::Writer::lock(&system, &paths).expect("lock");
             let c = state.containers.get_mut(&other.name()).expect("site 1");
-            c.web.http_redirect = (k % 2 == 0).then_some(srvctl::web::Redirect::None);
+            c.web.http_redirect = (k % 2 == 0).then_some(srvctl::model::web::Redirect::None);
             writer.commit(&state).expect("commit");
             drop(writer);
             regen().0
@@ -528,7 +530,7 @@ fn main() -> ExitCode {
 struct ContainerNameOf(String);
 
 impl ContainerNameOf {
-    fn name(&self) -> srvctl::names::ContainerName {
-        srvctl::names::ContainerName::new(&self.0).expect("a valid name")
+    fn name(&self) -> srvctl::model::names::ContainerName {
+        srvctl::model::names::ContainerName::new(&self.0).expect("a valid name")
     }
 }

@@ -5,5 +5,5 @@
 //! logged and skipped.
 
 fn main() -> std::process::ExitCode {
-    srvctl::generator::main()
+    srvctl::engine::generator::main()
 }

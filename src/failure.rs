@@ -120,13 +120,13 @@ pub trait Classify {
     fn kind(&self) -> FailureKind;
 }
 
-impl Classify for crate::names::NameError {
+impl Classify for crate::model::names::NameError {
     fn kind(&self) -> FailureKind {
         FailureKind::Invalid
     }
 }
 
-impl Classify for crate::settings::SettingError {
+impl Classify for crate::model::settings::SettingError {
     fn kind(&self) -> FailureKind {
         FailureKind::Invalid
     }
@@ -151,7 +151,7 @@ impl Classify for crate::ops::OpError {
     }
 }
 
-impl Classify for crate::web::WebError {
+impl Classify for crate::model::web::WebError {
     fn kind(&self) -> FailureKind {
         FailureKind::Invalid
     }
@@ -166,9 +166,9 @@ impl Classify for crate::ops::FollowUpError {
     }
 }
 
-impl Classify for crate::web::FrontError {
+impl Classify for crate::model::web::FrontError {
     fn kind(&self) -> FailureKind {
-        use crate::web::FrontError;
+        use crate::model::web::FrontError;
         match self {
             FrontError::Name(_) | FrontError::Invalid(_) => FailureKind::Invalid,
             FrontError::NotFound(_) => FailureKind::NotFound,
@@ -184,38 +184,38 @@ impl Classify for crate::store::StoreError {
     }
 }
 
-impl Classify for crate::cluster::ClusterError {
+impl Classify for crate::config::cluster::ClusterError {
     fn kind(&self) -> FailureKind {
         FailureKind::Config
     }
 }
 
-impl Classify for crate::site::SettingsError {
+impl Classify for crate::config::site::SettingsError {
     fn kind(&self) -> FailureKind {
         FailureKind::Config
     }
 }
 
-impl Classify for crate::import_v3::ImportError {
+impl Classify for crate::ops::import_v3::ImportError {
     fn kind(&self) -> FailureKind {
         match self {
-            crate::import_v3::ImportError::File { .. } => FailureKind::Config,
-            crate::import_v3::ImportError::Claim { .. } => FailureKind::Exists,
+            crate::ops::import_v3::ImportError::File { .. } => FailureKind::Config,
+            crate::ops::import_v3::ImportError::Claim { .. } => FailureKind::Exists,
         }
     }
 }
 
-impl Classify for crate::claims::ClaimError {
+impl Classify for crate::model::claims::ClaimError {
     fn kind(&self) -> FailureKind {
         FailureKind::Exists
     }
 }
 
-impl Classify for crate::image::ImageError {
+impl Classify for crate::containers::image::ImageError {
     fn kind(&self) -> FailureKind {
         match self {
-            crate::image::ImageError::Unknown(_) => FailureKind::Invalid,
-            crate::image::ImageError::Step(_) => FailureKind::System,
+            crate::containers::image::ImageError::Unknown(_) => FailureKind::Invalid,
+            crate::containers::image::ImageError::Step(_) => FailureKind::System,
         }
     }
 }
@@ -226,9 +226,9 @@ impl Classify for crate::system::systemd::SystemdError {
     }
 }
 
-impl Classify for crate::regenerate::RegenerateError {
+impl Classify for crate::engine::regenerate::RegenerateError {
     fn kind(&self) -> FailureKind {
-        use crate::regenerate::RegenerateError;
+        use crate::engine::regenerate::RegenerateError;
         match self {
             RegenerateError::Store(_) => FailureKind::Datastore,
             RegenerateError::Cluster(_)
@@ -243,7 +243,7 @@ impl Classify for crate::regenerate::RegenerateError {
     }
 }
 
-impl Classify for crate::acme::AcmeError {
+impl Classify for crate::front::acme::AcmeError {
     fn kind(&self) -> FailureKind {
         FailureKind::System
     }

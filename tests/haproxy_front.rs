@@ -64,8 +64,8 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     let cfg = root.join("etc/haproxy/haproxy.cfg");
     let dir = root.join("run/srvctl/haproxy");
     let certs = root.join("var/lib/srvctl/certs");
-    let text = srvctl::render::haproxy::relocate(&fs::read_to_string(&cfg).unwrap(), &dir, &certs);
-    let crt = srvctl::render::haproxy::relocate(
+    let text = srvctl::front::haproxy::relocate(&fs::read_to_string(&cfg).unwrap(), &dir, &certs);
+    let crt = srvctl::front::haproxy::relocate(
         &fs::read_to_string(dir.join("crt-list")).unwrap(),
         &dir,
         &certs,

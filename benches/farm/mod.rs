@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use srvctl::cluster::Clusters;
+use srvctl::config::cluster::Clusters;
 use srvctl::model::State;
 use srvctl::ops::{self, Context};
-use srvctl::paths::Paths;
 use srvctl::store::Writer;
 use srvctl::system::Local;
+use srvctl::system::paths::Paths;
 
 /// The cluster definition of the farm.
 pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
@@ -52,8 +52,8 @@ pub fn populate(root: &Path) -> Vec<String> {
         hostname: HOSTNAME,
         caller: "root",
         now: "2026-01-01T00:00:00Z",
-        reserved: &srvctl::claims::Reserved::default(),
-        accounts: &srvctl::claims::NoHostAccounts,
+        reserved: &srvctl::model::claims::Reserved::default(),
+        accounts: &srvctl::model::claims::NoHostAccounts,
     };
     let mut state = State::default();
     let mut owners = vec!["root".to_owned()];

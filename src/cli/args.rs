@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::views::Kind;
+use crate::ops::views::Kind;
 
 /// srvctl: containers for microsites on systemd-nspawn.
 ///
@@ -262,7 +262,7 @@ mod tests {
         assert!(all.len() > 20, "{all:?}");
         for word in &all {
             assert!(
-                crate::claims::COMMAND_WORDS.contains(&word.as_str()),
+                crate::model::claims::COMMAND_WORDS.contains(&word.as_str()),
                 "sc word {word} is missing from claims::COMMAND_WORDS"
             );
         }

@@ -3,7 +3,7 @@
 use crate::failure::FailureKind;
 
 use super::{Failure, Invocation};
-use crate::acme::{self, AcmeSettings, AcmeState, Row, SystemResolver};
+use crate::front::acme::{self, AcmeSettings, AcmeState, Row, SystemResolver};
 use crate::system::{LockKind, Request, System};
 
 fn rows(
@@ -67,8 +67,8 @@ pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
                 r.name.clone(),
                 r.source
                     .map_or("none", |s| match s {
-                        crate::certs::CertSource::Internal => "internal",
-                        crate::certs::CertSource::Acme => "acme",
+                        crate::front::certs::CertSource::Internal => "internal",
+                        crate::front::certs::CertSource::Acme => "acme",
                     })
                     .to_owned(),
                 r.not_after.clone().unwrap_or_else(|| "-".into()),

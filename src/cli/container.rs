@@ -4,12 +4,12 @@ use crate::failure::FailureKind;
 
 use super::output::Output;
 use super::{Failure, Invocation};
-use crate::names::ContainerName;
+use crate::containers::units::container_unit;
+use crate::model::names::ContainerName;
+use crate::ops::views;
 use crate::ops::{Change, follow_up};
-use crate::render::generator::container_unit;
 use crate::store::{self, Held, Store};
 use crate::system::{CommandLine, Request, System};
-use crate::views;
 
 /// What to do with a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum Action {
     /// List the aliases or the alternative names, or add or remove one.
     Names {
         /// Which list.
-        list: crate::web::NameList,
+        list: crate::model::web::NameList,
         /// `Some((true, d))` adds `d`, `Some((false, d))` removes it; `None` lists.
         change: Option<(bool, String)>,
     },
@@ -66,9 +66,9 @@ impl Action {
             },
             "aliases" | "altnames" | "alias" | "altname" => {
                 let list = if word.starts_with("alias") {
-                    crate::web::NameList::Aliases
+                    crate::model::web::NameList::Aliases
                 } else {
-                    crate::web::NameList::Altnames
+                    crate::model::web::NameList::Altnames
                 };
                 let change = match rest {
                     [] => None,
@@ -101,7 +101,7 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
             FailureKind::Usage,
             format!(
                 "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D])",
-                crate::names::shown(args.first().map(String::as_str).unwrap_or(""))
+                crate::model::names::shown(args.first().map(String::as_str).unwrap_or(""))
             ),
         )
     };
@@ -167,7 +167,7 @@ pub fn act(
                 .settings
                 .image
                 .clone()
-                .unwrap_or_else(|| crate::image::DEFAULT_IMAGE.into());
+                .unwrap_or_else(|| crate::containers::image::DEFAULT_IMAGE.into());
             let identity = container.rootfs_identity(name);
             follow_up::provision(system, &inv.paths, name, &image, &identity)?;
             system.systemd(&Request::Start(unit))?;
@@ -205,8 +205,8 @@ pub fn act(
         Action::Names { list, change: None } => {
             let web = &container.web;
             let names = match list {
-                crate::web::NameList::Aliases => &web.aliases,
-                crate::web::NameList::Altnames => &web.altnames,
+                crate::model::web::NameList::Aliases => &web.aliases,
+                crate::model::web::NameList::Altnames => &web.altnames,
             };
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             return out.list(&names);
@@ -319,14 +319,17 @@ mod tests {
         ] {
             assert!(Action::parse(word, rest).is_some(), "{word} is no action");
             assert!(
-                crate::claims::COMMAND_WORDS.contains(&word),
+                crate::model::claims::COMMAND_WORDS.contains(&word),
                 "{word} missing"
             );
         }
         for op in ["add", "remove", "rm", "del"] {
             let rest = [op.to_owned(), "x.example.com".to_owned()];
             assert!(Action::parse("alias", &rest).is_some());
-            assert!(crate::claims::COMMAND_WORDS.contains(&op), "{op} missing");
+            assert!(
+                crate::model::claims::COMMAND_WORDS.contains(&op),
+                "{op} missing"
+            );
         }
     }
 }

@@ -15,14 +15,14 @@ pub use args::{Cli, Command};
 use args::{NewKind, PutKind};
 pub use regenerate::regenerate_main;
 
-use crate::audit::{self, AuditRecord};
-use crate::cluster::{Clusters, Host};
+use crate::config::cluster::{Clusters, Host};
 use crate::failure::{Classify, FailureKind};
+use crate::ops::audit::{self, AuditRecord};
+use crate::ops::views::{self, Kind};
 use crate::ops::{self, Change, Context, FollowUpError, Services};
-use crate::paths::Paths;
 use crate::store;
+use crate::system::paths::Paths;
 use crate::system::{Local, System};
-use crate::views::{self, Kind};
 use output::Output;
 
 /// A failure, printed as one line on stderr (and under `--json` as an error object on
@@ -141,7 +141,7 @@ impl ops::Audit for Invocation<'_> {
 /// The invoking user: the sudo caller when run through sudo, else the real user.
 fn caller_name(system: &dyn System) -> String {
     if let Some(u) = system.env("SUDO_USER").and_then(|u| u.into_string().ok())
-        && (crate::names::AccountName::new(&u).is_ok() || u == "root")
+        && (crate::model::names::AccountName::new(&u).is_ok() || u == "root")
     {
         return u;
     }
@@ -360,7 +360,7 @@ fn change(
     host: Option<&Host>,
     change: &Change<'_>,
 ) -> Result<(), Failure> {
-    let reserved = crate::claims::Reserved::load(inv.system(), &inv.paths);
+    let reserved = crate::model::claims::Reserved::load(inv.system(), &inv.paths);
     let store = store::Json::new(inv.system(), &inv.paths);
     let env = Services {
         store: &store,
@@ -375,7 +375,7 @@ fn change(
         caller: &inv.caller,
         now: &inv.now,
         reserved: &reserved,
-        accounts: crate::claims::host_accounts(&inv.paths),
+        accounts: crate::model::claims::host_accounts(&inv.paths),
     };
     let done = ops::transaction::run(&env, &ctx, change, dry_run)?;
     out.report(&done.report)?;
@@ -433,8 +433,8 @@ fn get(
             FailureKind::Usage,
             format!(
                 "{} has no field {}; known fields: {}",
-                crate::names::shown(name),
-                crate::names::shown(field),
+                crate::model::names::shown(name),
+                crate::model::names::shown(field),
                 views::known_fields(kind).join(", ")
             ),
         )),

@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Failure;
-use crate::import_v3::ImportReport;
 pub use crate::ops::Report;
-use crate::views::{self, Fields, Kind, StatusRow};
+use crate::ops::import_v3::ImportReport;
+use crate::ops::views::{self, Fields, Kind, StatusRow};
 
 /// The printer.
 pub struct Output {
@@ -97,7 +97,10 @@ impl Output {
     }
 
     /// Print what a regenerate run did.
-    pub fn regenerated(&mut self, outcome: &crate::regenerate::Outcome) -> Result<(), Failure> {
+    pub fn regenerated(
+        &mut self,
+        outcome: &crate::engine::regenerate::Outcome,
+    ) -> Result<(), Failure> {
         if self.json {
             return self.json(outcome);
         }

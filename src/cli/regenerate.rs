@@ -8,8 +8,8 @@ use clap::Parser;
 
 use super::Failure;
 use super::output::Output;
-use crate::paths::Paths;
-use crate::regenerate::{self, Outcome};
+use crate::engine::regenerate::{self, Outcome};
+use crate::system::paths::Paths;
 use crate::system::{Local, Request, System};
 
 /// The unit that runs srvctl-regenerate.
@@ -67,13 +67,13 @@ pub fn rootfs(
     out: &mut Output,
     image: Option<&str>,
 ) -> Result<(), Failure> {
-    let image = image.unwrap_or(crate::image::DEFAULT_IMAGE);
-    let took = crate::image::build(inv.system(), &inv.paths, image)?;
+    let image = image.unwrap_or(crate::containers::image::DEFAULT_IMAGE);
+    let took = crate::containers::image::build(inv.system(), &inv.paths, image)?;
     inv.audit("ok");
     out.value(&format!(
         "image {image} built in {:.0} s at {}",
         took.as_secs_f64(),
-        crate::image::image_dir(&inv.paths, image).display()
+        crate::containers::image::image_dir(&inv.paths, image).display()
     ))
 }
 

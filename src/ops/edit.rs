@@ -3,12 +3,12 @@
 
 use serde::Serialize;
 
-use crate::claims::{self, ClaimError, HostAccounts, Reserved};
-use crate::cluster::Host;
+use crate::addr::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
+use crate::config::cluster::Host;
+use crate::model::claims::{self, ClaimError, HostAccounts, Reserved};
+use crate::model::names::{AccountName, ContainerName, NameError};
+use crate::model::settings::{self, ContainerSettings, SettingError};
 use crate::model::{Container, Owner, Reseller, Section, State, User};
-use crate::names::{AccountName, ContainerName, NameError};
-use crate::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
-use crate::settings::{self, ContainerSettings, SettingError};
 
 /// Who, where and when a change is made.
 #[derive(Debug, Clone)]
@@ -67,10 +67,10 @@ pub enum OpError {
     Destroying(ContainerName),
     /// A change to a container's web front was refused.
     #[error(transparent)]
-    Front(#[from] crate::web::FrontError),
+    Front(#[from] crate::model::web::FrontError),
     /// A srvctl 3 import was refused.
     #[error(transparent)]
-    Import(#[from] crate::import_v3::ImportError),
+    Import(#[from] crate::ops::import_v3::ImportError),
     /// The datastore cannot be read or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -221,7 +221,7 @@ pub fn add_reseller(
 pub fn find_reseller(state: &State, reference: &str) -> Result<(String, ResellerId), OpError> {
     let not_found = || OpError::NotFound {
         kind: "reseller",
-        name: crate::names::shown(reference),
+        name: crate::model::names::shown(reference),
     };
     if reference == crate::model::OPERATOR || reference == "0" {
         return Ok((crate::model::OPERATOR.into(), ResellerId::OPERATOR));
@@ -318,7 +318,7 @@ pub fn add_container(
         return Err(OpError::Destroying(name));
     }
     let company = ctx.reserved.company_domain();
-    let no_web = crate::web::WebSettings::default();
+    let no_web = crate::model::web::WebSettings::default();
     let names = claims::site_names(&name, &no_web, company);
     claims::check_claim(state, ctx.reserved, &name, &names)?;
     if state.containers.contains_key(&name)
@@ -379,7 +379,7 @@ pub fn add_container(
         gateway: bridge.gateway(),
         user: owner.to_string(),
         host: host.name.clone(),
-        image: crate::image::DEFAULT_IMAGE.into(),
+        image: crate::containers::image::DEFAULT_IMAGE.into(),
     })
 }
 
@@ -545,7 +545,7 @@ pub fn put_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::Clusters;
+    use crate::config::cluster::Clusters;
 
     fn clusters() -> Clusters {
         Clusters::parse(
@@ -562,7 +562,7 @@ mod tests {
             caller: "root",
             now: "2026-01-01T00:00:00Z",
             reserved,
-            accounts: &crate::claims::NoHostAccounts,
+            accounts: &crate::model::claims::NoHostAccounts,
         }
     }
 
@@ -645,8 +645,8 @@ mod tests {
     #[test]
     fn names_and_accounts_are_claimed_once() {
         let c = clusters();
-        let settings = crate::site::Settings {
-            company_domain: Some(crate::web::Domain::new("company.net").unwrap()),
+        let settings = crate::config::site::Settings {
+            company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
         };
         let r = Reserved::new(&c, &settings);

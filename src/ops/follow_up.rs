@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use super::Services;
-use crate::names::ContainerName;
-use crate::paths::Paths;
-use crate::render::generator::container_unit;
-use crate::rootfs::{self, Removal};
+use crate::containers::rootfs::{self, Removal};
+use crate::containers::units::container_unit;
+use crate::model::names::ContainerName;
+use crate::system::paths::Paths;
 use crate::system::{FileKind, Request, System};
 
 /// The unit that expands the datastore into configuration files.
@@ -224,7 +224,7 @@ pub fn provision(
             Err(e) => Err(failed(e.to_string())),
         };
     }
-    let source = crate::image::image_dir(paths, image);
+    let source = crate::containers::image::image_dir(paths, image);
     if system.kind(&source) != Some(FileKind::Dir) {
         eprintln!(
             "sc: note: image {image} is not built ({}); run `sc regenerate rootfs {image}`, then `sc {name} start`",
@@ -282,7 +282,7 @@ mod tests {
     fn farm_with_image() -> (tempfile::TempDir, Paths) {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::rooted(dir.path());
-        let image = crate::image::image_dir(&paths, "debian");
+        let image = crate::containers::image::image_dir(&paths, "debian");
         std::fs::create_dir_all(image.join("etc")).unwrap();
         std::fs::write(image.join("etc/os-release"), "ID=debian\n").unwrap();
         (dir, paths)

@@ -3,9 +3,12 @@
 //! audit) and the follow-up steps it returns as data ([`follow_up`]: performed through
 //! [`crate::system::System`]).
 
+pub mod audit;
 mod edit;
 pub mod follow_up;
+pub mod import_v3;
 pub mod transaction;
+pub mod views;
 
 pub use edit::*;
 pub use follow_up::{FollowUpError, Step};

@@ -8,14 +8,14 @@ use serde::Serialize;
 
 use super::edit::{self, Context, OpError};
 use super::follow_up::{self, Step};
-use crate::cluster::Clusters;
-use crate::import_v3::ImportReport;
+use crate::config::cluster::Clusters;
 use crate::model::State;
-use crate::names::ContainerName;
-use crate::paths::Paths;
+use crate::model::names::ContainerName;
+use crate::model::web::NameList;
+use crate::ops::import_v3::ImportReport;
 use crate::store::Store;
+use crate::system::paths::Paths;
 use crate::system::{FileKind, System};
-use crate::web::NameList;
 
 /// Where the audit record of a change goes: the caller knows who asked, where and when.
 pub trait Audit {
@@ -274,7 +274,7 @@ fn apply(
             )
         }
         Change::Import { dir, clusters } => done(
-            Report::Import(crate::import_v3::import(
+            Report::Import(crate::ops::import_v3::import(
                 env.system, state, clusters, ctx, dir,
             )?),
             follow_up::reload(),
@@ -310,11 +310,11 @@ fn add_container(
         edit::put_container(state, added.name.as_str(), "image", Some(image))?;
         added.image = image.to_owned();
     }
-    let dir = crate::rootfs::machine_dir(env.paths, &added.name);
+    let dir = crate::containers::rootfs::machine_dir(env.paths, &added.name);
     if env.system.kind(&dir).is_some() {
         return Err(OpError::Machine(follow_up::foreign_rootfs(&dir)));
     }
-    let source = crate::image::image_dir(env.paths, &added.image);
+    let source = crate::containers::image::image_dir(env.paths, &added.image);
     if start && env.live_systemd && env.system.kind(&source) != Some(FileKind::Dir) {
         return Err(OpError::Machine(format!(
             "image {image} is not built ({}); run `sc regenerate rootfs {image}` first, or add the record only with --no-start",
@@ -336,7 +336,7 @@ fn redirect(
     https: bool,
     value: Option<&str>,
 ) -> Result<Report, OpError> {
-    let set = crate::web::set_redirect(state, name, https, value)?;
+    let set = crate::model::web::set_redirect(state, name, https, value)?;
     let key = if https {
         "https_redirect"
     } else {
@@ -356,14 +356,15 @@ fn redirect(
 
 fn names(
     state: &mut State,
-    reserved: &crate::claims::Reserved,
+    reserved: &crate::model::claims::Reserved,
     name: &ContainerName,
     list: NameList,
     add: bool,
     domain: &str,
 ) -> Result<Report, OpError> {
-    let names = crate::web::change_names(state, reserved, name, list, add, domain)?;
-    let domain = crate::web::Domain::new(domain).map_err(crate::web::FrontError::from)?;
+    let names = crate::model::web::change_names(state, reserved, name, list, add, domain)?;
+    let domain =
+        crate::model::web::Domain::new(domain).map_err(crate::model::web::FrontError::from)?;
     let what = if list == NameList::Aliases {
         "alias"
     } else {
@@ -382,7 +383,7 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::render::generator::container_unit;
+    use crate::containers::units::container_unit;
     use crate::store::Memory;
     use crate::system::{Recording, Request};
 
@@ -429,14 +430,14 @@ mod tests {
         }
 
         fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
-            let reserved = crate::claims::Reserved::new(&self.clusters, &Default::default());
+            let reserved = crate::model::claims::Reserved::new(&self.clusters, &Default::default());
             let ctx = Context {
                 host: self.clusters.host("h1.test"),
                 hostname: "h1.test",
                 caller: "root",
                 now: "2026-01-01T00:00:00Z",
                 reserved: &reserved,
-                accounts: &crate::claims::NoHostAccounts,
+                accounts: &crate::model::claims::NoHostAccounts,
             };
             run(&self.env(), &ctx, change, false)
         }
@@ -447,7 +448,7 @@ mod tests {
 
         /// A container `web.ve` whose image is built (so that add-ve takes it).
         fn with_container(self) -> Self {
-            let image = crate::image::image_dir(&self.paths, "debian");
+            let image = crate::containers::image::image_dir(&self.paths, "debian");
             self.system.create_dir(&image, 0o755).unwrap();
             self.run(&add("web.ve", true)).unwrap();
             self
@@ -586,7 +587,7 @@ mod tests {
         assert_eq!(f.store.bytes(), None, "nothing was written");
         f.run(&add("new.ve", false)).unwrap();
         let name = ContainerName::new("old.ve").unwrap();
-        let dir = crate::rootfs::machine_dir(&f.paths, &name);
+        let dir = crate::containers::rootfs::machine_dir(&f.paths, &name);
         f.system.create_dir(&dir, 0o755).unwrap();
         let before = f.store.bytes();
         for start in [true, false] {
@@ -681,7 +682,7 @@ mod tests {
         f.system
             .failing_jobs
             .insert(unit.clone(), "dependency".into());
-        let dir = crate::rootfs::machine_dir(&f.paths, &web());
+        let dir = crate::containers::rootfs::machine_dir(&f.paths, &web());
         f.system.create_dir(&dir, 0o755).unwrap();
         let e = follow_up::perform(&f.env(), &[Step::StartContainer(web())]).unwrap_err();
         assert!(

@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod local;
+pub mod paths;
 mod recording;
 pub mod systemd;
 

@@ -1,0 +1,3 @@
+//! A module: the users' accounts, as userdb records.
+
+pub mod userdb;

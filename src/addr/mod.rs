@@ -1,0 +1,3 @@
+//! The address plan: hosts, resellers, users, bridges and container numbers (pure).
+
+pub mod plan;

@@ -1,0 +1,281 @@
+//! The hand-written cluster definition, `/etc/srvctl/clusters.json`, in the srvctl 3 shape:
+//! `{ "<cluster>": { "<host fqdn>": { "host_ip", "hostnet", "gateway", "prefix", "dns1", … } } }`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::addr::plan::HostNet;
+use crate::config::file::{self, FileError};
+use crate::model::names::{ContainerName, shown};
+use crate::system::System;
+
+/// A host of a cluster, as clusters.json describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Host {
+    /// Fully qualified host name, lower-case.
+    pub name: String,
+    /// Name of the cluster the host belongs to.
+    pub cluster: String,
+    /// Public IPv4 address.
+    pub host_ip: Ipv4Addr,
+    /// H of the address plan.
+    pub hostnet: HostNet,
+    /// Default gateway of the host's uplink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Prefix length of the uplink network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u8>,
+    /// First resolver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns1: Option<Ipv4Addr>,
+    /// Second resolver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns2: Option<Ipv4Addr>,
+    /// Every other scalar field, kept as text (e.g. `dns_server`, `reverse_proxy`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// The clusters known to this host.
+#[derive(Debug, Clone, Default)]
+pub struct Clusters {
+    hosts: Vec<Host>,
+}
+
+/// An error in clusters.json, naming the file, the host and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The file cannot be read or is not of the expected shape.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A field of a host is wrong.
+    #[error("{path}: cluster {cluster:?}, host {host:?}, field {field:?}: {msg}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// The cluster.
+        cluster: String,
+        /// The host.
+        host: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+fn is_cluster_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+impl Clusters {
+    /// Read and validate clusters.json.
+    pub fn load(system: &dyn System, path: &Path) -> Result<Self, ClusterError> {
+        let text = file::read_text(system, path).map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validate the text of clusters.json; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ClusterError> {
+        let shape = |msg: String| ClusterError::File(FileError::shape(path, msg));
+        let clusters = file::parse_object(path, text, "clusters")?;
+        let mut hosts = Vec::new();
+        for (cluster, members) in &clusters {
+            if !is_cluster_name(cluster) {
+                return Err(shape(format!("cluster name {} is invalid", shown(cluster))));
+            }
+            let Value::Object(members) = members else {
+                return Err(shape(format!(
+                    "cluster {cluster:?} must be an object of hosts"
+                )));
+            };
+            let mut seen: BTreeMap<HostNet, &str> = BTreeMap::new();
+            for (name, fields) in members {
+                let host = parse_host(path, cluster, name, fields)?;
+                if let Some(other) = seen.insert(host.hostnet, name) {
+                    return Err(ClusterError::Field {
+                        path: path.to_owned(),
+                        cluster: cluster.clone(),
+                        host: name.clone(),
+                        field: "hostnet".into(),
+                        msg: format!("hostnet {} is already used by host {other:?}", host.hostnet),
+                    });
+                }
+                if hosts.iter().any(|h: &Host| h.name == host.name) {
+                    return Err(shape(format!(
+                        "host {name:?} appears in more than one cluster"
+                    )));
+                }
+                hosts.push(host);
+            }
+        }
+        Ok(Self { hosts })
+    }
+
+    /// Every host of every cluster.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// The host of that name, if any.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        let name = name.to_ascii_lowercase();
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+fn parse_host(
+    path: &Path,
+    cluster: &str,
+    name: &str,
+    fields: &Value,
+) -> Result<Host, ClusterError> {
+    let err = |field: &str, msg: String| ClusterError::Field {
+        path: path.to_owned(),
+        cluster: cluster.to_owned(),
+        host: name.to_owned(),
+        field: field.to_owned(),
+        msg,
+    };
+    if ContainerName::new(name).is_err() || !name.contains('.') {
+        return Err(err(
+            "(name)",
+            "a host name must be a fully qualified DNS name".into(),
+        ));
+    }
+    let Value::Object(fields) = fields else {
+        return Err(err("(host)", "must be an object of fields".into()));
+    };
+    let ip = |field: &str, required: bool| -> Result<Option<Ipv4Addr>, ClusterError> {
+        match fields.get(field) {
+            None | Some(Value::Null) if !required => Ok(None),
+            None | Some(Value::Null) => Err(err(field, "is required".into())),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| err(field, format!("{} is not an IPv4 address", shown(s)))),
+            Some(other) => Err(err(
+                field,
+                format!("must be an IPv4 address string, not {other}"),
+            )),
+        }
+    };
+    let number = |field: &str| -> Result<Option<u64>, ClusterError> {
+        match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| err(field, format!("{n} is not a whole number"))),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| err(field, format!("{} is not a whole number", shown(s)))),
+            Some(other) => Err(err(field, format!("must be a number, not {other}"))),
+        }
+    };
+    let hostnet = number("hostnet")?.ok_or_else(|| err("hostnet", "is required".into()))?;
+    let hostnet = u32::try_from(hostnet)
+        .ok()
+        .and_then(|h| HostNet::new(h).ok())
+        .ok_or_else(|| err("hostnet", format!("{hostnet} is out of range (1..=15)")))?;
+    let prefix = match number("prefix")? {
+        Some(p) if p <= 32 => Some(p as u8),
+        Some(p) => return Err(err("prefix", format!("{p} is out of range (0..=32)"))),
+        None => None,
+    };
+    Ok(Host {
+        name: name.to_ascii_lowercase(),
+        cluster: cluster.to_owned(),
+        host_ip: ip("host_ip", true)?.expect("required"),
+        hostnet,
+        gateway: ip("gateway", false)?,
+        prefix,
+        dns1: ip("dns1", false)?,
+        dns2: ip("dns2", false)?,
+        extra: extra_fields(fields, &err)?,
+    })
+}
+
+const KNOWN_FIELDS: &[&str] = &["host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2"];
+
+fn extra_fields(
+    fields: &Map<String, Value>,
+    err: &dyn Fn(&str, String) -> ClusterError,
+) -> Result<BTreeMap<String, String>, ClusterError> {
+    let mut extra = BTreeMap::new();
+    for (key, value) in fields {
+        if KNOWN_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        if text.chars().any(char::is_control) || text.len() > 4096 {
+            return Err(err(key, "holds control characters or is too long".into()));
+        }
+        extra.insert(key.clone(), text);
+    }
+    Ok(extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Clusters, ClusterError> {
+        Clusters::parse(Path::new("clusters.json"), text)
+    }
+
+    #[test]
+    fn example_conf_is_valid() {
+        let text = include_str!("../../example-conf/clusters.json");
+        let c = parse(text).unwrap();
+        assert!(c.hosts().len() >= 2);
+    }
+
+    #[test]
+    fn errors_name_file_host_and_field() {
+        let e = parse(r#"{"c":{"h1.test":{"host_ip":"1.2.3.4","hostnet":16}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("clusters.json") && e.contains("h1.test") && e.contains("hostnet"),
+            "{e}"
+        );
+        let e = parse(r#"{"c":{"h1.test":{"host_ip":"1.2.3","hostnet":1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host_ip"), "{e}");
+        let e = parse(r#"{"c":{"h1.test":{"host_ip":"1.2.3.4","hostnet":1},"h2.test":{"host_ip":"1.2.3.5","hostnet":1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("h2.test") && e.contains("already used"), "{e}");
+        assert!(parse(r#"{"c":{"bad name":{"host_ip":"1.2.3.4","hostnet":1}}}"#).is_err());
+        assert!(parse(r#"{"c":{"h1.test":{"hostnet":1}}}"#).is_err());
+        assert!(parse("[]").is_err());
+    }
+
+    #[test]
+    fn finds_host_case_insensitively() {
+        let c =
+            parse(r#"{"c":{"H1.Test":{"host_ip":"1.2.3.4","hostnet":"3","role":"x"}}}"#).unwrap();
+        let h = c.host("h1.TEST").unwrap();
+        assert_eq!(h.hostnet.get(), 3);
+        assert_eq!(h.extra["role"], "x");
+    }
+}

@@ -1,0 +1,269 @@
+//! Base images: the root filesystems site containers are cloned from (`sc regenerate rootfs`).
+//!
+//! An image holds systemd, systemd-networkd, an SSH server (host keys made inside each
+//! container at its first boot, so no two containers share them) and busybox's small web
+//! server, which serves `/var/www/html` (a placeholder page naming the site, written when the
+//! container is created). Debian images are built with debootstrap; Fedora images with
+//! `dnf --installroot` (written, not tested: no Fedora mirror is reachable from the CI machines).
+//! An image is built beside the old one and swapped in by rename, so a failed or interrupted
+//! build never leaves a half image in place.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::system::paths::Paths;
+use crate::system::{CommandLine, System};
+
+/// The image a container gets when its record names none.
+pub const DEFAULT_IMAGE: &str = "debian";
+
+/// The images srvctl can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distro {
+    /// Debian stable, through debootstrap.
+    Debian,
+    /// Fedora, through `dnf --installroot`.
+    Fedora,
+}
+
+impl Distro {
+    /// The distribution an image name stands for.
+    pub fn of_image(name: &str) -> Option<Self> {
+        match name {
+            "debian" => Some(Self::Debian),
+            "fedora" => Some(Self::Fedora),
+            _ => None,
+        }
+    }
+}
+
+/// Packages of a Debian image.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "iproute2",
+    "openssh-server",
+    "busybox",
+    "ca-certificates",
+];
+/// Packages of a Fedora image.
+pub const FEDORA_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-networkd",
+    "dbus",
+    "iproute",
+    "openssh-server",
+    "busybox",
+    "ca-certificates",
+    "passwd",
+];
+/// Debian suite of the images.
+const DEBIAN_SUITE: &str = "bookworm";
+
+/// The placeholder web server of every image.
+const SITE_UNIT: &str = "[Unit]
+Description=Placeholder site of this container (srvctl)
+After=network.target
+
+[Service]
+ExecStart=/bin/busybox httpd -f -p 80 -h /var/www/html
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Make the SSH host keys inside the container at its first boot, before sshd checks them.
+const SSH_KEYGEN_DROP_IN: &str = "[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+";
+
+/// Where image `name` lives: beside the containers in /var/lib/machines (hidden from
+/// machinectl by the leading dot), so that a container can be a snapshot or a reflink copy of
+/// it, which only works inside one file system.
+pub fn image_dir(paths: &Paths, name: &str) -> PathBuf {
+    paths.host(&format!("/var/lib/machines/.srvctl-images/{name}"))
+}
+
+/// Building an image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The name is not one srvctl can build.
+    #[error("unknown image {0:?}: srvctl builds \"debian\" and \"fedora\"")]
+    Unknown(String),
+    /// A step failed.
+    #[error("{0}")]
+    Step(String),
+}
+
+fn step(what: &str) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |e| ImageError::Step(format!("{what}: {e}"))
+}
+
+/// The Debian mirror: `SRVCTL_DEBIAN_MIRROR`, else the one this machine's apt uses, else
+/// deb.debian.org.
+fn debian_mirror(system: &dyn System) -> String {
+    if let Some(m) = system
+        .env("SRVCTL_DEBIAN_MIRROR")
+        .and_then(|m| m.into_string().ok())
+    {
+        return m;
+    }
+    let sources = [
+        "/etc/apt/sources.list.d/debian.sources",
+        "/etc/apt/sources.list",
+    ];
+    for file in sources {
+        let Some(text) = system.read(Path::new(file)).ok().flatten() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let found = text.split_whitespace().find(|w| {
+            (w.starts_with("http://") || w.starts_with("https://"))
+                && w.trim_end_matches('/').ends_with("/debian")
+        });
+        if let Some(url) = found {
+            return url.to_owned();
+        }
+    }
+    "http://deb.debian.org/debian".into()
+}
+
+/// Run a long command, showing its output lines as progress with the elapsed time.
+fn run_with_progress(system: &dyn System, command: &CommandLine) -> Result<(), ImageError> {
+    let start = system.monotonic();
+    let label = &command.program;
+    system
+        .run_lines(command, &mut |line| {
+            let took = system.monotonic() - start;
+            eprintln!("[{:>5.1}s] {label}: {line}", took.as_secs_f64());
+        })
+        .map_err(|e| ImageError::Step(e.to_string()))
+}
+
+/// Build image `name` and swap it in. Returns the time it took.
+pub fn build(
+    system: &dyn System,
+    paths: &Paths,
+    name: &str,
+) -> Result<std::time::Duration, ImageError> {
+    let distro = Distro::of_image(name).ok_or_else(|| ImageError::Unknown(name.to_owned()))?;
+    let start = system.monotonic();
+    let dir = image_dir(paths, name);
+    let parent = dir.parent().expect("images dir");
+    system
+        .create_dir(parent, 0o700)
+        .map_err(step("images directory"))?;
+    let new = parent.join(format!(".{name}.new"));
+    let old = parent.join(format!(".{name}.old"));
+    for leftover in [&new, &old] {
+        crate::containers::rootfs::remove(system, leftover)
+            .map_err(step("removing a leftover build"))?;
+    }
+    crate::containers::rootfs::make_dir(system, &new)
+        .map_err(step("creating the build directory"))?;
+    eprintln!(
+        "building image {name} in {} (a few minutes)…",
+        new.display()
+    );
+    match distro {
+        Distro::Debian => {
+            let mirror = debian_mirror(system);
+            let debootstrap = CommandLine::new(
+                "debootstrap",
+                [
+                    OsString::from("--variant=minbase"),
+                    format!("--include={}", DEBIAN_PACKAGES.join(",")).into(),
+                    DEBIAN_SUITE.into(),
+                    new.clone().into(),
+                    mirror.into(),
+                ],
+            );
+            run_with_progress(system, &debootstrap)?;
+        }
+        Distro::Fedora => {
+            let release = system
+                .env("SRVCTL_FEDORA_RELEASE")
+                .and_then(|r| r.into_string().ok())
+                .unwrap_or_else(|| "41".into());
+            let options = ["--setopt=install_weak_deps=False", "-y", "install"];
+            let dnf = CommandLine::new(
+                "dnf",
+                [
+                    format!("--installroot={}", new.display()),
+                    format!("--releasever={release}"),
+                ]
+                .into_iter()
+                .chain(options.iter().chain(FEDORA_PACKAGES).map(|a| a.to_string())),
+            );
+            run_with_progress(system, &dnf)?;
+        }
+    }
+    configure(system, &new, distro)?;
+    if system.kind(&dir).is_some() {
+        system
+            .rename(&dir, &old)
+            .map_err(step("moving the old image aside"))?;
+    }
+    system
+        .rename(&new, &dir)
+        .map_err(step("swapping in the new image"))?;
+    crate::containers::rootfs::remove(system, &old).map_err(step("removing the old image"))?;
+    Ok(system.monotonic() - start)
+}
+
+/// Turn a fresh root filesystem into a srvctl image.
+fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), ImageError> {
+    let write = |rel: &str, text: &str| {
+        system
+            .write(&root.join(rel), text.as_bytes(), 0o644, true)
+            .map_err(step(rel))
+    };
+    write("etc/systemd/system/srvctl-site.service", SITE_UNIT)?;
+    let ssh = if distro == Distro::Debian {
+        "ssh"
+    } else {
+        "sshd"
+    };
+    write(
+        &format!("etc/systemd/system/{ssh}.service.d/srvctl-keygen.conf"),
+        SSH_KEYGEN_DROP_IN,
+    )?;
+    write(
+        "var/www/html/index.html",
+        "<!doctype html><title>srvctl</title><h1>srvctl</h1>\n",
+    )?;
+    write("etc/machine-id", "")?;
+    let enable = CommandLine::new(
+        "systemctl",
+        [
+            format!("--root={}", root.display()),
+            "enable".into(),
+            "systemd-networkd.service".into(),
+            "srvctl-site.service".into(),
+            format!("{ssh}.service"),
+        ],
+    );
+    system
+        .run(&enable)
+        .map_err(step("enabling services in the image"))?;
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let _ = system.remove_tree(&root.join(dir));
+    }
+    remove_host_keys(system, root).map_err(step("removing SSH host keys"))?;
+    Ok(())
+}
+
+/// Remove SSH host keys so every clone makes its own.
+pub fn remove_host_keys(system: &dyn System, root: &Path) -> std::io::Result<()> {
+    let dir = root.join("etc/ssh");
+    for name in system.list_dir(&dir).unwrap_or_default() {
+        if name.to_string_lossy().starts_with("ssh_host_") {
+            system.remove(&dir.join(name))?;
+        }
+    }
+    Ok(())
+}

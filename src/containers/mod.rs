@@ -1,0 +1,7 @@
+//! A module: the containers' `.nspawn` files, bridges and host0 networks, their unit links and
+//! drop-ins; root filesystems and the images they are cloned from.
+
+pub mod image;
+pub mod render;
+pub mod rootfs;
+pub mod units;

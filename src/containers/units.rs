@@ -1,0 +1,125 @@
+//! What `srvctl-generator` writes into systemd's generator directory: the container units
+//! that boot starts, the drop-ins with their limits, and the srvctl units they need.
+//!
+//! Containers start in batches of [`STAGGER_BATCH`], so a host with hundreds of containers
+//! starts them a few at a time instead of all at once (which makes plain nspawn farms hit start
+//! timeouts). Each batch has a generated target, `srvctl-start-K.target`, ordered after every
+//! container of batch K-1 and before every container of batch K; batch 0 waits for
+//! srvctl-regenerate and for the bridges (srvctl-bridges.service). One small file per batch
+//! instead of one per container keeps the generator fast: it runs on every daemon-reload.
+
+use serde::Serialize;
+
+use crate::config::cluster::Clusters;
+use crate::engine::templates::{TemplateError, Templates};
+use crate::engine::tree::Tree;
+use crate::model::State;
+use crate::model::names::ContainerName;
+
+/// How many containers start at the same time at boot.
+pub const STAGGER_BATCH: usize = 8;
+/// Where the distribution's units live (both Debian and Fedora, merged /usr).
+const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
+
+/// The unit name of a container.
+pub fn container_unit(name: &ContainerName) -> String {
+    format!("systemd-nspawn@{name}.service")
+}
+
+/// The unit name of a mesh tunnel: `server`, or `client-H` towards host H.
+pub fn mesh_unit(instance: &str) -> String {
+    format!("srvctl-mesh@{instance}.service")
+}
+
+#[derive(Serialize)]
+struct Limits<'a> {
+    memory_max: Option<&'a str>,
+    cpu_weight: Option<u32>,
+    tasks_max: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    number: usize,
+    after: &'a [String],
+    before: &'a [String],
+}
+
+/// The name of start batch `k`.
+fn batch_target(k: usize) -> String {
+    format!("srvctl-start-{k}.target")
+}
+
+/// Render the generator's output for `hostname`.
+pub fn render(
+    state: &State,
+    clusters: &Clusters,
+    hostname: &str,
+    templates: &Templates,
+) -> Result<Tree, TemplateError> {
+    let mut tree = Tree::default();
+    let wanted: Vec<_> = state
+        .containers
+        .iter()
+        .filter(|(_, c)| c.host == hostname && c.settings.disabled != Some(true))
+        .collect();
+    let units: Vec<String> = wanted.iter().map(|(n, _)| container_unit(n)).collect();
+    let template_link = format!("{SYSTEM_UNITS}/systemd-nspawn@.service");
+    for ((_, c), unit) in wanted.iter().zip(&units) {
+        tree.link(format!("machines.target.wants/{unit}"), &template_link);
+        let s = &c.settings;
+        if s.memory_max.is_some() || s.cpu_weight.is_some() || s.tasks_max.is_some() {
+            let limits = Limits {
+                memory_max: s.memory_max.as_deref(),
+                cpu_weight: s.cpu_weight,
+                tasks_max: s.tasks_max,
+            };
+            tree.file(
+                format!("{unit}.d/50-srvctl.conf"),
+                templates.render("nspawn-unit.conf", &limits)?,
+            );
+        }
+    }
+    let first = &[
+        String::from("srvctl-regenerate.service"),
+        String::from("srvctl-bridges.service"),
+    ];
+    let batches: Vec<&[String]> = units.chunks(STAGGER_BATCH).collect();
+    for (k, before) in batches.iter().enumerate() {
+        let target = batch_target(k);
+        let after = if k == 0 { &first[..] } else { batches[k - 1] };
+        let batch = Batch {
+            number: k,
+            after,
+            before,
+        };
+        tree.file(&target, templates.render("start-batch.target", &batch)?);
+        tree.link(
+            format!("machines.target.wants/{target}"),
+            format!("../{target}"),
+        );
+    }
+    if !wanted.is_empty() {
+        tree.link(
+            "multi-user.target.wants/machines.target",
+            format!("{SYSTEM_UNITS}/machines.target"),
+        );
+    }
+    tree.link(
+        "sysinit.target.wants/srvctl-regenerate.service",
+        format!("{SYSTEM_UNITS}/srvctl-regenerate.service"),
+    );
+    // Certificates are renewed twice a day (`sc certificates renew`).
+    tree.link(
+        "timers.target.wants/srvctl-certificates.timer",
+        format!("{SYSTEM_UNITS}/srvctl-certificates.timer"),
+    );
+    for instance in crate::mesh::openvpn::instances(clusters, hostname) {
+        let unit = mesh_unit(&instance);
+        tree.link(
+            format!("multi-user.target.wants/{unit}"),
+            format!("{SYSTEM_UNITS}/srvctl-mesh@.service"),
+        );
+    }
+    Ok(tree)
+}

@@ -1,0 +1,184 @@
+//! `srvctl-regenerate`: expand the datastore into the host's configuration, writing only what
+//! changed, removing only what it generated before, and reloading only what needs it.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::cluster::{ClusterError, Clusters};
+use crate::engine::apply::{self, ApplyError};
+use crate::engine::changeset;
+use crate::engine::registry::{self, Inputs, MODULES, Verdict};
+use crate::engine::templates::TemplateError;
+use crate::engine::templates::Templates;
+use crate::mesh::openvpn;
+use crate::mesh::pki::{self, PkiError};
+use crate::store::{self, StoreError};
+use crate::system::System;
+use crate::system::paths::Paths;
+
+/// Where the list of generated files is kept (volatile, like the files it lists).
+pub const MANIFEST: &str = "run/srvctl/regenerate.manifest";
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Files and links written.
+    pub written: Vec<String>,
+    /// Files and links removed.
+    pub removed: Vec<String>,
+    /// Entries that were already right.
+    pub unchanged: usize,
+    /// Services reloaded.
+    pub reloads: Vec<String>,
+    /// Datastore records skipped because they are invalid.
+    pub skipped: Vec<String>,
+    /// Whether the internal CA or this host's certificate was created.
+    pub certificates_created: bool,
+    /// Bridges that systemd-networkd had not made when the wait ended.
+    pub bridges_missing: Vec<String>,
+    /// Certificates of the internal CA issued for the HTTPS front (container names).
+    pub certificates_issued: Vec<String>,
+    /// Things the operator should know (e.g. haproxy is not installed, so not checked).
+    pub notes: Vec<String>,
+    /// Why a module's new configuration was not applied: its guard refused it (the front's
+    /// guard is `haproxy -c`, the only guard today; the name is kept for scripts).
+    pub haproxy_error: Option<String>,
+}
+
+impl Outcome {
+    /// Whether the run changed nothing.
+    pub fn is_noop(&self) -> bool {
+        self.written.is_empty()
+            && self.removed.is_empty()
+            && !self.certificates_created
+            && self.certificates_issued.is_empty()
+    }
+}
+
+/// A run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegenerateError {
+    /// The datastore could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// clusters.json is wrong.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// This host is not in clusters.json.
+    #[error("this host ({0}) is not defined in clusters.json")]
+    UnknownHost(String),
+    /// A template is wrong.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The HTTPS front's certificates could not be made.
+    #[error(transparent)]
+    Certs(#[from] crate::front::certs::CertError),
+    /// settings.json is wrong.
+    #[error(transparent)]
+    Settings(#[from] crate::config::site::SettingsError),
+    /// Reading the current files failed.
+    #[error("reading current files: {0}")]
+    Read(std::io::Error),
+    /// Applying failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Regenerate host `hostname` under `paths`.
+pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome, RegenerateError> {
+    let state = store::read(system, paths)?.rendered();
+    let clusters = Clusters::load(system, &paths.clusters())?;
+    let me = clusters
+        .host(hostname)
+        .ok_or_else(|| RegenerateError::UnknownHost(hostname.to_owned()))?;
+    let templates = Templates::load(system, Some(&paths.host("/etc/srvctl/templates")))?;
+    let mut outcome = Outcome {
+        skipped: state
+            .set_aside
+            .iter()
+            .map(|s| format!("{} {:?}: {}", s.section.key(), s.key, s.reason))
+            .collect(),
+        ..Outcome::default()
+    };
+    if !openvpn::instances(&clusters, hostname).is_empty() {
+        outcome.certificates_created = pki::ensure(system, paths, &me.name)?;
+    }
+    let site = crate::config::site::Settings::load(system, paths)?;
+    // Every container of this host has a certificate before haproxy is rendered: one of the
+    // internal CA unless a valid ACME one is installed.
+    let certificates = crate::front::certs::lock(system, paths).map_err(RegenerateError::Read)?;
+    let ensured = crate::front::certs::ensure_internal(system, paths, &state, hostname)?;
+    crate::front::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
+    drop(certificates);
+    outcome.certificates_issued = ensured.issued;
+    // ACME hook point: certificates from the ACME CA would be installed here (crate::front::acme),
+    // before the crt-list is rendered; `installed` must then be read again
+    // (crate::front::certs::installed, which re-reads only the certificates that changed).
+    let installed = ensured.installed;
+    let inputs = Inputs {
+        state: &state,
+        clusters: &clusters,
+        me,
+        settings: &site,
+        templates: &templates,
+        certificates: &installed,
+    };
+    let rendered = registry::render(MODULES, &inputs)?;
+    let base = paths.host("/");
+    let previous = apply::read_manifest(system, &base.join(MANIFEST), MODULES)
+        .map_err(RegenerateError::Read)?;
+    let mut plan = changeset::plan_modules(rendered, &base, &previous, system)
+        .map_err(RegenerateError::Read)?;
+    for (_, verdict) in registry::guard(&mut plan, system, paths) {
+        match verdict {
+            Verdict::Note(note) => outcome.notes.push(note),
+            Verdict::Refuse(error) => outcome.haproxy_error = Some(error),
+            Verdict::Accept => {}
+        }
+    }
+    apply::apply(system, &base, &plan, Path::new(MANIFEST))?;
+    for (_, op) in plan.ops() {
+        let list = match op {
+            changeset::Op::Remove { .. } => &mut outcome.removed,
+            _ => &mut outcome.written,
+        };
+        list.push(format!("/{}", op.path().display()));
+    }
+    let reloads = plan.reloads();
+    if reloads.contains(&crate::system::Request::ReloadNetworkd) {
+        outcome.bridges_missing = wait_for_bridges(system, &state, hostname, BRIDGE_WAIT);
+    }
+    outcome.unchanged = plan.unchanged();
+    outcome.reloads = reloads.iter().map(ToString::to_string).collect();
+    Ok(outcome)
+}
+/// How long to wait for systemd-networkd to make the bridges.
+pub const BRIDGE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wait until every bridge of this host's containers exists (systemd-networkd makes them
+/// shortly after it reads its files), so that containers started next find theirs. Returns
+/// those still missing when `timeout` ran out.
+pub fn wait_for_bridges(
+    system: &dyn System,
+    state: &crate::model::State,
+    hostname: &str,
+    timeout: std::time::Duration,
+) -> Vec<String> {
+    let bridges = crate::containers::render::bridges(state, hostname);
+    let start = system.monotonic();
+    loop {
+        let missing: Vec<String> = bridges
+            .iter()
+            .filter(|b| !system.interface_exists(b))
+            .cloned()
+            .collect();
+        if missing.is_empty() || system.monotonic() - start >= timeout {
+            return missing;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

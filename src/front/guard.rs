@@ -1,0 +1,317 @@
+//! The guard in front of haproxy: a new configuration (haproxy.cfg with its maps, crt-list and
+//! error pages) is checked with `haproxy -c` before any of it replaces the live files. A
+//! configuration haproxy refuses is not applied at all: the old files stay, haproxy is not
+//! reloaded, and the error is reported. The proxy never goes down over a bad render.
+//!
+//! The check runs on a staged copy under `/run/srvctl/haproxy.check/`, with srvctl's paths in
+//! it moved there, so the maps and certificates it reads are the new ones.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::changeset::Changes;
+use crate::engine::registry::{Inputs, Module};
+use crate::engine::templates::TemplateError;
+use crate::engine::tree::{Entry, Tree};
+use crate::front::haproxy::{self, CONFIG, DIR};
+use crate::system::paths::Paths;
+use crate::system::{CommandLine, Request, System};
+
+/// The staging directory, relative to the host root.
+pub const STAGING: &str = "run/srvctl/haproxy.check";
+/// A fingerprint of the last front `haproxy -c` accepted (durable, so that the same front
+/// rendered again after a reboot, when everything under /run is new, is not checked again:
+/// the check loads every certificate, about 3 s with 4,000 sites).
+pub const CHECKED: &str = "/var/lib/srvctl/haproxy.checked";
+
+/// What the guard decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing of the front changes.
+    Unchanged,
+    /// `haproxy -c` accepted the new configuration.
+    Checked,
+    /// Only maps changed: they cannot break the configuration, so it was not checked.
+    MapsOnly,
+    /// `haproxy -c` accepted this very front before.
+    CheckedBefore,
+    /// haproxy is not installed: the files are written unchecked.
+    NotChecked(String),
+    /// `haproxy -c` refused it: none of it was applied.
+    Refused(String),
+}
+
+/// The haproxy program, if installed.
+pub fn haproxy_program(system: &dyn System) -> Option<PathBuf> {
+    let path = system.env("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("haproxy"))
+        .find(|p| system.kind(p) == Some(crate::system::FileKind::File))
+}
+
+/// Check the front rendered in `tree`, whose planned changes are `changes`. The verdict only
+/// decides: when haproxy refuses, the engine leaves every change of the front out.
+pub fn guard(
+    system: &dyn System,
+    paths: &Paths,
+    tree: &Tree,
+    changes: &Changes,
+    program: Option<&Path>,
+) -> Verdict {
+    if changes.ops.is_empty() {
+        return Verdict::Unchanged;
+    }
+    // Maps hold only validated names and URLs and are read as data: a change to them alone
+    // (a redirect, an alias without a new certificate) cannot break the configuration, and
+    // skips the check, which loads every certificate (3 s with 4,000 sites).
+    let maps_only = changes.ops.iter().all(|op| {
+        matches!(op, crate::engine::changeset::Op::Write { path, .. }
+            if path.starts_with(DIR) && path.extension().is_some_and(|e| e == "map"))
+    });
+    if maps_only {
+        return Verdict::MapsOnly;
+    }
+    let Some(program) = program else {
+        return Verdict::NotChecked(
+            "haproxy is not installed: its configuration is written without `haproxy -c`".into(),
+        );
+    };
+    let stamp = paths.host(CHECKED);
+    let print = fingerprint(tree);
+    if system.read(&stamp).ok().flatten().as_deref() == Some(print.as_bytes()) {
+        return Verdict::CheckedBefore;
+    }
+    match check(system, paths, tree, program) {
+        Ok(()) => {
+            // Losing the stamp only costs a check next time.
+            let _ = system.write(&stamp, print.as_bytes(), 0o600, true);
+            Verdict::Checked
+        }
+        Err(msg) => Verdict::Refused(msg),
+    }
+}
+
+/// A fingerprint of the front in `tree`: every file, path and bytes (the crt-list names each
+/// certificate's issue time, so a new certificate changes it too).
+fn fingerprint(tree: &Tree) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (path, entry) in tree.entries() {
+        if let Entry::File { bytes, .. } = entry {
+            path.hash(&mut h);
+            bytes.hash(&mut h);
+        }
+    }
+    format!("{:016x}\n", h.finish())
+}
+
+/// Stage the front of `tree` and run `haproxy -c` on it.
+fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Result<(), String> {
+    let staging = paths.host(&format!("/{STAGING}"));
+    let certs_dir = crate::front::certs::dir(paths);
+    let result = (|| {
+        system
+            .remove_tree(&staging)
+            .map_err(|e| format!("{}: {e}", staging.display()))?;
+        for (path, entry) in tree.entries() {
+            let Entry::File { bytes, .. } = entry else {
+                continue;
+            };
+            let (dest, relocate) = if path == Path::new(CONFIG) {
+                (staging.join("haproxy.cfg"), true)
+            } else if let Ok(rest) = path.strip_prefix(DIR) {
+                (staging.join(rest), rest == Path::new("crt-list"))
+            } else {
+                continue;
+            };
+            let bytes = if relocate {
+                haproxy::relocate(&String::from_utf8_lossy(bytes), &staging, &certs_dir)
+                    .into_bytes()
+            } else {
+                bytes.clone()
+            };
+            system
+                .write(&dest, &bytes, 0o600, false)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        let args = vec![
+            "-c".into(),
+            "-f".into(),
+            staging.join("haproxy.cfg").into_os_string(),
+        ];
+        system
+            .run(&CommandLine {
+                program: program.to_string_lossy().into_owned(),
+                args,
+            })
+            .map_err(|e| e.to_string())
+    })();
+    let _ = system.remove_tree(&staging);
+    result
+        .map_err(|e| format!("haproxy refused the new configuration; the running one is kept: {e}"))
+}
+
+/// The front module: haproxy.cfg and what it reads under `/run/srvctl/haproxy/`, checked by
+/// [`guard`] before it replaces the live files; any change reloads haproxy.
+pub struct Front;
+
+impl Module for Front {
+    fn name(&self) -> &'static str {
+        "front"
+    }
+
+    fn render(&self, inputs: &Inputs, tree: &mut Tree) -> Result<(), TemplateError> {
+        haproxy::render(
+            tree,
+            inputs.state,
+            inputs.me,
+            inputs.settings,
+            inputs.certificates,
+            inputs.templates,
+        )
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[CONFIG, DIR]
+    }
+
+    fn reloads(&self, changed: &[&Path]) -> Vec<Request> {
+        (!changed.is_empty())
+            .then(|| Request::Reload(haproxy::UNIT.into()))
+            .into_iter()
+            .collect()
+    }
+
+    fn guard(
+        &self,
+        system: &dyn System,
+        paths: &Paths,
+        tree: &Tree,
+        changes: &Changes,
+    ) -> crate::engine::registry::Verdict {
+        use crate::engine::registry::Verdict as V;
+        match guard(
+            system,
+            paths,
+            tree,
+            changes,
+            haproxy_program(system).as_deref(),
+        ) {
+            Verdict::NotChecked(note) => V::Note(note),
+            Verdict::Refused(error) => V::Refuse(error),
+            Verdict::Unchanged | Verdict::Checked | Verdict::MapsOnly | Verdict::CheckedBefore => {
+                V::Accept
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::changeset::{self, Op};
+    use crate::system::Recording;
+    use std::collections::BTreeSet;
+
+    fn tree(cfg: &str) -> Tree {
+        let mut t = Tree::default();
+        t.file(CONFIG, cfg.into());
+        t.file(format!("{DIR}/hosts.map"), "a.example c:a.example\n".into());
+        t.file(
+            format!("{DIR}/crt-list"),
+            "/var/lib/srvctl/certs/_default.pem\n".into(),
+        );
+        t
+    }
+
+    #[test]
+    fn the_staged_copy_is_checked_with_paths_moved() {
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let t = tree("bind :443 ssl crt-list /run/srvctl/haproxy/crt-list\n");
+        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let v = guard(
+            &sys,
+            &paths,
+            &t,
+            &changes,
+            Some(Path::new("/usr/sbin/haproxy")),
+        );
+        assert_eq!(v, Verdict::Checked);
+        let cmd = &sys.commands.borrow()[0];
+        assert_eq!(
+            cmd.to_string(),
+            "/usr/sbin/haproxy -c -f /r/run/srvctl/haproxy.check/haproxy.cfg"
+        );
+        // Staged with the paths moved, then removed.
+        let written = sys.writes.borrow();
+        assert!(written.contains(&PathBuf::from("/r/run/srvctl/haproxy.check/crt-list")));
+        assert!(
+            sys.read(Path::new("/r/run/srvctl/haproxy.check/haproxy.cfg"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            Front.reloads(&[Path::new(CONFIG)]),
+            [Request::Reload(haproxy::UNIT.into())]
+        );
+        // The same front again (after a reboot emptied /run): not checked twice.
+        assert_eq!(
+            guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy"))),
+            Verdict::CheckedBefore
+        );
+        assert_eq!(sys.commands.borrow().len(), 1);
+        // Only maps changed: no check needed, haproxy reloads.
+        let maps = changeset::Changes {
+            ops: vec![Op::Write {
+                path: PathBuf::from(DIR).join("hosts.map"),
+                bytes: Vec::new(),
+                mode: 0o644,
+            }],
+            ..changeset::Changes::default()
+        };
+        assert_eq!(guard(&sys, &paths, &t, &maps, None), Verdict::MapsOnly);
+        assert_eq!(sys.commands.borrow().len(), 1);
+        // Unchanged files: no check.
+        let none = changeset::Changes::default();
+        assert_eq!(guard(&sys, &paths, &t, &none, None), Verdict::Unchanged);
+        // No haproxy: written unchecked, with a note.
+        assert!(matches!(
+            guard(&sys, &paths, &t, &changes, None),
+            Verdict::NotChecked(_)
+        ));
+    }
+
+    #[test]
+    fn relocation_points_at_the_staging_dir() {
+        let text = haproxy::relocate(
+            "crt-list /run/srvctl/haproxy/crt-list\n/var/lib/srvctl/certs/a.pem\n",
+            Path::new("/s"),
+            Path::new("/c"),
+        );
+        assert_eq!(text, "crt-list /s/crt-list\n/c/a.pem\n");
+    }
+
+    #[test]
+    fn a_refused_front_says_why() {
+        // Like a `haproxy -c` that refuses the config.
+        let sys = Recording {
+            failing_programs: [("haproxy".into(), "unknown keyword".into())].into(),
+            ..Recording::default()
+        };
+        let paths = Paths::rooted("/r");
+        let t = tree("broken\n");
+        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let v = guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy")));
+        let Verdict::Refused(msg) = v else {
+            panic!("{v:?}")
+        };
+        assert!(msg.contains("unknown keyword"), "{msg}");
+        assert!(msg.contains("the running one is kept"), "{msg}");
+        assert!(
+            sys.read(Path::new("/r/var/lib/srvctl/haproxy.checked"))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! srvctl's internal certificate authority and this host's certificate, used by the host mesh.
+//!
+//! The CA is created on first use under `/var/lib/srvctl/pki` (keys 0600, directory 0700). In a
+//! cluster every host must hold the same CA: copy `ca.crt` and `ca.key` to the other hosts
+//! before their first regenerate (cluster replication of the datastore will carry it later).
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use crate::system::System;
+use crate::system::paths::Paths;
+
+/// The CA certificate, relative to the host root.
+pub const CA_CERT: &str = "var/lib/srvctl/pki/ca.crt";
+/// The CA key.
+pub const CA_KEY: &str = "var/lib/srvctl/pki/ca.key";
+/// This host's certificate.
+pub const HOST_CERT: &str = "var/lib/srvctl/pki/host.crt";
+/// This host's key.
+pub const HOST_KEY: &str = "var/lib/srvctl/pki/host.key";
+/// The name the host certificate was issued for.
+const HOST_NAME: &str = "var/lib/srvctl/pki/host.name";
+
+/// Creating the CA or a certificate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Reading or writing a file failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// Certificate generation failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |e| PkiError::Io(path.display().to_string(), e)
+}
+
+/// The internal CA, made on first use: its certificate (PEM), its key (PEM), and whether it
+/// was just created.
+pub fn ensure_ca(system: &dyn System, paths: &Paths) -> Result<(String, String, bool), PkiError> {
+    let p = |rel: &str| paths.host(&format!("/{rel}"));
+    let dir = p("var/lib/srvctl/pki");
+    system.create_dir(&dir, 0o700).map_err(io(&dir))?;
+    let mut created = false;
+    let (ca_cert, ca_key) = match (
+        system.read(&p(CA_CERT)).map_err(io(&p(CA_CERT)))?,
+        system.read(&p(CA_KEY)).map_err(io(&p(CA_KEY)))?,
+    ) {
+        (Some(c), Some(k)) => (
+            String::from_utf8_lossy(&c).into_owned(),
+            String::from_utf8_lossy(&k).into_owned(),
+        ),
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "srvctl internal CA");
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_after = rcgen::date_time_ymd(2050, 1, 1);
+            let cert = params.self_signed(&key)?;
+            write(system, &p(CA_KEY), &key.serialize_pem(), 0o600)?;
+            write(system, &p(CA_CERT), &cert.pem(), 0o644)?;
+            created = true;
+            (cert.pem(), key.serialize_pem())
+        }
+    };
+    Ok((ca_cert, ca_key, created))
+}
+
+/// The internal CA as an issuer of certificates (made on first use), with its certificate
+/// (PEM) and whether it was just created.
+pub fn issuer(
+    system: &dyn System,
+    paths: &Paths,
+) -> Result<(Issuer<'static, KeyPair>, String, bool), PkiError> {
+    let (ca_cert, ca_key, created) = ensure_ca(system, paths)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
+    Ok((issuer, ca_cert, created))
+}
+
+/// Make sure the CA and a certificate for `host` exist. Returns whether anything was created.
+pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, PkiError> {
+    let p = |rel: &str| paths.host(&format!("/{rel}"));
+    let (issuer, _, mut created) = issuer(system, paths)?;
+    let issued_for = system.read(&p(HOST_NAME)).map_err(io(&p(HOST_NAME)))?;
+    let have_cert = system
+        .read(&p(HOST_CERT))
+        .map_err(io(&p(HOST_CERT)))?
+        .is_some();
+    if created || !have_cert || issued_for.as_deref() != Some(host.as_bytes()) {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![host.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_after = rcgen::date_time_ymd(2050, 1, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        write(system, &p(HOST_KEY), &key.serialize_pem(), 0o600)?;
+        write(system, &p(HOST_CERT), &cert.pem(), 0o644)?;
+        write(system, &p(HOST_NAME), host, 0o644)?;
+        created = true;
+    }
+    Ok(created)
+}
+
+fn write(system: &dyn System, path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
+    system
+        .write(path, text.as_bytes(), mode, true)
+        .map_err(io(path))
+}
