@@ -16,6 +16,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::addr::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
@@ -215,31 +216,58 @@ pub enum DocumentError {
     TooNew(u64),
 }
 
+/// The entries of a JSON object in document order, each value left unparsed: a record is
+/// parsed once, straight into its type, and only a set-aside one is kept as a JSON value.
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Entries<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Entries<'a>, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, &'a RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A value that was already found to be well-formed JSON, parsed.
+fn value_of(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).expect("a raw value is well-formed JSON")
+}
+
 /// Read the records of one section. A record whose key or fields do not validate is set
 /// aside. Two keys that differ only in case name one record: the one spelled canonically
 /// (lower-case) is kept, the other set aside (of two non-canonical spellings, the later).
 fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned + Serialize>(
-    doc: &mut Map<String, Value>,
+    raw: Option<&RawValue>,
     which: Section,
     key: impl Fn(&str) -> Result<K, String>,
     set_aside: &mut Vec<SetAside>,
 ) -> Result<BTreeMap<K, T>, DocumentError> {
     let mut out = BTreeMap::new();
-    let records = match doc.remove(which.key()) {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(DocumentError::Syntax(format!(
-                "{:?} must be an object",
-                which.key()
-            )));
-        }
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(out);
     };
+    let records: Entries<'_> = serde_json::from_str(raw.get())
+        .map_err(|_| DocumentError::Syntax(format!("{:?} must be an object", which.key())))?;
     // Keys that were stored under another spelling, with that spelling.
     let mut respelled: BTreeMap<K, String> = BTreeMap::new();
-    for (name, raw) in records {
+    for (name, raw) in records.0 {
         let parsed = key(&name).and_then(|k| {
-            T::deserialize(&raw)
+            serde_json::from_str::<T>(raw.get())
                 .map(|v| (k, v))
                 .map_err(|e| e.to_string())
         });
@@ -250,7 +278,7 @@ fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned + Seria
                     section: which,
                     key: name,
                     reason,
-                    raw,
+                    raw: value_of(raw),
                 });
                 continue;
             }
@@ -264,7 +292,7 @@ fn section<K: Ord + Clone + fmt::Display, T: serde::de::DeserializeOwned + Seria
                     respelled.remove(&k);
                     (spelling, value(&replaced))
                 }
-                _ => (name, raw),
+                _ => (name, value_of(raw)),
             };
             set_aside.push(SetAside {
                 section: which,
@@ -319,14 +347,28 @@ impl State {
     /// what a command refuses never gets in by hand either. `reserved` holds the names of the
     /// cluster hosts (and their hostnets) and the company domain.
     pub fn load(text: &[u8], reserved: &Reserved) -> Result<Self, DocumentError> {
-        let value: Value =
-            serde_json::from_slice(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
-        let Value::Object(mut doc) = value else {
-            return Err(DocumentError::Syntax(
-                "the top level must be an object".into(),
-            ));
-        };
-        match doc.remove("schema_version") {
+        let text = std::str::from_utf8(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
+        let top: Entries<'_> = serde_json::from_str(text).map_err(|e| {
+            DocumentError::Syntax(if e.is_data() {
+                "the top level must be an object".into()
+            } else {
+                e.to_string()
+            })
+        })?;
+        let (mut version, mut resellers, mut users, mut containers) = (None, None, None, None);
+        let mut doc = Map::new();
+        for (k, raw) in top.0 {
+            match k.as_str() {
+                "schema_version" => version = Some(value_of(raw)),
+                "resellers" => resellers = Some(raw),
+                "users" => users = Some(raw),
+                "containers" => containers = Some(raw),
+                _ => {
+                    doc.insert(k, value_of(raw));
+                }
+            }
+        }
+        match version {
             Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
             Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v > SCHEMA_VERSION.into()) => {
                 return Err(DocumentError::TooNew(n.as_u64().unwrap_or_default()));
@@ -339,10 +381,10 @@ impl State {
         }
         let mut set_aside = Vec::new();
         let account = |s: &str| AccountName::new(s).map_err(|e| e.to_string());
-        let resellers = section(&mut doc, Section::Resellers, account, &mut set_aside)?;
-        let users = section(&mut doc, Section::Users, account, &mut set_aside)?;
+        let resellers = section(resellers, Section::Resellers, account, &mut set_aside)?;
+        let users = section(users, Section::Users, account, &mut set_aside)?;
         let containers = section(
-            &mut doc,
+            containers,
             Section::Containers,
             |s| ContainerName::new(s).map_err(|e| e.to_string()),
             &mut set_aside,
