@@ -134,3 +134,26 @@ fn the_man_page_lists_every_exit_status() {
         assert!(section.contains(&entry), "{entry} missing:\n{section}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let farm = Farm::new();
+    farm.sc_ok(&["add-ve", "web.example.com"]);
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["certificates", "--json"],
+    ] {
+        let mut child = farm
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sc");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for sc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "sc {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "sc {args:?} complained: {stderr}");
+    }
+}

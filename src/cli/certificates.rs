@@ -57,7 +57,7 @@ pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
     let history = AcmeState::load(system, &inv.paths)?;
     let rows = rows(inv, system, &settings, &history, None, false)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        Failure::print(&serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
     let table: Vec<[String; 5]> = rows
@@ -95,7 +95,7 @@ pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
                 None => text.push_str(cell),
             }
         }
-        println!("{}", text.trim_end());
+        Failure::print(text.trim_end())?;
     }
     Ok(())
 }
@@ -145,7 +145,7 @@ pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> R
         )
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        Failure::print(&serde_json::to_string_pretty(&report)?)?;
     }
     match report.failed.len() {
         0 => Ok(()),

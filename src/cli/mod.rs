@@ -53,6 +53,22 @@ impl Failure {
         }
     }
 
+    /// A failed write to stdout. A reader that went away (`sc status | head -1`) ends the
+    /// command quietly with the status of a process killed by SIGPIPE; any other error is
+    /// reported.
+    fn from_stdout(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::silent(128 + 13)
+        } else {
+            Self::from(e)
+        }
+    }
+
+    /// Print `text` and a newline on stdout.
+    fn print(text: &str) -> Result<(), Self> {
+        writeln!(std::io::stdout(), "{text}").map_err(Self::from_stdout)
+    }
+
     /// The same failure, its message prefixed with `context`.
     fn context(self, context: &str) -> Self {
         Self {
@@ -74,7 +90,8 @@ impl Failure {
                 "exit_code": self.code,
                 "message": message,
             }});
-            println!("{object:#}");
+            // The error line on stderr says it all if stdout is gone.
+            let _ = Self::print(&format!("{object:#}"));
         }
         eprintln!("{program}: error: {message}");
         ExitCode::from(self.code)

@@ -26,7 +26,7 @@ impl Output {
     }
 
     fn line(&mut self, text: &str) -> Result<(), Failure> {
-        writeln!(self.stdout, "{text}")?;
+        writeln!(self.stdout, "{text}").map_err(Failure::from_stdout)?;
         Ok(())
     }
 

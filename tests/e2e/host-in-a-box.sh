@@ -75,7 +75,8 @@ for name in "$one" "$two"; do
     box_run machinectl show "$name" -p State --value | grep -qx running || fail "machinectl does not see $name running"
 done
 box_run sc status
-box_run sc status --json | grep -q '"state": "running"' || fail "sc status does not say running"
+status_json=$(box_run sc status --json)
+[ "$(grep -c '"state": "running"' <<<"$status_json")" = 2 ] || fail "sc status does not say both are running: $status_json"
 [ "$(box_run sc "$one" exec cat /etc/hostname)" = "$one" ] || fail "sc NAME exec: wrong hostname inside"
 set +e; box_run sc "$one" exec sh -c 'exit 7'; code=$?; set -e
 [ "$code" = 7 ] || fail "sc NAME exec passed exit code $code, expected 7"
