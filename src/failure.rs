@@ -166,9 +166,9 @@ impl Classify for crate::ops::FollowUpError {
     }
 }
 
-impl Classify for crate::model::web::FrontError {
+impl Classify for crate::front::routes::FrontError {
     fn kind(&self) -> FailureKind {
-        use crate::model::web::FrontError;
+        use crate::front::routes::FrontError;
         match self {
             FrontError::Name(_) | FrontError::Invalid(_) => FailureKind::Invalid,
             FrontError::NotFound(_) => FailureKind::NotFound,

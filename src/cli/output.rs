@@ -104,10 +104,7 @@ impl Output {
         if self.json {
             return self.json(outcome);
         }
-        self.line(&format!(
-            "regenerate: {}",
-            super::regenerate::summary(outcome)
-        ))
+        self.line(&format!("regenerate: {}", outcome.summary()))
     }
 
     /// Print the status table.

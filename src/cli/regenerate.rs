@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::Failure;
 use super::output::Output;
-use crate::engine::regenerate::{self, Outcome};
+use crate::engine::regenerate;
 use crate::system::paths::Paths;
 use crate::system::{Local, Request, System};
 
@@ -110,36 +110,4 @@ fn wait_bridges(system: &dyn System, paths: &Paths) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-/// One line summing up a run.
-pub fn summary(o: &Outcome) -> String {
-    if o.is_noop() {
-        return format!("nothing to change ({} entries up to date)", o.unchanged);
-    }
-    let mut s = format!(
-        "{} written, {} removed, {} unchanged",
-        o.written.len(),
-        o.removed.len(),
-        o.unchanged
-    );
-    if o.certificates_created {
-        s.push_str("; certificates created");
-    }
-    if !o.certificates_issued.is_empty() {
-        s.push_str(&format!(
-            "; {} internal certificate(s) issued",
-            o.certificates_issued.len()
-        ));
-    }
-    if !o.reloads.is_empty() {
-        s.push_str(&format!("; reloaded: {}", o.reloads.join(", ")));
-    }
-    if !o.bridges_missing.is_empty() {
-        s.push_str(&format!(
-            "; bridges not up yet: {}",
-            o.bridges_missing.join(", ")
-        ));
-    }
-    s
 }

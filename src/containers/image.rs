@@ -253,17 +253,7 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let _ = system.remove_tree(&root.join(dir));
     }
-    remove_host_keys(system, root).map_err(step("removing SSH host keys"))?;
-    Ok(())
-}
-
-/// Remove SSH host keys so every clone makes its own.
-pub fn remove_host_keys(system: &dyn System, root: &Path) -> std::io::Result<()> {
-    let dir = root.join("etc/ssh");
-    for name in system.list_dir(&dir).unwrap_or_default() {
-        if name.to_string_lossy().starts_with("ssh_host_") {
-            system.remove(&dir.join(name))?;
-        }
-    }
+    crate::containers::rootfs::remove_host_keys(system, root)
+        .map_err(step("removing SSH host keys"))?;
     Ok(())
 }

@@ -163,7 +163,7 @@ pub fn personalise(system: &dyn System, root: &Path, name: &ContainerName) -> st
             "<!doctype html>\n<title>{name}</title>\n<h1>{name}</h1>\n<p>This site is hosted by srvctl and has no content yet.</p>\n"
         ),
     )?;
-    crate::containers::image::remove_host_keys(system, root)
+    remove_host_keys(system, root)
 }
 
 /// Remove the root filesystem srvctl cloned for the record with `identity` (and a half-made
@@ -223,4 +223,15 @@ pub fn remove(system: &dyn System, dir: &Path) -> std::io::Result<()> {
         }
     }
     system.remove_tree(dir)
+}
+
+/// Remove SSH host keys so every clone makes its own.
+pub fn remove_host_keys(system: &dyn System, root: &Path) -> std::io::Result<()> {
+    let dir = root.join("etc/ssh");
+    for name in system.list_dir(&dir).unwrap_or_default() {
+        if name.to_string_lossy().starts_with("ssh_host_") {
+            system.remove(&dir.join(name))?;
+        }
+    }
+    Ok(())
 }

@@ -26,11 +26,6 @@ pub fn container_unit(name: &ContainerName) -> String {
     format!("systemd-nspawn@{name}.service")
 }
 
-/// The unit name of a mesh tunnel: `server`, or `client-H` towards host H.
-pub fn mesh_unit(instance: &str) -> String {
-    format!("srvctl-mesh@{instance}.service")
-}
-
 #[derive(Serialize)]
 struct Limits<'a> {
     memory_max: Option<&'a str>,
@@ -115,7 +110,7 @@ pub fn render(
         format!("{SYSTEM_UNITS}/srvctl-certificates.timer"),
     );
     for instance in crate::mesh::openvpn::instances(clusters, hostname) {
-        let unit = mesh_unit(&instance);
+        let unit = crate::mesh::openvpn::mesh_unit(&instance);
         tree.link(
             format!("multi-user.target.wants/{unit}"),
             format!("{SYSTEM_UNITS}/srvctl-mesh@.service"),

@@ -47,6 +47,38 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// One line summing up a run.
+    pub fn summary(&self) -> String {
+        if self.is_noop() {
+            return format!("nothing to change ({} entries up to date)", self.unchanged);
+        }
+        let mut s = format!(
+            "{} written, {} removed, {} unchanged",
+            self.written.len(),
+            self.removed.len(),
+            self.unchanged
+        );
+        if self.certificates_created {
+            s.push_str("; certificates created");
+        }
+        if !self.certificates_issued.is_empty() {
+            s.push_str(&format!(
+                "; {} internal certificate(s) issued",
+                self.certificates_issued.len()
+            ));
+        }
+        if !self.reloads.is_empty() {
+            s.push_str(&format!("; reloaded: {}", self.reloads.join(", ")));
+        }
+        if !self.bridges_missing.is_empty() {
+            s.push_str(&format!(
+                "; bridges not up yet: {}",
+                self.bridges_missing.join(", ")
+            ));
+        }
+        s
+    }
+
     /// Whether the run changed nothing.
     pub fn is_noop(&self) -> bool {
         self.written.is_empty()

@@ -23,7 +23,6 @@ use crate::config::site::{Settings, SettingsError};
 use crate::mesh::pki::{self, PkiError};
 use crate::model::State;
 use crate::model::names::ContainerName;
-use crate::model::web;
 use crate::system::paths::Paths;
 use crate::system::{FileLock, FileStamp, LockKind, System};
 
@@ -333,8 +332,8 @@ pub fn names_of(state: &State, name: &ContainerName, settings: &Settings) -> Vec
     let Some(c) = state.containers.get(name) else {
         return Vec::new();
     };
-    let routes = web::routes(state, settings.company_domain.as_ref(), &c.host);
-    web::names_in(&routes, name)
+    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref(), &c.host);
+    crate::front::routes::names_in(&routes, name)
 }
 
 /// The installed certificates of the containers of `hostname` (and [`DEFAULT`]), by name.
@@ -401,8 +400,8 @@ pub fn ensure_internal(
 ) -> Result<Ensured, CertError> {
     let settings = Settings::load(system, paths)?;
     let now = system.now();
-    let routes = web::routes(state, settings.company_domain.as_ref(), hostname);
-    let mut served = web::names_by_container(&routes);
+    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref(), hostname);
+    let mut served = crate::front::routes::names_by_container(&routes);
     let wanted = std::iter::once((DEFAULT.to_owned(), vec![hostname.to_owned()])).chain(
         state
             .containers
@@ -522,7 +521,7 @@ mod tests {
         let s = state();
         let name = ContainerName::new("web.example.com").unwrap();
         let settings = Settings {
-            company_domain: Some(web::Domain::new("company.net").unwrap()),
+            company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
         };
         assert_eq!(
@@ -542,11 +541,11 @@ mod tests {
     #[test]
     fn names_by_container_answers_like_names_in() {
         let s = state();
-        let company = web::Domain::new("company.net").unwrap();
-        let routes = web::routes(&s, Some(&company), "h1.test");
-        let all = web::names_by_container(&routes);
+        let company = crate::model::web::Domain::new("company.net").unwrap();
+        let routes = crate::front::routes::routes(&s, Some(&company), "h1.test");
+        let all = crate::front::routes::names_by_container(&routes);
         let name = ContainerName::new("web.example.com").unwrap();
-        assert_eq!(all[&name], web::names_in(&routes, &name));
+        assert_eq!(all[&name], crate::front::routes::names_in(&routes, &name));
         assert_eq!(all[&name][0], "web.example.com");
         assert_eq!(all.len(), 1);
     }

@@ -17,8 +17,9 @@ use crate::config::site::Settings;
 use crate::engine::templates::{TemplateError, Templates};
 use crate::engine::tree::Tree;
 use crate::front::certs::{self, CertMeta};
+use crate::front::routes::Route;
 use crate::model::State;
-use crate::model::web::{self, Redirect, Route};
+use crate::model::web::Redirect;
 
 /// The configuration file, relative to the host root.
 pub const CONFIG: &str = "etc/haproxy/haproxy.cfg";
@@ -100,7 +101,7 @@ pub fn render(
     installed: &BTreeMap<String, CertMeta>,
     templates: &Templates,
 ) -> Result<(), TemplateError> {
-    let routes = web::routes(state, settings.company_domain.as_ref(), &me.name);
+    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref(), &me.name);
     let mut hosts = String::from(MAP_HEADER);
     let mut http = String::from(MAP_HEADER);
     let mut https = String::from(MAP_HEADER);

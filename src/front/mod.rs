@@ -5,3 +5,4 @@ pub mod acme;
 pub mod certs;
 pub mod guard;
 pub mod haproxy;
+pub mod routes;

@@ -166,12 +166,16 @@ impl crate::engine::registry::Module for Mesh {
                 Some(client) if client.starts_with("client-") => client,
                 _ => "server",
             };
-            let request =
-                crate::system::Request::TryRestart(crate::containers::units::mesh_unit(instance));
+            let request = crate::system::Request::TryRestart(mesh_unit(instance));
             if !out.contains(&request) {
                 out.push(request);
             }
         }
         out
     }
+}
+
+/// The unit name of a mesh tunnel: `server`, or `client-H` towards host H.
+pub fn mesh_unit(instance: &str) -> String {
+    format!("srvctl-mesh@{instance}.service")
 }

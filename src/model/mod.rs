@@ -69,6 +69,23 @@ pub struct User {
     pub extra: Map<String, Value>,
 }
 
+impl User {
+    /// Set the field `key` to `value`, or reset it when `value` is `None` (`sc put user`).
+    pub fn set(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), crate::model::settings::SettingError> {
+        let (key, value) = crate::model::settings::user_value(key, value)?;
+        match key {
+            "display_name" => self.display_name = value,
+            "email" => self.email = value,
+            other => unreachable!("user_value knows no field {other}"),
+        }
+        Ok(())
+    }
+}
+
 /// Who owns a container: the operator or a user account.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {

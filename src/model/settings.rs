@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::User;
 use crate::model::names::shown;
 
 /// A value refused by `sc put`.
@@ -243,16 +242,20 @@ impl ContainerSettings {
     }
 }
 
-/// Set a user's `key` to `value`, or remove it when `value` is `None`.
-pub fn set_user(user: &mut User, key: &str, value: Option<&str>) -> Result<(), SettingError> {
+/// Validate `value` for the user field `key` (`None` resets it): the field's name and the value
+/// to store. [`crate::model::User::set`] stores it.
+pub fn user_value(
+    key: &str,
+    value: Option<&str>,
+) -> Result<(&'static str, Option<String>), SettingError> {
     let (key, expect) = expected(USER_KEYS, key)?;
-    let text = |ok: fn(&str) -> bool| value.map(|r| checked(key, expect, r, ok(r))).transpose();
-    match key {
-        "display_name" => user.display_name = text(is_text)?,
-        "email" => user.email = text(is_email)?,
+    let ok: fn(&str) -> bool = match key {
+        "display_name" => is_text,
+        "email" => is_email,
         _ => unreachable!("every key of USER_KEYS is handled"),
-    }
-    Ok(())
+    };
+    let value = value.map(|r| checked(key, expect, r, ok(r))).transpose()?;
+    Ok((key, value))
 }
 
 #[cfg(test)]

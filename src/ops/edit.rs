@@ -7,7 +7,7 @@ use crate::addr::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
 use crate::config::cluster::Host;
 use crate::model::claims::{self, ClaimError, HostAccounts, Reserved};
 use crate::model::names::{AccountName, ContainerName, NameError};
-use crate::model::settings::{self, ContainerSettings, SettingError};
+use crate::model::settings::{ContainerSettings, SettingError};
 use crate::model::{Container, Owner, Reseller, Section, State, User};
 
 /// Who, where and when a change is made.
@@ -67,7 +67,7 @@ pub enum OpError {
     Destroying(ContainerName),
     /// A change to a container's web front was refused.
     #[error(transparent)]
-    Front(#[from] crate::model::web::FrontError),
+    Front(#[from] crate::front::routes::FrontError),
     /// A srvctl 3 import was refused.
     #[error(transparent)]
     Import(#[from] crate::ops::import_v3::ImportError),
@@ -538,7 +538,7 @@ pub fn put_user(
             kind: "user",
             name: name.to_string(),
         })?;
-    settings::set_user(user, key, value)?;
+    user.set(key, value)?;
     Ok(())
 }
 

@@ -274,7 +274,7 @@ fn adopt_user(state: &mut State, name: &str, rec: &Value, report: &mut ImportRep
         None => {}
     }
     if let Some(display) = text(rec.get("name"))
-        && crate::model::settings::set_user(user, "display_name", Some(&display)).is_err()
+        && user.set("display_name", Some(&display)).is_err()
     {
         report.notes.push(format!(
             "user {name}: display name {} dropped",

@@ -336,7 +336,7 @@ fn redirect(
     https: bool,
     value: Option<&str>,
 ) -> Result<Report, OpError> {
-    let set = crate::model::web::set_redirect(state, name, https, value)?;
+    let set = crate::front::routes::set_redirect(state, name, https, value)?;
     let key = if https {
         "https_redirect"
     } else {
@@ -362,9 +362,9 @@ fn names(
     add: bool,
     domain: &str,
 ) -> Result<Report, OpError> {
-    let names = crate::model::web::change_names(state, reserved, name, list, add, domain)?;
+    let names = crate::front::routes::change_names(state, reserved, name, list, add, domain)?;
     let domain =
-        crate::model::web::Domain::new(domain).map_err(crate::model::web::FrontError::from)?;
+        crate::model::web::Domain::new(domain).map_err(crate::front::routes::FrontError::from)?;
     let what = if list == NameList::Aliases {
         "alias"
     } else {
