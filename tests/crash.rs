@@ -17,20 +17,6 @@ const ROUNDS: usize = 60;
 const WRITERS_PER_ROUND: usize = 4;
 const OWNERS: [&str; 4] = ["bob", "carol", "dave", "root"];
 
-/// xorshift64: a deterministic PRNG, so a failing run can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 /// The datastore must be whole: it parses, nothing is set aside, addresses are distinct.
 #[track_caller]
 fn check_store(farm: &Farm, round: usize) -> Option<State> {
@@ -71,7 +57,7 @@ fn killed_writers_never_damage_the_datastore() {
     // Debris such as a killed writer leaves, planted up front: it must never matter.
     std::fs::write(farm.state_dir().join(".datastore.json.tmp.1"), b"{\"trunc").unwrap();
 
-    let mut rng = XorShift(0x5eed_cafe_f00d_beef);
+    let mut rng = common::XorShift(0x5eed_cafe_f00d_beef);
     let (mut killed, mut finished) = (0, 0);
     for round in 0..ROUNDS {
         let names: Vec<String> = (0..WRITERS_PER_ROUND)

@@ -21,20 +21,6 @@ const SITE: &str = "site.example.com";
 /// Files in the fake image: enough that cloning and removing a root filesystem take a while.
 const IMAGE_FILES: usize = 300;
 
-/// xorshift64: a deterministic PRNG, so a failing run can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 /// A built image as srvctl finds it (`sc regenerate rootfs` would make a real one).
 fn fake_image(farm: &Farm) {
     let image = farm.root().join("var/lib/machines/.srvctl-images/debian");
@@ -72,7 +58,7 @@ fn check_store(farm: &Farm, round: usize) -> State {
 fn killed_destroys_never_free_an_address_or_a_root_filesystem_too_early() {
     let farm = Farm::new();
     fake_image(&farm);
-    let mut rng = XorShift(0xdead_beef_0bad_cafe);
+    let mut rng = common::XorShift(0xdead_beef_0bad_cafe);
     let (mut killed, mut unfinished) = (0, 0);
     farm.sc_ok(&["add-ve", SITE]);
     for round in 0..ROUNDS {

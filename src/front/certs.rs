@@ -224,20 +224,7 @@ impl Index {
             return Ok(Some(known.meta.clone()));
         }
         let meta = read_meta(system, paths, name)?;
-        self.changed = true;
-        match &meta {
-            Some(meta) => {
-                let entry = Indexed {
-                    pem,
-                    json,
-                    meta: meta.clone(),
-                };
-                self.entries.insert(name.to_owned(), entry);
-            }
-            None => {
-                self.entries.remove(name);
-            }
-        }
+        self.put(name, Some((pem, json)), meta.as_ref());
         Ok(meta)
     }
 
@@ -250,11 +237,18 @@ impl Index {
         meta: &CertMeta,
     ) -> io::Result<()> {
         self.seen.insert(name.to_owned());
-        self.changed = true;
         let pem = system.stamp(&pem_path(paths, name))?;
         let json = system.stamp(&meta_path(paths, name))?;
-        match (pem, json) {
-            (Some(pem), Some(json)) => {
+        self.put(name, pem.zip(json), Some(meta));
+        Ok(())
+    }
+
+    /// Index certificate `name` with its files' `stamps` and `meta`, or drop it when either
+    /// is missing.
+    fn put(&mut self, name: &str, stamps: Option<(FileStamp, FileStamp)>, meta: Option<&CertMeta>) {
+        self.changed = true;
+        match (stamps, meta) {
+            (Some((pem, json)), Some(meta)) => {
                 let entry = Indexed {
                     pem,
                     json,
@@ -266,7 +260,6 @@ impl Index {
                 self.entries.remove(name);
             }
         }
-        Ok(())
     }
 
     /// Save the index if it changed, keeping only the names looked up. Losing it (a read-only

@@ -340,3 +340,18 @@ impl Farm {
 pub fn lines_with<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
     stderr.lines().filter(|l| l.contains(needle)).collect()
 }
+
+/// xorshift64: a deterministic PRNG, so a failing run (of the crash tests) can be replayed.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
