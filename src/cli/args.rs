@@ -9,7 +9,8 @@ use crate::ops::views::Kind;
 /// srvctl: containers for microsites on systemd-nspawn.
 ///
 /// `sc` edits the datastore under /var/lib/srvctl and asks systemd to act on it. Every listing
-/// and every change can answer in JSON (--json); --root runs everything on a scratch tree.
+/// and every change can answer in JSON (--json), errors too; the exit status says the kind of
+/// failure (`sc man` lists them); --root runs everything on a scratch tree.
 #[derive(Debug, Parser)]
 #[command(
     name = "sc",
@@ -122,7 +123,8 @@ pub enum Command {
         /// The reseller.
         name: String,
     },
-    /// Print one field of a record, bare (exit 100 when the field is not set).
+    /// Print one field of a record, bare (exit 100 when the field is not set, 2 when records of
+    /// that kind have no such field).
     Get {
         /// Kind of record.
         kind: Kind,
