@@ -303,26 +303,33 @@ pub fn check_claim(
     claimant: &ContainerName,
     names: &[Cow<'_, str>],
 ) -> Result<(), ClaimError> {
+    check_names(reserved, claimant, names, |name| {
+        owner_of(state, reserved.company_domain(), name)
+    })
+}
+
+/// The one rule of [`check_claim`] and [`Registry::check`]: each name is neither reserved nor
+/// answered for by a container other than `claimant` (`owner` says who answers for a name).
+fn check_names<'s>(
+    reserved: &Reserved,
+    claimant: &ContainerName,
+    names: &[Cow<'_, str>],
+    owner: impl Fn(&str) -> Option<&'s ContainerName>,
+) -> Result<(), ClaimError> {
     for name in names {
-        refuse_reserved(reserved, name)?;
-        if let Some(owner) = owner_of(state, reserved.company_domain(), name)
+        if let Some(refusal) = reserved.refusal(name) {
+            return Err(refusal);
+        }
+        if let Some(owner) = owner(name)
             && owner != claimant
         {
-            return Err(taken(name, owner));
+            return Err(ClaimError::Taken {
+                name: name.to_string(),
+                owner: owner.clone(),
+            });
         }
     }
     Ok(())
-}
-
-fn refuse_reserved(reserved: &Reserved, name: &str) -> Result<(), ClaimError> {
-    reserved.refusal(name).map_or(Ok(()), Err)
-}
-
-fn taken(name: &str, owner: &ContainerName) -> ClaimError {
-    ClaimError::Taken {
-        name: name.to_owned(),
-        owner: owner.clone(),
-    }
 }
 
 /// Which container answers for each name, built up container by container: the loader's way
@@ -352,15 +359,7 @@ impl<'a> Registry<'a> {
         claimant: &ContainerName,
         names: &[Cow<'_, str>],
     ) -> Result<(), ClaimError> {
-        for name in names {
-            refuse_reserved(reserved, name)?;
-            if let Some(owner) = self.owner(name)
-                && owner != claimant
-            {
-                return Err(taken(name, owner));
-            }
-        }
-        Ok(())
+        check_names(reserved, claimant, names, |name| self.owner(name))
     }
 
     /// Record that `claimant` answers for `names` (the first claim of a name wins).
