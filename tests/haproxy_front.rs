@@ -35,6 +35,18 @@ const SETTINGS: &str = r#"{"company_domain": "company.net", "company_name": "Fro
 const BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/certs"];
 const EMPTY: &[&str] = &["/var/lib/haproxy"];
 
+/// haproxy in master-worker mode in `ns`, reading the configuration rendered under `root` at
+/// the paths it names.
+fn haproxy(ns: &Netns, root: &Farm) -> Command {
+    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    ns.exec_at_host_paths(
+        root.root(),
+        BINDS,
+        EMPTY,
+        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    )
+}
+
 fn front_root() -> Farm {
     let root = Farm::with_clusters(CLUSTERS);
     fs::write(root.join("etc/srvctl/settings.json"), SETTINGS).unwrap();
@@ -242,14 +254,11 @@ fn haproxy_routes_redirects_serves_certificates_and_reloads_hitlessly() {
         httpd(&ns, &acme_dir, "127.0.0.1:8402"),
         logs.path().join("acme.log"),
     );
-    let cfg = root.join("etc/haproxy/haproxy.cfg");
-    let cmd = ns.exec_at_host_paths(
-        root.root(),
-        BINDS,
-        EMPTY,
-        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    procs.spawn(
+        "haproxy",
+        haproxy(&ns, &root),
+        logs.path().join("haproxy.log"),
     );
-    procs.spawn("haproxy", cmd, logs.path().join("haproxy.log"));
 
     let up = common::real::wait_for(&mut procs, Duration::from_secs(15), || {
         head(&ns, &ca, "web.example.com", "https://web.example.com/").0 == "200"
@@ -462,14 +471,11 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     let ns = Netns::new(&unique("hac"));
     let logs = tempfile::tempdir().unwrap();
     let mut procs = Procs::default();
-    let cfg = root.join("etc/haproxy/haproxy.cfg");
-    let cmd = ns.exec_at_host_paths(
-        root.root(),
-        BINDS,
-        EMPTY,
-        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    procs.spawn(
+        "haproxy",
+        haproxy(&ns, &root),
+        logs.path().join("haproxy.log"),
     );
-    procs.spawn("haproxy", cmd, logs.path().join("haproxy.log"));
     let up = common::real::wait_for(&mut procs, Duration::from_secs(15), || {
         presented_issuer(&ns, SITE).contains("srvctl internal CA")
     });
