@@ -147,6 +147,7 @@ impl Classify for crate::ops::OpError {
             OpError::Store(e) => e.kind(),
             OpError::Machine(_) => FailureKind::System,
             OpError::Claim(e) => e.kind(),
+            OpError::Denied(_) => FailureKind::Permission,
         }
     }
 }

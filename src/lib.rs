@@ -4,6 +4,7 @@
 //! runs is expanded from the datastore by a generator and oneshot services. This library holds
 //! every decision: names, the address plan, the datastore, the operations and their views.
 
+pub mod access;
 pub mod accounts;
 pub mod addr;
 pub mod cli;

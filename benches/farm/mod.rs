@@ -50,7 +50,7 @@ pub fn populate(root: &Path) -> Vec<String> {
     let ctx = Context {
         host: clusters.host(HOSTNAME),
         hostname: HOSTNAME,
-        caller: "root",
+        caller: &srvctl::access::Caller::operator_root(),
         now: "2026-01-01T00:00:00Z",
         reserved: &srvctl::model::claims::Reserved::default(),
         accounts: &srvctl::model::claims::NoHostAccounts,

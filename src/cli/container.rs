@@ -228,7 +228,7 @@ pub fn act(
             // A session may last for hours: it must not hold writers off.
             drop(held);
             let shell = CommandLine::new("machinectl", ["shell".into(), format!("root@{name}")]);
-            return interactive(inv, &shell);
+            return audited(inv, interactive(inv, &shell));
         }
         Action::Exec(cmd) => {
             drop(held);
@@ -246,17 +246,24 @@ pub fn act(
                     .chain(options.map(String::from))
                     .chain(cmd),
             );
-            return interactive(inv, &run);
+            return audited(inv, interactive(inv, &run));
         }
     }
     inv.audit("ok");
     out.value(&format!("{name}: done"))
 }
 
-/// The datastore held against writers, with `name` in it and (unless `even_destroying`) not
-/// being destroyed.
+/// Audit how a session inside a container ended, and pass that on.
+fn audited(inv: &Invocation, result: Result<(), Failure>) -> Result<(), Failure> {
+    inv.audit(&Failure::outcome(&result));
+    result
+}
+
+/// The datastore held against writers, with `name` in it, in the caller's scope (one outside
+/// answers like a missing one) and (unless `even_destroying`) not being destroyed.
 fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result<Held, Failure> {
     let held = store::Json::new(inv.system(), &inv.paths).hold()?;
+    crate::access::container(&inv.caller, &held.state, name)?;
     match held.state.containers.get(name) {
         None => Err(Failure::new(
             FailureKind::NotFound,

@@ -2,9 +2,11 @@
 
 mod args;
 mod certificates;
+mod client;
 mod container;
 mod output;
 mod regenerate;
+mod service;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +16,9 @@ use clap::{CommandFactory, Parser};
 pub use args::{Cli, Command};
 use args::{NewKind, PutKind};
 pub use regenerate::regenerate_main;
+pub use service::service_main;
 
+use crate::access::Caller;
 use crate::config::cluster::{Clusters, Host};
 use crate::failure::{Classify, FailureKind};
 use crate::ops::audit::{self, AuditRecord};
@@ -27,7 +31,7 @@ use output::Output;
 
 /// A failure, printed as one line on stderr (and under `--json` as an error object on
 /// stdout), with the exit status of its kind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     kind: FailureKind,
     message: String,
@@ -80,8 +84,13 @@ impl Failure {
     /// Report the failure and turn it into the exit status: one line on stderr, and under
     /// `json` the error object on stdout.
     fn exit(self, program: &str, json: bool) -> ExitCode {
+        ExitCode::from(self.report(program, json))
+    }
+
+    /// [`Failure::exit`], as the number.
+    fn report(self, program: &str, json: bool) -> u8 {
         if self.message.is_empty() {
-            return ExitCode::from(self.code);
+            return self.code;
         }
         let message = self.message.replace('\n', " ");
         if json {
@@ -94,7 +103,16 @@ impl Failure {
             let _ = Self::print(&format!("{object:#}"));
         }
         eprintln!("{program}: error: {message}");
-        ExitCode::from(self.code)
+        self.code
+    }
+
+    /// The audit outcome of a command that ended this way.
+    fn outcome(result: &Result<(), Self>) -> String {
+        match result {
+            Ok(()) => "ok".into(),
+            Err(f) if f.message.is_empty() => format!("exit {}", f.code),
+            Err(f) => format!("error: {}", f.message.replace('\n', " ")),
+        }
     }
 }
 
@@ -109,20 +127,24 @@ struct Invocation<'s> {
     system: &'s dyn System,
     paths: Paths,
     hostname: String,
-    caller: String,
+    caller: Caller,
     now: String,
     argv: Vec<String>,
+    /// Whether the command was audited already (a request through the service is audited
+    /// once, whatever it was).
+    audited: std::cell::Cell<bool>,
 }
 
 impl<'s> Invocation<'s> {
-    fn detect(system: &'s dyn System, paths: Paths, argv: Vec<String>) -> Self {
+    fn detect(system: &'s dyn System, paths: Paths, argv: Vec<String>, caller: Caller) -> Self {
         Self {
             system,
             paths,
             hostname: system.hostname(),
-            caller: caller_name(system),
+            caller,
             now: system.now().to_string(),
             argv,
+            audited: std::cell::Cell::new(false),
         }
     }
 
@@ -136,16 +158,35 @@ impl<'s> Invocation<'s> {
     }
 
     fn audit(&self, outcome: &str) {
-        let record = AuditRecord {
-            time: &self.now,
-            user: &self.caller,
-            host: &self.hostname,
-            command: &self.argv,
+        self.audited.set(true);
+        audit_as(
+            self.system,
+            &self.paths,
+            &self.caller.name,
+            &self.argv,
             outcome,
-        };
-        if let Err(e) = audit::append(self.system, &self.paths, &record) {
-            eprintln!("sc: warning: cannot append to the audit log: {e}");
+        );
+    }
+
+    /// Audit the end of a request through the service, unless the command audited itself.
+    fn audit_request(&self, result: &Result<(), Failure>) {
+        if !self.audited.get() {
+            self.audit(&Failure::outcome(result));
         }
+    }
+}
+
+/// Append an audit record of `argv` run by `user`, now, on this host.
+fn audit_as(system: &dyn System, paths: &Paths, user: &str, argv: &[String], outcome: &str) {
+    let record = AuditRecord {
+        time: &system.now().to_string(),
+        user,
+        host: &system.hostname(),
+        command: argv,
+        outcome,
+    };
+    if let Err(e) = audit::append(system, paths, &record) {
+        eprintln!("sc: warning: cannot append to the audit log: {e}");
     }
 }
 
@@ -155,22 +196,23 @@ impl ops::Audit for Invocation<'_> {
     }
 }
 
-/// The invoking user: the sudo caller when run through sudo, else the real user.
-fn caller_name(system: &dyn System) -> String {
-    if let Some(u) = system.env("SUDO_USER").and_then(|u| u.into_string().ok())
-        && (crate::model::names::AccountName::new(&u).is_ok() || u == "root")
-    {
-        return u;
+/// The caller of `sc` run directly by real UID `uid`: an operator (root, or anyone on a
+/// scratch root of its own). Root's sudo caller (`SUDO_USER`) is the name audited; for anyone
+/// else the variable means nothing.
+fn local_caller(system: &dyn System, uid: u32) -> Caller {
+    if uid != 0 {
+        return Caller::operator(uid, &crate::access::login_name(uid));
     }
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+    match system.env("SUDO_USER").and_then(|u| u.into_string().ok()) {
+        Some(u) if crate::model::names::AccountName::new(&u).is_ok() || u == "root" => {
+            Caller::operator(0, &u)
+        }
+        _ => Caller::operator_root(),
+    }
 }
 
-/// Run `sc` with the process's arguments.
+/// Run `sc` with the process's arguments: as root (or on a scratch root) right here, else as
+/// a request to the privileged service.
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
@@ -184,12 +226,71 @@ pub fn main() -> ExitCode {
         .unwrap_or_else(Paths::system);
     // The one machine of this run: systemd requests are only printed under a scratch root.
     let system = Local::new(paths.root().is_some());
-    let inv = Invocation::detect(&system, paths, argv.into_iter().skip(1).collect());
+    let args: Vec<String> = argv.into_iter().skip(1).collect();
+    if paths.root().is_none()
+        && !nix::unistd::geteuid().is_root()
+        && !cli.command.is_self_description()
+    {
+        return ExitCode::from(client::request(&system, &args, cli.json));
+    }
+    let caller = local_caller(&system, nix::unistd::getuid().as_raw());
+    let inv = Invocation::detect(&system, paths, args, caller);
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("sc", cli.json),
     }
+}
+
+/// Run one request of the privileged service: `args` (without the program name) for the
+/// peer the kernel reported, on the machine of this service. Everything it prints goes to the
+/// standard streams (the client's). Every request is audited once, refusals too.
+fn serve(
+    system: &dyn System,
+    paths: Paths,
+    peer: &crate::system::socket::Peer,
+    args: Vec<String>,
+) -> u8 {
+    let argv: Vec<String> = std::iter::once("sc".to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    let json = wants_json(&argv);
+    let caller = match service::caller(system, &paths, peer) {
+        Ok(caller) => caller,
+        Err(f) => {
+            let name = crate::access::login_name(peer.uid);
+            audit_as(
+                system,
+                &paths,
+                &name,
+                &args,
+                &Failure::outcome(&Err(f.clone())),
+            );
+            return f.report("sc", json);
+        }
+    };
+    let inv = Invocation::detect(system, paths, args, caller);
+    let (result, json) = match Cli::try_parse_from(&argv) {
+        Err(e) => match usage(e, "sc") {
+            Ok(code) => return code,
+            Err(f) => (Err(f), json),
+        },
+        Ok(cli) if cli.root.is_some() => (
+            Err(Failure::new(
+                FailureKind::Permission,
+                "--root is not accepted through the srvctl service; a scratch tree is run as `sc --root DIR` by its owner",
+            )),
+            cli.json,
+        ),
+        Ok(cli) => (run(&cli, &inv, &mut Output::new(cli.json)), cli.json),
+    };
+    inv.audit_request(&result);
+    let code = match result {
+        Ok(()) => 0,
+        Err(f) => f.report("sc", json),
+    };
+    let _ = std::io::stdout().flush();
+    code
 }
 
 /// Whether a command line that did not parse asked for JSON: `--json` before any `--`.
@@ -201,6 +302,15 @@ fn wants_json(argv: &[String]) -> bool {
 
 /// Clap's help and version go out whole; its errors as one usage failure.
 fn usage_error(e: clap::Error, program: &str, json: bool) -> ExitCode {
+    match usage(e, program) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => f.exit(program, json),
+    }
+}
+
+/// Print clap's help or version and give the exit status, or turn its error into a usage
+/// failure.
+fn usage(e: clap::Error, program: &str) -> Result<u8, Failure> {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -209,7 +319,7 @@ fn usage_error(e: clap::Error, program: &str, json: bool) -> ExitCode {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = e.print();
-        return ExitCode::from(
+        return Ok(
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 2
             } else {
@@ -220,22 +330,15 @@ fn usage_error(e: clap::Error, program: &str, json: bool) -> ExitCode {
     let text = e.render().to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    Failure::new(
+    Err(Failure::new(
         FailureKind::Usage,
         format!("{first} (see '{program} --help')"),
-    )
-    .exit(program, json)
+    ))
 }
 
 fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     if cli.command.is_self_description() {
         return describe(&cli.command);
-    }
-    if inv.paths.root().is_none() && !nix::unistd::geteuid().is_root() {
-        return Err(Failure::new(
-            FailureKind::Permission,
-            "srvctl changes system state and needs root: run it with sudo (or use --root DIR for a scratch tree)",
-        ));
     }
     match &cli.command {
         Command::Get { kind, name, field } => get(inv, out, *kind, name, field),
@@ -250,7 +353,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 container::live_states(inv.system())?
             };
             out.status(&views::status(
-                &store::read(inv.system(), &inv.paths)?,
+                &inv.caller.visible(&store::read(inv.system(), &inv.paths)?),
                 &inv.hostname,
                 &live,
             ))
@@ -258,13 +361,20 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         Command::Certificates { action: None } => certificates::list(inv, cli.json),
         Command::Certificates {
             action: Some(args::CertificatesAction::Renew { name, force }),
-        } => certificates::renew(inv, cli.json, name.as_deref(), *force),
+        } => {
+            crate::access::operator_only(&inv.caller, "certificates renew")?;
+            certificates::renew(inv, cli.json, name.as_deref(), *force)
+        }
         Command::Regenerate { what: None } => {
+            crate::access::operator_only(&inv.caller, "regenerate")?;
             regenerate::sc_regenerate(inv.system(), &inv.paths, out)
         }
         Command::Regenerate {
             what: Some(args::RegenerateWhat::Rootfs { image }),
-        } => regenerate::rootfs(inv, out, image.as_deref()),
+        } => {
+            crate::access::operator_only(&inv.caller, "regenerate rootfs")?;
+            regenerate::rootfs(inv, out, image.as_deref())
+        }
         Command::Container(args) => {
             let (name, action) = container::parse(args)?;
             container::act(inv, out, &name, action)
@@ -412,7 +522,7 @@ fn lookup(
     kind: Kind,
     name: &str,
 ) -> Result<Result<views::Fields, ops::OpError>, Failure> {
-    let state = store::read(inv.system(), &inv.paths)?;
+    let state = inv.caller.visible(&store::read(inv.system(), &inv.paths)?);
     let clusters = if kind == Kind::Host {
         inv.clusters()?
     } else {
@@ -513,7 +623,8 @@ mod tests {
             ..Recording::default()
         };
         let paths = Paths::rooted("/r");
-        let inv = Invocation::detect(&system, paths.clone(), vec!["add-ve".into()]);
+        let caller = local_caller(&system, 0);
+        let inv = Invocation::detect(&system, paths.clone(), vec!["add-ve".into()], caller);
         inv.audit("ok");
         let log = system.read(&paths.audit_log()).unwrap().expect("audit log");
         let record: serde_json::Value = serde_json::from_slice(&log).unwrap();
@@ -521,5 +632,17 @@ mod tests {
         assert_eq!(record["user"], "alice");
         assert_eq!(record["host"], "h1.test");
         assert_eq!(record["command"], serde_json::json!(["add-ve"]));
+    }
+
+    #[test]
+    fn sudo_user_names_only_roots_caller() {
+        let system = Recording {
+            environment: [("SUDO_USER".into(), "alice".into())].into(),
+            ..Recording::default()
+        };
+        assert_eq!(local_caller(&system, 0).name, "alice");
+        let other = local_caller(&system, 4242);
+        assert_eq!(other.uid, 4242);
+        assert_ne!(other.name, "alice");
     }
 }

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! `company_domain` gives every container a preview name `<name-with-dashes>.<company_domain>`;
-//! `company_name` brands the proxy's error pages. Keys starting with `acme_` belong to the ACME
+//! `company_name` brands the proxy's error pages; `operator_group` (optional) names a host group
+//! whose members are operators of srvctl, like root ([`crate::access::Role`]). Keys starting with `acme_` belong to the ACME
 //! client ([`crate::front::acme`]), which reads and checks them itself. Any other key is an error, so a
 //! typo does not pass silently. Errors name the file and the field.
 
@@ -31,6 +32,8 @@ pub struct Settings {
     pub company_domain: Option<Domain>,
     /// The name on the error pages.
     pub company_name: Option<String>,
+    /// The host group whose members are operators.
+    pub operator_group: Option<String>,
 }
 
 /// settings.json is wrong.
@@ -52,7 +55,18 @@ pub enum SettingsError {
 }
 
 /// The keys this module checks.
-const KEYS: &[&str] = &["company_domain", "company_name"];
+const KEYS: &[&str] = &["company_domain", "company_name", "operator_group"];
+
+/// Whether `name` can be a group name: a lower-case letter or `_`, then lower-case letters,
+/// digits, `_` and `-`; at most 32 characters.
+fn is_group_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name.len() <= 32
+}
 
 impl Settings {
     /// The name on the error pages: `company_name`, else a neutral default.
@@ -107,6 +121,12 @@ impl Settings {
                     }
                     out.company_name = Some(text.clone());
                 }
+                "operator_group" => {
+                    if !is_group_name(text) {
+                        return Err(err(key, format!("{} is not a group name", shown(text))));
+                    }
+                    out.operator_group = Some(text.clone());
+                }
                 _ => {
                     return Err(err(
                         key,
@@ -133,9 +153,10 @@ mod tests {
     #[test]
     fn valid_and_default() {
         let s = parse(
-            r#"{"company_domain": "Company.NET", "company_name": "Acme & Co", "acme_directory": "https://x"}"#,
+            r#"{"company_domain": "Company.NET", "company_name": "Acme & Co", "acme_directory": "https://x", "operator_group": "srvctl-ops"}"#,
         )
         .unwrap();
+        assert_eq!(s.operator_group.as_deref(), Some("srvctl-ops"));
         assert_eq!(s.company_domain.unwrap().as_str(), "company.net");
         assert_eq!(s.company_name.as_deref(), Some("Acme & Co"));
         assert_eq!(parse("{}").unwrap(), Settings::default());
@@ -149,6 +170,8 @@ mod tests {
             (r#"{"company_domain": 7}"#, "company_domain"),
             (r#"{"company_name": "a\nb"}"#, "company_name"),
             (r#"{"compnay_name": "x"}"#, "compnay_name"),
+            (r#"{"operator_group": "Wheel"}"#, "operator_group"),
+            (r#"{"operator_group": "ops\nx"}"#, "operator_group"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(

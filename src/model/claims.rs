@@ -459,6 +459,7 @@ mod tests {
         let settings = Settings {
             company_domain: Some(Domain::new("company.net").unwrap()),
             company_name: None,
+            operator_group: None,
         };
         Reserved::new(&clusters, &settings)
     }

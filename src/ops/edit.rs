@@ -17,8 +17,9 @@ pub struct Context<'a> {
     pub host: Option<&'a Host>,
     /// This host's name, as the system reports it.
     pub hostname: &'a str,
-    /// The invoking user.
-    pub caller: &'a str,
+    /// Who asks: the role the change is checked against, and the name recorded as
+    /// `created_by`.
+    pub caller: &'a crate::access::Caller,
     /// The time of the change (RFC 3339).
     pub now: &'a str,
     /// The names no container may take (cluster hosts, the company domain), and the company
@@ -80,6 +81,9 @@ pub enum OpError {
     /// A name belongs to someone else or is reserved.
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    /// The caller's role may not do this.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// A reseller was added.
@@ -178,7 +182,7 @@ fn new_user(
         uid,
         gid: uid,
         created: ctx.now.to_owned(),
-        created_by: ctx.caller.to_owned(),
+        created_by: ctx.caller.name.clone(),
         display_name: None,
         email: None,
         extra: Default::default(),
@@ -209,7 +213,7 @@ pub fn add_reseller(
         Reseller {
             id,
             created: ctx.now.to_owned(),
-            created_by: ctx.caller.to_owned(),
+            created_by: ctx.caller.name.clone(),
             extra: Default::default(),
         },
     );
@@ -365,7 +369,7 @@ pub fn add_container(
             host: host.name.clone(),
             ip,
             created: ctx.now.to_owned(),
-            created_by: ctx.caller.to_owned(),
+            created_by: ctx.caller.name.clone(),
             destroying: false,
             settings: ContainerSettings::default(),
             web: Default::default(),
@@ -555,11 +559,14 @@ mod tests {
         .unwrap()
     }
 
+    static ROOT: std::sync::LazyLock<crate::access::Caller> =
+        std::sync::LazyLock::new(crate::access::Caller::operator_root);
+
     fn ctx<'a>(c: &'a Clusters, reserved: &'a Reserved) -> Context<'a> {
         Context {
             host: c.host("h1.test"),
             hostname: "h1.test",
-            caller: "root",
+            caller: &ROOT,
             now: "2026-01-01T00:00:00Z",
             reserved,
             accounts: &crate::model::claims::NoHostAccounts,
@@ -648,6 +655,7 @@ mod tests {
         let settings = crate::config::site::Settings {
             company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
+            operator_group: None,
         };
         let r = Reserved::new(&c, &settings);
         let ctx = ctx(&c, &r);

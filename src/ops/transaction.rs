@@ -173,8 +173,8 @@ pub struct Done {
     pub steps: Vec<Step>,
 }
 
-/// Run `change` in one transaction: lock, load, validate and edit, commit (unless `dry_run`),
-/// audit. A refused change writes nothing and is audited with its error; a dry run that
+/// Run `change` in one transaction: lock, load, check it against the caller's role and scope
+/// ([`crate::access::authorize`]), validate and edit, commit (unless `dry_run`), audit. A refused change writes nothing and is audited with its error; a dry run that
 /// succeeds is not audited.
 pub fn run(
     env: &Services<'_>,
@@ -184,7 +184,8 @@ pub fn run(
 ) -> Result<Done, OpError> {
     let result = (|| {
         let (mut tx, mut state) = env.store.begin()?;
-        let done = apply(env, &mut state, ctx, change)?;
+        let change = crate::access::authorize(ctx.caller, &state, change)?;
+        let done = apply(env, &mut state, ctx, &change)?;
         if !dry_run {
             tx.commit(&state)?;
         }
@@ -379,7 +380,7 @@ fn names(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
 
     use super::*;
@@ -391,7 +392,7 @@ mod tests {
 
     /// The audit log as a list of outcomes.
     #[derive(Default)]
-    struct Log(RefCell<Vec<String>>);
+    pub(crate) struct Log(pub(crate) RefCell<Vec<String>>);
 
     impl Audit for Log {
         fn record(&self, outcome: &str) {
@@ -400,16 +401,16 @@ mod tests {
     }
 
     /// One farm in memory: datastore, machine, audit log, and a scratch root for the paths.
-    struct Fixture {
-        store: Memory,
-        system: Recording,
-        log: Log,
+    pub(crate) struct Fixture {
+        pub(crate) store: Memory,
+        pub(crate) system: Recording,
+        pub(crate) log: Log,
         paths: Paths,
         clusters: Clusters,
     }
 
     impl Fixture {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self {
                 store: Memory::default(),
                 system: Recording::default(),
@@ -429,12 +430,21 @@ mod tests {
             }
         }
 
-        fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
+        pub(crate) fn run(&self, change: &Change<'_>) -> Result<Done, OpError> {
+            self.run_as(&crate::access::Caller::operator_root(), change)
+        }
+
+        /// Run `change` for `caller`.
+        pub(crate) fn run_as(
+            &self,
+            caller: &crate::access::Caller,
+            change: &Change<'_>,
+        ) -> Result<Done, OpError> {
             let reserved = crate::model::claims::Reserved::new(&self.clusters, &Default::default());
             let ctx = Context {
                 host: self.clusters.host("h1.test"),
                 hostname: "h1.test",
-                caller: "root",
+                caller,
                 now: "2026-01-01T00:00:00Z",
                 reserved: &reserved,
                 accounts: &crate::model::claims::NoHostAccounts,
@@ -442,7 +452,7 @@ mod tests {
             run(&self.env(), &ctx, change, false)
         }
 
-        fn state(&self) -> State {
+        pub(crate) fn state(&self) -> State {
             self.store.load().unwrap()
         }
 

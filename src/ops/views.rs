@@ -348,7 +348,7 @@ mod tests {
             let ctx = crate::ops::Context {
                 host: c.host(host),
                 hostname: host,
-                caller: "root",
+                caller: &crate::access::Caller::operator_root(),
                 now: "t",
                 reserved: &crate::model::claims::Reserved::default(),
                 accounts: &crate::model::claims::NoHostAccounts,

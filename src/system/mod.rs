@@ -12,6 +12,7 @@
 mod local;
 pub mod paths;
 mod recording;
+pub mod socket;
 pub mod systemd;
 
 use std::ffi::OsString;

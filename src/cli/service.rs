@@ -1,0 +1,143 @@
+//! `srvctl-service`: the privileged service through which everyone but root runs `sc`.
+//!
+//! systemd starts one instance per connection on `/run/srvctl/sc.socket` (`srvctl.socket`,
+//! `Accept=yes`, the connection on standard input). The client sends one message,
+//! `{"argv": [...]}`, with its standard input, output and error attached (`SCM_RIGHTS`); the
+//! service takes the caller from the socket's peer credentials (never from the message or
+//! an environment variable), puts the client's streams on its own, runs the command line for
+//! that caller, and answers `{"exit": N}`. For tests, `srvctl-service --root DIR --listen
+//! SOCKET` serves a scratch root in a loop, each connection in a process of its own.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use super::Failure;
+use crate::access::Caller;
+use crate::config::site::Settings;
+use crate::failure::FailureKind;
+use crate::system::paths::Paths;
+use crate::system::socket::{self, Peer};
+use crate::system::{Local, System};
+
+/// The most a request may hold.
+const REQUEST_LIMIT: usize = 1 << 20;
+
+/// What a client asks: its command line, nothing else (a request that says more, e.g. who it
+/// claims to be, is refused).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The arguments of `sc`, without the program name.
+    pub argv: Vec<String>,
+}
+
+/// What the service answers when the command is done.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    /// The command's exit status.
+    pub exit: u8,
+}
+
+/// The command line of `srvctl-service`.
+#[derive(Debug, Parser)]
+#[command(name = "srvctl-service", version)]
+struct Args {
+    /// Serve the scratch tree DIR (systemd requests are only printed).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Listen on SOCKET and serve every connection (instead of the one connection systemd
+    /// passes on standard input).
+    #[arg(long, value_name = "SOCKET")]
+    listen: Option<PathBuf>,
+}
+
+/// Run `srvctl-service`.
+pub fn service_main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return super::usage_error(e, "srvctl-service", false),
+    };
+    let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
+    let served = match &args.listen {
+        Some(path) => socket::listen(path)
+            .and_then(|listener| socket::serve_forking(&listener, |c| handle(c, &paths))),
+        None => socket::stdin_connection().map(|c| handle(c, &paths)),
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => Failure::from(e).exit("srvctl-service", false),
+    }
+}
+
+/// The caller behind `peer`, resolved against the datastore and settings.json.
+pub(super) fn caller(system: &dyn System, paths: &Paths, peer: &Peer) -> Result<Caller, Failure> {
+    let state = crate::store::read(system, paths)?;
+    let settings = Settings::load(system, paths)?;
+    Ok(Caller::resolve(peer.uid, &peer.gids, &state, &settings)?)
+}
+
+/// Serve one connection: read the request and the client's streams, run it, answer. What
+/// goes wrong before the client's streams are in place is logged on this service's stderr
+/// (the journal).
+fn handle(connection: UnixStream, paths: &Paths) {
+    let system = Local::new(paths.root().is_some());
+    let code = match receive(&connection) {
+        Ok((peer, request)) => serve_request(&system, paths, &peer, request),
+        Err(e) => {
+            eprintln!("srvctl-service: {e}");
+            FailureKind::Usage.exit_code()
+        }
+    };
+    let answer = serde_json::to_vec(&Answer { exit: code }).expect("an answer serialises");
+    if let Err(e) = (&connection).write_all(&answer) {
+        eprintln!("srvctl-service: cannot answer: {e}");
+    }
+}
+
+/// The peer, and its request with the client's three streams already put on this
+/// process's standard input, output and error.
+fn receive(connection: &UnixStream) -> std::io::Result<(Peer, serde_json::Result<Request>)> {
+    let peer = socket::peer(connection)?;
+    let (bytes, fds) = socket::receive_with_fds(connection, REQUEST_LIMIT)?;
+    let fds: [_; 3] = fds.try_into().map_err(|fds: Vec<_>| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a request from UID {} came with {} file descriptors, not 3",
+                peer.uid,
+                fds.len()
+            ),
+        )
+    })?;
+    socket::put_on_stdio(&fds)?;
+    Ok((peer, serde_json::from_slice(&bytes)))
+}
+
+/// Run a request that was read, or refuse (and audit) one that is malformed.
+fn serve_request(
+    system: &dyn System,
+    paths: &Paths,
+    peer: &Peer,
+    request: serde_json::Result<Request>,
+) -> u8 {
+    match request {
+        Ok(request) => super::serve(system, paths.clone(), peer, request.argv),
+        Err(e) => {
+            let failure = Failure::new(FailureKind::Usage, format!("malformed request: {e}"));
+            let name = crate::access::login_name(peer.uid);
+            super::audit_as(
+                system,
+                paths,
+                &name,
+                &[],
+                &Failure::outcome(&Err(failure.clone())),
+            );
+            failure.report("sc", false)
+        }
+    }
+}
