@@ -16,6 +16,8 @@
 mod policy;
 mod role;
 mod scope;
+#[cfg(test)]
+mod tests;
 
 pub use policy::{account, authorize, container, operator_only};
 pub(crate) use role::login_name;
