@@ -9,10 +9,16 @@
 #
 # What goes where (PREFIX=/usr):
 #   /usr/bin/sc, /usr/bin/srvctl, /usr/bin/srvctl-regenerate
+#   /usr/libexec/srvctl/srvctl-service    the privileged service that runs sc for non-root
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
+#                                          srvctl.socket and srvctl@.service; the socket is
+#                                          shipped wanted by sockets.target (a link in
+#                                          sockets.target.wants/ here), so it listens from the
+#                                          next boot (or `systemctl start srvctl.socket`);
+#                                          nothing else is enabled
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
@@ -35,7 +41,10 @@ unit_dir=$PREFIX/lib/systemd/system
 generator_dir=$PREFIX/lib/systemd/system-generators
 share=$PREFIX/share
 
+libexec=$PREFIX/libexec/srvctl
+
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
+    "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
     "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
@@ -43,10 +52,13 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
+install -m 0755 "$bin_dir/srvctl-service" "$DESTDIR$libexec/"
 for unit in "$here"/units/*; do
-    sed "s|/usr/bin/|$PREFIX/bin/|g" "$unit" > "$DESTDIR$unit_dir/$(basename "$unit")"
+    sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/|$PREFIX/libexec/|g" "$unit" \
+        > "$DESTDIR$unit_dir/$(basename "$unit")"
     chmod 0644 "$DESTDIR$unit_dir/$(basename "$unit")"
 done
+ln -sfn ../srvctl.socket "$DESTDIR$unit_dir/sockets.target.wants/srvctl.socket"
 install -m 0644 "$here"/templates/* "$DESTDIR$share/srvctl/templates/"
 install -m 0644 "$here"/example-conf/* "$DESTDIR$share/doc/srvctl/example-conf/"
 

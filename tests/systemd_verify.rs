@@ -23,8 +23,10 @@ use common::real::{output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 8] = [
+const UNITS: [&str; 10] = [
     "srvctl-regenerate.service",
+    "srvctl.socket",
+    "srvctl@0-1-2.service",
     "srvctl-certificates.service",
     "srvctl-certificates.timer",
     "srvctl-bridges.service",
@@ -99,6 +101,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/lib/systemd/system/srvctl-mesh@.service",
         "usr/lib/systemd/system-generators/srvctl-generator",
         "usr/bin/srvctl-regenerate",
+        "usr/libexec/srvctl/srvctl-service",
+        "usr/lib/systemd/system/sockets.target.wants/srvctl.socket",
     ] {
         assert!(
             r.join(installed).exists(),
