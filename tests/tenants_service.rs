@@ -317,7 +317,7 @@ fn the_audit_names_the_kernels_caller_whatever_the_client_claims() {
     let records = t.farm.audit_records();
     assert_eq!(records.len(), audited + 4, "every refusal is audited");
     for r in &records[audited..] {
-        assert_ne!(r["user"], "root", "{r}");
+        assert_eq!(r["user"], "carol", "{r}");
         assert!(r["outcome"].as_str().unwrap().starts_with("error: "), "{r}");
     }
 }

@@ -31,7 +31,7 @@ use output::Output;
 
 /// A failure, printed as one line on stderr (and under `--json` as an error object on
 /// stdout), with the exit status of its kind.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Failure {
     kind: FailureKind,
     message: String,
@@ -110,8 +110,16 @@ impl Failure {
     fn outcome(result: &Result<(), Self>) -> String {
         match result {
             Ok(()) => "ok".into(),
-            Err(f) if f.message.is_empty() => format!("exit {}", f.code),
-            Err(f) => format!("error: {}", f.message.replace('\n', " ")),
+            Err(f) => f.audit_outcome(),
+        }
+    }
+
+    /// The audit outcome of a command that failed this way.
+    fn audit_outcome(&self) -> String {
+        if self.message.is_empty() {
+            format!("exit {}", self.code)
+        } else {
+            format!("error: {}", self.message.replace('\n', " "))
         }
     }
 }
@@ -159,13 +167,14 @@ impl<'s> Invocation<'s> {
 
     fn audit(&self, outcome: &str) {
         self.audited.set(true);
-        audit_as(
-            self.system,
-            &self.paths,
-            &self.caller.name,
-            &self.argv,
+        let record = AuditRecord {
+            time: &self.now,
+            user: &self.caller.name,
+            host: &self.hostname,
+            command: &self.argv,
             outcome,
-        );
+        };
+        append_audit(self.system, &self.paths, &record);
     }
 
     /// Audit the end of a request through the service, unless the command audited itself.
@@ -176,16 +185,31 @@ impl<'s> Invocation<'s> {
     }
 }
 
-/// Append an audit record of `argv` run by `user`, now, on this host.
-fn audit_as(system: &dyn System, paths: &Paths, user: &str, argv: &[String], outcome: &str) {
+/// Audit a request through the service that was refused before it ran: `argv` from `peer`
+/// (named by its account, or else by the host's user database), now, on this host.
+fn audit_refusal(
+    system: &dyn System,
+    paths: &Paths,
+    peer: &crate::system::socket::Peer,
+    argv: &[String],
+    refusal: &Failure,
+) {
+    let user = service::caller(system, paths, peer)
+        .map(|c| c.name)
+        .unwrap_or_else(|_| crate::access::login_name(peer.uid));
     let record = AuditRecord {
         time: &system.now().to_string(),
-        user,
+        user: &user,
         host: &system.hostname(),
         command: argv,
-        outcome,
+        outcome: &refusal.audit_outcome(),
     };
-    if let Err(e) = audit::append(system, paths, &record) {
+    append_audit(system, paths, &record);
+}
+
+/// Append `record` to the audit log; a log that cannot be written is a warning.
+fn append_audit(system: &dyn System, paths: &Paths, record: &AuditRecord<'_>) {
+    if let Err(e) = audit::append(system, paths, record) {
         eprintln!("sc: warning: cannot append to the audit log: {e}");
     }
 }
@@ -258,14 +282,7 @@ fn serve(
     let caller = match service::caller(system, &paths, peer) {
         Ok(caller) => caller,
         Err(f) => {
-            let name = crate::access::login_name(peer.uid);
-            audit_as(
-                system,
-                &paths,
-                &name,
-                &args,
-                &Failure::outcome(&Err(f.clone())),
-            );
+            audit_refusal(system, &paths, peer, &args, &f);
             return f.report("sc", json);
         }
     };

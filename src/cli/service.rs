@@ -129,14 +129,7 @@ fn serve_request(
         Ok(request) => super::serve(system, paths.clone(), peer, request.argv),
         Err(e) => {
             let failure = Failure::new(FailureKind::Usage, format!("malformed request: {e}"));
-            let name = crate::access::login_name(peer.uid);
-            super::audit_as(
-                system,
-                paths,
-                &name,
-                &[],
-                &Failure::outcome(&Err(failure.clone())),
-            );
+            super::audit_refusal(system, paths, peer, &[], &failure);
             failure.report("sc", false)
         }
     }
