@@ -260,6 +260,48 @@ fn a_reseller_stops_and_starts_its_users_container_not_another_resellers() {
         refused.refused(),
         format!("sc: error: no container named {CAROL_SITE}")
     );
+
+    // A session inside is audited with the caller (under --root it is only printed).
+    let exec = t.sc("alice", &[BOB_SITE, "exec", "true"]);
+    assert!(exec.stderr.contains("would run: systemd-run"), "{exec:#?}");
+    let records = t.farm.audit_records();
+    let last = records.last().unwrap();
+    assert_eq!(last["user"], "alice");
+    assert_eq!(
+        last["command"],
+        serde_json::json!([BOB_SITE, "exec", "true"])
+    );
+    assert_eq!(last["outcome"], "ok");
+}
+
+#[test]
+fn a_member_of_the_operator_group_acts_as_the_operator() {
+    let Some(t) = Tenants::start("a_member_of_the_operator_group_acts_as_the_operator") else {
+        return;
+    };
+    t.farm.sc_ok(&["add-ve", "root.example.com", "--no-start"]);
+    let settings = t.farm.join("etc/srvctl/settings.json");
+    std::fs::write(&settings, r#"{"operator_group": "users"}"#).unwrap();
+    let users = nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users");
+    let mut cmd = t.command("carol", &["add-reseller", "zed"]);
+    cmd.gid(users.gid.as_raw());
+    let run = Run::from_output(cmd.output().unwrap());
+    assert!(run.success(), "{run:#?}");
+    assert_eq!(t.farm.audit_records().last().unwrap()["user"], "carol");
+    let mut status = t.command("carol", &["status"]);
+    status.gid(users.gid.as_raw());
+    let status = Run::from_output(status.output().unwrap());
+    assert!(status.ok().contains("root.example.com"), "{status:#?}");
+    // Without the group, carol is a user again.
+    assert_eq!(t.sc("carol", &["add-reseller", "zoe"]).code, Some(6));
+    let status = t.sc_ok("carol", &["--json", "status"]);
+    assert_eq!(
+        status.trim(),
+        "[]",
+        "root's container is out of carol's scope"
+    );
 }
 
 #[test]

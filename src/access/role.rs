@@ -29,10 +29,7 @@ impl Role {
         if uid == 0 || in_operator_group(gids, settings) {
             return Ok(Self::Operator);
         }
-        let (name, _) = state
-            .users
-            .iter()
-            .find(|(_, u)| u.uid == uid)
+        let name = account_of(uid, state)
             .ok_or_else(|| OpError::Denied(format!("UID {uid} is no srvctl account")))?;
         Ok(if state.resellers.contains_key(name) {
             Self::Reseller(name.clone())
@@ -40,6 +37,15 @@ impl Role {
             Self::User(name.clone())
         })
     }
+}
+
+/// The account whose UID is `uid`.
+fn account_of(uid: u32, state: &State) -> Option<&AccountName> {
+    state
+        .users
+        .iter()
+        .find(|(_, u)| u.uid == uid)
+        .map(|(name, _)| name)
 }
 
 /// Whether one of `gids` is the group that `operator_group` names (looked up in the host's
@@ -82,7 +88,8 @@ impl Caller {
     }
 
     /// The caller with UID `uid` and groups `gids`, as the datastore and settings make it.
-    /// An operator other than root is named by the host's user database (or by its UID).
+    /// It is named by its account; an operator without one (root, a member of the operator
+    /// group) by the host's user database, or by its UID.
     pub fn resolve(
         uid: u32,
         gids: &[u32],
@@ -90,9 +97,9 @@ impl Caller {
         settings: &Settings,
     ) -> Result<Self, OpError> {
         let role = Role::resolve(uid, gids, state, settings)?;
-        let name = match &role {
-            Role::Reseller(name) | Role::User(name) => name.to_string(),
-            Role::Operator => login_name(uid),
+        let name = match account_of(uid, state) {
+            Some(account) if uid != 0 => account.to_string(),
+            _ => login_name(uid),
         };
         Ok(Self { uid, name, role })
     }
