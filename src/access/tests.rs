@@ -3,6 +3,8 @@
 //! account). Each cell says whether the command is allowed, refused as if the record did not
 //! exist, or refused for the role; every refusal leaves the datastore byte for byte as it
 //! was, and a refusal "as if missing" has exactly the kind and message of a missing record.
+//! The stranger gets no [`Caller`] at all (`permission`), so no command of the table runs for
+//! it: the service refuses it before parsing its command line.
 
 use std::path::Path;
 
