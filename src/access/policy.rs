@@ -47,9 +47,13 @@ fn container_named(caller: &Caller, state: &State, name: &str) -> Result<(), OpE
     }
 }
 
-/// Refuse an account outside the caller's scope as if it did not exist ("no user named …").
-/// A name that is invalid or missing passes: the command itself refuses it.
+/// Refuse an account outside the caller's scope as if it did not exist ("no user named …"),
+/// the operator's own (`root`, which has no user record) included. A name that is invalid or
+/// missing passes: the command itself refuses it.
 pub fn account(caller: &Caller, state: &State, name: &str) -> Result<(), OpError> {
+    if name == crate::model::OPERATOR && caller.role != Role::Operator {
+        return Err(missing("user", name.to_owned()));
+    }
     match AccountName::new(name) {
         Ok(name) if state.users.contains_key(&name) && !caller.sees_account(state, &name) => {
             Err(missing("user", name.to_string()))
@@ -188,5 +192,8 @@ mod tests {
         };
         assert!(!user.sees_owner(&State::default(), &Owner::Operator));
         assert!(Caller::operator_root().sees_owner(&State::default(), &Owner::Operator));
+        let e = account(&user, &State::default(), "root").unwrap_err();
+        assert_eq!(e.to_string(), "no user named root");
+        assert!(account(&Caller::operator_root(), &State::default(), "root").is_ok());
     }
 }
