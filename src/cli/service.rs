@@ -134,3 +134,22 @@ fn serve_request(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_its_command_line_and_nothing_else() {
+        let request: Request = serde_json::from_str(r#"{"argv": ["status"]}"#).unwrap();
+        assert_eq!(request.argv, ["status"]);
+        for claim in [
+            r#"{"argv": ["status"], "uid": 0}"#,
+            r#"{"argv": ["status"], "user": "root"}"#,
+            r#"{"argv": ["status"], "SUDO_USER": "root"}"#,
+            r#"{"uid": 0}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(claim).is_err(), "{claim}");
+        }
+    }
+}
