@@ -1,11 +1,13 @@
 //! The live datastore's data: resellers, users and containers, and how it maps to JSON.
 //!
-//! The document is `{ "schema_version": 1, "resellers": {…}, "users": {…}, "containers": {…} }`.
+//! The document is `{ "schema_version": 1, "resellers": {…}, "users": {…}, "containers": {…},
+//! "operator": {…} }` (the operator's record only when it holds something).
 //! Loading tolerates unknown fields and keeps them. A record that fails validation (say a name
 //! with a newline, put there by hand) is set aside: it is reported, never used, and written
 //! back unchanged, so nothing is lost.
 
 pub mod claims;
+pub mod keys;
 pub mod names;
 pub mod settings;
 pub mod web;
@@ -64,6 +66,9 @@ pub struct User {
     /// Contact address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// SSH public keys that log in as this account (and cover its gateway logins).
+    #[serde(default, skip_serializing_if = "keys::KeyList::is_empty")]
+    pub publickeys: keys::KeyList,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -216,6 +221,9 @@ pub struct State {
     pub containers: BTreeMap<ContainerName, Container>,
     /// Records that failed validation.
     pub set_aside: Vec<SetAside>,
+    /// The operator's record (its SSH keys), `"operator"`; when that member does not parse
+    /// it stays in [`State::extra`] as found, and this one is empty.
+    pub operator: keys::OperatorRecord,
     /// Top-level fields this build does not know.
     pub extra: Map<String, Value>,
 }
@@ -373,6 +381,7 @@ impl State {
             })
         })?;
         let (mut version, mut resellers, mut users, mut containers) = (None, None, None, None);
+        let mut operator = keys::OperatorRecord::default();
         let mut doc = Map::new();
         for (k, raw) in top.0 {
             match k.as_str() {
@@ -380,6 +389,12 @@ impl State {
                 "resellers" => resellers = Some(raw),
                 "users" => users = Some(raw),
                 "containers" => containers = Some(raw),
+                "operator" => match serde_json::from_str(raw.get()) {
+                    Ok(record) => operator = record,
+                    Err(_) => {
+                        doc.insert(k, value_of(raw));
+                    }
+                },
                 _ => {
                     doc.insert(k, value_of(raw));
                 }
@@ -411,6 +426,7 @@ impl State {
             users,
             containers,
             set_aside,
+            operator,
             extra: doc,
         };
         state.set_aside_inconsistent(reserved);
@@ -637,6 +653,9 @@ impl Serialize for Document<'_> {
             "containers",
             &written(&state.containers, aside, Section::Containers),
         )?;
+        if !state.operator.is_empty() {
+            map.serialize_entry("operator", &state.operator)?;
+        }
         for (k, v) in &state.extra {
             map.serialize_entry(k, v)?;
         }

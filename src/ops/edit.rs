@@ -181,6 +181,7 @@ fn new_user(
         created_by: ctx.caller.to_owned(),
         display_name: None,
         email: None,
+        publickeys: Default::default(),
         extra: Default::default(),
     })
 }
