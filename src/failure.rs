@@ -136,7 +136,7 @@ impl Classify for crate::ops::OpError {
     fn kind(&self) -> FailureKind {
         use crate::ops::OpError;
         match self {
-            OpError::Name(_) | OpError::Setting(_) => FailureKind::Invalid,
+            OpError::Name(_) | OpError::Setting(_) | OpError::Key(_) => FailureKind::Invalid,
             OpError::Exists { .. } => FailureKind::Exists,
             OpError::NotFound { .. } => FailureKind::NotFound,
             OpError::Exhausted(_) => FailureKind::Exhausted,
@@ -148,6 +148,12 @@ impl Classify for crate::ops::OpError {
             OpError::Machine(_) => FailureKind::System,
             OpError::Claim(e) => e.kind(),
         }
+    }
+}
+
+impl Classify for crate::accounts::keys::KeyArgumentError {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Invalid
     }
 }
 

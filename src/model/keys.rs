@@ -78,8 +78,9 @@ pub struct ParsedKey {
     pub comment: String,
 }
 
-/// Key types are spelled like this; a comment word that starts so is taken for a second key.
-fn looks_like_key_type(word: &str) -> bool {
+/// Whether `word` is spelled like a key type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …): a
+/// comment word spelled so is taken for a second key.
+pub fn looks_like_key_type(word: &str) -> bool {
     ["ssh-", "ecdsa-", "sk-", "rsa-"]
         .iter()
         .any(|p| word.starts_with(p))

@@ -80,6 +80,9 @@ pub enum OpError {
     /// A name belongs to someone else or is reserved.
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    /// An SSH public key was refused.
+    #[error(transparent)]
+    Key(#[from] crate::model::keys::KeyError),
 }
 
 /// A reseller was added.
@@ -649,6 +652,7 @@ mod tests {
         let settings = crate::config::site::Settings {
             company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
+            ..Default::default()
         };
         let r = Reserved::new(&c, &settings);
         let ctx = ctx(&c, &r);
