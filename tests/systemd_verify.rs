@@ -99,6 +99,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/lib/systemd/system/srvctl-mesh@.service",
         "usr/lib/systemd/system-generators/srvctl-generator",
         "usr/bin/srvctl-regenerate",
+        "usr/libexec/srvctl/srvctl-authorized-keys",
+        "etc/ssh/sshd_config.d/50-srvctl.conf",
     ] {
         assert!(
             r.join(installed).exists(),

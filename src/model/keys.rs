@@ -119,11 +119,11 @@ pub fn parse(text: &str) -> Result<ParsedKey, KeyError> {
         ssh_key::PublicKey::from_openssh(text).map_err(|e| KeyError::Syntax(e.to_string()))?;
     check_key_data(key.key_data())?;
     let comment = key.comment();
-    if comment.chars().count() > MAX_COMMENT {
-        return Err(KeyError::LongComment);
-    }
     if comment.split_whitespace().any(looks_like_key_type) {
         return Err(KeyError::TwoKeys);
+    }
+    if comment.chars().count() > MAX_COMMENT {
+        return Err(KeyError::LongComment);
     }
     let line = key
         .to_openssh()
