@@ -37,7 +37,7 @@ pub fn authorized_keys_main() -> ExitCode {
     let args = Args::parse();
     let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
     let system = Local::new(true);
-    let state = match store::read(&system, &paths) {
+    let state = match store::read_accounts(&system, &paths) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("srvctl-authorized-keys: {e}");

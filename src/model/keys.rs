@@ -7,8 +7,10 @@
 //! re-encoding of the key, never the text as typed, so nothing can be injected into an
 //! `authorized_keys` view. A stored record that does not pass the same checks (a hand edit,
 //! a fingerprint that does not match) is set aside: never used, written back as found.
+//! Stored keys are checked when their list is first looked at ([`KeyList`]).
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -205,13 +207,37 @@ enum Entry {
 }
 
 /// The keys of one account: the valid ones, and those set aside (kept as found, in place).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct KeyList(Vec<Entry>);
+///
+/// The entries read from the datastore are checked the first time the list is looked at,
+/// not when the document is parsed: a reader that needs the keys of one account (sshd's
+/// lookup at every login) checks only those. Whatever asks sees the same answer.
+#[derive(Debug, Clone, Default)]
+pub struct KeyList {
+    /// The entries as found in the datastore.
+    found: Vec<Value>,
+    /// The entries checked (from `found`, then changed in memory).
+    checked: OnceLock<Vec<Entry>>,
+}
+
+impl PartialEq for KeyList {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+    }
+}
 
 impl KeyList {
+    fn entries(&self) -> &[Entry] {
+        self.checked.get_or_init(|| check_entries(&self.found))
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        self.entries();
+        self.checked.get_mut().expect("checked just now")
+    }
+
     /// The valid keys, with their parsed form.
     pub fn valid(&self) -> impl Iterator<Item = (&KeyRecord, &ParsedKey)> {
-        self.0.iter().filter_map(|e| match e {
+        self.entries().iter().filter_map(|e| match e {
             Entry::Valid(r, p) => Some((r, p)),
             Entry::SetAside { .. } => None,
         })
@@ -219,7 +245,7 @@ impl KeyList {
 
     /// The entries set aside, with why.
     pub fn set_aside(&self) -> impl Iterator<Item = (&Value, &str)> {
-        self.0.iter().filter_map(|e| match e {
+        self.entries().iter().filter_map(|e| match e {
             Entry::SetAside { raw, reason } => Some((raw, reason.as_str())),
             Entry::Valid(..) => None,
         })
@@ -227,7 +253,10 @@ impl KeyList {
 
     /// Whether there is no entry at all (valid or set aside).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match self.checked.get() {
+            Some(entries) => entries.is_empty(),
+            None => self.found.is_empty(),
+        }
     }
 
     /// The valid key with this fingerprint, if any.
@@ -239,13 +268,13 @@ impl KeyList {
 
     /// Add a key (the caller checked it is not there yet).
     pub fn push(&mut self, record: KeyRecord, parsed: ParsedKey) {
-        self.0.push(Entry::Valid(record, parsed));
+        self.entries_mut().push(Entry::Valid(record, parsed));
     }
 
     /// Remove the valid keys whose fingerprint or comment is `which`; return them.
     pub fn remove(&mut self, which: &str) -> Vec<KeyRecord> {
         let mut removed = Vec::new();
-        self.0.retain(|e| match e {
+        self.entries_mut().retain(|e| match e {
             Entry::Valid(r, p) if r.fingerprint == which || p.comment == which => {
                 removed.push(r.clone());
                 false
@@ -256,9 +285,41 @@ impl KeyList {
     }
 }
 
+/// Check stored key records: each one that fails the checks, or repeats a key held before
+/// it, is set aside in place.
+fn check_entries(found: &[Value]) -> Vec<Entry> {
+    let mut seen = HashSet::new();
+    found
+        .iter()
+        .map(|raw| {
+            let checked = KeyRecord::deserialize(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.parsed().map(|p| (r, p)))
+                .and_then(|(r, p)| {
+                    if seen.insert(p.fingerprint.clone()) {
+                        Ok((r, p))
+                    } else {
+                        Err(format!("key {} is listed twice", p.fingerprint))
+                    }
+                });
+            match checked {
+                Ok((r, p)) => Entry::Valid(r, p),
+                Err(reason) => Entry::SetAside {
+                    raw: raw.clone(),
+                    reason,
+                },
+            }
+        })
+        .collect()
+}
+
 impl Serialize for KeyList {
+    /// The entries as checked, or (never looked at) as found.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|e| match e {
+        let Some(entries) = self.checked.get() else {
+            return self.found.serialize(s);
+        };
+        s.collect_seq(entries.iter().map(|e| match e {
             Entry::Valid(r, _) => serde_json::to_value(r).expect("serialisable"),
             Entry::SetAside { raw, .. } => raw.clone(),
         }))
@@ -266,32 +327,13 @@ impl Serialize for KeyList {
 }
 
 impl<'de> Deserialize<'de> for KeyList {
-    /// A list of key records: each one that fails the checks, or repeats a key held before
-    /// it, is set aside in place. Anything but a list is an error (the record holding it is
-    /// set aside).
+    /// A list of key records, checked when first looked at. Anything but a list is an error
+    /// (the record holding it is set aside).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Vec::<Value>::deserialize(d)?;
-        let mut seen = HashSet::new();
-        let entries = raw
-            .into_iter()
-            .map(|raw| {
-                let checked = serde_json::from_value::<KeyRecord>(raw.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.parsed().map(|p| (r, p)))
-                    .and_then(|(r, p)| {
-                        if seen.insert(p.fingerprint.clone()) {
-                            Ok((r, p))
-                        } else {
-                            Err(format!("key {} is listed twice", p.fingerprint))
-                        }
-                    });
-                match checked {
-                    Ok((r, p)) => Entry::Valid(r, p),
-                    Err(reason) => Entry::SetAside { raw, reason },
-                }
-            })
-            .collect();
-        Ok(Self(entries))
+        Ok(Self {
+            found: Vec::<Value>::deserialize(d)?,
+            checked: OnceLock::new(),
+        })
     }
 }
 

@@ -372,6 +372,22 @@ impl State {
     /// what a command refuses never gets in by hand either. `reserved` holds the names of the
     /// cluster hosts (and their hostnets) and the company domain.
     pub fn load(text: &[u8], reserved: &Reserved) -> Result<Self, DocumentError> {
+        Self::load_sections(text, reserved, true)
+    }
+
+    /// Parse only the accounts of a datastore document (resellers, users, the operator),
+    /// checked exactly as [`State::load`] checks them (no check of an account depends on a
+    /// container); the containers are left unread. For readers that need no container, such
+    /// as sshd's key lookup at every login: such a state is never written back.
+    pub fn load_accounts(text: &[u8]) -> Result<Self, DocumentError> {
+        Self::load_sections(text, &Reserved::default(), false)
+    }
+
+    fn load_sections(
+        text: &[u8],
+        reserved: &Reserved,
+        with_containers: bool,
+    ) -> Result<Self, DocumentError> {
         let text = std::str::from_utf8(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
         let top: Entries<'_> = serde_json::from_str(text).map_err(|e| {
             DocumentError::Syntax(if e.is_data() {
@@ -388,7 +404,7 @@ impl State {
                 "schema_version" => version = Some(value_of(raw)),
                 "resellers" => resellers = Some(raw),
                 "users" => users = Some(raw),
-                "containers" => containers = Some(raw),
+                "containers" => containers = Some(raw).filter(|_| with_containers),
                 "operator" => match serde_json::from_str(raw.get()) {
                     Ok(record) => operator = record,
                     Err(_) => {
@@ -699,6 +715,22 @@ mod tests {
         assert_eq!(again, state);
         let text = String::from_utf8(state.to_json()).unwrap();
         assert!(text.contains("\"future\"") && text.contains("bad\\nname"));
+    }
+
+    #[test]
+    fn the_accounts_alone_load_as_the_whole_document_loads_them() {
+        let whole = State::from_json(DOC.as_bytes()).unwrap();
+        let accounts = State::load_accounts(DOC.as_bytes()).unwrap();
+        assert_eq!(accounts.users, whole.users);
+        assert_eq!(accounts.resellers, whole.resellers);
+        assert_eq!(accounts.operator, whole.operator);
+        assert!(accounts.containers.is_empty());
+        assert!(
+            accounts
+                .set_aside
+                .iter()
+                .all(|s| s.section != Section::Containers)
+        );
     }
 
     /// A document of the worked example plus `containers` and `users` (JSON members).
