@@ -308,3 +308,128 @@ fn lines<'s>(lists: impl IntoIterator<Item = &'s KeyList>) -> Vec<&'s str> {
         .map(|(_, p): (_, &ParsedKey)| p.line.as_str())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::system::Recording;
+
+    // Made with ssh-keygen -t ed25519 for these tests.
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
+    const OTHER: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEQWIza2aCU2MtdUgzu9kEY76LtJ2JgyWPjKYmhHOhUPH4q8O+7/Gr33NNNdjx2p0LBDd6VHBl2O5R9lScYJfJI= e";
+
+    #[test]
+    fn the_argument_is_key_text_or_a_file_of_it() {
+        let system = Recording::default();
+        system
+            .write(
+                Path::new("/k/id.pub"),
+                format!("{KEY}\n").as_bytes(),
+                0o644,
+                false,
+            )
+            .unwrap();
+        system
+            .write(
+                Path::new("/k/big.pub"),
+                &vec![b'a'; keys::MAX_KEY_TEXT + 1],
+                0o644,
+                false,
+            )
+            .unwrap();
+        assert_eq!(read_key_argument(KEY, &system).unwrap(), KEY);
+        let options = format!("command=\"x\" {KEY}");
+        assert_eq!(read_key_argument(&options, &system).unwrap(), options);
+        assert_eq!(
+            read_key_argument("/k/id.pub", &system).unwrap(),
+            format!("{KEY}\n")
+        );
+        for (arg, words) in [
+            ("/k/missing.pub", "no such file"),
+            ("/k", "no such file"),
+            ("/k/big.pub", "longer than"),
+        ] {
+            let e = read_key_argument(arg, &system).unwrap_err().to_string();
+            assert!(e.contains(words) && e.contains(arg), "{arg}: {e}");
+        }
+        let e = read_limited(&vec![b'a'; keys::MAX_KEY_TEXT + 1][..], "input").unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        assert_eq!(read_limited(KEY.as_bytes(), "input").unwrap(), KEY);
+    }
+
+    #[test]
+    fn gateway_logins_split_at_the_first_underscore() {
+        let bob = Owner::parse("bob").unwrap();
+        assert_eq!(
+            gateway_user("bob_bob-site.example.com_www"),
+            Some(bob.clone())
+        );
+        assert_eq!(gateway_user("bob_a_b_c"), Some(bob));
+        assert_eq!(gateway_user("root_x.ve_root"), Some(Owner::Operator));
+        for bad in [
+            "bob", "bob_x", "bob__www", "bob_x_", "_x_y", "Bob_x_y", "b\nb_x_y",
+        ] {
+            assert_eq!(gateway_user(bad), None, "{bad:?}");
+        }
+    }
+
+    fn state() -> State {
+        State::from_json(
+            br#"{"schema_version": 1,
+            "resellers": {"alice": {"id": 1, "created": "t", "created_by": "root"}},
+            "users": {
+              "alice": {"reseller_id": 1, "index": 0, "uid": 20256, "gid": 20256, "created": "t", "created_by": "root"},
+              "bob": {"reseller_id": 1, "index": 1, "uid": 20257, "gid": 20257, "created": "t", "created_by": "root"}}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_go_to_the_named_account_or_the_caller_and_are_held_once() {
+        let mut s = state();
+        let added = add(&mut s, "bob", "t1", None, KEY).unwrap();
+        assert_eq!(
+            (added.account.as_str(), added.comment.as_str()),
+            ("bob", "bob@laptop")
+        );
+        add(&mut s, "root", "t1", None, OTHER).unwrap();
+        add(&mut s, "root", "t1", Some("alice"), OTHER).unwrap();
+        let again = KEY.replace("bob@laptop", "renamed");
+        assert!(matches!(
+            add(&mut s, "root", "t2", Some("bob"), &again),
+            Err(OpError::Exists { .. })
+        ));
+        assert!(matches!(
+            add(&mut s, "root", "t2", Some("carol"), KEY),
+            Err(OpError::NotFound { .. })
+        ));
+        assert_eq!(account_lines(&s, "bob"), [KEY]);
+        assert_eq!(account_lines(&s, "root"), [OTHER]);
+        assert_eq!(list(&s, "root", Some("bob")).unwrap()[0].added, "t1");
+        // The reseller's and the operator's keys are the same key: printed once.
+        assert_eq!(gateway_lines(&s, "bob_x.ve_www"), [KEY, OTHER]);
+        let removed = remove(&mut s, "root", None, "e").unwrap();
+        assert_eq!(removed.account, "root");
+        assert!(matches!(
+            remove(&mut s, "root", None, "e"),
+            Err(OpError::NotFound { .. })
+        ));
+        assert!(s.operator.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_operator_record_is_kept_and_not_overwritten() {
+        let mut s =
+            State::from_json(br#"{"schema_version": 1, "operator": {"publickeys": 7}}"#).unwrap();
+        assert_eq!(s.extra["operator"]["publickeys"], 7);
+        assert!(matches!(
+            add(&mut s, "root", "t", None, KEY),
+            Err(OpError::Machine(_))
+        ));
+        assert!(account_lines(&s, "root").is_empty());
+        let text = String::from_utf8(s.to_json()).unwrap();
+        assert_eq!(text.matches("\"operator\"").count(), 1, "{text}");
+    }
+}

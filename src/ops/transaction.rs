@@ -419,6 +419,9 @@ mod tests {
 
     const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
 
+    // Made with ssh-keygen -t ed25519.
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
+
     /// The audit log as a list of outcomes.
     #[derive(Default)]
     struct Log(RefCell<Vec<String>>);
@@ -564,6 +567,20 @@ mod tests {
                     reseller: Some("alice"),
                 },
                 vec![home("bob", 20257), follow_up::regenerate()],
+            ),
+            (
+                Change::AddPublicKey {
+                    account: Some("bob"),
+                    key: KEY,
+                },
+                Vec::new(),
+            ),
+            (
+                Change::RemovePublicKey {
+                    account: Some("bob"),
+                    which: "bob@laptop",
+                },
+                Vec::new(),
             ),
             (
                 Change::PutUser {
