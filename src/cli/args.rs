@@ -127,9 +127,10 @@ pub enum Command {
     /// print its SHA256 fingerprint. KEY is the key text (`ssh-ed25519 AAAA… comment`, one
     /// argument), a file holding it (a .pub file), or `-` for standard input. One key, no
     /// options (command=…), no second line. sshd reads the keys from the datastore.
+    #[command(override_usage = "sc add-publickey [OPTIONS] [USER] KEY|FILE|-")]
     AddPublickey {
-        /// `[USER] KEY`.
-        #[arg(num_args = 1..=2, required = true, value_names = ["USER", "KEY"])]
+        /// The account (optional), then the key.
+        #[arg(num_args = 1..=2, required = true, value_name = "[USER] KEY|FILE|-")]
         args: Vec<String>,
     },
     /// List the SSH public keys of an account (default: your own; as root, the operator's):
@@ -140,9 +141,14 @@ pub enum Command {
     },
     /// Remove the SSH public keys of an account (default: your own) whose fingerprint or
     /// comment is given.
+    #[command(override_usage = "sc remove-publickey [OPTIONS] [USER] FINGERPRINT|COMMENT")]
     RemovePublickey {
-        /// `[USER] FINGERPRINT|COMMENT`.
-        #[arg(num_args = 1..=2, required = true, value_names = ["USER", "FINGERPRINT|COMMENT"])]
+        /// The account (optional), then the fingerprint or comment.
+        #[arg(
+            num_args = 1..=2,
+            required = true,
+            value_name = "[USER] FINGERPRINT|COMMENT"
+        )]
         args: Vec<String>,
     },
     /// Print one field of a record, bare (exit 100 when the field is not set, 2 when records of
