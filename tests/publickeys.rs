@@ -171,6 +171,18 @@ fn keys_are_added_from_text_file_or_stdin_listed_and_removed() {
     );
     farm.sc_ok(&["remove-publickey", "bob@work"]);
     assert!(farm.datastore_json().get("operator").is_none());
+    // Through sudo the caller is the sudo user.
+    let run = Run::from_output(
+        farm.command(&["add-publickey", phone.path()])
+            .env("SUDO_USER", "dave")
+            .output()
+            .unwrap(),
+    );
+    assert!(run.ok().starts_with("dave: key"), "{run:?}");
+    assert_eq!(
+        farm.datastore_json()["users"]["dave"]["publickeys"][0]["fingerprint"],
+        fp.as_str()
+    );
 }
 
 #[test]
