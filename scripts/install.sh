@@ -10,6 +10,8 @@
 # What goes where (PREFIX=/usr):
 #   /usr/bin/sc, /usr/bin/srvctl, /usr/bin/srvctl-regenerate
 #   /usr/libexec/srvctl/srvctl-service    the privileged service that runs sc for non-root
+#   /usr/libexec/srvctl/srvctl-authorized-keys   sshd's AuthorizedKeysCommand
+#   /etc/ssh/sshd_config.d/50-srvctl.conf  points sshd at it (the path follows PREFIX)
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
@@ -40,19 +42,24 @@ fi
 unit_dir=$PREFIX/lib/systemd/system
 generator_dir=$PREFIX/lib/systemd/system-generators
 share=$PREFIX/share
-
 libexec=$PREFIX/libexec/srvctl
+sshd_dir=/etc/ssh/sshd_config.d
 
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
     "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
     "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
-    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl"
+    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir"
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
 install -m 0755 "$bin_dir/srvctl-service" "$DESTDIR$libexec/"
+# sshd runs it as root and refuses it unless it and every directory above it are root's and
+# not group- or world-writable: install -d and install -m 0755 as root give exactly that.
+install -m 0755 "$bin_dir/srvctl-authorized-keys" "$DESTDIR$libexec/"
+sed "s|/usr/libexec/srvctl/|$libexec/|g" "$here/conf/sshd/50-srvctl.conf" > "$DESTDIR$sshd_dir/50-srvctl.conf"
+chmod 0644 "$DESTDIR$sshd_dir/50-srvctl.conf"
 for unit in "$here"/units/*; do
     sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/|$PREFIX/libexec/|g" "$unit" \
         > "$DESTDIR$unit_dir/$(basename "$unit")"

@@ -17,9 +17,12 @@
 #   haproxy            haproxy -c and the HTTPS front in a namespace (tests/haproxy_front.rs,
 #                      benches/haproxy.rs); openssl and curl check its certificates and redirects
 #   busybox            httpd standing in for the containers' sites (tests/haproxy_front.rs)
+#   openssh-client     ssh-keygen for real test keys, ssh to log in (tests/publickeys.rs)
+#   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
+#                      (tests/publickeys.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server)
 
 missing=()
 for p in "${packages[@]}"; do

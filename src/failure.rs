@@ -136,7 +136,7 @@ impl Classify for crate::ops::OpError {
     fn kind(&self) -> FailureKind {
         use crate::ops::OpError;
         match self {
-            OpError::Name(_) | OpError::Setting(_) => FailureKind::Invalid,
+            OpError::Name(_) | OpError::Setting(_) | OpError::Key(_) => FailureKind::Invalid,
             OpError::Exists { .. } => FailureKind::Exists,
             OpError::NotFound { .. } => FailureKind::NotFound,
             OpError::Exhausted(_) => FailureKind::Exhausted,
@@ -149,6 +149,12 @@ impl Classify for crate::ops::OpError {
             OpError::Claim(e) => e.kind(),
             OpError::Denied(_) => FailureKind::Permission,
         }
+    }
+}
+
+impl Classify for crate::accounts::keys::KeyArgumentError {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Invalid
     }
 }
 

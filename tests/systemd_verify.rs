@@ -103,6 +103,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/bin/srvctl-regenerate",
         "usr/libexec/srvctl/srvctl-service",
         "usr/lib/systemd/system/sockets.target.wants/srvctl.socket",
+        "usr/libexec/srvctl/srvctl-authorized-keys",
+        "etc/ssh/sshd_config.d/50-srvctl.conf",
     ] {
         assert!(
             r.join(installed).exists(),

@@ -6,6 +6,9 @@
 //! users, and 15 resellers with 4 users each (50 containers per bridge; a bridge holds at most
 //! 251). Built with `srvctl::ops` and written with `srvctl::store::Writer`, in about 50 ms.
 
+// Each benchmark uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,10 +26,22 @@ pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet
 pub const HOSTNAME: &str = "h1.test";
 /// How many containers the farm holds.
 pub const CONTAINERS: usize = 4_000;
-/// Resellers besides the operator.
-const RESELLERS: usize = 15;
-/// Users of the operator and of each reseller, besides the reseller's own account.
-const USERS_EACH: usize = 4;
+/// How many accounts a farm holds.
+pub struct Shape {
+    /// Resellers besides the operator.
+    pub resellers: usize,
+    /// Users of the operator.
+    pub operator_users: usize,
+    /// Users of each reseller, besides the reseller's own account.
+    pub users_each: usize,
+}
+
+/// The farm of the benches: 80 owners.
+pub const FARM: Shape = Shape {
+    resellers: 15,
+    operator_users: 4,
+    users_each: 4,
+};
 
 /// The name of the farm's container `i`.
 pub fn container_name(i: usize) -> String {
@@ -43,6 +58,17 @@ pub fn beside(name: &str) -> Option<PathBuf> {
 
 /// Write the farm's clusters.json and datastore under `root`; returns the owners' names.
 pub fn populate(root: &Path) -> Vec<String> {
+    populate_shaped(root, &FARM, |_, _| {})
+}
+
+/// Write a farm of `shape` under `root`, with `CONTAINERS` containers shared out over its
+/// owners; `more` may add to its accounts (given the state and the owners) before the
+/// containers are added. Returns the owners' names.
+pub fn populate_shaped(
+    root: &Path,
+    shape: &Shape,
+    more: impl FnOnce(&mut State, &[String]),
+) -> Vec<String> {
     let etc = root.join("etc/srvctl");
     std::fs::create_dir_all(&etc).expect("create etc/srvctl");
     std::fs::write(etc.join("clusters.json"), CLUSTERS).expect("write clusters.json");
@@ -57,21 +83,22 @@ pub fn populate(root: &Path) -> Vec<String> {
     };
     let mut state = State::default();
     let mut owners = vec!["root".to_owned()];
-    for u in 1..=USERS_EACH {
+    for u in 1..=shape.operator_users {
         let user = format!("op{u}");
         ops::add_user(&mut state, &ctx, &user, None).expect("add user");
         owners.push(user);
     }
-    for r in 1..=RESELLERS {
+    for r in 1..=shape.resellers {
         let reseller = format!("reseller{r}");
         ops::add_reseller(&mut state, &ctx, &reseller).expect("add reseller");
         owners.push(reseller.clone());
-        for u in 1..=USERS_EACH {
+        for u in 1..=shape.users_each {
             let user = format!("user{r}-{u}");
             ops::add_user(&mut state, &ctx, &user, Some(&reseller)).expect("add user");
             owners.push(user);
         }
     }
+    more(&mut state, &owners);
     for i in 0..CONTAINERS {
         let owner = &owners[i % owners.len()];
         ops::add_container(&mut state, &ctx, &container_name(i), Some(owner))

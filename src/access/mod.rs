@@ -19,6 +19,6 @@ mod scope;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{account, authorize, container, operator_only};
+pub use policy::{account, authorize, container, keys_of, operator_only};
 pub(crate) use role::login_name;
 pub use role::{Caller, Role};

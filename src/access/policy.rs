@@ -62,6 +62,17 @@ pub fn account(caller: &Caller, state: &State, name: &str) -> Result<(), OpError
     }
 }
 
+/// Refuse the keys of an account outside the caller's scope (`sc add-publickey`,
+/// `publickeys`, `remove-publickey`). `None` is the caller's own; the operator's keys
+/// (`root`) are the operator's alone.
+pub fn keys_of(caller: &Caller, state: &State, account: Option<&str>) -> Result<(), OpError> {
+    match account {
+        None => Ok(()),
+        Some(crate::model::OPERATOR) => operator_only(caller, "add-publickey root"),
+        Some(name) => self::account(caller, state, name),
+    }
+}
+
 /// Check `change` against the caller's role and scope in `state` (the datastore as loaded
 /// under the writer lock), and fill in what a tenant leaves out: the owner of its new
 /// container is itself, the reseller of a reseller's new user is that reseller.
@@ -112,6 +123,9 @@ pub fn authorize<'a>(
         Change::DestroyContainer { name } => container_named(caller, state, name),
         Change::SetRedirect { name, .. } | Change::ChangeNames { name, .. } => {
             container(caller, state, name)
+        }
+        Change::AddPublicKey { account, .. } | Change::RemovePublicKey { account, .. } => {
+            keys_of(caller, state, account)
         }
     }?;
     Ok(change.clone())

@@ -104,6 +104,13 @@ impl Caller {
         Ok(Self { uid, name, role })
     }
 
+    /// Whose keys `sc add-publickey` and friends mean when no USER is given: the caller's own
+    /// account, or the operator's keys (`root`) for an operator.
+    pub fn key_owner(&self) -> &str {
+        self.account()
+            .map_or(crate::model::OPERATOR, AccountName::as_str)
+    }
+
     /// The account whose scope this caller acts in; `None` for the operator.
     pub fn account(&self) -> Option<&AccountName> {
         match &self.role {

@@ -62,6 +62,7 @@ impl Caller {
                 .collect(),
             users,
             set_aside: Vec::new(),
+            operator: Default::default(),
             extra: Default::default(),
         }
     }

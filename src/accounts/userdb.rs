@@ -13,15 +13,16 @@ use crate::model::State;
 /// Directory of the records.
 pub const USERDB: &str = "run/userdb";
 
-/// Add a user and a group record (plus the UID/GID links nss-systemd looks up) per account.
-pub fn render(tree: &mut Tree, state: &State) {
+/// Add a user and a group record (plus the UID/GID links nss-systemd looks up) per account:
+/// home `/home/NAME`, login shell `shell`.
+pub fn render(tree: &mut Tree, state: &State, shell: &str) {
     for (name, u) in &state.users {
         let mut user = json!({
             "userName": name.as_str(),
             "uid": u.uid,
             "gid": u.gid,
-            "homeDirectory": format!("/home/{name}"),
-            "shell": "/usr/sbin/nologin",
+            "homeDirectory": crate::accounts::homes::home_path(name),
+            "shell": shell,
             "disposition": "regular",
         });
         if let Some(real) = &u.display_name {
@@ -54,7 +55,7 @@ impl crate::engine::registry::Module for Accounts {
         inputs: &crate::engine::registry::Inputs,
         tree: &mut Tree,
     ) -> Result<(), crate::engine::templates::TemplateError> {
-        render(tree, inputs.state);
+        render(tree, inputs.state, inputs.settings.login_shell());
         Ok(())
     }
 

@@ -123,6 +123,34 @@ pub enum Command {
         /// The reseller.
         name: String,
     },
+    /// Add an SSH public key to an account (default: your own; as root, the operator's) and
+    /// print its SHA256 fingerprint. KEY is the key text (`ssh-ed25519 AAAA… comment`, one
+    /// argument), a file holding it (a .pub file), or `-` for standard input. One key, no
+    /// options (command=…), no second line. sshd reads the keys from the datastore.
+    #[command(override_usage = "sc add-publickey [OPTIONS] [USER] KEY|FILE|-")]
+    AddPublickey {
+        /// The account (optional), then the key.
+        #[arg(num_args = 1..=2, required = true, value_name = "[USER] KEY|FILE|-")]
+        args: Vec<String>,
+    },
+    /// List the SSH public keys of an account (default: your own; as root, the operator's):
+    /// fingerprint, type, comment, when added.
+    Publickeys {
+        /// The account.
+        user: Option<String>,
+    },
+    /// Remove the SSH public keys of an account (default: your own) whose fingerprint or
+    /// comment is given.
+    #[command(override_usage = "sc remove-publickey [OPTIONS] [USER] FINGERPRINT|COMMENT")]
+    RemovePublickey {
+        /// The account (optional), then the fingerprint or comment.
+        #[arg(
+            num_args = 1..=2,
+            required = true,
+            value_name = "[USER] FINGERPRINT|COMMENT"
+        )]
+        args: Vec<String>,
+    },
     /// Print one field of a record, bare (exit 100 when the field is not set, 2 when records of
     /// that kind have no such field).
     Get {
@@ -233,6 +261,15 @@ pub enum RegenerateWhat {
         /// debian (default) or fedora.
         image: Option<String>,
     },
+}
+
+/// The optional USER before the one required argument of `[USER] ARG` (clap gives 1 or 2).
+pub fn user_and_argument(args: &[String]) -> (Option<&str>, &str) {
+    match args {
+        [user, arg] => (Some(user), arg),
+        [arg] => (None, arg),
+        _ => unreachable!("clap takes 1 or 2 arguments"),
+    }
 }
 
 impl Command {

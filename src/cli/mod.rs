@@ -1,6 +1,7 @@
 //! The `sc` program: parse, check privilege, run one command, print, audit.
 
 mod args;
+mod authorized_keys;
 mod certificates;
 mod client;
 mod container;
@@ -15,10 +16,12 @@ use clap::{CommandFactory, Parser};
 
 pub use args::{Cli, Command};
 use args::{NewKind, PutKind};
+pub use authorized_keys::authorized_keys_main;
 pub use regenerate::regenerate_main;
 pub use service::service_main;
 
 use crate::access::Caller;
+use crate::accounts::keys;
 use crate::config::cluster::{Clusters, Host};
 use crate::failure::{Classify, FailureKind};
 use crate::ops::audit::{self, AuditRecord};
@@ -396,6 +399,17 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             let (name, action) = container::parse(args)?;
             container::act(inv, out, &name, action)
         }
+        Command::Publickeys { user } => {
+            let state = store::read(inv.system(), &inv.paths)?;
+            crate::access::keys_of(&inv.caller, &state, user.as_deref())?;
+            out.keys(&keys::list(&state, inv.caller.key_owner(), user.as_deref())?)
+        }
+        Command::AddPublickey { args } => {
+            let (account, arg) = args::user_and_argument(args);
+            let key = keys::read_key_argument(arg, inv.system())?;
+            let change = Change::AddPublicKey { account, key: &key };
+            self::change(inv, out, false, None, &change)
+        }
         Command::ImportV3 { dir, dry_run } => {
             let clusters = inv.clusters()?;
             let change = Change::Import {
@@ -469,6 +483,10 @@ fn request(cmd: &Command) -> Change<'_> {
             kind: NewKind::Reseller,
             name,
         } => Change::DestroyReseller { name },
+        Command::RemovePublickey { args } => {
+            let (account, which) = args::user_and_argument(args);
+            Change::RemovePublicKey { account, which }
+        }
         Command::Put {
             kind,
             name,
@@ -488,6 +506,8 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Certificates { .. }
         | Command::Container(_)
         | Command::ImportV3 { .. }
+        | Command::Publickeys { .. }
+        | Command::AddPublickey { .. }
         | Command::Completion { .. }
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")

@@ -60,6 +60,15 @@ impl Output {
             } => format!("{name}: {key} reset"),
             Report::Import(r) => import_text(r),
             Report::Front { name, change, .. } => format!("{name}: {change}"),
+            Report::PublicKey(k) => format!(
+                "{}: key {} added ({} {})",
+                k.account, k.fingerprint, k.algorithm, k.comment
+            ),
+            Report::PublicKeysRemoved(r) => r
+                .fingerprints
+                .iter()
+                .map(|f| format!("{}: key {f} removed\n", r.account))
+                .collect(),
         };
         self.line(text.trim_end())
     }
@@ -129,22 +138,48 @@ impl Output {
         let header = [
             "NAME", "USER", "RESELLER", "HOST", "ADDRESS", "STATE", "SINCE",
         ];
+        self.table(header, &table)?;
+        if rows.is_empty() {
+            self.line("(no containers; add one with `sc add-ve NAME`)")?;
+        }
+        Ok(())
+    }
+
+    /// Print an account's public keys.
+    pub fn keys(&mut self, rows: &[crate::accounts::keys::KeyRow]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&rows);
+        }
+        let table: Vec<[&str; 4]> = rows
+            .iter()
+            .map(|r| [r.fingerprint.as_str(), &r.algorithm, &r.comment, &r.added])
+            .collect();
+        self.table(["FINGERPRINT", "TYPE", "COMMENT", "ADDED"], &table)?;
+        if rows.is_empty() {
+            self.line("(no keys; add one with `sc add-publickey KEY|FILE|-`)")?;
+        }
+        Ok(())
+    }
+
+    /// Print a table: a header and rows, each column as wide as its widest cell.
+    fn table<const N: usize>(
+        &mut self,
+        header: [&str; N],
+        rows: &[[&str; N]],
+    ) -> Result<(), Failure> {
         let mut widths = header.map(str::len);
-        for row in &table {
+        for row in rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.len());
             }
         }
-        for row in std::iter::once(&header).chain(&table) {
+        for row in std::iter::once(&header).chain(rows) {
             let cells: Vec<String> = row
                 .iter()
                 .zip(widths)
                 .map(|(c, w)| format!("{c:w$}"))
                 .collect();
             self.line(cells.join("  ").trim_end())?;
-        }
-        if rows.is_empty() {
-            self.line("(no containers; add one with `sc add-ve NAME`)")?;
         }
         Ok(())
     }

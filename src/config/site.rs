@@ -1,12 +1,13 @@
 //! The operator's host-wide settings, `/etc/srvctl/settings.json` (optional):
 //!
 //! ```json
-//! { "company_domain": "company.net", "company_name": "Example Hosting" }
+//! { "company_domain": "company.net", "company_name": "Example Hosting", "login_shell": "/bin/bash" }
 //! ```
 //!
 //! `company_domain` gives every container a preview name `<name-with-dashes>.<company_domain>`;
 //! `company_name` brands the proxy's error pages; `operator_group` (optional) names a host group
-//! whose members are operators of srvctl, like root ([`crate::access::Role`]). Keys starting with `acme_` belong to the ACME
+//! whose members are operators of srvctl, like root ([`crate::access::Role`]); `login_shell` is
+//! the accounts' shell (default [`DEFAULT_LOGIN_SHELL`]). Keys starting with `acme_` belong to the ACME
 //! client ([`crate::front::acme`]), which reads and checks them itself. Any other key is an error, so a
 //! typo does not pass silently. Errors name the file and the field.
 
@@ -25,6 +26,9 @@ pub fn path(paths: &Paths) -> PathBuf {
     paths.host("/etc/srvctl/settings.json")
 }
 
+/// The accounts' login shell unless `login_shell` names another.
+pub const DEFAULT_LOGIN_SHELL: &str = "/bin/bash";
+
 /// What settings.json says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -34,6 +38,8 @@ pub struct Settings {
     pub company_name: Option<String>,
     /// The host group whose members are operators.
     pub operator_group: Option<String>,
+    /// The accounts' login shell, an absolute path.
+    pub login_shell: Option<String>,
 }
 
 /// settings.json is wrong.
@@ -55,7 +61,12 @@ pub enum SettingsError {
 }
 
 /// The keys this module checks.
-const KEYS: &[&str] = &["company_domain", "company_name", "operator_group"];
+const KEYS: &[&str] = &[
+    "company_domain",
+    "company_name",
+    "operator_group",
+    "login_shell",
+];
 
 /// Whether `name` can be a group name: a lower-case letter or `_`, then lower-case letters,
 /// digits, `_` and `-`; at most 32 characters.
@@ -72,6 +83,11 @@ impl Settings {
     /// The name on the error pages: `company_name`, else a neutral default.
     pub fn brand(&self) -> &str {
         self.company_name.as_deref().unwrap_or("This server")
+    }
+
+    /// The accounts' login shell: `login_shell`, else [`DEFAULT_LOGIN_SHELL`].
+    pub fn login_shell(&self) -> &str {
+        self.login_shell.as_deref().unwrap_or(DEFAULT_LOGIN_SHELL)
     }
 
     /// Read settings.json under `paths`; a missing file means the defaults.
@@ -127,6 +143,19 @@ impl Settings {
                     }
                     out.operator_group = Some(text.clone());
                 }
+                "login_shell" => {
+                    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
+                    if !text.starts_with('/') || text.len() > 256 || !text.chars().all(plain) {
+                        return Err(err(
+                            key,
+                            format!(
+                                "{} is not an absolute path of letters, digits and /._-+",
+                                shown(text)
+                            ),
+                        ));
+                    }
+                    out.login_shell = Some(text.clone());
+                }
                 _ => {
                     return Err(err(
                         key,
@@ -161,6 +190,9 @@ mod tests {
         assert_eq!(s.company_name.as_deref(), Some("Acme & Co"));
         assert_eq!(parse("{}").unwrap(), Settings::default());
         assert_eq!(Settings::default().brand(), "This server");
+        assert_eq!(Settings::default().login_shell(), "/bin/bash");
+        let zsh = parse(r#"{"login_shell": "/usr/bin/zsh"}"#).unwrap();
+        assert_eq!(zsh.login_shell(), "/usr/bin/zsh");
     }
 
     #[test]
@@ -169,6 +201,9 @@ mod tests {
             (r#"{"company_domain": "not a domain"}"#, "company_domain"),
             (r#"{"company_domain": 7}"#, "company_domain"),
             (r#"{"company_name": "a\nb"}"#, "company_name"),
+            (r#"{"login_shell": "bash"}"#, "login_shell"),
+            (r#"{"login_shell": "/bin/sh -c x"}"#, "login_shell"),
+            (r#"{"login_shell": "/bin/sh\n"}"#, "login_shell"),
             (r#"{"compnay_name": "x"}"#, "compnay_name"),
             (r#"{"operator_group": "Wheel"}"#, "operator_group"),
             (r#"{"operator_group": "ops\nx"}"#, "operator_group"),

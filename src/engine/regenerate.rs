@@ -39,6 +39,8 @@ pub struct Outcome {
     pub bridges_missing: Vec<String>,
     /// Certificates of the internal CA issued for the HTTPS front (container names).
     pub certificates_issued: Vec<String>,
+    /// Home directories created for accounts that had none.
+    pub homes_created: Vec<String>,
     /// Things the operator should know (e.g. haproxy is not installed, so not checked).
     pub notes: Vec<String>,
     /// Why a module's new configuration was not applied: its guard refused it (the front's
@@ -67,6 +69,9 @@ impl Outcome {
                 self.certificates_issued.len()
             ));
         }
+        if !self.homes_created.is_empty() {
+            s.push_str(&format!("; {} home(s) created", self.homes_created.len()));
+        }
         if !self.reloads.is_empty() {
             s.push_str(&format!("; reloaded: {}", self.reloads.join(", ")));
         }
@@ -85,6 +90,7 @@ impl Outcome {
             && self.removed.is_empty()
             && !self.certificates_created
             && self.certificates_issued.is_empty()
+            && self.homes_created.is_empty()
     }
 }
 
@@ -133,6 +139,7 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
             .set_aside
             .iter()
             .map(|s| format!("{} {:?}: {}", s.section.key(), s.key, s.reason))
+            .chain(crate::accounts::keys::set_aside_keys(&state))
             .collect(),
         ..Outcome::default()
     };
@@ -173,6 +180,10 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
         }
     }
     apply::apply(system, &base, &plan, Path::new(MANIFEST))?;
+    // Homes are only ever created: never part of the plan, which also removes.
+    let homes = crate::accounts::homes::ensure(system, paths, &state);
+    outcome.homes_created = homes.created;
+    outcome.notes.extend(homes.failed);
     for (_, op) in plan.ops() {
         let list = match op {
             changeset::Op::Remove { .. } => &mut outcome.removed,

@@ -516,7 +516,7 @@ mod tests {
         let settings = Settings {
             company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
-            operator_group: None,
+            ..Default::default()
         };
         assert_eq!(
             names_of(&s, &name, &settings),

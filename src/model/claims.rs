@@ -46,6 +46,9 @@ pub const COMMAND_WORDS: &[&str] = &[
     "completion",
     "man",
     "import-v3",
+    "add-publickey",
+    "publickeys",
+    "remove-publickey",
     "help",
     "version",
     // container actions and their arguments
@@ -459,7 +462,7 @@ mod tests {
         let settings = Settings {
             company_domain: Some(Domain::new("company.net").unwrap()),
             company_name: None,
-            operator_group: None,
+            ..Default::default()
         };
         Reserved::new(&clusters, &settings)
     }

@@ -1,11 +1,13 @@
 //! The live datastore's data: resellers, users and containers, and how it maps to JSON.
 //!
-//! The document is `{ "schema_version": 1, "resellers": {…}, "users": {…}, "containers": {…} }`.
+//! The document is `{ "schema_version": 1, "resellers": {…}, "users": {…}, "containers": {…},
+//! "operator": {…} }` (the operator's record only when it holds something).
 //! Loading tolerates unknown fields and keeps them. A record that fails validation (say a name
 //! with a newline, put there by hand) is set aside: it is reported, never used, and written
 //! back unchanged, so nothing is lost.
 
 pub mod claims;
+pub mod keys;
 pub mod names;
 pub mod settings;
 pub mod web;
@@ -64,6 +66,9 @@ pub struct User {
     /// Contact address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// SSH public keys that log in as this account (and cover its gateway logins).
+    #[serde(default, skip_serializing_if = "keys::KeyList::is_empty")]
+    pub publickeys: keys::KeyList,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -216,6 +221,9 @@ pub struct State {
     pub containers: BTreeMap<ContainerName, Container>,
     /// Records that failed validation.
     pub set_aside: Vec<SetAside>,
+    /// The operator's record (its SSH keys), `"operator"`; when that member does not parse
+    /// it stays in [`State::extra`] as found, and this one is empty.
+    pub operator: keys::OperatorRecord,
     /// Top-level fields this build does not know.
     pub extra: Map<String, Value>,
 }
@@ -364,6 +372,22 @@ impl State {
     /// what a command refuses never gets in by hand either. `reserved` holds the names of the
     /// cluster hosts (and their hostnets) and the company domain.
     pub fn load(text: &[u8], reserved: &Reserved) -> Result<Self, DocumentError> {
+        Self::load_sections(text, reserved, true)
+    }
+
+    /// Parse only the accounts of a datastore document (resellers, users, the operator),
+    /// checked exactly as [`State::load`] checks them (no check of an account depends on a
+    /// container); the containers are left unread. For readers that need no container, such
+    /// as sshd's key lookup at every login: such a state is never written back.
+    pub fn load_accounts(text: &[u8]) -> Result<Self, DocumentError> {
+        Self::load_sections(text, &Reserved::default(), false)
+    }
+
+    fn load_sections(
+        text: &[u8],
+        reserved: &Reserved,
+        with_containers: bool,
+    ) -> Result<Self, DocumentError> {
         let text = std::str::from_utf8(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
         let top: Entries<'_> = serde_json::from_str(text).map_err(|e| {
             DocumentError::Syntax(if e.is_data() {
@@ -373,13 +397,20 @@ impl State {
             })
         })?;
         let (mut version, mut resellers, mut users, mut containers) = (None, None, None, None);
+        let mut operator = keys::OperatorRecord::default();
         let mut doc = Map::new();
         for (k, raw) in top.0 {
             match k.as_str() {
                 "schema_version" => version = Some(value_of(raw)),
                 "resellers" => resellers = Some(raw),
                 "users" => users = Some(raw),
-                "containers" => containers = Some(raw),
+                "containers" => containers = Some(raw).filter(|_| with_containers),
+                "operator" => match serde_json::from_str(raw.get()) {
+                    Ok(record) => operator = record,
+                    Err(_) => {
+                        doc.insert(k, value_of(raw));
+                    }
+                },
                 _ => {
                     doc.insert(k, value_of(raw));
                 }
@@ -411,6 +442,7 @@ impl State {
             users,
             containers,
             set_aside,
+            operator,
             extra: doc,
         };
         state.set_aside_inconsistent(reserved);
@@ -637,6 +669,9 @@ impl Serialize for Document<'_> {
             "containers",
             &written(&state.containers, aside, Section::Containers),
         )?;
+        if !state.operator.is_empty() {
+            map.serialize_entry("operator", &state.operator)?;
+        }
         for (k, v) in &state.extra {
             map.serialize_entry(k, v)?;
         }
@@ -680,6 +715,22 @@ mod tests {
         assert_eq!(again, state);
         let text = String::from_utf8(state.to_json()).unwrap();
         assert!(text.contains("\"future\"") && text.contains("bad\\nname"));
+    }
+
+    #[test]
+    fn the_accounts_alone_load_as_the_whole_document_loads_them() {
+        let whole = State::from_json(DOC.as_bytes()).unwrap();
+        let accounts = State::load_accounts(DOC.as_bytes()).unwrap();
+        assert_eq!(accounts.users, whole.users);
+        assert_eq!(accounts.resellers, whole.resellers);
+        assert_eq!(accounts.operator, whole.operator);
+        assert!(accounts.containers.is_empty());
+        assert!(
+            accounts
+                .set_aside
+                .iter()
+                .all(|s| s.section != Section::Containers)
+        );
     }
 
     /// A document of the worked example plus `containers` and `users` (JSON members).

@@ -84,6 +84,9 @@ pub enum OpError {
     /// The caller's role may not do this.
     #[error("{0}")]
     Denied(String),
+    /// An SSH public key was refused.
+    #[error(transparent)]
+    Key(#[from] crate::model::keys::KeyError),
 }
 
 /// A reseller was added.
@@ -185,6 +188,7 @@ fn new_user(
         created_by: ctx.caller.name.clone(),
         display_name: None,
         email: None,
+        publickeys: Default::default(),
         extra: Default::default(),
     })
 }
@@ -655,7 +659,7 @@ mod tests {
         let settings = crate::config::site::Settings {
             company_domain: Some(crate::model::web::Domain::new("company.net").unwrap()),
             company_name: None,
-            operator_group: None,
+            ..Default::default()
         };
         let r = Reserved::new(&c, &settings);
         let ctx = ctx(&c, &r);

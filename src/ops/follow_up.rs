@@ -1,5 +1,5 @@
-//! What follows a committed change, as data ([`Step`]) and as actions ([`perform`]): make or
-//! remove the container's root filesystem, re-run the generator (daemon-reload), expand the
+//! What follows a committed change, as data ([`Step`]) and as actions ([`perform`]): make an
+//! account's home, make or remove the container's root filesystem, re-run the generator (daemon-reload), expand the
 //! configuration (srvctl-regenerate), start or stop the container, and release the record of
 //! a destroyed container.
 
@@ -8,7 +8,8 @@ use std::path::Path;
 use super::Services;
 use crate::containers::rootfs::{self, Removal};
 use crate::containers::units::container_unit;
-use crate::model::names::ContainerName;
+use crate::model::State;
+use crate::model::names::{AccountName, ContainerName};
 use crate::system::paths::Paths;
 use crate::system::{FileKind, Request, System};
 
@@ -34,6 +35,15 @@ pub enum Step {
         /// The record's identity, which the clone's owner marker must hold.
         identity: String,
     },
+    /// Create an account's home directory unless it has one.
+    CreateHome {
+        /// The account.
+        name: AccountName,
+        /// Its UID.
+        uid: u32,
+        /// Its GID.
+        gid: u32,
+    },
     /// Start the container's unit if it has a root filesystem.
     StartContainer(ContainerName),
     /// Remove the record of a container marked as being destroyed (a second transaction).
@@ -58,6 +68,16 @@ pub enum FollowUpError {
     RemoveRootfs {
         /// The container.
         name: ContainerName,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// An account's home directory could not be made; the account is recorded.
+    #[error(
+        "creating the home of {name}: {source}; srvctl-regenerate (`sc regenerate`) tries again"
+    )]
+    Home {
+        /// The account.
+        name: AccountName,
         /// What failed.
         source: std::io::Error,
     },
@@ -97,6 +117,19 @@ pub fn certificates() -> Step {
 /// Re-run the generator and expand the configuration.
 pub fn reload() -> Vec<Step> {
     vec![Step::Systemd(Request::DaemonReload), regenerate()]
+}
+
+/// After `sc add-user` / `sc add-reseller`: the account's home, then its userdb record.
+pub fn added_account(state: &State, name: &AccountName) -> Vec<Step> {
+    let user = &state.users[name];
+    vec![
+        Step::CreateHome {
+            name: name.clone(),
+            uid: user.uid,
+            gid: user.gid,
+        },
+        regenerate(),
+    ]
 }
 
 /// After `sc add-ve`: clone, reload, expand, start (unless `start` is false: then only the
@@ -170,6 +203,14 @@ fn perform_one(env: &Services<'_>, step: &Step) -> Result<(), FollowUpError> {
                 );
             }
             Ok(())
+        }
+        Step::CreateHome { name, uid, gid } => {
+            crate::accounts::homes::create(system, env.paths, name, *uid, *gid)
+                .map(drop)
+                .map_err(|source| FollowUpError::Home {
+                    name: name.clone(),
+                    source,
+                })
         }
         Step::StartContainer(name) => {
             if system.kind(&rootfs::machine_dir(env.paths, name)) == Some(FileKind::Dir) {

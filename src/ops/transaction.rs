@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::edit::{self, Context, OpError};
 use super::follow_up::{self, Step};
+use crate::accounts::keys;
 use crate::config::cluster::Clusters;
 use crate::model::State;
 use crate::model::names::ContainerName;
@@ -119,6 +120,21 @@ pub enum Change<'a> {
         /// The domain.
         domain: &'a str,
     },
+    /// `sc add-publickey [USER] KEY`: sshd reads the keys from the datastore, so nothing
+    /// follows.
+    AddPublicKey {
+        /// The account (default: the caller; `root` is the operator).
+        account: Option<&'a str>,
+        /// The key's text (see [`keys::read_key_argument`]).
+        key: &'a str,
+    },
+    /// `sc remove-publickey [USER] FINGERPRINT|COMMENT`.
+    RemovePublicKey {
+        /// The account (default: the caller).
+        account: Option<&'a str>,
+        /// The fingerprint or comment of the keys to remove.
+        which: &'a str,
+    },
     /// `sc import-v3 DIR`.
     Import {
         /// The srvctl 3 data directory.
@@ -149,6 +165,10 @@ pub enum Report {
         /// The new value, or none when reset.
         value: Option<String>,
     },
+    /// A public key was added.
+    PublicKey(keys::KeyAdded),
+    /// Public keys were removed.
+    PublicKeysRemoved(keys::KeysRemoved),
     /// A srvctl 3 import.
     Import(ImportReport),
     /// The web front of a container changed: a redirect, an alias, an alternative name.
@@ -217,13 +237,23 @@ fn apply(
 ) -> Result<Done, OpError> {
     let done = |report, steps| Ok(Done { report, steps });
     match *change {
-        Change::AddReseller { name } => done(
-            Report::Reseller(edit::add_reseller(state, ctx, name)?),
-            vec![follow_up::regenerate()],
+        Change::AddReseller { name } => {
+            let added = edit::add_reseller(state, ctx, name)?;
+            let steps = follow_up::added_account(state, &added.name);
+            done(Report::Reseller(added), steps)
+        }
+        Change::AddUser { name, reseller } => {
+            let added = edit::add_user(state, ctx, name, reseller)?;
+            let steps = follow_up::added_account(state, &added.name);
+            done(Report::User(added), steps)
+        }
+        Change::AddPublicKey { account, key } => done(
+            Report::PublicKey(keys::add(state, ctx.caller.key_owner(), ctx.now, account, key)?),
+            Vec::new(),
         ),
-        Change::AddUser { name, reseller } => done(
-            Report::User(edit::add_user(state, ctx, name, reseller)?),
-            vec![follow_up::regenerate()],
+        Change::RemovePublicKey { account, which } => done(
+            Report::PublicKeysRemoved(keys::remove(state, ctx.caller.key_owner(), account, which)?),
+            Vec::new(),
         ),
         Change::AddContainer {
             name,
@@ -390,6 +420,9 @@ pub(crate) mod tests {
 
     const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
 
+    // Made with ssh-keygen -t ed25519.
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
+
     /// The audit log as a list of outcomes.
     #[derive(Default)]
     pub(crate) struct Log(pub(crate) RefCell<Vec<String>>);
@@ -482,6 +515,14 @@ pub(crate) mod tests {
         "web.ve 2026-01-01T00:00:00Z".into()
     }
 
+    fn home(name: &str, uid: u32) -> Step {
+        Step::CreateHome {
+            name: crate::model::names::AccountName::new(name).unwrap(),
+            uid,
+            gid: uid,
+        }
+    }
+
     fn systemd(request: Request) -> Step {
         Step::Systemd(request)
     }
@@ -526,13 +567,30 @@ pub(crate) mod tests {
         let name = web();
         let regenerate = vec![follow_up::regenerate()];
         let cases: Vec<(Change<'_>, Vec<Step>)> = vec![
-            (Change::AddReseller { name: "alice" }, regenerate.clone()),
+            (
+                Change::AddReseller { name: "alice" },
+                vec![home("alice", 20256), follow_up::regenerate()],
+            ),
             (
                 Change::AddUser {
                     name: "bob",
                     reseller: Some("alice"),
                 },
-                regenerate.clone(),
+                vec![home("bob", 20257), follow_up::regenerate()],
+            ),
+            (
+                Change::AddPublicKey {
+                    account: Some("bob"),
+                    key: KEY,
+                },
+                Vec::new(),
+            ),
+            (
+                Change::RemovePublicKey {
+                    account: Some("bob"),
+                    which: "bob@laptop",
+                },
+                Vec::new(),
             ),
             (
                 Change::PutUser {

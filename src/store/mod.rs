@@ -58,6 +58,19 @@ pub fn read(system: &dyn System, paths: &Paths) -> Result<State, StoreError> {
     read_bytes(system, paths).map(|(state, _)| state)
 }
 
+/// Read only the accounts of the datastore, without locking ([`State::load_accounts`]): what
+/// a reader at every SSH login needs, at a fraction of the cost of [`read`].
+pub fn read_accounts(system: &dyn System, paths: &Paths) -> Result<State, StoreError> {
+    let path = &paths.datastore();
+    match system.read(path).map_err(io_err(path))? {
+        Some(bytes) => State::load_accounts(&bytes).map_err(|source| StoreError::Document {
+            path: path.to_owned(),
+            source,
+        }),
+        None => Ok(State::default()),
+    }
+}
+
 fn read_bytes(system: &dyn System, paths: &Paths) -> Result<(State, Option<Vec<u8>>), StoreError> {
     let path = &paths.datastore();
     match system.read(path).map_err(io_err(path))? {

@@ -156,6 +156,21 @@ impl System for Local {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
     }
 
+    fn create_owned_dir(&self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<bool> {
+        match fs::DirBuilder::new().mode(mode).create(path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            other => other?,
+        }
+        // Made just now, by us: the mode is set past the umask, the owner without following
+        // a link; a directory that cannot be handed over is not left behind.
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .and_then(|()| std::os::unix::fs::lchown(path, Some(uid), Some(gid)))
+            .inspect_err(|_| {
+                let _ = fs::remove_dir(path);
+            })?;
+        Ok(true)
+    }
+
     fn remove_empty_dir(&self, path: &Path) -> io::Result<()> {
         match fs::remove_dir(path) {
             Err(e)

@@ -52,6 +52,10 @@ pub trait System: fmt::Debug {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Create a directory (and its parents) with `mode` for the last one.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Create the directory `path` (its parent must exist) with `mode`, owned by `uid`:`gid`,
+    /// unless something is there already (a directory, a file, a link): that is left exactly
+    /// as it is, never followed, chowned or changed. Returns whether it was created.
+    fn create_owned_dir(&self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<bool>;
     /// Remove a directory if it is empty; a missing or non-empty one is left as it is.
     fn remove_empty_dir(&self, path: &Path) -> io::Result<()>;
     /// Remove a directory tree; a missing one is fine.

@@ -41,6 +41,8 @@ pub struct Recording {
     pub failing_jobs: BTreeMap<String, String>,
     /// Programs that fail: the program, and the last line of its standard error.
     pub failing_programs: BTreeMap<String, String>,
+    /// The owner (uid, gid) of every directory made by `create_owned_dir`.
+    pub owners: RefCell<BTreeMap<PathBuf, (u32, u32)>>,
     /// Every lock taken, in order.
     pub locks: RefCell<Vec<(PathBuf, LockKind)>>,
     /// What the clock says.
@@ -155,6 +157,15 @@ impl System for Recording {
             .borrow_mut()
             .insert(path.to_owned(), Node::Dir(mode));
         Ok(())
+    }
+
+    fn create_owned_dir(&self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<bool> {
+        if self.nodes.borrow().contains_key(path) || self.file_kind(path).is_some() {
+            return Ok(false);
+        }
+        self.create_dir(path, mode)?;
+        self.owners.borrow_mut().insert(path.to_owned(), (uid, gid));
+        Ok(true)
     }
 
     fn remove_empty_dir(&self, path: &Path) -> io::Result<()> {
