@@ -23,9 +23,16 @@ use crate::system::System;
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
 const V3: &str = "/v3";
+/// Bob's key in the farm.
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
+/// A key nobody holds yet.
+const NEW_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIELXEYWCvGLfpOZu8Bi8kQ9SKYAt2M3uKbBiTnk6CGQt alice@desk";
 
 /// The farm every cell starts from: resellers alice, dave and frank (empty); alice's users
-/// bob and erin, dave's user carol; a container for root, alice, bob and carol each.
+/// bob and erin, dave's user carol; a container for root, alice, bob and carol each; a key of
+/// bob's.
 fn farm() -> Fixture {
     let f = Fixture::new();
     let add_ve = |name, owner| Change::AddContainer {
@@ -49,6 +56,10 @@ fn farm() -> Fixture {
         add_ve("alice.ve", Some("alice")),
         add_ve("bob.ve", Some("bob")),
         add_ve("carol.ve", Some("carol")),
+        Change::AddPublicKey {
+            account: Some("bob"),
+            key: KEY,
+        },
     ] {
         f.run(&change).unwrap();
     }
@@ -343,6 +354,52 @@ fn rows() -> Vec<Row> {
             },
             "yyyn",
             Some(Container("bob.ve")),
+        ),
+        row(
+            "add-publickey bob KEY",
+            |f, c| {
+                let key = Change::AddPublicKey {
+                    account: Some("bob"),
+                    key: NEW_KEY,
+                };
+                change(f, c, key)
+            },
+            "yyyn",
+            Some(Account("bob")),
+        ),
+        row(
+            "add-publickey root KEY",
+            |f, c| {
+                let key = Change::AddPublicKey {
+                    account: Some("root"),
+                    key: NEW_KEY,
+                };
+                change(f, c, key)
+            },
+            "yppp",
+            None,
+        ),
+        row(
+            "remove-publickey bob COMMENT",
+            |f, c| {
+                let key = Change::RemovePublicKey {
+                    account: Some("bob"),
+                    which: "bob@laptop",
+                };
+                change(f, c, key)
+            },
+            "yyyn",
+            Some(Account("bob")),
+        ),
+        read(
+            "publickeys bob",
+            |f, c| {
+                let state = f.state();
+                super::keys_of(c, &state, Some("bob"))?;
+                crate::accounts::keys::list(&state, c.key_owner(), Some("bob")).map(drop)
+            },
+            "yyyn",
+            Some(Account("bob")),
         ),
         read(
             "bob.ve start|stop|restart|kill|shell|exec|status",

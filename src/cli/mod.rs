@@ -402,7 +402,11 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         Command::Publickeys { user } => {
             let state = store::read(inv.system(), &inv.paths)?;
             crate::access::keys_of(&inv.caller, &state, user.as_deref())?;
-            out.keys(&keys::list(&state, inv.caller.key_owner(), user.as_deref())?)
+            out.keys(&keys::list(
+                &state,
+                inv.caller.key_owner(),
+                user.as_deref(),
+            )?)
         }
         Command::AddPublickey { args } => {
             let (account, arg) = args::user_and_argument(args);

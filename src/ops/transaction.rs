@@ -248,7 +248,13 @@ fn apply(
             done(Report::User(added), steps)
         }
         Change::AddPublicKey { account, key } => done(
-            Report::PublicKey(keys::add(state, ctx.caller.key_owner(), ctx.now, account, key)?),
+            Report::PublicKey(keys::add(
+                state,
+                ctx.caller.key_owner(),
+                ctx.now,
+                account,
+                key,
+            )?),
             Vec::new(),
         ),
         Change::RemovePublicKey { account, which } => done(
