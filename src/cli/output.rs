@@ -60,6 +60,7 @@ impl Output {
             } => format!("{name}: {key} reset"),
             Report::Import(r) => import_text(r),
             Report::Front { name, change, .. } => format!("{name}: {change}"),
+            Report::Login(l) => format!("{}: account {} added", l.container, l.login),
         };
         self.line(text.trim_end())
     }

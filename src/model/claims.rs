@@ -57,6 +57,8 @@ pub const COMMAND_WORDS: &[&str] = &[
     "kill",
     "shell",
     "exec",
+    "sftp",
+    "users",
     "http-redirect",
     "https-redirect",
     "alias",
@@ -576,6 +578,7 @@ mod tests {
             created_by: "root".into(),
             settings: Default::default(),
             web,
+            logins: Vec::new(),
             destroying: false,
             extra: Default::default(),
         }

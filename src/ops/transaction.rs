@@ -119,6 +119,13 @@ pub enum Change<'a> {
         /// The domain.
         domain: &'a str,
     },
+    /// `sc NAME add-user LOGIN`: an account inside the container.
+    AddLogin {
+        /// The container.
+        name: &'a ContainerName,
+        /// The account's name.
+        login: &'a str,
+    },
     /// `sc import-v3 DIR`.
     Import {
         /// The srvctl 3 data directory.
@@ -151,6 +158,8 @@ pub enum Report {
     },
     /// A srvctl 3 import.
     Import(ImportReport),
+    /// An account was added inside a container.
+    Login(edit::LoginAdded),
     /// The web front of a container changed: a redirect, an alias, an alternative name.
     Front {
         /// The container.
@@ -272,6 +281,16 @@ fn apply(
                 names(state, ctx.reserved, name, list, add, domain)?,
                 front_steps(),
             )
+        }
+        Change::AddLogin { name, login } => {
+            let added = edit::add_login(state, name.as_str(), login)?;
+            let owner = &state.containers[name].user;
+            let step = Step::CreateLogin {
+                name: added.container.clone(),
+                login: added.login.clone(),
+                keys: crate::gateway::enter::owner_keys(state, owner),
+            };
+            done(Report::Login(added), vec![step])
         }
         Change::Import { dir, clusters } => done(
             Report::Import(crate::ops::import_v3::import(
