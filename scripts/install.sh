@@ -9,10 +9,14 @@
 #
 # What goes where (PREFIX=/usr):
 #   /usr/bin/sc, /usr/bin/srvctl, /usr/bin/srvctl-regenerate
+#   /usr/libexec/srvctl/srvctl-gateway    the SSH gateway's userdb service and session program
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
+#   /usr/lib/systemd/system/srvctl-gateway.service, srvctl-gateway-userdb.socket and .service
+#                                          (enable them for the SSH gateway on port 2222)
+#   /usr/share/srvctl/gateway/sshd_config, banner   the gateway's sshd configuration
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
@@ -32,20 +36,33 @@ if [ -z "$bin_dir" ]; then
 fi
 
 unit_dir=$PREFIX/lib/systemd/system
+libexec_dir=$PREFIX/libexec/srvctl
 generator_dir=$PREFIX/lib/systemd/system-generators
 share=$PREFIX/share
 
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
     "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
+    "$DESTDIR$libexec_dir" "$DESTDIR$share/srvctl/gateway" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
     "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl"
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
+install -m 0755 "$bin_dir/srvctl-gateway" "$DESTDIR$libexec_dir/"
+
+# Copy a file shipped with srvctl's own paths to $2 under PREFIX, mode 0644.
+install_prefixed() {
+    sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/srvctl/|$libexec_dir/|g" \
+        -e "s|/usr/share/srvctl/|$share/srvctl/|g" "$1" > "$2"
+    chmod 0644 "$2"
+}
 for unit in "$here"/units/*; do
-    sed "s|/usr/bin/|$PREFIX/bin/|g" "$unit" > "$DESTDIR$unit_dir/$(basename "$unit")"
-    chmod 0644 "$DESTDIR$unit_dir/$(basename "$unit")"
+    [ -f "$unit" ] || continue
+    install_prefixed "$unit" "$DESTDIR$unit_dir/$(basename "$unit")"
+done
+for file in "$here"/units/gateway/*; do
+    install_prefixed "$file" "$DESTDIR$share/srvctl/gateway/$(basename "$file")"
 done
 install -m 0644 "$here"/templates/* "$DESTDIR$share/srvctl/templates/"
 install -m 0644 "$here"/example-conf/* "$DESTDIR$share/doc/srvctl/example-conf/"

@@ -23,7 +23,7 @@ use common::real::{output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 8] = [
+const UNITS: [&str; 11] = [
     "srvctl-regenerate.service",
     "srvctl-certificates.service",
     "srvctl-certificates.timer",
@@ -32,6 +32,9 @@ const UNITS: [&str; 8] = [
     "srvctl-mesh@server.service",
     "srvctl-mesh@client-2.service",
     "systemd-nspawn@web.example.com.service",
+    "srvctl-gateway.service",
+    "srvctl-gateway-userdb.socket",
+    "srvctl-gateway-userdb.service",
 ];
 
 /// `systemd-analyze verify --man=no --root=ROOT UNITS…`: (exit code, stdout + stderr).
@@ -90,7 +93,12 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
             .env("SRVCTL_BIN_DIR", bin_dir)
             .env_remove("PREFIX"),
     );
-    for exe in ["usr/sbin/openvpn", "usr/bin/systemd-nspawn"] {
+    for exe in [
+        "usr/sbin/openvpn",
+        "usr/bin/systemd-nspawn",
+        "usr/sbin/sshd",
+        "usr/bin/kill",
+    ] {
         fs::create_dir_all(r.join(exe).parent().unwrap()).unwrap();
         fs::copy(Path::new("/").join(exe), r.join(exe)).unwrap();
     }
@@ -99,6 +107,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/lib/systemd/system/srvctl-mesh@.service",
         "usr/lib/systemd/system-generators/srvctl-generator",
         "usr/bin/srvctl-regenerate",
+        "usr/libexec/srvctl/srvctl-gateway",
+        "usr/share/srvctl/gateway/sshd_config",
     ] {
         assert!(
             r.join(installed).exists(),
