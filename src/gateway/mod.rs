@@ -118,6 +118,11 @@ fn serve_userdb(
     listen: Option<PathBuf>,
     idle: Duration,
 ) -> Result<(), String> {
+    let directory = userdb::Datastore {
+        system,
+        paths,
+        machine_id: userdb::machine_id(system, paths)?,
+    };
     let listener = match listen {
         Some(path) => UnixListener::bind(&path)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?,
@@ -125,7 +130,6 @@ fn serve_userdb(
             "no socket from systemd (LISTEN_FDS): start srvctl-gateway-userdb.socket, or use --listen PATH",
         )?,
     };
-    let directory = userdb::Datastore { system, paths };
     userdb::serve(listener, &directory, idle).map_err(|e| e.to_string())
 }
 

@@ -51,8 +51,11 @@ const NON_MATCHING: &str = "io.systemd.UserDatabase.NonMatchingRecordFound";
 const METHOD_NOT_FOUND: &str = "org.varlink.service.MethodNotFound";
 const INVALID_PARAMETER: &str = "org.varlink.service.InvalidParameter";
 
-/// Where the service learns the UID and GID of an account.
+/// Where the service learns the UID and GID of an account, and which machine it answers for.
 pub trait Directory {
+    /// This machine's ID (32 hex digits): systemd's clients take a record only with a
+    /// `status` section for their own machine that names the service.
+    fn machine_id(&self) -> &str;
     /// The UID and GID of `account`, `None` when there is no such account; an error when the
     /// accounts cannot be read.
     fn ids(&self, account: &AccountName) -> Result<Option<(u32, u32)>, String>;
@@ -65,17 +68,38 @@ pub struct Datastore<'a> {
     pub system: &'a (dyn System + Sync),
     /// Where the datastore is.
     pub paths: &'a Paths,
+    /// This machine's ID ([`machine_id`]).
+    pub machine_id: String,
+}
+
+/// This machine's ID, from `/etc/machine-id` (re-rooted under a scratch root).
+pub fn machine_id(system: &dyn System, paths: &Paths) -> Result<String, String> {
+    let path = paths.host("/etc/machine-id");
+    let bytes = system
+        .read(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .unwrap_or_default();
+    let id = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(format!("{} holds no machine ID", path.display()))
+    }
 }
 
 impl Directory for Datastore<'_> {
+    fn machine_id(&self) -> &str {
+        &self.machine_id
+    }
+
     fn ids(&self, account: &AccountName) -> Result<Option<(u32, u32)>, String> {
         let state = store::read(self.system, self.paths).map_err(|e| e.to_string())?;
         Ok(state.users.get(account).map(|u| (u.uid, u.gid)))
     }
 }
 
-/// The user record of `login`, whose USER has `uid` and `gid`.
-pub fn user_record(login: &Login, uid: u32, gid: u32) -> Value {
+/// The user record of `login`, whose USER has `uid` and `gid`, on machine `machine_id`.
+pub fn user_record(login: &Login, uid: u32, gid: u32, machine_id: &str) -> Value {
     let home = match &login.user {
         Owner::Operator => format!("/{OPERATOR}"),
         Owner::Account(a) => format!("/home/{a}"),
@@ -87,6 +111,7 @@ pub fn user_record(login: &Login, uid: u32, gid: u32) -> Value {
         "homeDirectory": home,
         "shell": "/bin/sh",
         "disposition": "regular",
+        "status": { machine_id: { "service": SERVICE } },
     })
 }
 
@@ -185,7 +210,7 @@ fn user(parameters: &Map<String, Value>, directory: &dyn Directory) -> Result<Re
     if uid.is_some_and(|uid| uid != u64::from(own_uid)) {
         return Err(Reply::error(CONFLICTING));
     }
-    let record = user_record(&login, own_uid, gid);
+    let record = user_record(&login, own_uid, gid, directory.machine_id());
     if !matches_filters(parameters, name, own_uid)? {
         return Err(Reply::error(NON_MATCHING));
     }
@@ -299,6 +324,7 @@ pub fn serve<D: Directory + Sync>(
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::path::Path;
 
     use super::*;
 
@@ -309,7 +335,13 @@ mod tests {
         broken: bool,
     }
 
+    const MACHINE: &str = "0123456789abcdef0123456789abcdef";
+
     impl Directory for Accounts {
+        fn machine_id(&self) -> &str {
+            MACHINE
+        }
+
         fn ids(&self, account: &AccountName) -> Result<Option<(u32, u32)>, String> {
             self.asked.set(self.asked.get() + 1);
             if self.broken {
@@ -348,6 +380,7 @@ mod tests {
                 "record": {
                     "userName": "bob_web.ve_www", "uid": 20257, "gid": 20257,
                     "homeDirectory": "/home/bob", "shell": "/bin/sh", "disposition": "regular",
+                    "status": {MACHINE: {"service": SERVICE}},
                 },
                 "incomplete": false,
             }))
@@ -471,6 +504,20 @@ mod tests {
         };
         let query = json!({"userName": "bob_web.ve_www", "service": SERVICE});
         assert_eq!(get_user(&broken, query), error(NOT_AVAILABLE));
+    }
+
+    #[test]
+    fn the_machine_id_is_read_from_etc() {
+        let system = crate::system::Recording::default();
+        let paths = Paths::rooted("/r");
+        let etc = Path::new("/r/etc/machine-id");
+        assert!(machine_id(&system, &paths).is_err());
+        system
+            .write(etc, b"0123456789ABCDEF0123456789abcdef\n", 0o444, false)
+            .unwrap();
+        assert_eq!(machine_id(&system, &paths).unwrap(), MACHINE);
+        system.write(etc, b"uninitialized\n", 0o444, false).unwrap();
+        assert!(machine_id(&system, &paths).is_err());
     }
 
     #[test]
