@@ -408,6 +408,48 @@ pub fn live_states(system: &dyn System) -> Result<views::Live, Failure> {
 mod tests {
     use super::*;
 
+    fn parsed(args: &[&str]) -> Option<Action> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse(&args).ok().map(|(_, action)| action)
+    }
+
+    #[test]
+    fn login_options_of_shell_exec_and_sftp() {
+        let www = Some("www".to_owned());
+        assert_eq!(
+            parsed(&["web.ve", "shell", "--login", "www"]),
+            Some(Action::Shell { login: www.clone() })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "sftp", "--login=www"]),
+            Some(Action::Sftp { login: www.clone() })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "exec", "--login", "www", "--", "--login", "x"]),
+            Some(Action::Exec {
+                login: www,
+                command: vec!["--login".into(), "x".into()],
+            })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "exec", "ls", "--login"]),
+            Some(Action::Exec {
+                login: None,
+                command: vec!["ls".into(), "--login".into()],
+            })
+        );
+        for usage in [
+            &["web.ve", "shell", "--login"][..],
+            &["web.ve", "shell", "www"],
+            &["web.ve", "sftp", "--login", "www", "x"],
+            &["web.ve", "exec", "--login", "www"],
+            &["web.ve", "exec", "--login", "www", "--"],
+            &["web.ve", "users", "x"],
+        ] {
+            assert_eq!(parsed(usage), None, "{usage:?}");
+        }
+    }
+
     #[test]
     fn every_action_word_is_reserved_for_no_container() {
         let domain = ["add".to_owned(), "x.example.com".to_owned()];

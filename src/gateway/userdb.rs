@@ -230,23 +230,36 @@ fn matches_filters(parameters: &Map<String, Value>, name: &str, uid: u32) -> Res
     Ok(fuzzy && disposition && min && max)
 }
 
-/// Answer one message; `None` when no reply is due (a `oneway` call) or when the message is
-/// not a varlink call at all (the connection is then closed).
-pub fn answer(message: &[u8], directory: &dyn Directory) -> Option<Option<Reply>> {
+/// What to do about one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Send this reply.
+    Reply(Reply),
+    /// Nothing: the call was `oneway`.
+    Nothing,
+    /// Close the connection: the message is not a varlink call.
+    Close,
+}
+
+/// Answer one message (without its NUL terminator).
+pub fn answer(message: &[u8], directory: &dyn Directory) -> Answer {
     let Ok(Value::Object(mut message)) = serde_json::from_slice::<Value>(message) else {
-        return None;
+        return Answer::Close;
     };
     let Some(Value::String(method)) = message.remove("method") else {
-        return None;
+        return Answer::Close;
     };
     let parameters = match message.remove("parameters") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(p)) => p,
-        Some(_) => return Some(Some(Reply::invalid("parameters"))),
+        Some(_) => return Answer::Reply(Reply::invalid("parameters")),
     };
-    let oneway = message.get("oneway").and_then(Value::as_bool) == Some(true);
     let reply = call(&method, &parameters, directory);
-    Some((!oneway).then_some(reply))
+    if message.get("oneway").and_then(Value::as_bool) == Some(true) {
+        Answer::Nothing
+    } else {
+        Answer::Reply(reply)
+    }
 }
 
 /// Serve one connection: read calls (each ending in NUL) and write the replies, until the
@@ -266,9 +279,9 @@ pub fn serve_connection(stream: UnixStream, directory: &dyn Directory) -> std::i
             return Ok(());
         }
         match answer(&message, directory) {
-            None => return Ok(()),
-            Some(None) => {}
-            Some(Some(reply)) => {
+            Answer::Close => return Ok(()),
+            Answer::Nothing => {}
+            Answer::Reply(reply) => {
                 let mut bytes = reply.to_bytes();
                 bytes.push(0);
                 writer.write_all(&bytes)?;
@@ -524,7 +537,7 @@ mod tests {
     fn messages_on_the_wire() {
         let accounts = Accounts::default();
         let reply = |m: &str| answer(m.as_bytes(), &accounts);
-        let Some(Some(found)) = reply(
+        let Answer::Reply(found) = reply(
             r#"{"method":"io.systemd.UserDatabase.GetUserRecord","parameters":{"userName":"bob_web.ve_www","service":"io.srvctl.Gateway"}}"#,
         ) else {
             panic!("no reply")
@@ -532,14 +545,14 @@ mod tests {
         let wire: Value = serde_json::from_slice(&found.to_bytes()).unwrap();
         assert_eq!(wire["parameters"]["record"]["userName"], "bob_web.ve_www");
         assert!(wire.get("error").is_none());
-        let Some(Some(enumeration)) = reply(
+        let Answer::Reply(enumeration) = reply(
             r#"{"method":"io.systemd.UserDatabase.GetUserRecord","parameters":{"service":"io.srvctl.Gateway"},"more":true}"#,
         ) else {
             panic!("no reply")
         };
         let wire: Value = serde_json::from_slice(&enumeration.to_bytes()).unwrap();
         assert_eq!(wire, json!({"error": NO_RECORD, "parameters": {}}));
-        let Some(Some(unknown)) = reply(r#"{"method":"org.varlink.service.GetInfo"}"#) else {
+        let Answer::Reply(unknown) = reply(r#"{"method":"org.varlink.service.GetInfo"}"#) else {
             panic!("no reply")
         };
         assert_eq!(
@@ -551,14 +564,14 @@ mod tests {
         );
         assert_eq!(
             reply(r#"{"method":"io.systemd.UserDatabase.GetUserRecord","oneway":true}"#),
-            Some(None)
+            Answer::Nothing
         );
         assert_eq!(
             reply(r#"{"method":"x","parameters":[1]}"#),
-            Some(Some(Reply::invalid("parameters")))
+            Answer::Reply(Reply::invalid("parameters"))
         );
         for garbage in ["", "null", "[]", "{\"method\": 1}", "{", "\u{1}"] {
-            assert_eq!(reply(garbage), None, "{garbage:?}");
+            assert_eq!(reply(garbage), Answer::Close, "{garbage:?}");
         }
     }
 }
