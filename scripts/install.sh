@@ -12,6 +12,7 @@
 #   /usr/libexec/srvctl/srvctl-service    the privileged service that runs sc for non-root
 #   /usr/libexec/srvctl/srvctl-authorized-keys   sshd's AuthorizedKeysCommand
 #   /etc/ssh/sshd_config.d/50-srvctl.conf  points sshd at it (the path follows PREFIX)
+#   /usr/libexec/srvctl/srvctl-gateway    the SSH gateway's userdb service and session program
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
@@ -21,6 +22,9 @@
 #                                          sockets.target.wants/ here), so it listens from the
 #                                          next boot (or `systemctl start srvctl.socket`);
 #                                          nothing else is enabled
+#   /usr/lib/systemd/system/srvctl-gateway.service, srvctl-gateway-userdb.socket and .service
+#                                          (enable them for the SSH gateway on port 2222)
+#   /usr/share/srvctl/gateway/sshd_config, banner   the gateway's sshd configuration
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
@@ -48,22 +52,30 @@ sshd_dir=/etc/ssh/sshd_config.d
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
     "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
     "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
+    "$DESTDIR$share/srvctl/gateway" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
     "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir"
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
-install -m 0755 "$bin_dir/srvctl-service" "$DESTDIR$libexec/"
+install -m 0755 "$bin_dir/srvctl-service" "$bin_dir/srvctl-gateway" "$DESTDIR$libexec/"
 # sshd runs it as root and refuses it unless it and every directory above it are root's and
 # not group- or world-writable: install -d and install -m 0755 as root give exactly that.
 install -m 0755 "$bin_dir/srvctl-authorized-keys" "$DESTDIR$libexec/"
-sed "s|/usr/libexec/srvctl/|$libexec/|g" "$here/conf/sshd/50-srvctl.conf" > "$DESTDIR$sshd_dir/50-srvctl.conf"
-chmod 0644 "$DESTDIR$sshd_dir/50-srvctl.conf"
+
+# Copy a file shipped with srvctl's own paths to $2 under PREFIX, mode 0644.
+install_prefixed() {
+    sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/srvctl/|$libexec/|g" \
+        -e "s|/usr/share/srvctl/|$share/srvctl/|g" "$1" > "$2"
+    chmod 0644 "$2"
+}
+install_prefixed "$here/conf/sshd/50-srvctl.conf" "$DESTDIR$sshd_dir/50-srvctl.conf"
 for unit in "$here"/units/*; do
-    sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/|$PREFIX/libexec/|g" "$unit" \
-        > "$DESTDIR$unit_dir/$(basename "$unit")"
-    chmod 0644 "$DESTDIR$unit_dir/$(basename "$unit")"
+    install_prefixed "$unit" "$DESTDIR$unit_dir/$(basename "$unit")"
+done
+for file in "$here"/conf/gateway/*; do
+    install_prefixed "$file" "$DESTDIR$share/srvctl/gateway/$(basename "$file")"
 done
 ln -sfn ../srvctl.socket "$DESTDIR$unit_dir/sockets.target.wants/srvctl.socket"
 install -m 0644 "$here"/templates/* "$DESTDIR$share/srvctl/templates/"

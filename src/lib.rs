@@ -13,6 +13,7 @@ pub mod containers;
 pub mod engine;
 pub mod failure;
 pub mod front;
+pub mod gateway;
 pub mod mesh;
 pub mod model;
 pub mod ops;

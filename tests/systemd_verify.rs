@@ -23,7 +23,7 @@ use common::real::{output, require_root, require_tool, run_ok};
 
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 10] = [
+const UNITS: [&str; 13] = [
     "srvctl-regenerate.service",
     "srvctl.socket",
     "srvctl@0-1-2.service",
@@ -34,6 +34,9 @@ const UNITS: [&str; 10] = [
     "srvctl-mesh@server.service",
     "srvctl-mesh@client-2.service",
     "systemd-nspawn@web.example.com.service",
+    "srvctl-gateway.service",
+    "srvctl-gateway-userdb.socket",
+    "srvctl-gateway-userdb.service",
 ];
 
 /// `systemd-analyze verify --man=no --root=ROOT UNITS…`: (exit code, stdout + stderr).
@@ -92,7 +95,12 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
             .env("SRVCTL_BIN_DIR", bin_dir)
             .env_remove("PREFIX"),
     );
-    for exe in ["usr/sbin/openvpn", "usr/bin/systemd-nspawn"] {
+    for exe in [
+        "usr/sbin/openvpn",
+        "usr/bin/systemd-nspawn",
+        "usr/sbin/sshd",
+        "usr/bin/kill",
+    ] {
         fs::create_dir_all(r.join(exe).parent().unwrap()).unwrap();
         fs::copy(Path::new("/").join(exe), r.join(exe)).unwrap();
     }
@@ -105,6 +113,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/lib/systemd/system/sockets.target.wants/srvctl.socket",
         "usr/libexec/srvctl/srvctl-authorized-keys",
         "etc/ssh/sshd_config.d/50-srvctl.conf",
+        "usr/libexec/srvctl/srvctl-gateway",
+        "usr/share/srvctl/gateway/sshd_config",
     ] {
         assert!(
             r.join(installed).exists(),

@@ -401,14 +401,27 @@ fn rows() -> Vec<Row> {
             "yyyn",
             Some(Account("bob")),
         ),
+        row(
+            "bob.ve add-user deploy",
+            |f, c| {
+                let name = container_name("bob.ve");
+                let login = Change::AddLogin {
+                    name: &name,
+                    login: "deploy",
+                };
+                change(f, c, login)
+            },
+            "yyyn",
+            Some(Container("bob.ve")),
+        ),
         read(
-            "bob.ve start|stop|restart|kill|shell|exec|status",
+            "bob.ve start|stop|restart|kill|shell|exec|sftp|users|status",
             |f, c| act(f, c, "bob.ve"),
             "yyyn",
             Some(Container("bob.ve")),
         ),
         read(
-            "carol.ve start|stop|restart|kill|shell|exec|status",
+            "carol.ve start|stop|restart|kill|shell|exec|sftp|users|status",
             |f, c| act(f, c, "carol.ve"),
             "ynny",
             Some(Container("carol.ve")),

@@ -237,21 +237,15 @@ pub fn list(state: &State, caller: &str, account: Option<&str>) -> Result<Vec<Ke
 /// An unknown or malformed name has none.
 pub fn account_lines<'s>(state: &'s State, name: &str) -> Vec<&'s str> {
     Owner::parse(name)
-        .ok()
-        .and_then(|owner| keys_of(state, &owner))
-        .map(|list| lines([list]))
+        .map(|owner| owner_lines(state, &owner))
         .unwrap_or_default()
 }
 
-/// The USER part of a gateway login `USER_VE_VEUSER`: split at the first `_`; VE and VEUSER
-/// must both be there (they are checked when the session starts).
-pub fn gateway_user(login: &str) -> Option<Owner> {
-    let (user, rest) = login.split_once('_')?;
-    let (container, veuser) = rest.rsplit_once('_')?;
-    if container.is_empty() || veuser.is_empty() {
-        return None;
-    }
-    Owner::parse(user).ok()
+/// The key lines of `owner` (the site owner's keys that `sc NAME add-user` installs).
+pub fn owner_lines<'s>(state: &'s State, owner: &Owner) -> Vec<&'s str> {
+    keys_of(state, owner)
+        .map(|list| lines([list]))
+        .unwrap_or_default()
 }
 
 /// The key lines that cover the gateway login `login`: its USER's own keys, the keys of
@@ -259,7 +253,7 @@ pub fn gateway_user(login: &str) -> Option<Owner> {
 /// none (the operator's keys cover only logins of accounts that exist).
 pub fn gateway_lines<'s>(state: &'s State, login: &str) -> Vec<&'s str> {
     let operator = &state.operator.publickeys;
-    match gateway_user(login) {
+    match crate::gateway::Login::parse(login).map(|l| l.user).ok() {
         Some(Owner::Operator) => lines([operator]),
         Some(Owner::Account(name)) => match state.users.get(&name) {
             Some(user) => {
@@ -357,22 +351,6 @@ mod tests {
         let e = read_limited(&vec![b'a'; keys::MAX_KEY_TEXT + 1][..], "input").unwrap_err();
         assert!(e.to_string().contains("more than"), "{e}");
         assert_eq!(read_limited(KEY.as_bytes(), "input").unwrap(), KEY);
-    }
-
-    #[test]
-    fn gateway_logins_split_at_the_first_underscore() {
-        let bob = Owner::parse("bob").unwrap();
-        assert_eq!(
-            gateway_user("bob_bob-site.example.com_www"),
-            Some(bob.clone())
-        );
-        assert_eq!(gateway_user("bob_a_b_c"), Some(bob));
-        assert_eq!(gateway_user("root_x.ve_root"), Some(Owner::Operator));
-        for bad in [
-            "bob", "bob_x", "bob__www", "bob_x_", "_x_y", "Bob_x_y", "b\nb_x_y",
-        ] {
-            assert_eq!(gateway_user(bad), None, "{bad:?}");
-        }
     }
 
     fn state() -> State {

@@ -21,6 +21,8 @@ use crate::ops::views::Kind;
         sc NAME [status|start|stop|restart|enable|disable|kill|shell]   also ? + - ! for status, \
         start, stop, restart\n  \
         sc NAME exec CMD...                    run CMD inside; its exit code is passed through\n  \
+        sc NAME shell|exec|sftp --login LOGIN  as an account inside (default root)\n  \
+        sc NAME users, sc NAME add-user LOGIN  the accounts inside; add one (home, owner's keys)\n  \
         sc NAME http-redirect|https-redirect [none|http|https|URL]\n  \
         sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames\n\n\
         Names: every name a site answers for (its name, www. of it, its aliases and altnames and \
@@ -231,7 +233,9 @@ pub enum Command {
     /// Print the manual page (roff).
     Man,
     /// Act on one container: `sc NAME status|start|stop|restart|enable|disable|kill|shell`,
-    /// `sc NAME exec CMD…`; the shorthands `?`, `+`, `-`, `!` stand for status, start, stop,
+    /// `sc NAME exec CMD…`, `sc NAME sftp` (its sftp-server on this standard input and output);
+    /// shell, exec and sftp take `--login LOGIN` (an account inside: root, www or one added
+    /// with `sc NAME add-user LOGIN`; `sc NAME users` lists them); the shorthands `?`, `+`, `-`, `!` stand for status, start, stop,
     /// restart (also as `sc + NAME`). The web front: `sc NAME http-redirect|https-redirect
     /// [none|http|https|URL]` (no value: the default), `sc NAME alias|altname add|remove
     /// DOMAIN`, `sc NAME aliases|altnames`.

@@ -5,7 +5,8 @@ use crate::failure::FailureKind;
 use super::output::Output;
 use super::{Failure, Invocation};
 use crate::containers::units::container_unit;
-use crate::model::names::ContainerName;
+use crate::gateway::enter;
+use crate::model::names::{ContainerLogin, ContainerName};
 use crate::ops::views;
 use crate::ops::{Change, follow_up};
 use crate::store::{self, Held, Store};
@@ -28,10 +29,28 @@ pub enum Action {
     Disable,
     /// SIGKILL all its processes.
     Kill,
-    /// A login shell inside.
-    Shell,
-    /// Run a command inside, passing its exit code through.
-    Exec(Vec<String>),
+    /// A login shell inside, as `login` (default: root).
+    Shell {
+        /// The account inside (`--login`).
+        login: Option<String>,
+    },
+    /// Run a command inside as `login` (default: root), passing its exit code through.
+    Exec {
+        /// The account inside (`--login`).
+        login: Option<String>,
+        /// The program and its arguments.
+        command: Vec<String>,
+    },
+    /// The container's sftp-server as `login` (default: root) on this standard input and
+    /// output: the gateway's sftp and scp sessions.
+    Sftp {
+        /// The account inside (`--login`).
+        login: Option<String>,
+    },
+    /// Add an account inside (`sc NAME add-user LOGIN`), with a home and the owner's keys.
+    AddUser(String),
+    /// List the accounts inside that a gateway login may name.
+    Users,
     /// Set (or, without a value, reset) the redirect policy of plain HTTP or of HTTPS.
     Redirect {
         /// HTTPS (`https-redirect`) rather than HTTP (`http-redirect`).
@@ -58,8 +77,32 @@ impl Action {
             "enable" => Self::Enable,
             "disable" => Self::Disable,
             "kill" => Self::Kill,
-            "shell" => Self::Shell,
-            "exec" if !rest.is_empty() => Self::Exec(rest.to_vec()),
+            "shell" | "sftp" => {
+                let (login, []) = login_option(rest)? else {
+                    return None;
+                };
+                if word == "shell" {
+                    Self::Shell { login }
+                } else {
+                    Self::Sftp { login }
+                }
+            }
+            "exec" => {
+                let (login, rest) = login_option(rest)?;
+                let command = rest.strip_prefix(&["--".to_owned()]).unwrap_or(rest);
+                if command.is_empty() {
+                    return None;
+                }
+                Self::Exec {
+                    login,
+                    command: command.to_vec(),
+                }
+            }
+            "add-user" => match rest {
+                [login] => Self::AddUser(login.clone()),
+                _ => return None,
+            },
+            "users" if rest.is_empty() => Self::Users,
             "http-redirect" | "https-redirect" if rest.len() <= 1 => Self::Redirect {
                 https: word == "https-redirect",
                 value: rest.first().cloned(),
@@ -89,8 +132,56 @@ impl Action {
     fn is_data(&self) -> bool {
         matches!(
             self,
-            Self::Status | Self::Redirect { .. } | Self::Names { .. }
+            Self::Status | Self::Redirect { .. } | Self::Names { .. } | Self::Users
         )
+    }
+}
+
+/// A leading `--login LOGIN` (or `--login=LOGIN`) of a container action, and the arguments
+/// after it; `None` when `--login` has no value.
+fn login_option(rest: &[String]) -> Option<(Option<String>, &[String])> {
+    match rest {
+        [flag, value, rest @ ..] if flag == "--login" => Some((Some(value.clone()), rest)),
+        [flag, ..] if flag == "--login" => None,
+        [flag, rest @ ..] if flag.starts_with("--login=") => {
+            Some((Some(flag["--login=".len()..].to_owned()), rest))
+        }
+        _ => Some((None, rest)),
+    }
+}
+
+/// The account `login` (default: root) of container `name`, which must be one of its
+/// accounts: refused before anything runs inside.
+fn account(
+    container: &crate::model::Container,
+    name: &ContainerName,
+    login: Option<&str>,
+) -> Result<ContainerLogin, Failure> {
+    let login = ContainerLogin::new(login.unwrap_or(crate::model::OPERATOR))?;
+    if container.has_login(&login) {
+        return Ok(login);
+    }
+    Err(Failure::new(
+        FailureKind::NotFound,
+        format!(
+            "container {name} has no account {login}; its accounts: {} (add one with `sc {name} add-user LOGIN`)",
+            container.all_logins().join(", ")
+        ),
+    ))
+}
+
+/// Refuse unless container `name` runs (when systemd is asked at all): an account is made
+/// inside a running container.
+fn require_running(inv: &Invocation, name: &ContainerName) -> Result<(), Failure> {
+    let Some(units) = live_states(inv.system())?.filter(|_| inv.paths.root().is_none()) else {
+        return Ok(());
+    };
+    match units.get(&container_unit(name)) {
+        Some(u) if u.active == "active" => Ok(()),
+        _ => Err(Failure::new(
+            FailureKind::System,
+            format!("container {name} is not running; start it first (`sc {name} start`)"),
+        )),
     }
 }
 
@@ -100,7 +191,7 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
         Failure::new(
             FailureKind::Usage,
             format!(
-                "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D])",
+                "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|sftp|users|add-user LOGIN|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D]; shell, exec and sftp take --login LOGIN)",
                 crate::model::names::shown(args.first().map(String::as_str).unwrap_or(""))
             ),
         )
@@ -124,7 +215,7 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
                 return Ok((ContainerName::new(second)?, action));
             }
             match (Action::parse(first, &[]), rest.is_empty()) {
-                (Some(action), true) if action != Action::Shell => {
+                (Some(action), true) if !matches!(action, Action::Shell { .. }) => {
                     Ok((ContainerName::new(second)?, action))
                 }
                 _ => Err(usage()),
@@ -224,29 +315,49 @@ pub fn act(
             };
             return super::change(inv, out, false, None, &change);
         }
-        Action::Shell => {
+        Action::Shell { login } => {
+            let login = account(container, name, login.as_deref())?;
             // A session may last for hours: it must not hold writers off.
             drop(held);
-            let shell = CommandLine::new("machinectl", ["shell".into(), format!("root@{name}")]);
-            return audited(inv, interactive(inv, &shell));
+            return audited(inv, interactive(inv, &enter::shell(name, &login)));
         }
-        Action::Exec(cmd) => {
+        Action::Exec { login, command } => {
+            let login = account(container, name, login.as_deref())?;
             drop(held);
-            let options = [
-                "--quiet",
-                "--wait",
-                "--pipe",
-                "--collect",
-                "--service-type=exec",
-                "--",
-            ];
-            let run = CommandLine::new(
-                "systemd-run",
-                std::iter::once(format!("--machine={name}"))
-                    .chain(options.map(String::from))
-                    .chain(cmd),
-            );
-            return audited(inv, interactive(inv, &run));
+            return audited(inv, interactive(inv, &enter::exec(name, &login, command)));
+        }
+        Action::Sftp { login } => {
+            let login = account(container, name, login.as_deref())?;
+            let rootfs = crate::containers::rootfs::machine_dir(&inv.paths, name);
+            let server = enter::sftp_server(system, &rootfs).ok_or_else(|| {
+                Failure::new(
+                    FailureKind::System,
+                    format!(
+                        "container {name} has no sftp-server ({}); install OpenSSH's sftp server in it",
+                        enter::SFTP_SERVERS.join(" or ")
+                    ),
+                )
+            })?;
+            drop(held);
+            return audited(inv, interactive(inv, &enter::sftp(name, &login, server)));
+        }
+        Action::Users => {
+            let logins: Vec<String> = container
+                .all_logins()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            return out.list(&logins);
+        }
+        Action::AddUser(login) => {
+            require_running(inv, name)?;
+            // The change takes the writer lock itself.
+            drop(held);
+            let change = Change::AddLogin {
+                name,
+                login: &login,
+            };
+            return super::change(inv, out, false, None, &change);
         }
     }
     inv.audit("ok");
@@ -304,6 +415,48 @@ pub fn live_states(system: &dyn System) -> Result<views::Live, Failure> {
 mod tests {
     use super::*;
 
+    fn parsed(args: &[&str]) -> Option<Action> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse(&args).ok().map(|(_, action)| action)
+    }
+
+    #[test]
+    fn login_options_of_shell_exec_and_sftp() {
+        let www = Some("www".to_owned());
+        assert_eq!(
+            parsed(&["web.ve", "shell", "--login", "www"]),
+            Some(Action::Shell { login: www.clone() })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "sftp", "--login=www"]),
+            Some(Action::Sftp { login: www.clone() })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "exec", "--login", "www", "--", "--login", "x"]),
+            Some(Action::Exec {
+                login: www,
+                command: vec!["--login".into(), "x".into()],
+            })
+        );
+        assert_eq!(
+            parsed(&["web.ve", "exec", "ls", "--login"]),
+            Some(Action::Exec {
+                login: None,
+                command: vec!["ls".into(), "--login".into()],
+            })
+        );
+        for usage in [
+            &["web.ve", "shell", "--login"][..],
+            &["web.ve", "shell", "www"],
+            &["web.ve", "sftp", "--login", "www", "x"],
+            &["web.ve", "exec", "--login", "www"],
+            &["web.ve", "exec", "--login", "www", "--"],
+            &["web.ve", "users", "x"],
+        ] {
+            assert_eq!(parsed(usage), None, "{usage:?}");
+        }
+    }
+
     #[test]
     fn every_action_word_is_reserved_for_no_container() {
         let domain = ["add".to_owned(), "x.example.com".to_owned()];
@@ -317,6 +470,9 @@ mod tests {
             ("kill", &[]),
             ("shell", &[]),
             ("exec", &domain[..1]),
+            ("sftp", &[]),
+            ("users", &[]),
+            ("add-user", &domain[..1]),
             ("http-redirect", &[]),
             ("https-redirect", &[]),
             ("alias", &domain),

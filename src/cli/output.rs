@@ -69,6 +69,7 @@ impl Output {
                 .iter()
                 .map(|f| format!("{}: key {f} removed\n", r.account))
                 .collect(),
+            Report::Login(l) => format!("{}: account {} added", l.container, l.login),
         };
         self.line(text.trim_end())
     }

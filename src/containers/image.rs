@@ -3,7 +3,8 @@
 //! An image holds systemd, systemd-networkd, an SSH server (host keys made inside each
 //! container at its first boot, so no two containers share them) and busybox's small web
 //! server, which serves `/var/www/html` (a placeholder page naming the site, written when the
-//! container is created). Debian images are built with debootstrap; Fedora images with
+//! container is created). The account `www` owns `/var/www/html`, so the site's files can be
+//! uploaded with `sftp -P 2222 USER_CONTAINER_www@host` (docs/ssh-gateway.md). Debian images are built with debootstrap; Fedora images with
 //! `dnf --installroot` (written, not tested: no Fedora mirror is reachable from the CI machines).
 //! An image is built beside the old one and swapped in by rename, so a failed or interrupted
 //! build never leaves a half image in place.
@@ -80,6 +81,16 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 ";
+
+/// The account that owns the site's files (systemd-sysusers: a system account, its UID
+/// picked in the image).
+const WWW_SYSUSERS: &str = "u www - \"Site files (srvctl)\" /var/www /bin/bash\n";
+
+/// At every boot, after systemd-sysusers: `www` owns the site's directory and everything in
+/// it (the placeholder page srvctl writes as root when it creates the container, files root
+/// put there). Recursive (`Z`): tmpfiles refuses to adjust a root-owned file by its path
+/// inside a directory `www` owns.
+const WWW_TMPFILES: &str = "d /var/www/html 0755 www www -\nZ /var/www/html - www www -\n";
 
 /// Where image `name` lives: beside the containers in /var/lib/machines (hidden from
 /// machinectl by the leading dot), so that a container can be a snapshot or a reflink copy of
@@ -236,6 +247,12 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
         "var/www/html/index.html",
         "<!doctype html><title>srvctl</title><h1>srvctl</h1>\n",
     )?;
+    write("etc/sysusers.d/srvctl-www.conf", WWW_SYSUSERS)?;
+    write("etc/tmpfiles.d/srvctl-www.conf", WWW_TMPFILES)?;
+    let sysusers = CommandLine::new("systemd-sysusers", [format!("--root={}", root.display())]);
+    system
+        .run(&sysusers)
+        .map_err(step("creating the www account"))?;
     write("etc/machine-id", "")?;
     let enable = CommandLine::new(
         "systemctl",

@@ -60,6 +60,8 @@ pub const COMMAND_WORDS: &[&str] = &[
     "kill",
     "shell",
     "exec",
+    "sftp",
+    "users",
     "http-redirect",
     "https-redirect",
     "alias",
@@ -580,6 +582,7 @@ mod tests {
             created_by: "root".into(),
             settings: Default::default(),
             web,
+            logins: Vec::new(),
             destroying: false,
             extra: Default::default(),
         }

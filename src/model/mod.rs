@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::addr::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
 use crate::model::claims::{Registry, Reserved, site_names};
-use crate::model::names::{AccountName, ContainerName};
+use crate::model::names::{AccountName, ContainerLogin, ContainerName};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -156,6 +156,9 @@ pub struct Container {
     /// Names and redirects of its web front (aliases, altnames, http/https redirects).
     #[serde(flatten)]
     pub web: crate::model::web::WebSettings,
+    /// Accounts added inside it with `sc NAME add-user` (besides [`BUILTIN_LOGINS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logins: Vec<ContainerLogin>,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -167,11 +170,56 @@ impl Container {
         Bridge::of_container_address(self.ip)
     }
 
+    /// Whether `login` is an account inside it: `root`, `www` or one added with `sc NAME
+    /// add-user`.
+    pub fn has_login(&self, login: &ContainerLogin) -> bool {
+        BUILTIN_LOGINS.contains(&login.as_str()) || self.logins.contains(login)
+    }
+
+    /// Every account inside it that a gateway login may name: the built-in ones, then the
+    /// added ones in the order they were added.
+    pub fn all_logins(&self) -> Vec<&str> {
+        BUILTIN_LOGINS
+            .into_iter()
+            .chain(self.logins.iter().map(ContainerLogin::as_str))
+            .collect()
+    }
+
     /// What identifies the root filesystem srvctl cloned for this record (and no other
     /// record of the same name): the name and the creation time.
     pub fn rootfs_identity(&self, name: &ContainerName) -> String {
         format!("{name} {}", self.created)
     }
+}
+
+/// The accounts every container has: `root`, and `www`, the owner of /var/www/html (the site's
+/// files, uploaded with `sftp -P 2222 USER_VE_www@host`).
+pub const BUILTIN_LOGINS: [&str; 2] = ["root", "www"];
+
+/// Why `login` may not be added to a container with `sc NAME add-user`, if it may not: every
+/// container has it already, or it is a system account's name.
+pub fn reserved_login(login: &ContainerLogin) -> Option<&'static str> {
+    if BUILTIN_LOGINS.contains(&login.as_str()) {
+        Some("every container has it already")
+    } else if crate::model::names::is_system_account(login.as_str()) {
+        Some("the name is reserved for the system")
+    } else {
+        None
+    }
+}
+
+/// What is wrong with the added logins of a container, if anything: a reserved name or one
+/// listed twice.
+fn logins_fault(logins: &[ContainerLogin]) -> Option<String> {
+    logins.iter().enumerate().find_map(|(i, login)| {
+        if let Some(why) = reserved_login(login) {
+            Some(format!("login {login} may not be added: {why}"))
+        } else {
+            logins[..i]
+                .contains(login)
+                .then(|| format!("login {login} is listed twice"))
+        }
+    })
 }
 
 /// Which section of the document a record belongs to.
@@ -592,6 +640,9 @@ impl State {
         if let Err(e) = c.settings.check() {
             return Some(e.to_string());
         }
+        if let Some(fault) = logins_fault(&c.logins) {
+            return Some(fault);
+        }
         c.web.check_loop().err()
     }
 
@@ -820,6 +871,24 @@ mod tests {
                 "sc command word",
             ),
             (
+                "a reserved login",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "logins": ["www"]"#,
+                ),
+                "login www may not be added",
+            ),
+            (
+                "a login listed twice",
+                String::new(),
+                container(
+                    "x.example.com",
+                    r#""user": "bob", "ip": "10.17.1.3", "logins": ["deploy", "deploy"]"#,
+                ),
+                "login deploy is listed twice",
+            ),
+            (
                 "uid 0",
                 user(
                     "carol",
@@ -870,6 +939,21 @@ mod tests {
             let again = State::load(&state.to_json(), &reserved).unwrap();
             assert_eq!(again, state, "{what}");
         }
+    }
+
+    #[test]
+    fn a_container_with_an_invalid_login_is_set_aside() {
+        let doc = doc_with(
+            "",
+            &container(
+                "x.example.com",
+                r#""user": "bob", "ip": "10.17.1.3", "logins": ["a_b"]"#,
+            ),
+        );
+        let state = State::from_json(doc.as_bytes()).unwrap();
+        assert_eq!(state.set_aside.len(), 1, "{:?}", state.set_aside);
+        assert!(state.set_aside[0].reason.contains("container login name"));
+        assert!(String::from_utf8(state.to_json()).unwrap().contains("a_b"));
     }
 
     #[test]

@@ -207,6 +207,40 @@ impl AccountName {
     }
 }
 
+/// Longest login name inside a container: what useradd accepts portably.
+pub const CONTAINER_LOGIN_MAX: usize = 32;
+
+/// A login name inside a container (the VEUSER of a `USER_VE_VEUSER` SSH login): `root`,
+/// `www` or an account added with `sc NAME add-user`. Lower-case letters, digits and `-`,
+/// starting with a letter, at most 32 characters: a POSIX login name without `_`, which
+/// separates the parts of the gateway login.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerLogin(String);
+
+impl ContainerLogin {
+    /// Validate a login name.
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        const KIND: &str = "container login";
+        let invalid = invalid(KIND, raw);
+        check_length(KIND, raw, CONTAINER_LOGIN_MAX)?;
+        if !raw.as_bytes()[0].is_ascii_lowercase() {
+            return Err(invalid("it must start with a lower-case letter"));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid("use only lower-case letters, digits and '-'"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! name_traits {
     ($t:ty) => {
         impl fmt::Display for $t {
@@ -235,6 +269,7 @@ macro_rules! name_traits {
 }
 name_traits!(ContainerName);
 name_traits!(AccountName);
+name_traits!(ContainerLogin);
 
 #[cfg(test)]
 mod tests {
@@ -275,6 +310,28 @@ mod tests {
             &"a".repeat(32),
         ] {
             assert!(AccountName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn container_logins() {
+        for good in ["root", "www", "deploy-2", &"a".repeat(32)] {
+            assert!(ContainerLogin::new(good).is_ok(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "Www",
+            "2x",
+            "a_b",
+            "_a",
+            "-a",
+            "a b",
+            "a\n",
+            "a/b",
+            "a:b",
+            &"a".repeat(33),
+        ] {
+            assert!(ContainerLogin::new(bad).is_err(), "{bad:?} accepted");
         }
     }
 

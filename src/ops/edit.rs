@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::addr::plan::{self, Bridge, ContainerNumber, ResellerId, UserIndex};
 use crate::config::cluster::Host;
 use crate::model::claims::{self, ClaimError, HostAccounts, Reserved};
-use crate::model::names::{AccountName, ContainerName, NameError};
+use crate::model::names::{AccountName, ContainerLogin, ContainerName, NameError};
 use crate::model::settings::{ContainerSettings, SettingError};
 use crate::model::{Container, Owner, Reseller, Section, State, User};
 
@@ -377,6 +377,7 @@ pub fn add_container(
             destroying: false,
             settings: ContainerSettings::default(),
             web: Default::default(),
+            logins: Vec::new(),
             extra: Default::default(),
         },
     );
@@ -531,6 +532,37 @@ pub fn put_container(
     Ok(())
 }
 
+/// A login was added to a container.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginAdded {
+    /// The container.
+    pub container: ContainerName,
+    /// The new login.
+    pub login: ContainerLogin,
+}
+
+/// `sc NAME add-user LOGIN`: list `login` among the accounts of container `name`. Refused:
+/// an invalid name, `root`, `www` and system account names, and a login listed already.
+pub fn add_login(state: &mut State, name: &str, login: &str) -> Result<LoginAdded, OpError> {
+    let (container, c) = existing_container(state, name)?;
+    let login = ContainerLogin::new(login)?;
+    if let Some(why) = crate::model::reserved_login(&login) {
+        return Err(OpError::Name(NameError::Invalid {
+            kind: "container login",
+            shown: crate::model::names::shown(login.as_str()),
+            why,
+        }));
+    }
+    if c.logins.contains(&login) {
+        return Err(OpError::Exists {
+            kind: "login",
+            name: format!("{login}@{container}"),
+        });
+    }
+    c.logins.push(login.clone());
+    Ok(LoginAdded { container, login })
+}
+
 /// `sc put user NAME KEY [VALUE]`.
 pub fn put_user(
     state: &mut State,
@@ -651,6 +683,37 @@ mod tests {
             Err(OpError::UnknownHost(_))
         ));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn logins_are_added_once_and_never_reserved_ones() {
+        let c = clusters();
+        let r = Reserved::new(&c, &Default::default());
+        let mut s = State::default();
+        add_container(&mut s, &ctx(&c, &r), "web.example.com", None).unwrap();
+        let added = add_login(&mut s, "web.example.com", "deploy").unwrap();
+        assert_eq!(added.login.as_str(), "deploy");
+        let before = s.clone();
+        let refused = [
+            ("deploy", "login deploy@web.example.com already exists"),
+            ("root", "every container has it already"),
+            ("www", "every container has it already"),
+            ("www-data", "reserved for the system"),
+            ("systemd-x", "reserved for the system"),
+            ("de_ploy", "use only lower-case letters"),
+            ("a\nb", "use only lower-case letters"),
+        ];
+        for (login, why) in refused {
+            let e = add_login(&mut s, "web.example.com", login).unwrap_err();
+            assert!(e.to_string().contains(why), "{login:?}: {e}");
+        }
+        assert!(matches!(
+            add_login(&mut s, "nowhere.example.com", "deploy"),
+            Err(OpError::NotFound { .. })
+        ));
+        assert_eq!(s, before);
+        let web = &s.containers[&ContainerName::new("web.example.com").unwrap()];
+        assert_eq!(web.all_logins(), ["root", "www", "deploy"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::Services;
 use crate::containers::rootfs::{self, Removal};
 use crate::containers::units::container_unit;
 use crate::model::State;
-use crate::model::names::{AccountName, ContainerName};
+use crate::model::names::{AccountName, ContainerLogin, ContainerName};
 use crate::system::paths::Paths;
 use crate::system::{FileKind, Request, System};
 
@@ -48,6 +48,16 @@ pub enum Step {
     StartContainer(ContainerName),
     /// Remove the record of a container marked as being destroyed (a second transaction).
     ReleaseRecord(ContainerName),
+    /// Create an account inside the running container, with a home and `keys` in its
+    /// authorized_keys (`sc NAME add-user LOGIN`); an account that exists is left alone.
+    CreateLogin {
+        /// The container.
+        name: ContainerName,
+        /// The account.
+        login: ContainerLogin,
+        /// The owner's public keys, one authorized_keys line each.
+        keys: Vec<String>,
+    },
     /// Ask systemd.
     Systemd(Request),
 }
@@ -94,6 +104,16 @@ pub enum FollowUpError {
     /// systemd refused or failed a request.
     #[error(transparent)]
     Systemd(#[from] crate::system::systemd::SystemdError),
+    /// The account could not be created inside the container.
+    #[error("creating the account {login} inside {name}: {message}")]
+    Login {
+        /// The container.
+        name: ContainerName,
+        /// The account.
+        login: ContainerLogin,
+        /// What failed.
+        message: String,
+    },
     /// The record of a destroyed container could not be released.
     #[error("releasing the record of {name}: {source}")]
     Release {
@@ -229,6 +249,18 @@ fn perform_one(env: &Services<'_>, step: &Step) -> Result<(), FollowUpError> {
                 name: name.clone(),
                 source: Box::new(e),
             }),
+        Step::CreateLogin { name, login, keys } => {
+            let command = crate::gateway::enter::create_login(name, login, keys);
+            if !env.live_systemd {
+                eprintln!("would run: {command}");
+                return Ok(());
+            }
+            system.run(&command).map_err(|e| FollowUpError::Login {
+                name: name.clone(),
+                login: login.clone(),
+                message: e.to_string(),
+            })
+        }
         Step::Systemd(request) => Ok(system.systemd(request)?),
     }
 }

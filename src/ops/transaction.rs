@@ -135,6 +135,13 @@ pub enum Change<'a> {
         /// The fingerprint or comment of the keys to remove.
         which: &'a str,
     },
+    /// `sc NAME add-user LOGIN`: an account inside the container.
+    AddLogin {
+        /// The container.
+        name: &'a ContainerName,
+        /// The account's name.
+        login: &'a str,
+    },
     /// `sc import-v3 DIR`.
     Import {
         /// The srvctl 3 data directory.
@@ -171,6 +178,8 @@ pub enum Report {
     PublicKeysRemoved(keys::KeysRemoved),
     /// A srvctl 3 import.
     Import(ImportReport),
+    /// An account was added inside a container.
+    Login(edit::LoginAdded),
     /// The web front of a container changed: a redirect, an alias, an alternative name.
     Front {
         /// The container.
@@ -309,6 +318,19 @@ fn apply(
                 names(state, ctx.reserved, name, list, add, domain)?,
                 front_steps(),
             )
+        }
+        Change::AddLogin { name, login } => {
+            let added = edit::add_login(state, name.as_str(), login)?;
+            let owner = &state.containers[name].user;
+            let step = Step::CreateLogin {
+                name: added.container.clone(),
+                login: added.login.clone(),
+                keys: keys::owner_lines(state, owner)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            done(Report::Login(added), vec![step])
         }
         Change::Import { dir, clusters } => done(
             Report::Import(crate::ops::import_v3::import(

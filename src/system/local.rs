@@ -355,6 +355,11 @@ impl System for Local {
             .map_err(spawn_error(command))?;
         Ok(status.code())
     }
+
+    fn exec(&self, command: &CommandLine) -> io::Error {
+        use std::os::unix::process::CommandExt;
+        spawn_error(command)(self::command(command).exec())
+    }
 }
 
 #[cfg(test)]

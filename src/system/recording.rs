@@ -305,6 +305,11 @@ impl System for Recording {
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
         self.run(command).map(|()| Some(0))
     }
+
+    fn exec(&self, command: &CommandLine) -> io::Error {
+        self.commands.borrow_mut().push(command.clone());
+        io::Error::other(format!("{}: recorded, not run", command.program))
+    }
 }
 
 #[cfg(test)]

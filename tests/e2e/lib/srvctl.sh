@@ -18,7 +18,7 @@ srvctl_build() {
 
 srvctl_site_image() {
     local key root
-    key=$(sha256sum < "$SRVCTL_REPO/src/image.rs" | cut -c1-16)
+    key=$(sha256sum < "$SRVCTL_REPO/src/containers/image.rs" | cut -c1-16)
     root=${BOX_CACHE_DIR:-/var/cache/srvctl-e2e}/site-image-$key
     SRVCTL_IMAGE=$root/var/lib/machines/.srvctl-images/debian
     SRVCTL_IMAGE_SECONDS=cached
