@@ -18,17 +18,16 @@ use serde_json::{Value, json};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_srvctl-gateway");
 const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob bob@laptop";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
 const SERVICE: &str = "io.srvctl.Gateway";
 
-/// alice, her user bob, bob's container web.ve (the record only), bob's public key in his
-/// record (as the keys part stores it) and a machine ID.
+/// alice, her user bob, bob's container web.ve (the record only), bob's public key and a
+/// machine ID.
 fn farm() -> Farm {
     let farm = Farm::new().with_alice_and_bob();
     farm.sc_ok(&["add-ve", "web.ve", "--user", "bob", "--no-start"]);
-    let mut doc = farm.datastore_json();
-    doc["users"]["bob"]["publickeys"] = json!([{"key": KEY, "fingerprint": "SHA256:t"}]);
-    farm.write_datastore(&doc);
+    farm.sc_ok(&["add-publickey", "bob", KEY]);
     std::fs::write(farm.join("etc/machine-id"), format!("{MACHINE_ID}\n")).unwrap();
     farm
 }

@@ -171,18 +171,21 @@ fn keys_are_added_from_text_file_or_stdin_listed_and_removed() {
     );
     farm.sc_ok(&["remove-publickey", "bob@work"]);
     assert!(farm.datastore_json().get("operator").is_none());
-    // Through sudo the caller is the sudo user.
+    // Through sudo the caller is root, the operator: its keys are the operator's, and only
+    // the audit names the sudo user.
     let run = Run::from_output(
         farm.command(&["add-publickey", phone.path()])
             .env("SUDO_USER", "dave")
             .output()
             .unwrap(),
     );
-    assert!(run.ok().starts_with("dave: key"), "{run:?}");
+    assert!(run.ok().starts_with("root: key"), "{run:?}");
     assert_eq!(
-        farm.datastore_json()["users"]["dave"]["publickeys"][0]["fingerprint"],
+        farm.datastore_json()["operator"]["publickeys"][0]["fingerprint"],
         fp.as_str()
     );
+    let audit = farm.audit_records();
+    assert_eq!(audit.last().unwrap()["user"], "dave");
 }
 
 #[test]
