@@ -396,3 +396,41 @@ fn twenty_users_add_a_container_at_the_same_moment() {
         assert_eq!(format!("{}.example.com", c.user), name.as_str());
     }
 }
+
+#[test]
+fn a_tenants_key_file_is_read_by_the_client_never_by_the_service() {
+    let Some(t) = Tenants::start("a_tenants_key_file_is_read_by_the_client") else {
+        return;
+    };
+    let keys = t.farm.tmp().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::real::run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@laptop", "-f"])
+            .arg(keys.join("bob")),
+    );
+    // bob's own .pub file: read by his client and sent as text.
+    let pubkey = keys.join("bob.pub");
+    let out = t.sc_ok("bob", &["add-publickey", pubkey.to_str().unwrap()]);
+    assert!(out.starts_with("bob: key SHA256:"), "{out}");
+    // A key file only root may read: bob's client cannot, and the service does not open it
+    // for him (its text would be root's to read, not bob's).
+    let secret = keys.join("root-only.pub");
+    std::fs::copy(&pubkey, &secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = t.farm.json_files();
+    let run = t.sc("bob", &["add-publickey", secret.to_str().unwrap()]);
+    assert!(
+        run.refused().contains("not a file you can read"),
+        "{run:#?}"
+    );
+    // Nor may bob put his key on carol's account, which he cannot see.
+    let key = std::fs::read_to_string(&pubkey).unwrap();
+    let run = t.sc("bob", &["add-publickey", "carol", key.trim()]);
+    assert_eq!(run.code, Some(3), "{run:#?}");
+    assert!(
+        t.farm.json_files() == before,
+        "a refused key changed the datastore"
+    );
+}

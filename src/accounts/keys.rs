@@ -34,7 +34,15 @@ pub struct KeyArgumentError(String);
 /// This is the one place that turns the argument into key text, so a front end that must
 /// not open the caller's files (the privileged service) lets its client call this and sends
 /// the text in place of the argument.
-pub fn read_key_argument(arg: &str, system: &dyn System) -> Result<String, KeyArgumentError> {
+///
+/// `open_files` is false when the command runs for a caller who is not root (through the
+/// service): a path is then never opened here, with root's rights, and is refused as
+/// unreadable (the client has read every file its user can read already).
+pub fn read_key_argument(
+    arg: &str,
+    system: &dyn System,
+    open_files: bool,
+) -> Result<String, KeyArgumentError> {
     if arg == "-" {
         return read_limited(std::io::stdin().lock(), "standard input");
     }
@@ -44,6 +52,11 @@ pub fn read_key_argument(arg: &str, system: &dyn System) -> Result<String, KeyAr
     }
     let path = std::path::Path::new(arg);
     let shown_path = shown(arg);
+    if !open_files {
+        return Err(KeyArgumentError(format!(
+            "{shown_path}: not a key, and not a file you can read (give the key text, a .pub file, or - for standard input)"
+        )));
+    }
     let unreadable = |why: String| {
         KeyArgumentError(format!(
             "{shown_path}: {why} (give the key text, a .pub file, or - for standard input)"
@@ -333,19 +346,25 @@ mod tests {
                 false,
             )
             .unwrap();
-        assert_eq!(read_key_argument(KEY, &system).unwrap(), KEY);
+        assert_eq!(read_key_argument(KEY, &system, true).unwrap(), KEY);
         let options = format!("command=\"x\" {KEY}");
-        assert_eq!(read_key_argument(&options, &system).unwrap(), options);
+        assert_eq!(read_key_argument(&options, &system, true).unwrap(), options);
         assert_eq!(
-            read_key_argument("/k/id.pub", &system).unwrap(),
+            read_key_argument("/k/id.pub", &system, true).unwrap(),
             format!("{KEY}\n")
         );
+        // For a caller who is not root, a path is never opened.
+        assert_eq!(read_key_argument(KEY, &system, false).unwrap(), KEY);
+        let e = read_key_argument("/k/id.pub", &system, false).unwrap_err();
+        assert!(e.to_string().contains("not a file you can read"), "{e}");
         for (arg, words) in [
             ("/k/missing.pub", "no such file"),
             ("/k", "no such file"),
             ("/k/big.pub", "longer than"),
         ] {
-            let e = read_key_argument(arg, &system).unwrap_err().to_string();
+            let e = read_key_argument(arg, &system, true)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(words) && e.contains(arg), "{arg}: {e}");
         }
         let e = read_limited(&vec![b'a'; keys::MAX_KEY_TEXT + 1][..], "input").unwrap_err();

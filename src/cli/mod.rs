@@ -410,7 +410,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         }
         Command::AddPublickey { args } => {
             let (account, arg) = args::user_and_argument(args);
-            let key = keys::read_key_argument(arg, inv.system())?;
+            let key = keys::read_key_argument(arg, inv.system(), inv.caller.uid == 0)?;
             let change = Change::AddPublicKey { account, key: &key };
             self::change(inv, out, false, None, &change)
         }

@@ -3,7 +3,9 @@
 # (tests/e2e/lib/box.sh), installs srvctl into it with scripts/install.sh, creates two site
 # containers whose names share a 14-character prefix, checks that both boot and answer HTTP at
 # their plan addresses, reboots the host and checks they come back by themselves, destroys one
-# and checks nothing of it remains. Prints what it measured. Run as root:
+# and checks nothing of it remains; then the tenants' checks (tests/e2e/lib/tenants.sh): users
+# acting through the privileged service, their scopes, SSH keys and the SSH gateway. Prints
+# what it measured. Run as root:
 #
 #   bash tests/e2e/host-in-a-box.sh
 #
@@ -16,6 +18,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$repo/tests/e2e/lib/box.sh"
 # shellcheck source-path=SCRIPTDIR source=lib/srvctl.sh
 . "$repo/tests/e2e/lib/srvctl.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/tenants.sh
+. "$repo/tests/e2e/lib/tenants.sh"
 SRVCTL_REPO=$repo
 
 fail() {
@@ -33,7 +37,7 @@ two=longsitenameaa-two.example.com
 
 step "dependencies and the host rootfs"
 box_deps
-BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy" box_rootfs
+BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy openssh-server openssh-client socat" box_rootfs
 
 step "srvctl release build"
 srvctl_build
@@ -131,6 +135,8 @@ leftovers=$(box_sh '
     true' sh "$two")
 [ -z "$leftovers" ] || fail "left behind after destroy-ve: $leftovers"
 srvctl_wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
+
+tenants_check
 
 echo "host-in-a-box: measured" >&2
 for f in "${figures[@]}"; do echo "  $f" >&2; done
