@@ -38,8 +38,13 @@ srvctl_install_in_box() {
     local stage
     stage=$(mktemp -d)
     mkdir -p "$stage/srvctl/target/release"
-    cp -a "$SRVCTL_REPO/scripts" "$SRVCTL_REPO/units" "$SRVCTL_REPO/templates" "$SRVCTL_REPO/example-conf" "$stage/srvctl/"
-    cp "$SRVCTL_REPO"/target/release/{sc,srvctl,srvctl-regenerate,srvctl-generator} "$stage/srvctl/target/release/"
+    # Everything install.sh reads: the work tree without its build output and history.
+    tar -C "$SRVCTL_REPO" --exclude=./target --exclude=./.git -cf - . | tar -C "$stage/srvctl" -xf -
+    local bin
+    for bin in $(cd "$SRVCTL_REPO" && cargo metadata --no-deps --format-version 1 --offline |
+        grep -o '"kind":\["bin"\][^}]*"name":"[^"]*"' | sed 's/.*"name":"//; s/"$//'); do
+        cp "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/"
+    done
     box_copy_in "$stage/srvctl" /opt/srvctl
     rm -rf "$stage"
     box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
