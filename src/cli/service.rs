@@ -74,9 +74,10 @@ pub fn service_main() -> ExitCode {
     }
 }
 
-/// The caller behind `peer`, resolved against the datastore and settings.json.
+/// The caller behind `peer`, resolved against the datastore's accounts (its containers are
+/// not read for this) and settings.json.
 pub(super) fn caller(system: &dyn System, paths: &Paths, peer: &Peer) -> Result<Caller, Failure> {
-    let state = crate::store::read(system, paths)?;
+    let state = crate::store::read_accounts(system, paths)?;
     let settings = Settings::load(system, paths)?;
     Ok(Caller::resolve(peer.uid, &peer.gids, &state, &settings)?)
 }
