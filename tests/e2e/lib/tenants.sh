@@ -42,7 +42,7 @@ tenants_check() {
     box_run sc add-user carol --reseller dave
     box_sh 'test -d /home/bob && [ "$(stat -c %U:%a /home/bob)" = bob:700 ]' || fail "/home/bob is not bob's with mode 0700"
     box_sh 'mkdir -p /tmp/keys && cd /tmp/keys && for k in bob carol; do
-                ssh-keygen -q -t ed25519 -N "" -C "$k@e2e" -f $k; done && chmod 0644 /tmp/keys/*'
+                ssh-keygen -q -t ed25519 -N "" -C "$k@e2e" -f $k; done && chmod 0755 /tmp/keys && chmod 0644 /tmp/keys/*.pub'
     out=$(tenants__as bob sc add-publickey /tmp/keys/bob.pub) || fail "bob cannot add his key: $out"
     grep -q 'SHA256:' <<<"$out" || fail "add-publickey shows no fingerprint: $out"
     tenants__as carol sc add-publickey /tmp/keys/carol.pub >/dev/null || fail "carol cannot add her key"
