@@ -131,7 +131,9 @@ tenants_check() {
 
     step "tenants: 20 users add a site at the same moment"
     local i
-    for i in $(seq -w 1 20); do box_run sc add-user "tenant$i" --reseller alice >/dev/null; done
+    for i in $(seq -w 1 20); do
+        box_run sc add-user "tenant$i" --reseller alice >/dev/null || fail "sc add-user tenant$i"
+    done
     box_sh 'for i in $(seq -w 1 20); do
                 setpriv --reuid=tenant$i --regid=tenant$i --init-groups --reset-env \
                     sc add-ve "site$i.example.com" --no-start > /tmp/add-$i.out 2>&1 &
