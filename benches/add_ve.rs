@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use farm::{CONTAINERS, HOSTNAME, Summary, ms};
+use farm::{CONTAINERS, HOSTNAME, ms, report};
 use srvctl::system::paths::Paths;
 
 fn sc(bin: &Path, root: &Path, args: &[&str]) -> Command {
@@ -41,19 +41,6 @@ fn timed(cmd: Command) -> Duration {
     farm::timed(cmd).0
 }
 
-fn report(what: &str, times: Vec<Duration>) {
-    let s = Summary::of(times);
-    println!(
-        "{what}: n={} min={:.2} ms median={:.2} ms mean={:.2} ms p95={:.2} ms max={:.2} ms",
-        s.n,
-        ms(s.min),
-        ms(s.median),
-        ms(s.mean),
-        ms(s.p95),
-        ms(s.max),
-    );
-}
-
 fn main() -> ExitCode {
     let Some(bin) = farm::beside("sc") else {
         eprintln!(
@@ -63,11 +50,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let n: usize = std::env::var("SRVCTL_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(100);
+    let n = farm::runs(100);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
 

@@ -19,9 +19,8 @@ mod farm;
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
 
-use farm::{CONTAINERS, Shape, Summary, beside, ms, timed};
+use farm::{CONTAINERS, Shape, beside, report, timed};
 use srvctl::model::State;
 use srvctl::system::paths::Paths;
 
@@ -75,19 +74,6 @@ fn populate(root: &Path, keys: &[String]) -> (String, String) {
     (owners[i].clone(), farm::container_name(i))
 }
 
-fn report(what: &str, times: Vec<Duration>) {
-    let s = Summary::of(times);
-    println!(
-        "{what}: n={} min={:.2} ms median={:.2} ms mean={:.2} ms p95={:.2} ms max={:.2} ms",
-        s.n,
-        ms(s.min),
-        ms(s.median),
-        ms(s.mean),
-        ms(s.p95),
-        ms(s.max),
-    );
-}
-
 fn main() -> ExitCode {
     let Some(bin) = beside("srvctl-authorized-keys") else {
         eprintln!(
@@ -96,11 +82,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let n: usize = std::env::var("SRVCTL_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(100);
+    let n = farm::runs(100);
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = make_keys(dir.path());
     let root = dir.path().join("root");

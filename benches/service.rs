@@ -28,7 +28,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use farm::{HOSTNAME, Summary, ms};
+use farm::HOSTNAME;
 
 /// A command of `bin` with the farm's host name and nothing inherited that would change it.
 fn command(bin: &Path, args: &[&str]) -> Command {
@@ -45,17 +45,7 @@ fn command(bin: &Path, args: &[&str]) -> Command {
 
 /// Time `n` runs of the command `make(k)` gives for run `k`.
 fn series(what: &str, n: usize, make: impl Fn(usize) -> Command) {
-    let times: Vec<Duration> = (0..n).map(|k| farm::timed(make(k)).0).collect();
-    let s = Summary::of(times);
-    println!(
-        "{what}: n={} min={:.2} ms median={:.2} ms mean={:.2} ms p95={:.2} ms max={:.2} ms",
-        s.n,
-        ms(s.min),
-        ms(s.median),
-        ms(s.mean),
-        ms(s.p95),
-        ms(s.max),
-    );
+    farm::report(what, (0..n).map(|k| farm::timed(make(k)).0).collect());
 }
 
 fn main() -> ExitCode {
@@ -67,11 +57,7 @@ fn main() -> ExitCode {
         eprintln!("service bench: needs root, to run the clients as other UIDs");
         return ExitCode::FAILURE;
     }
-    let n: usize = std::env::var("SRVCTL_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(50);
+    let n = farm::runs(50);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let root = dir.path().join("root");

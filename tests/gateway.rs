@@ -120,14 +120,7 @@ fn no_record() -> Value {
 fn the_userdb_service_answers_varlink_calls_on_its_socket() {
     let farm = farm();
     let userdb = Userdb::start(&farm, &farm.tmp().join("userdb.sock"), 60);
-    let bob_uid = farm
-        .state()
-        .users
-        .iter()
-        .find(|(n, _)| n.as_str() == "bob")
-        .unwrap()
-        .1
-        .uid;
+    let bob_uid = farm.uid("bob");
     let mut stream = userdb.connect();
     // Two calls in one write, answered in order on one connection.
     send(

@@ -96,14 +96,7 @@ fn ssh_through_the_real_sshd_and_nss_systemd_lands_in_sc_as_the_login() {
     farm.sc_ok(&["add-user", "carol"]);
     farm.sc_ok(&["add-ve", "web.ve", "--user", "bob", "--no-start"]);
     fs::copy("/etc/machine-id", farm.join("etc/machine-id")).unwrap();
-    let bob = farm
-        .state()
-        .users
-        .iter()
-        .find(|(n, _)| n.as_str() == "bob")
-        .unwrap()
-        .1
-        .uid;
+    let bob = farm.uid("bob");
     // The session runs `sc` as bob: on a scratch root it reads the datastore itself (the
     // privileged service does that on a host), so the scratch datastore is bob's.
     fs::set_permissions(farm.tmp(), fs::Permissions::from_mode(0o755)).unwrap();

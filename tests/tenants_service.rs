@@ -59,15 +59,9 @@ impl Tenants {
         })
     }
 
-    /// The UID of account `name`.
-    fn uid(&self, name: &str) -> u32 {
-        let state = self.farm.state();
-        state.users[&srvctl::model::names::AccountName::new(name).unwrap()].uid
-    }
-
     /// `sc ARGS…` as account `user`, without --root: a client of the service.
     fn command(&self, user: &str, args: &[&str]) -> Command {
-        let uid = self.uid(user);
+        let uid = self.farm.uid(user);
         let mut cmd = common::base_command(SC);
         cmd.args(args)
             .env("SRVCTL_SOCKET", &self.socket)
@@ -97,7 +91,7 @@ impl Tenants {
     /// the client side runs in the child of a `Command` after it took the user's UID, and
     /// exits with the service's answer instead of running a program.
     fn crafted(&self, user: &str, request: &'static str) -> Run {
-        let uid = self.uid(user);
+        let uid = self.farm.uid(user);
         let socket = self.socket.clone();
         let mut cmd = Command::new("/bin/true");
         cmd.uid(uid).gid(uid).stdin(Stdio::null());

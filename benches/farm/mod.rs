@@ -128,6 +128,31 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// How many runs a timed series makes: `SRVCTL_BENCH_N` when it is a positive number, else
+/// `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("SRVCTL_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// Print one line for the series `what`: how many runs, and their min, median, mean, p95 and
+/// max in milliseconds.
+pub fn report(what: &str, times: Vec<Duration>) {
+    let s = Summary::of(times);
+    println!(
+        "{what}: n={} min={:.2} ms median={:.2} ms mean={:.2} ms p95={:.2} ms max={:.2} ms",
+        s.n,
+        ms(s.min),
+        ms(s.median),
+        ms(s.mean),
+        ms(s.p95),
+        ms(s.max),
+    );
+}
+
 /// The distribution of a set of timings.
 pub struct Summary {
     /// Fastest.

@@ -1,5 +1,5 @@
 //! Who may do what. The caller of a command is whoever the kernel says it is (root running
-//! `sc`, or the peer credentials of the privileged service's socket); [`Role::resolve`] turns
+//! `sc`, or the peer credentials of the privileged service's socket); [`Caller::resolve`] turns
 //! its UID into a role, and the policy ([`authorize`], [`container`], [`operator_only`],
 //! [`account`]) decides, against the loaded datastore, whether the role may act and on which
 //! records.

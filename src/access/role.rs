@@ -17,25 +17,13 @@ pub enum Role {
 }
 
 impl Role {
-    /// The role of `uid`, whose groups are `gids`: the operator for UID 0 or a member of the
-    /// `operator_group` of `settings`; else the account whose UID it is (a reseller if the
-    /// account is a reseller's own). Any other UID is refused.
-    pub fn resolve(
-        uid: u32,
-        gids: &[u32],
-        state: &State,
-        settings: &Settings,
-    ) -> Result<Self, OpError> {
-        if uid == 0 || in_operator_group(gids, settings) {
-            return Ok(Self::Operator);
-        }
-        let name = account_of(uid, state)
-            .ok_or_else(|| OpError::Denied(format!("UID {uid} is no srvctl account")))?;
-        Ok(if state.resellers.contains_key(name) {
+    /// The role of account `name`: a reseller if the account is a reseller's own, else a user.
+    fn of_account(name: &AccountName, state: &State) -> Self {
+        if state.resellers.contains_key(name) {
             Self::Reseller(name.clone())
         } else {
             Self::User(name.clone())
-        })
+        }
     }
 }
 
@@ -88,16 +76,26 @@ impl Caller {
     }
 
     /// The caller with UID `uid` and groups `gids`, as the datastore and settings make it.
-    /// It is named by its account; an operator without one (root, a member of the operator
-    /// group) by the host's user database, or by its UID.
+    ///
+    /// Its role: the operator for UID 0 or a member of the `operator_group` of `settings`;
+    /// else the account whose UID it is (a reseller if the account is a reseller's own). Any
+    /// other UID is refused. It is named by its account; an operator without one (root, a
+    /// member of the operator group) by the host's user database, or by its UID.
     pub fn resolve(
         uid: u32,
         gids: &[u32],
         state: &State,
         settings: &Settings,
     ) -> Result<Self, OpError> {
-        let role = Role::resolve(uid, gids, state, settings)?;
-        let name = match account_of(uid, state) {
+        let account = account_of(uid, state);
+        let role = if uid == 0 || in_operator_group(gids, settings) {
+            Role::Operator
+        } else {
+            let name = account
+                .ok_or_else(|| OpError::Denied(format!("UID {uid} is no srvctl account")))?;
+            Role::of_account(name, state)
+        };
+        let name = match account {
             Some(account) if uid != 0 => account.to_string(),
             _ => login_name(uid),
         };

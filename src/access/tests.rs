@@ -497,11 +497,13 @@ fn every_command_for_every_role() {
 fn a_stranger_is_no_caller_and_root_is_the_operator() {
     let f = farm();
     let state = f.state();
-    let e = Role::resolve(4242, &[4242], &state, &Settings::default()).unwrap_err();
+    let e = Caller::resolve(4242, &[4242], &state, &Settings::default()).unwrap_err();
     assert_eq!(e.kind(), FailureKind::Permission);
     assert_eq!(e.to_string(), "UID 4242 is no srvctl account");
     assert_eq!(
-        Role::resolve(0, &[], &state, &Settings::default()).unwrap(),
+        Caller::resolve(0, &[], &state, &Settings::default())
+            .unwrap()
+            .role,
         Role::Operator
     );
     let [_, alice, bob, _] = callers(&state);
@@ -518,10 +520,12 @@ fn members_of_the_operator_group_are_operators() {
         ..Settings::default()
     };
     assert_eq!(
-        Role::resolve(4242, &[100, 0], &state, &settings).unwrap(),
+        Caller::resolve(4242, &[100, 0], &state, &settings)
+            .unwrap()
+            .role,
         Role::Operator
     );
-    assert!(Role::resolve(4242, &[100], &state, &settings).is_err());
+    assert!(Caller::resolve(4242, &[100], &state, &settings).is_err());
 }
 
 #[test]

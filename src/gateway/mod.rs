@@ -165,32 +165,14 @@ mod tests {
             args(Some(SFTP_SUBSYSTEM)),
             ["web.ve", "sftp", "--login", "www"]
         );
-        assert_eq!(
-            args(Some("ls -l; exit 3")),
-            [
-                "web.ve",
-                "exec",
-                "--login",
-                "www",
-                "--",
-                "sh",
-                "-c",
-                "ls -l; exit 3"
-            ]
-        );
-        assert_eq!(
-            args(Some("scp -t /var/www/html")),
-            [
-                "web.ve",
-                "exec",
-                "--login",
-                "www",
-                "--",
-                "sh",
-                "-c",
-                "scp -t /var/www/html"
-            ]
-        );
+        for command in ["ls -l; exit 3", "scp -t /var/www/html"] {
+            assert_eq!(
+                args(Some(command)),
+                [
+                    "web.ve", "exec", "--login", "www", "--", "sh", "-c", command
+                ]
+            );
+        }
     }
 
     #[test]

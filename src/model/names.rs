@@ -73,6 +73,23 @@ fn invalid<'a>(kind: &'static str, raw: &'a str) -> impl Fn(&'static str) -> Nam
     }
 }
 
+/// Refuse `raw` unless it is shaped like a Linux login name of `kind`: at most `max`
+/// characters, lower-case letters, digits and `-`, starting with a letter.
+fn check_login_shape(kind: &'static str, raw: &str, max: usize) -> Result<(), NameError> {
+    let invalid = invalid(kind, raw);
+    check_length(kind, raw, max)?;
+    if !raw.as_bytes()[0].is_ascii_lowercase() {
+        return Err(invalid("it must start with a lower-case letter"));
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid("use only lower-case letters, digits and '-'"));
+    }
+    Ok(())
+}
+
 /// A container name: a DNS name (the site's domain, or e.g. `alpha.ve`), lower-case, usable as
 /// a systemd machine name, a unit instance and a file name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,11 +125,6 @@ impl ContainerName {
             return Err(invalid("a name may not be all digits"));
         }
         Ok(Self(name))
-    }
-
-    /// The name as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -184,26 +196,11 @@ impl AccountName {
     /// Validate an account name.
     pub fn new(raw: &str) -> Result<Self, NameError> {
         const KIND: &str = "account";
-        let invalid = invalid(KIND, raw);
-        check_length(KIND, raw, ACCOUNT_NAME_MAX)?;
-        if !raw.as_bytes()[0].is_ascii_lowercase() {
-            return Err(invalid("it must start with a lower-case letter"));
-        }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(invalid("use only lower-case letters, digits and '-'"));
-        }
+        check_login_shape(KIND, raw, ACCOUNT_NAME_MAX)?;
         if is_system_account(raw) {
-            return Err(invalid("the name is reserved for the system"));
+            return Err(invalid(KIND, raw)("the name is reserved for the system"));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    /// The name as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -220,29 +217,19 @@ pub struct ContainerLogin(String);
 impl ContainerLogin {
     /// Validate a login name.
     pub fn new(raw: &str) -> Result<Self, NameError> {
-        const KIND: &str = "container login";
-        let invalid = invalid(KIND, raw);
-        check_length(KIND, raw, CONTAINER_LOGIN_MAX)?;
-        if !raw.as_bytes()[0].is_ascii_lowercase() {
-            return Err(invalid("it must start with a lower-case letter"));
-        }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(invalid("use only lower-case letters, digits and '-'"));
-        }
+        check_login_shape("container login", raw, CONTAINER_LOGIN_MAX)?;
         Ok(Self(raw.to_owned()))
-    }
-
-    /// The name as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
 macro_rules! name_traits {
     ($t:ty) => {
+        impl $t {
+            /// The name as stored.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -284,6 +284,13 @@ impl Farm {
         State::from_json(&bytes).expect("the datastore parses")
     }
 
+    /// The UID the datastore gives account `name` (panics if there is no such account).
+    #[track_caller]
+    pub fn uid(&self, name: &str) -> u32 {
+        let account = srvctl::model::names::AccountName::new(name).expect("an account name");
+        self.state().users[&account].uid
+    }
+
     /// The datastore as a JSON value (panics if it is missing or not JSON).
     #[track_caller]
     pub fn datastore_json(&self) -> serde_json::Value {
