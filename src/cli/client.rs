@@ -27,7 +27,8 @@ pub fn request(system: &dyn System, args: &[String], json: bool) -> u8 {
         .map(PathBuf::from)
         .unwrap_or_else(|| SOCKET.into());
     let args = with_files_read(system, args);
-    match exchange(&path, &args) {
+    let term = system.env("TERM").and_then(|t| t.into_string().ok());
+    match exchange(&path, &args, term) {
         Ok(code) => code,
         Err(e) => Failure::new(
             FailureKind::System,
@@ -60,10 +61,11 @@ pub fn with_files_read(system: &dyn System, args: &[String]) -> Vec<String> {
 }
 
 /// One request and its answer.
-fn exchange(path: &Path, args: &[String]) -> std::io::Result<u8> {
+fn exchange(path: &Path, args: &[String], term: Option<String>) -> std::io::Result<u8> {
     let stream = UnixStream::connect(path)?;
     let request = serde_json::to_vec(&Request {
         argv: args.to_vec(),
+        term,
     })?;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     socket::send_with_fds(

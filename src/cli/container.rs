@@ -319,7 +319,10 @@ pub fn act(
             let login = account(container, name, login.as_deref())?;
             // A session may last for hours: it must not hold writers off.
             drop(held);
-            return audited(inv, interactive(inv, &enter::shell(name, &login)));
+            return audited(
+                inv,
+                interactive(inv, &enter::shell(name, &login, inv.term.as_deref())),
+            );
         }
         Action::Exec { login, command } => {
             let login = account(container, name, login.as_deref())?;

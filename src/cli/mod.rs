@@ -141,6 +141,9 @@ struct Invocation<'s> {
     caller: Caller,
     now: String,
     argv: Vec<String>,
+    /// The client's terminal type, for a shell it opens through the service (`None` when `sc`
+    /// runs directly: its programs inherit `TERM`).
+    term: Option<String>,
     /// Whether the command was audited already (a request through the service is audited
     /// once, whatever it was).
     audited: std::cell::Cell<bool>,
@@ -155,6 +158,7 @@ impl<'s> Invocation<'s> {
             caller,
             now: system.now().to_string(),
             argv,
+            term: None,
             audited: std::cell::Cell::new(false),
         }
     }
@@ -277,6 +281,7 @@ fn serve(
     paths: Paths,
     peer: &crate::system::socket::Peer,
     args: Vec<String>,
+    term: Option<String>,
 ) -> u8 {
     let argv: Vec<String> = std::iter::once("sc".to_owned())
         .chain(args.iter().cloned())
@@ -289,7 +294,10 @@ fn serve(
             return f.report("sc", json);
         }
     };
-    let inv = Invocation::detect(system, paths, args, caller);
+    let inv = Invocation {
+        term,
+        ..Invocation::detect(system, paths, args, caller)
+    };
     let (result, json) = match Cli::try_parse_from(&argv) {
         Err(e) => match usage(e, "sc") {
             Ok(code) => return code,

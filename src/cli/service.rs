@@ -34,6 +34,18 @@ const REQUEST_LIMIT: usize = 1 << 20;
 pub struct Request {
     /// The arguments of `sc`, without the program name.
     pub argv: Vec<String>,
+    /// The client's terminal type (`TERM`), for a shell it opens; ignored unless it is a plain
+    /// name ([`is_term_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+}
+
+/// Whether `term` can be a terminal type: 1 to 64 ASCII letters, digits and `._+-`.
+pub fn is_term_name(term: &str) -> bool {
+    (1..=64).contains(&term.len())
+        && term
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
 }
 
 /// What the service answers when the command is done.
@@ -127,7 +139,10 @@ fn serve_request(
     request: serde_json::Result<Request>,
 ) -> u8 {
     match request {
-        Ok(request) => super::serve(system, paths.clone(), peer, request.argv),
+        Ok(request) => {
+            let term = request.term.filter(|t| is_term_name(t));
+            super::serve(system, paths.clone(), peer, request.argv, term)
+        }
         Err(e) => {
             let failure = Failure::new(FailureKind::Usage, format!("malformed request: {e}"));
             super::audit_refusal(system, paths, peer, &[], &failure);
@@ -144,6 +159,14 @@ mod tests {
     fn a_request_is_its_command_line_and_nothing_else() {
         let request: Request = serde_json::from_str(r#"{"argv": ["status"]}"#).unwrap();
         assert_eq!(request.argv, ["status"]);
+        let request: Request =
+            serde_json::from_str(r#"{"argv": ["x.ve", "shell"], "term": "xterm-256color"}"#)
+                .unwrap();
+        assert_eq!(request.term.as_deref(), Some("xterm-256color"));
+        assert!(is_term_name("xterm-256color") && is_term_name("screen.xterm"));
+        for bad in ["", "xterm\nX=1", "a b", "x;y", &"x".repeat(65)] {
+            assert!(!is_term_name(bad), "{bad:?}");
+        }
         for claim in [
             r#"{"argv": ["status"], "uid": 0}"#,
             r#"{"argv": ["status"], "user": "root"}"#,

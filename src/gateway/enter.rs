@@ -44,8 +44,17 @@ fn run_as(
 }
 
 /// A login shell inside container `name` as `login`.
-pub fn shell(name: &ContainerName, login: &ContainerLogin) -> CommandLine {
-    CommandLine::new("machinectl", ["shell".into(), format!("{login}@{name}")])
+///
+/// `term` is the terminal type to set inside (a client of the privileged service sends its
+/// own; `sc` run directly passes its environment on).
+pub fn shell(name: &ContainerName, login: &ContainerLogin, term: Option<&str>) -> CommandLine {
+    let setenv = term.map(|t| format!("--setenv=TERM={t}"));
+    CommandLine::new(
+        "machinectl",
+        setenv
+            .into_iter()
+            .chain(["shell".into(), format!("{login}@{name}")]),
+    )
 }
 
 /// Run `command` inside container `name` as `login`; its exit code is the program's.
@@ -131,8 +140,12 @@ mod tests {
     #[test]
     fn sessions_run_as_the_login_in_its_home() {
         assert_eq!(
-            shell(&web(), &login("www")).to_string(),
+            shell(&web(), &login("www"), None).to_string(),
             "machinectl shell www@web.ve"
+        );
+        assert_eq!(
+            shell(&web(), &login("www"), Some("xterm-256color")).to_string(),
+            "machinectl --setenv=TERM=xterm-256color shell www@web.ve"
         );
         let run = exec(
             &web(),
