@@ -17,7 +17,7 @@
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
-#                                          srvctl.socket and srvctl@.service; the socket is
+#                                          srvctl.socket and srvctl.service; the socket is
 #                                          shipped wanted by sockets.target (a link in
 #                                          sockets.target.wants/ here), so it listens from the
 #                                          next boot (or `systemctl start srvctl.socket`);

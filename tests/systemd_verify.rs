@@ -26,7 +26,7 @@ const CONTAINER: &str = "web.example.com";
 const UNITS: [&str; 13] = [
     "srvctl-regenerate.service",
     "srvctl.socket",
-    "srvctl@0-1-2.service",
+    "srvctl.service",
     "srvctl-certificates.service",
     "srvctl-certificates.timer",
     "srvctl-bridges.service",

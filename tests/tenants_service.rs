@@ -428,3 +428,46 @@ fn a_tenants_key_file_is_read_by_the_client_never_by_the_service() {
         "a refused key changed the datastore"
     );
 }
+
+#[test]
+fn socket_activated_the_service_serves_and_exits_when_idle() {
+    let Some(t) = Tenants::start("socket_activated_the_service_serves_and_exits") else {
+        return;
+    };
+    common::real::require_tool("/usr/bin/systemd-socket-activate");
+    // systemd's way: the listening socket passed as fd 3 (LISTEN_FDS), as srvctl.socket does.
+    let socket = t.farm.tmp().join("activated.socket");
+    let mut service = Command::new("systemd-socket-activate");
+    service
+        .arg("--listen")
+        .arg(&socket)
+        .arg(SERVICE)
+        .arg("--root")
+        .arg(t.farm.root())
+        .args(["--idle", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = service.spawn().unwrap();
+    assert!(
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            socket.exists()
+        }),
+        "systemd-socket-activate does not listen"
+    );
+    // srvctl.socket's SocketMode=0666.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut cmd = t.command("bob", &["status"]);
+    cmd.env("SRVCTL_SOCKET", &socket);
+    let run = Run::from_output(cmd.output().unwrap());
+    assert!(run.success(), "{run:#?}");
+    // Nothing to do for a second: it exits by itself.
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        child.kill().unwrap();
+    }
+    assert!(exited, "the service did not exit when idle");
+}

@@ -1,12 +1,13 @@
 //! `srvctl-service`: the privileged service through which everyone but root runs `sc`.
 //!
-//! systemd starts one instance per connection on `/run/srvctl/sc.socket` (`srvctl.socket`,
-//! `Accept=yes`, the connection on standard input). The client sends one message,
+//! systemd starts it on the first connection to `/run/srvctl/sc.socket` (`srvctl.socket`,
+//! which passes the listening socket); it serves each connection in a process of its own and
+//! exits after a minute with no request and none running. The client sends one message,
 //! `{"argv": [...]}`, with its standard input, output and error attached (`SCM_RIGHTS`); the
 //! service takes the caller from the socket's peer credentials (never from the message or
 //! an environment variable), puts the client's streams on its own, runs the command line for
 //! that caller, and answers `{"exit": N}`. For tests, `srvctl-service --root DIR --listen
-//! SOCKET` serves a scratch root in a loop, each connection in a process of its own.
+//! SOCKET` serves a scratch root the same way until it is killed.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -62,10 +63,13 @@ struct Args {
     /// Serve the scratch tree DIR (systemd requests are only printed).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Listen on SOCKET and serve every connection (instead of the one connection systemd
-    /// passes on standard input).
+    /// Listen on SOCKET and serve every connection until killed (instead of the socket
+    /// systemd passes, served until a minute passes with nothing to do).
     #[arg(long, value_name = "SOCKET")]
     listen: Option<PathBuf>,
+    /// With the socket systemd passes: exit after SECONDS with no request and none running.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    idle: u64,
 }
 
 /// Run `srvctl-service`.
@@ -75,11 +79,22 @@ pub fn service_main() -> ExitCode {
         Err(e) => return super::usage_error(e, "srvctl-service", false),
     };
     let paths = args.root.map(Paths::rooted).unwrap_or_else(Paths::system);
-    let served = match &args.listen {
-        Some(path) => socket::listen(path)
-            .and_then(|listener| socket::serve_forking(&listener, |c| handle(c, &paths))),
-        None => socket::stdin_connection().map(|c| handle(c, &paths)),
+    let system = Local::new(paths.root().is_some());
+    let (listener, idle) = match &args.listen {
+        Some(path) => (socket::listen(path), None),
+        None => (
+            socket::listener_from_systemd(&system).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no socket from systemd (LISTEN_FDS): start srvctl.socket, or use --listen SOCKET",
+                )
+            }),
+            Some(std::time::Duration::from_secs(args.idle)),
+        ),
     };
+    let served = listener.and_then(|listener| {
+        socket::serve_forking(&system, &listener, idle, |c| handle(&system, c, &paths))
+    });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => Failure::from(e).exit("srvctl-service", false),
@@ -97,10 +112,9 @@ pub(super) fn caller(system: &dyn System, paths: &Paths, peer: &Peer) -> Result<
 /// Serve one connection: read the request and the client's streams, run it, answer. What
 /// goes wrong before the client's streams are in place is logged on this service's stderr
 /// (the journal).
-fn handle(connection: UnixStream, paths: &Paths) {
-    let system = Local::new(paths.root().is_some());
+fn handle(system: &dyn System, connection: UnixStream, paths: &Paths) {
     let code = match receive(&connection) {
-        Ok((peer, request)) => serve_request(&system, paths, &peer, request),
+        Ok((peer, request)) => serve_request(system, paths, &peer, request),
         Err(e) => {
             eprintln!("srvctl-service: {e}");
             FailureKind::Usage.exit_code()

@@ -13,7 +13,6 @@ pub mod enter;
 pub mod login;
 pub mod userdb;
 
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,18 +99,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The socket systemd passed (`LISTEN_FDS`, the first one: fd 3), if it passed one to us.
-fn socket_from_systemd(system: &dyn System) -> Option<UnixListener> {
-    let var = |name| system.env(name).and_then(|v| v.into_string().ok());
-    let for_us = var("LISTEN_PID")? == std::process::id().to_string();
-    let count: u32 = var("LISTEN_FDS")?.parse().ok()?;
-    (for_us && count >= 1).then(|| {
-        // SAFETY: systemd passed fd 3 to this process (LISTEN_PID, LISTEN_FDS) as the
-        // listening socket of srvctl-gateway-userdb.socket; nothing else owns it.
-        unsafe { UnixListener::from_raw_fd(3) }
-    })
-}
-
 fn serve_userdb(
     system: &(dyn System + Sync),
     paths: &Paths,
@@ -126,7 +113,7 @@ fn serve_userdb(
     let listener = match listen {
         Some(path) => UnixListener::bind(&path)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?,
-        None => socket_from_systemd(system).ok_or(
+        None => crate::system::socket::listener_from_systemd(system).ok_or(
             "no socket from systemd (LISTEN_FDS): start srvctl-gateway-userdb.socket, or use --listen PATH",
         )?,
     };

@@ -1,6 +1,6 @@
 //! Unix sockets of the privileged service: who the peer is (as the kernel says), file
-//! descriptors passed along with a message, and a listener that serves each connection in a
-//! process of its own.
+//! descriptors passed along with a message, the listening socket systemd passes, and a
+//! listener that serves each connection in a process of its own.
 
 use std::ffi::CString;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -8,6 +8,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::time::Duration;
+
+use super::System;
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, sockopt};
 
@@ -102,10 +105,17 @@ pub fn put_on_stdio(fds: &[OwnedFd; 3]) -> io::Result<()> {
     nix::unistd::dup2_stderr(&fds[2]).map_err(io::Error::from)
 }
 
-/// Standard input as a connection (the socket systemd passes with `StandardInput=socket`),
-/// on a descriptor of its own so that standard input can be replaced.
-pub fn stdin_connection() -> io::Result<UnixStream> {
-    Ok(UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?))
+/// The listening socket systemd passed (`LISTEN_FDS`, the first one: fd 3), if it passed one
+/// to this process.
+pub fn listener_from_systemd(system: &dyn System) -> Option<UnixListener> {
+    let var = |name| system.env(name).and_then(|v| v.into_string().ok());
+    let for_us = var("LISTEN_PID")? == std::process::id().to_string();
+    let count: u32 = var("LISTEN_FDS")?.parse().ok()?;
+    (for_us && count >= 1).then(|| {
+        // SAFETY: systemd passed fd 3 to this process (LISTEN_PID, LISTEN_FDS) as its
+        // listening socket; nothing else owns it.
+        unsafe { UnixListener::from_raw_fd(3) }
+    })
 }
 
 /// Listen on `path` (replacing a stale socket), open to every local user.
@@ -120,13 +130,33 @@ pub fn listen(path: &Path) -> io::Result<UnixListener> {
 }
 
 /// Serve every connection of `listener` in a child process of its own, which runs `handle`
-/// and exits; children are reaped by the kernel. Must be called before any thread starts.
-pub fn serve_forking(listener: &UnixListener, handle: impl Fn(UnixStream)) -> io::Result<()> {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: ignoring SIGCHLD installs no handler code; it makes the kernel reap children.
-    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.map_err(io::Error::from)?;
-    for stream in listener.incoming() {
-        let stream = stream?;
+/// and exits. With `idle`, return once that long has passed with no connection and no child
+/// left (a session may last for hours; it keeps the service). Must be called before any
+/// thread starts.
+pub fn serve_forking(
+    system: &dyn System,
+    listener: &UnixListener,
+    idle: Option<Duration>,
+    handle: impl Fn(UnixStream),
+) -> io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut children = 0usize;
+    let mut quiet_since = system.monotonic();
+    loop {
+        children -= reap(children);
+        if children > 0 {
+            quiet_since = system.monotonic();
+        }
+        if idle.is_some_and(|idle| system.monotonic() - quiet_since >= idle) {
+            return Ok(());
+        }
+        let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut ready, PollTimeout::from(1000u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (stream, _) = listener.accept()?;
         // SAFETY: the caller guarantees this process is single-threaded, so the child may
         // run any code.
         match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
@@ -134,8 +164,23 @@ pub fn serve_forking(listener: &UnixListener, handle: impl Fn(UnixStream)) -> io
                 handle(stream);
                 std::process::exit(0);
             }
-            nix::unistd::ForkResult::Parent { .. } => drop(stream),
+            nix::unistd::ForkResult::Parent { .. } => {
+                children += 1;
+                quiet_since = system.monotonic();
+            }
         }
     }
-    Ok(())
+}
+
+/// Reap the children that ended, without waiting; how many of at most `alive` did.
+fn reap(alive: usize) -> usize {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let mut ended = 0;
+    while ended < alive {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(_) => ended += 1,
+        }
+    }
+    ended
 }

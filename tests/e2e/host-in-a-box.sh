@@ -25,7 +25,7 @@ SRVCTL_REPO=$repo
 fail() {
     echo "host-in-a-box: FAIL: $*" >&2
     box_sh 'sc status; journalctl -b --no-pager -n 40 -u "systemd-nspawn@*"
-            journalctl -b --no-pager -n 30 -u srvctl-regenerate -u "srvctl@*"' >&2 || true
+            journalctl -b --no-pager -n 30 -u srvctl-regenerate -u srvctl.service' >&2 || true
     box_diag
     exit 1
 }
