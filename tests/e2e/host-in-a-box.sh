@@ -89,11 +89,12 @@ set +e; box_run sc "$one" exec sh -c 'exit 7'; code=$?; set -e
 # process in its cgroup, which works on cgroup v1 and v2 alike.
 memory_kib=$(box_sh '
     cg=$(systemctl show "systemd-nspawn@$1.service" -p ControlGroup --value)
+    [ -n "$cg" ] || { echo 0; exit; }
     for base in /sys/fs/cgroup/unified /sys/fs/cgroup; do
         [ -d "$base$cg" ] && { find "$base$cg" -name cgroup.procs -exec cat {} + ; break; }
     done | sort -u | while read -r pid; do
         awk "/^Pss:/ {print \$2}" "/proc/$pid/smaps_rollup" 2>/dev/null
-    done | awk "{s += \$1} END {print s + 0}"' sh "$one")
+    done | awk "{s += \$1} END {print s + 0}"' "$one")
 figure "memory of an idle container (PSS)" "$((memory_kib / 1024)) MiB"
 [ "$memory_kib" -gt 1024 ] || fail "could not measure the memory of $one"
 
@@ -133,7 +134,7 @@ leftovers=$(box_sh '
     machinectl list --no-legend | grep -F "$n"
     grep -F "$n" /etc/hosts
     sc get container "$n" exist | grep -vx false
-    true' sh "$two")
+    true' "$two")
 [ -z "$leftovers" ] || fail "left behind after destroy-ve: $leftovers"
 srvctl_wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
 

@@ -77,7 +77,7 @@ tenants_check() {
         fail "bob's request is not audited as bob: $(box_run tail -n 1 /var/lib/srvctl/audit.log)"
     sum=$(tenants__sum)
     box_sh 'printf %s "{\"argv\":[\"destroy-ve\",\"$1\"],\"uid\":0,\"user\":\"root\"}" |
-        setpriv --reuid=carol --regid=carol --init-groups socat -t 5 - UNIX-CONNECT:/run/srvctl/sc.socket' sh "$bob_site" >/dev/null 2>&1 || true
+        setpriv --reuid=carol --regid=carol --init-groups socat -t 5 - UNIX-CONNECT:/run/srvctl/sc.socket' "$bob_site" >/dev/null 2>&1 || true
     [ "$(tenants__sum)" = "$sum" ] || fail "a hand-crafted request that claims root changed the datastore"
 
     step "tenants: SSH into containers on port 2222"
@@ -110,7 +110,7 @@ tenants_check() {
     figure "ssh … true through the gateway (mean of 10)" \
         "$(tenants__ms box_run ssh $gw -i /tmp/keys/bob "bob_${bob_site}_root@h1.test" true)"
     # The container's own sshd, for comparison: bob's key for its root, written from inside.
-    box_sh 'sc "$1" exec sh -c "mkdir -p -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys" < /tmp/keys/bob.pub' sh "$bob_site"
+    box_sh 'sc "$1" exec sh -c "mkdir -p -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys" < /tmp/keys/bob.pub' "$bob_site"
     if box_run ssh $TENANTS_SSH_OPTS -i /tmp/keys/bob "root@$ip" true; then
         figure "ssh … true straight to the container's sshd (mean of 10)" \
             "$(tenants__ms box_run ssh $TENANTS_SSH_OPTS -i /tmp/keys/bob "root@$ip" true)"
