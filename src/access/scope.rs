@@ -37,10 +37,11 @@ impl Caller {
     /// Records set aside and the document's other fields are the operator's only. Every view
     /// (`status`, `get`, `out`, `certificates`) reads this, so a record outside the scope
     /// answers exactly like a missing one.
-    pub fn visible(&self, state: &State) -> State {
+    pub fn visible(&self, state: State) -> State {
         if self.role == Role::Operator {
-            return state.clone();
+            return state;
         }
+        let state = &state;
         let users: std::collections::BTreeMap<_, _> = state
             .users
             .iter()

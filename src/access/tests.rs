@@ -165,13 +165,7 @@ fn act(f: &Fixture, caller: &Caller, name: &str) -> Result<(), OpError> {
 
 /// `sc get|out KIND NAME`: the record in the caller's view.
 fn view(f: &Fixture, caller: &Caller, kind: Kind, name: &str) -> Result<(), OpError> {
-    views::fields(
-        &caller.visible(&f.state()),
-        &Clusters::default(),
-        kind,
-        name,
-    )
-    .map(drop)
+    views::fields(&caller.visible(f.state()), &Clusters::default(), kind, name).map(drop)
 }
 
 fn rows() -> Vec<Row> {
@@ -572,7 +566,7 @@ fn status_shows_each_caller_its_scope() {
     let state = f.state();
     let [operator, alice, bob, carol] = callers(&state);
     let names = |c: &Caller| -> Vec<String> {
-        views::status(&c.visible(&state), "h1.test", &None)
+        views::status(&c.visible(state.clone()), "h1.test", &None)
             .into_iter()
             .map(|r| format!("{} {}", r.name, r.reseller))
             .collect()

@@ -24,7 +24,7 @@ fn rows(
             ),
         )
     })?;
-    let state = inv.caller.visible(&crate::store::read(system, &inv.paths)?);
+    let state = inv.caller.visible(crate::store::read(system, &inv.paths)?);
     if let Some(name) = only
         && !state
             .containers

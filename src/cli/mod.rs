@@ -381,7 +381,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 container::live_states(inv.system())?
             };
             out.status(&views::status(
-                &inv.caller.visible(&store::read(inv.system(), &inv.paths)?),
+                &inv.caller.visible(store::read(inv.system(), &inv.paths)?),
                 &inv.hostname,
                 &live,
             ))
@@ -571,7 +571,7 @@ fn lookup(
     kind: Kind,
     name: &str,
 ) -> Result<Result<views::Fields, ops::OpError>, Failure> {
-    let state = inv.caller.visible(&store::read(inv.system(), &inv.paths)?);
+    let state = inv.caller.visible(store::read(inv.system(), &inv.paths)?);
     let clusters = if kind == Kind::Host {
         inv.clusters()?
     } else {
