@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A tour of srvctl on a scratch root: builds srvctl, installs it into the scratch directory
 # with scripts/install.sh (as a package build would), then runs the installed programs there.
-# No root privileges, no systemd calls, nothing outside the scratch directory is touched.
+# No systemd calls, nothing outside the scratch directory is touched; root is needed only
+# once, when scripts/build-deps.sh has build packages to install.
 #
 #   bash scripts/demo.sh [DIR]      # DIR defaults to a new temporary directory
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== building srvctl (release)"
+bash scripts/build-deps.sh
 cargo build --release --locked --bins
 
 root=${1:-$(mktemp -d -t srvctl-demo.XXXXXX)}

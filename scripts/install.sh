@@ -39,6 +39,7 @@ bin_dir=${SRVCTL_BIN_DIR:-}
 
 if [ -z "$bin_dir" ]; then
     echo "install: building release binaries…"
+    bash "$here/scripts/build-deps.sh"
     cargo build --release --locked --manifest-path "$here/Cargo.toml" --bins
     bin_dir="$here/target/release"
 fi

@@ -20,9 +20,10 @@
 #   openssh-client     ssh-keygen for real test keys, ssh to log in (tests/publickeys.rs)
 #   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
 #                      (tests/publickeys.rs)
+#   etcd-server        real etcd members on loopback for the cluster datastore (tests/cluster_*.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "system packages"
+bash scripts/build-deps.sh
 bash scripts/test-deps.sh
 
 step "rust components"
