@@ -13,6 +13,7 @@
 #   /usr/libexec/srvctl/srvctl-authorized-keys   sshd's AuthorizedKeysCommand
 #   /etc/ssh/sshd_config.d/50-srvctl.conf  points sshd at it (the path follows PREFIX)
 #   /usr/libexec/srvctl/srvctl-gateway    the SSH gateway's userdb service and session program
+#   /usr/libexec/srvctl/srvctl-sync       keeps the datastore cache of a cluster host current
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
 #                                          srvctl-certificates.service and .timer (the
@@ -60,7 +61,7 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
-install -m 0755 "$bin_dir/srvctl-service" "$bin_dir/srvctl-gateway" "$DESTDIR$libexec/"
+install -m 0755 "$bin_dir/srvctl-service" "$bin_dir/srvctl-gateway" "$bin_dir/srvctl-sync" "$DESTDIR$libexec/"
 # sshd runs it as root and refuses it unless it and every directory above it are root's and
 # not group- or world-writable: install -d and install -m 0755 as root give exactly that.
 install -m 0755 "$bin_dir/srvctl-authorized-keys" "$DESTDIR$libexec/"

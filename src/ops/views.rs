@@ -286,18 +286,23 @@ fn live_state(live: &Live, here: bool, unit: &str) -> (String, Option<String>) {
     let Some(u) = units.get(unit) else {
         return ("stopped".into(), None);
     };
-    let state = match u.active.as_str() {
-        "active" => "running",
-        "activating" => "starting",
-        "deactivating" => "stopping",
-        "inactive" => "stopped",
-        other => other,
-    };
+    let state = run_state(&u.active);
     let since = (u.since_usec > 0)
         .then(|| jiff::Timestamp::from_microsecond(u.since_usec as i64).ok())
         .flatten()
         .map(|t| t.to_string());
     (state.into(), since)
+}
+
+/// A container's state as `sc status` words it, from its unit's ActiveState.
+pub fn run_state(active: &str) -> &str {
+    match active {
+        "active" => "running",
+        "activating" => "starting",
+        "deactivating" => "stopping",
+        "inactive" => "stopped",
+        other => other,
+    }
 }
 
 /// Every container, by name, with its live state on `hostname`.

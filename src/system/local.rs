@@ -360,6 +360,11 @@ impl System for Local {
         use std::os::unix::process::CommandExt;
         spawn_error(command)(self::command(command).exec())
     }
+
+    fn notify(&self, assignments: &str) {
+        // NOTIFY_SOCKET unset (not a service of systemd) is no error: nothing to tell.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Custom(assignments)]);
+    }
 }
 
 #[cfg(test)]

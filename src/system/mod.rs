@@ -106,6 +106,9 @@ pub trait System: fmt::Debug {
     /// Replace this process with a program (found in `PATH`), which keeps the environment,
     /// the terminal and the process's place for its parent; returns only when it could not.
     fn exec(&self, command: &CommandLine) -> io::Error;
+    /// Tell the service manager about this service (`READY=1`, `WATCHDOG=1`, `STATUS=…`, one
+    /// assignment per line); nothing when no service manager listens.
+    fn notify(&self, assignments: &str);
 }
 
 /// What [`System::write_fresh`] creates.

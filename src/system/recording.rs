@@ -51,6 +51,8 @@ pub struct Recording {
     pub environment: BTreeMap<String, OsString>,
     /// What `hostname` answers.
     pub hostname: String,
+    /// Every notification to the service manager, in order.
+    pub notifications: RefCell<Vec<String>>,
 }
 
 /// The recording system's clock: it stands still, by default at [`Clock::START`].
@@ -309,6 +311,10 @@ impl System for Recording {
     fn exec(&self, command: &CommandLine) -> io::Error {
         self.commands.borrow_mut().push(command.clone());
         io::Error::other(format!("{}: recorded, not run", command.program))
+    }
+
+    fn notify(&self, assignments: &str) {
+        self.notifications.borrow_mut().push(assignments.to_owned());
     }
 }
 

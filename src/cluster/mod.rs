@@ -1,0 +1,3 @@
+//! The cluster: hosts that share one datastore through etcd.
+
+pub mod sync;

@@ -1,0 +1,269 @@
+//! The sync service, `srvctl-sync`: keeps this host's cache of the cluster datastore current
+//! and this host's configuration with it.
+//!
+//! It watches the cluster's records in etcd; when they change it refreshes the local cache
+//! (the document the generator and srvctl-regenerate read at boot) and has systemd re-run the
+//! generator, srvctl-regenerate and `machines.target` (which starts the containers of this host
+//! that are wanted and not running). It publishes the live state of this host's containers
+//! for `sc status` on the other hosts, and writes its own state to [`STATUS_FILE`] for
+//! `sc cluster status` and for readers that mark the cache stale.
+//!
+//! While etcd is unreachable it keeps running from the cache, says so in the status file and
+//! in systemd's status line, and tries again every few seconds: a member that comes back
+//! catches up by itself. The loop talks to etcd through a [`Feed`], so it is tested with a
+//! fake one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ops::follow_up::REGENERATE_UNIT;
+use crate::ops::views::run_state;
+use crate::system::paths::Paths;
+use crate::system::{Request, System};
+
+/// Where the sync service writes its state (volatile: a reboot starts afresh).
+pub const STATUS_FILE: &str = "/run/srvctl/sync.json";
+/// The longest the loop waits for a change before it looks again (and pets the watchdog).
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long to wait before trying an unreachable cluster again.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// How often the live state is published even when it did not change, so that readers can
+/// tell a live host from a silent one.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A live report older than this is not believed.
+pub const LIVE_FRESH: Duration = Duration::from_secs(45);
+
+/// What the sync loop needs of the cluster datastore.
+pub trait Feed {
+    /// Bring the local cache up to date with the cluster.
+    fn refresh(&mut self) -> Result<Refreshed, String>;
+    /// Wait until something the loop acts on changes after `revision`, at most `timeout`.
+    fn wait(&mut self, revision: i64, timeout: Duration) -> Result<Wakeup, String>;
+    /// Publish the live state of this host's containers.
+    fn publish(&mut self, live: &LiveReport) -> Result<(), String>;
+}
+
+/// The outcome of [`Feed::refresh`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The etcd revision of the document now in the cache.
+    pub revision: i64,
+    /// Whether the cached document changed.
+    pub changed: bool,
+}
+
+/// Why [`Feed::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// The records changed.
+    Changed,
+    /// `sc regenerate all-hosts` asked every host to regenerate.
+    Regenerate,
+    /// Nothing happened within the time.
+    Quiet,
+}
+
+/// The live state of one host's containers, as its sync service last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveReport {
+    /// The host.
+    pub host: String,
+    /// When it was seen (RFC 3339).
+    pub at: String,
+    /// Container name → `running`, `starting`, `stopping`, `stopped`, `failed`.
+    pub containers: BTreeMap<String, String>,
+}
+
+/// The sync service's state, as [`STATUS_FILE`] holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Whether the last exchange with etcd succeeded.
+    pub connected: bool,
+    /// The etcd revision of the cached document (0 before the first refresh).
+    pub revision: i64,
+    /// When the cache was last confirmed current (RFC 3339), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_at: Option<String>,
+    /// When this status was written (RFC 3339).
+    pub updated: String,
+    /// Why etcd is not reachable, while it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Read the sync service's state, if it runs (or ran since boot).
+pub fn read_status(system: &dyn System, paths: &Paths) -> Option<SyncStatus> {
+    let bytes = system.read(&paths.host(STATUS_FILE)).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The sync loop of one host.
+pub struct Sync<'a> {
+    system: &'a dyn System,
+    paths: &'a Paths,
+    host: String,
+    status: SyncStatus,
+    published: Option<(BTreeMap<String, String>, Duration)>,
+    ready: bool,
+}
+
+impl<'a> Sync<'a> {
+    /// The loop of host `host`.
+    pub fn new(system: &'a dyn System, paths: &'a Paths, host: &str) -> Self {
+        Self {
+            system,
+            paths,
+            host: host.to_owned(),
+            status: SyncStatus {
+                connected: false,
+                revision: 0,
+                current_at: None,
+                updated: String::new(),
+                error: None,
+            },
+            published: None,
+            ready: false,
+        }
+    }
+
+    /// The state of the last round.
+    pub fn status(&self) -> &SyncStatus {
+        &self.status
+    }
+
+    /// Run rounds until `stop` says so.
+    pub fn serve(&mut self, feed: &mut dyn Feed, stop: &dyn Fn() -> bool) {
+        let mut regenerate = false;
+        while !stop() {
+            match self.round(feed, regenerate) {
+                Some(revision) => {
+                    regenerate = match feed.wait(revision, WAIT) {
+                        Ok(wakeup) => wakeup == Wakeup::Regenerate,
+                        Err(e) => {
+                            self.disconnected(e);
+                            false
+                        }
+                    };
+                }
+                None => {
+                    regenerate = false;
+                    std::thread::sleep(RETRY);
+                }
+            }
+        }
+        self.system.notify("STOPPING=1");
+    }
+
+    /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
+    /// publish the live state, write the status. Returns the cached revision, or `None` when
+    /// etcd could not be reached.
+    pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
+        let refreshed = match feed.refresh() {
+            Ok(r) => r,
+            Err(e) => {
+                self.disconnected(e);
+                return None;
+            }
+        };
+        if refreshed.changed || regenerate {
+            self.converge();
+        }
+        let now = self.system.now().to_string();
+        self.status = SyncStatus {
+            connected: true,
+            revision: refreshed.revision,
+            current_at: Some(now.clone()),
+            updated: now,
+            error: None,
+        };
+        if let Err(e) = self.publish(feed) {
+            self.disconnected(e);
+            return None;
+        }
+        self.tell(&format!(
+            "STATUS=cache current at etcd revision {}",
+            refreshed.revision
+        ));
+        Some(refreshed.revision)
+    }
+
+    /// Have systemd bring this host in line with the cached document: the generator, then
+    /// srvctl-regenerate, then the containers that are wanted and not running.
+    fn converge(&self) {
+        for request in [
+            Request::DaemonReload,
+            Request::Start(REGENERATE_UNIT.into()),
+            Request::Start("machines.target".into()),
+        ] {
+            if let Err(e) = self.system.systemd(&request) {
+                eprintln!("srvctl-sync: {e}");
+            }
+        }
+    }
+
+    fn publish(&mut self, feed: &mut dyn Feed) -> Result<(), String> {
+        let containers = self.live_containers();
+        let now = self.system.monotonic();
+        let due = match &self.published {
+            Some((last, at)) => *last != containers || now.saturating_sub(*at) >= HEARTBEAT,
+            None => true,
+        };
+        if due {
+            feed.publish(&LiveReport {
+                host: self.host.clone(),
+                at: self.system.now().to_string(),
+                containers: containers.clone(),
+            })?;
+            self.published = Some((containers, now));
+        }
+        Ok(())
+    }
+
+    fn live_containers(&self) -> BTreeMap<String, String> {
+        let units = self
+            .system
+            .unit_states("systemd-nspawn@*")
+            .unwrap_or_default();
+        units
+            .into_iter()
+            .filter_map(|u| {
+                let name = u
+                    .name
+                    .strip_prefix("systemd-nspawn@")?
+                    .strip_suffix(".service")?;
+                Some((name.to_owned(), run_state(&u.active).to_owned()))
+            })
+            .collect()
+    }
+
+    fn disconnected(&mut self, error: String) {
+        self.status.connected = false;
+        self.status.updated = self.system.now().to_string();
+        let line = format!(
+            "STATUS=etcd unreachable, serving from the cache: {}",
+            error.replace('\n', " ")
+        );
+        self.status.error = Some(error);
+        self.tell(&line);
+    }
+
+    /// Write the status file and tell systemd (ready after the first round, whatever its
+    /// outcome: the host runs from its cache either way).
+    fn tell(&mut self, status_line: &str) {
+        let path = self.paths.host(STATUS_FILE);
+        let mut bytes = serde_json::to_vec_pretty(&self.status).expect("serialisable");
+        bytes.push(b'\n');
+        if let Err(e) = self.system.write(&path, &bytes, 0o644, false) {
+            eprintln!("srvctl-sync: {}: {e}", path.display());
+        }
+        let ready = if self.ready { "" } else { "READY=1\n" };
+        self.ready = true;
+        self.system
+            .notify(&format!("{ready}WATCHDOG=1\n{status_line}"));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use std::collections::VecDeque;
+
+use super::*;
+use crate::system::Recording;
+use crate::system::systemd::UnitState;
+
+/// A feed that answers from scripts and records what was published.
+#[derive(Default)]
+struct Scripted {
+    refreshes: VecDeque<Result<Refreshed, String>>,
+    published: Vec<LiveReport>,
+}
+
+impl Feed for Scripted {
+    fn refresh(&mut self) -> Result<Refreshed, String> {
+        self.refreshes.pop_front().expect("a scripted refresh")
+    }
+    fn wait(&mut self, _revision: i64, _timeout: Duration) -> Result<Wakeup, String> {
+        Ok(Wakeup::Quiet)
+    }
+    fn publish(&mut self, live: &LiveReport) -> Result<(), String> {
+        self.published.push(live.clone());
+        Ok(())
+    }
+}
+
+fn refreshed(revision: i64, changed: bool) -> Result<Refreshed, String> {
+    Ok(Refreshed { revision, changed })
+}
+
+fn converge_requests() -> Vec<Request> {
+    vec![
+        Request::DaemonReload,
+        Request::Start(REGENERATE_UNIT.into()),
+        Request::Start("machines.target".into()),
+    ]
+}
+
+fn system() -> Recording {
+    Recording {
+        units: vec![UnitState {
+            name: "systemd-nspawn@web.example.com.service".into(),
+            active: "active".into(),
+            sub: "running".into(),
+            since_usec: 0,
+        }],
+        ..Recording::default()
+    }
+}
+
+#[test]
+fn a_changed_document_reruns_the_generator_regenerate_and_machines_target() {
+    let system = system();
+    let paths = Paths::rooted("/r");
+    let mut feed = Scripted {
+        refreshes: [refreshed(7, true)].into(),
+        ..Scripted::default()
+    };
+    let mut sync = Sync::new(&system, &paths, "h1.test");
+    assert_eq!(sync.round(&mut feed, false), Some(7));
+    assert_eq!(*system.requests.borrow(), converge_requests());
+    let status = read_status(&system, &paths).expect("a status file");
+    assert!(status.connected);
+    assert_eq!(status.revision, 7);
+    assert_eq!(status.error, None);
+    let notes = system.notifications.borrow();
+    assert!(notes[0].starts_with("READY=1\nWATCHDOG=1\n"), "{notes:?}");
+}
+
+#[test]
+fn an_unchanged_document_asks_nothing_of_systemd_unless_regenerate_was_asked() {
+    let system = system();
+    let paths = Paths::rooted("/r");
+    let mut feed = Scripted {
+        refreshes: [refreshed(7, false), refreshed(7, false)].into(),
+        ..Scripted::default()
+    };
+    let mut sync = Sync::new(&system, &paths, "h1.test");
+    sync.round(&mut feed, false);
+    assert!(system.requests.borrow().is_empty());
+    sync.round(&mut feed, true);
+    assert_eq!(*system.requests.borrow(), converge_requests());
+}
+
+#[test]
+fn an_unreachable_cluster_is_reported_and_the_service_is_still_ready() {
+    let system = system();
+    let paths = Paths::rooted("/r");
+    let mut feed = Scripted {
+        refreshes: [
+            refreshed(3, false),
+            Err("no quorum (1 of 3 etcd members reachable)".into()),
+        ]
+        .into(),
+        ..Scripted::default()
+    };
+    let mut sync = Sync::new(&system, &paths, "h1.test");
+    sync.round(&mut feed, false);
+    assert_eq!(sync.round(&mut feed, false), None);
+    let status = read_status(&system, &paths).unwrap();
+    assert!(!status.connected);
+    assert_eq!(status.revision, 3, "the cache still holds revision 3");
+    assert!(status.current_at.is_some());
+    assert!(status.error.unwrap().contains("no quorum"));
+    let notes = system.notifications.borrow();
+    assert_eq!(notes.iter().filter(|n| n.contains("READY=1")).count(), 1);
+    assert!(notes[1].contains("STATUS=etcd unreachable, serving from the cache"));
+}
+
+#[test]
+fn the_live_state_is_published_once_until_it_changes() {
+    let system = system();
+    let paths = Paths::rooted("/r");
+    let mut feed = Scripted {
+        refreshes: [refreshed(1, false), refreshed(1, false)].into(),
+        ..Scripted::default()
+    };
+    let mut sync = Sync::new(&system, &paths, "h1.test");
+    sync.round(&mut feed, false);
+    sync.round(&mut feed, false);
+    assert_eq!(feed.published.len(), 1, "the same state is not published twice");
+    let first = &feed.published[0];
+    assert_eq!(first.host, "h1.test");
+    assert_eq!(first.containers["web.example.com"], "running");
+
+}
