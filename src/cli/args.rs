@@ -78,6 +78,10 @@ pub struct Placement {
     /// (later: `sc NAME start`).
     #[arg(long)]
     pub no_start: bool,
+    /// The cluster host it lives on (default: this host). On another host, that host's
+    /// srvctl-sync clones its root filesystem and starts it.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// The commands.

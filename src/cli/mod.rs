@@ -432,7 +432,10 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
         }
         other => {
             let clusters = needs_clusters(other).then(|| inv.clusters()).transpose()?;
-            let host = clusters.as_ref().and_then(|c| c.host(&inv.hostname));
+            let host = match clusters.as_ref() {
+                Some(c) => placement_host(c, &inv.hostname, other)?,
+                None => None,
+            };
             self::change(inv, out, false, host, &request(other))
         }
     }
@@ -524,6 +527,40 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")
         }
+    }
+}
+
+/// The host a command places its container on: `--host H` of `sc add-ve`, which must be a host
+/// of this host's cluster, else this host.
+fn placement_host<'c>(
+    clusters: &'c Clusters,
+    hostname: &str,
+    command: &Command,
+) -> Result<Option<&'c Host>, Failure> {
+    let me = clusters.host(hostname);
+    let chosen = match command {
+        Command::AddVe { placement, .. }
+        | Command::New {
+            kind: NewKind::Container,
+            placement,
+            ..
+        } => placement.host.as_deref(),
+        _ => None,
+    };
+    let Some(chosen) = chosen else {
+        return Ok(me);
+    };
+    match (me, clusters.host(chosen)) {
+        (Some(me), Some(host)) if host.cluster == me.cluster => Ok(Some(host)),
+        (Some(me), _) => Err(Failure::new(
+            FailureKind::NotFound,
+            format!(
+                "--host {}: not a host of cluster {} in clusters.json",
+                crate::model::names::shown(chosen),
+                me.cluster
+            ),
+        )),
+        (None, _) => Ok(None),
     }
 }
 

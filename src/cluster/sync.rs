@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ops::follow_up::REGENERATE_UNIT;
+use crate::ops::Services;
+use crate::ops::follow_up::{self, REGENERATE_UNIT};
 use crate::ops::views::run_state;
 use crate::system::paths::Paths;
 use crate::system::{Request, System};
@@ -101,6 +102,7 @@ pub fn read_status(system: &dyn System, paths: &Paths) -> Option<SyncStatus> {
 
 /// The sync loop of one host.
 pub struct Sync<'a> {
+    env: Services<'a>,
     system: &'a dyn System,
     paths: &'a Paths,
     host: String,
@@ -110,11 +112,12 @@ pub struct Sync<'a> {
 }
 
 impl<'a> Sync<'a> {
-    /// The loop of host `host`.
-    pub fn new(system: &'a dyn System, paths: &'a Paths, host: &str) -> Self {
+    /// The loop of host `host`, acting through `env` (its store is the cluster datastore).
+    pub fn new(env: Services<'a>, host: &str) -> Self {
         Self {
-            system,
-            paths,
+            env,
+            system: env.system,
+            paths: env.paths,
             host: host.to_owned(),
             status: SyncStatus {
                 connected: false,
@@ -189,17 +192,28 @@ impl<'a> Sync<'a> {
         Some(refreshed.revision)
     }
 
-    /// Have systemd bring this host in line with the cached document: the generator, then
-    /// srvctl-regenerate, then the containers that are wanted and not running.
+    /// Bring this host in line with the cached document: the generator and srvctl-regenerate,
+    /// the containers placed here from another host ([`provisions`]), then every container
+    /// that is wanted and not running (`machines.target`).
     fn converge(&self) {
-        for request in [
-            Request::DaemonReload,
-            Request::Start(REGENERATE_UNIT.into()),
-            Request::Start("machines.target".into()),
-        ] {
-            if let Err(e) = self.system.systemd(&request) {
-                eprintln!("srvctl-sync: {e}");
+        self.ask(Request::DaemonReload);
+        self.ask(Request::Start(REGENERATE_UNIT.into()));
+        match self.env.store.load() {
+            Ok(state) => {
+                for steps in provisions(self.env.paths, self.env.system, &state, &self.host) {
+                    if let Err(e) = follow_up::perform(&self.env, &steps) {
+                        eprintln!("srvctl-sync: {e}");
+                    }
+                }
             }
+            Err(e) => eprintln!("srvctl-sync: {e}"),
+        }
+        self.ask(Request::Start("machines.target".into()));
+    }
+
+    fn ask(&self, request: Request) {
+        if let Err(e) = self.system.systemd(&request) {
+            eprintln!("srvctl-sync: {e}");
         }
     }
 
@@ -263,6 +277,34 @@ impl<'a> Sync<'a> {
         self.system
             .notify(&format!("{ready}WATCHDOG=1\n{status_line}"));
     }
+}
+
+/// The steps that clone and start each container that `sc add-ve --host` placed on `host`
+/// from another host and that has no root filesystem here yet, one list per container.
+pub fn provisions(
+    paths: &Paths,
+    system: &dyn System,
+    state: &crate::model::State,
+    host: &str,
+) -> Vec<Vec<follow_up::Step>> {
+    state
+        .containers
+        .iter()
+        .filter(|(_, c)| c.host == host && c.provision && !c.destroying)
+        .filter(|(name, _)| {
+            system
+                .kind(&crate::containers::rootfs::machine_dir(paths, name))
+                .is_none()
+        })
+        .map(|(name, c)| {
+            let image = c
+                .settings
+                .image
+                .as_deref()
+                .unwrap_or(crate::containers::image::DEFAULT_IMAGE);
+            follow_up::added_container(name, image, &c.rootfs_identity(name), true)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -584,6 +584,7 @@ mod tests {
             web,
             logins: Vec::new(),
             destroying: false,
+            provision: false,
             extra: Default::default(),
         }
     }

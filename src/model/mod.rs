@@ -150,6 +150,10 @@ pub struct Container {
     /// its name and address until the record goes, and is neither started nor rendered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destroying: bool,
+    /// Set by `sc add-ve --host H` run on another host: the container's own host clones its
+    /// root filesystem (srvctl-sync, when it has none) and starts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provision: bool,
     /// Settings changed with `sc put container`.
     #[serde(flatten)]
     pub settings: crate::model::settings::ContainerSettings,

@@ -375,6 +375,7 @@ pub fn add_container(
             created: ctx.now.to_owned(),
             created_by: ctx.caller.name.clone(),
             destroying: false,
+            provision: false,
             settings: ContainerSettings::default(),
             web: Default::default(),
             logins: Vec::new(),

@@ -369,6 +369,19 @@ fn add_container(
         edit::put_container(state, added.name.as_str(), "image", Some(image))?;
         added.image = image.to_owned();
     }
+    if added.host != ctx.hostname {
+        // Its root filesystem and unit are the other host's: its srvctl-sync makes them from
+        // the record. Here only the configuration follows (the front routes to it).
+        if start && let Some(c) = state.containers.get_mut(&added.name) {
+            c.provision = true;
+        }
+        let mut steps = follow_up::reload();
+        steps.push(follow_up::certificates());
+        return Ok(Done {
+            report: Report::Container(added),
+            steps,
+        });
+    }
     let dir = crate::containers::rootfs::machine_dir(env.paths, &added.name);
     if env.system.kind(&dir).is_some() {
         return Err(OpError::Machine(follow_up::foreign_rootfs(&dir)));
@@ -446,7 +459,7 @@ pub(crate) mod tests {
     use crate::store::Memory;
     use crate::system::{Recording, Request};
 
-    const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1}}}"#;
+    const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#;
 
     // Made with ssh-keygen -t ed25519.
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFjRQmCJBpVeSluiKI9w+6ECFhbpyo/5UJ8aBUxuyIRf bob@laptop";
@@ -517,6 +530,20 @@ pub(crate) mod tests {
             self.store.load().unwrap()
         }
 
+        /// Run `change` for the operator on h1.test, placing containers on `host`.
+        fn run_placed(&self, host: &str, change: &Change<'_>) -> Result<Done, OpError> {
+            let reserved = crate::model::claims::Reserved::new(&self.clusters, &Default::default());
+            let ctx = Context {
+                host: self.clusters.host(host),
+                hostname: "h1.test",
+                caller: &crate::access::Caller::operator_root(),
+                now: "2026-01-01T00:00:00Z",
+                reserved: &reserved,
+                accounts: &crate::model::claims::NoHostAccounts,
+            };
+            run(&self.env(), &ctx, change, false)
+        }
+
         /// A container `web.ve` whose image is built (so that add-ve takes it).
         fn with_container(self) -> Self {
             let image = crate::containers::image::image_dir(&self.paths, "debian");
@@ -537,6 +564,34 @@ pub(crate) mod tests {
 
     fn web() -> ContainerName {
         ContainerName::new("web.ve").unwrap()
+    }
+
+    #[test]
+    fn a_container_placed_on_another_host_is_left_to_that_host() {
+        let f = Fixture::new();
+        // No image is built here: it is the other host's to clone.
+        let done = f.run_placed("h2.test", &add("web.ve", true)).unwrap();
+        let c = &f.state().containers[&web()];
+        assert_eq!(c.host, "h2.test");
+        assert!(
+            c.provision,
+            "h2's srvctl-sync is asked to clone and start it"
+        );
+        assert!(c.ip.to_string().starts_with("10.32."), "{}", c.ip);
+        assert!(
+            !done
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Provision { .. } | Step::StartContainer(_))),
+            "{:?}",
+            done.steps
+        );
+        f.run_placed("h2.test", &add("other.ve", false)).unwrap();
+        let other = ContainerName::new("other.ve").unwrap();
+        assert!(
+            !f.state().containers[&other].provision,
+            "--no-start asks nothing of h2"
+        );
     }
 
     fn identity() -> String {

@@ -1,8 +1,26 @@
 use std::collections::VecDeque;
 
 use super::*;
+use crate::ops::Audit;
+use crate::store::Memory;
 use crate::system::Recording;
 use crate::system::systemd::UnitState;
+
+struct Quiet;
+
+impl Audit for Quiet {
+    fn record(&self, _outcome: &str) {}
+}
+
+fn env<'a>(system: &'a Recording, paths: &'a Paths, store: &'a Memory) -> Services<'a> {
+    Services {
+        store,
+        system,
+        paths,
+        audit: &Quiet,
+        live_systemd: true,
+    }
+}
 
 /// A feed that answers from scripts and records what was published.
 #[derive(Default)]
@@ -56,7 +74,8 @@ fn a_changed_document_reruns_the_generator_regenerate_and_machines_target() {
         refreshes: [refreshed(7, true)].into(),
         ..Scripted::default()
     };
-    let mut sync = Sync::new(&system, &paths, "h1.test");
+    let store = Memory::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
     assert_eq!(sync.round(&mut feed, false), Some(7));
     assert_eq!(*system.requests.borrow(), converge_requests());
     let status = read_status(&system, &paths).expect("a status file");
@@ -75,7 +94,8 @@ fn an_unchanged_document_asks_nothing_of_systemd_unless_regenerate_was_asked() {
         refreshes: [refreshed(7, false), refreshed(7, false)].into(),
         ..Scripted::default()
     };
-    let mut sync = Sync::new(&system, &paths, "h1.test");
+    let store = Memory::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
     sync.round(&mut feed, false);
     assert!(system.requests.borrow().is_empty());
     sync.round(&mut feed, true);
@@ -94,7 +114,8 @@ fn an_unreachable_cluster_is_reported_and_the_service_is_still_ready() {
         .into(),
         ..Scripted::default()
     };
-    let mut sync = Sync::new(&system, &paths, "h1.test");
+    let store = Memory::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
     sync.round(&mut feed, false);
     assert_eq!(sync.round(&mut feed, false), None);
     let status = read_status(&system, &paths).unwrap();
@@ -115,12 +136,50 @@ fn the_live_state_is_published_once_until_it_changes() {
         refreshes: [refreshed(1, false), refreshed(1, false)].into(),
         ..Scripted::default()
     };
-    let mut sync = Sync::new(&system, &paths, "h1.test");
+    let store = Memory::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
     sync.round(&mut feed, false);
     sync.round(&mut feed, false);
-    assert_eq!(feed.published.len(), 1, "the same state is not published twice");
+    assert_eq!(
+        feed.published.len(),
+        1,
+        "the same state is not published twice"
+    );
     let first = &feed.published[0];
     assert_eq!(first.host, "h1.test");
     assert_eq!(first.containers["web.example.com"], "running");
+}
 
+#[test]
+fn containers_placed_here_from_another_host_are_cloned_and_started_once() {
+    let system = Recording::default();
+    let paths = Paths::rooted("/r");
+    let doc = |host: &str, provision: bool| {
+        let text = format!(
+            r#"{{"schema_version": 1, "containers": {{"web.example.com": {{"user": "root",
+              "host": "{host}", "ip": "10.16.0.2", "created": "2026-01-01T00:00:00Z",
+              "created_by": "root", "provision": {provision}}}}}}}"#
+        );
+        crate::model::State::from_json(text.as_bytes()).unwrap()
+    };
+    let name = crate::model::names::ContainerName::new("web.example.com").unwrap();
+    let steps = provisions(&paths, &system, &doc("h1.test", true), "h1.test");
+    assert_eq!(steps.len(), 1);
+    assert!(
+        matches!(&steps[0][0], follow_up::Step::Provision { name: n, image, .. }
+        if *n == name && image == "debian")
+    );
+    assert!(steps[0].contains(&follow_up::Step::StartContainer(name.clone())));
+    assert!(provisions(&paths, &system, &doc("h2.test", true), "h1.test").is_empty());
+    assert!(provisions(&paths, &system, &doc("h1.test", false), "h1.test").is_empty());
+    system
+        .create_dir(
+            &crate::containers::rootfs::machine_dir(&paths, &name),
+            0o700,
+        )
+        .unwrap();
+    assert!(
+        provisions(&paths, &system, &doc("h1.test", true), "h1.test").is_empty(),
+        "a container with a root filesystem is not cloned again"
+    );
 }

@@ -5,12 +5,16 @@
 #   . tests/e2e/lib/box.sh; . tests/e2e/lib/srvctl.sh
 #   srvctl_build                     release binaries of the work tree
 #   srvctl_site_image                build or reuse the site image -> $SRVCTL_IMAGE
-#   srvctl_install_in_box            install srvctl into the current box, clusters.json for h1.test
+#   srvctl_install_in_box [JSON]     install srvctl into the current box, with clusters.json JSON
+#                                    (default: h1.test alone)
 #   srvctl_image_in_box              copy the site image into the box (as a btrfs subvolume
 #                                    when /var/lib/machines is btrfs there)
 #   srvctl_wait_http NAME IP SECS    wait until http://IP/ serves the page naming NAME
 #
-# SRVCTL_REPO must point at the work tree.
+# SRVCTL_REPO must point at the work tree. SRVCTL_BOX_PACKAGES is what the boxes of every
+# end-to-end test add to box.sh's packages (one cached rootfs serves them all).
+
+SRVCTL_BOX_PACKAGES="btrfs-progs xfsprogs haproxy openssh-server openssh-client socat etcd-server"
 
 srvctl_build() {
     (cd "$SRVCTL_REPO" && cargo build --release --locked --bins)
@@ -48,9 +52,11 @@ srvctl_install_in_box() {
     box_copy_in "$stage/srvctl" /opt/srvctl
     rm -rf "$stage"
     box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
-    box_sh 'cat > /etc/srvctl/clusters.json' <<'JSON'
-{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }
-JSON
+    local json=${1:-'{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }'}
+    box_sh 'cat > /etc/srvctl/clusters.json' <<<"$json"
+    # Debian's etcd-server package enables its own etcd (on 127.0.0.1): srvctl runs its member
+    # as srvctl-etcd.service, and the operator turns the package's one off.
+    box_run systemctl disable --now --quiet etcd.service 2>/dev/null || true
 }
 
 srvctl_image_in_box() {

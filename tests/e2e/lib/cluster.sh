@@ -1,0 +1,189 @@
+# shellcheck shell=bash
+# cluster.sh - the cluster's steps and checks of cluster-in-boxes.sh: three boxes h1..h3.test
+# on one bridge (192.0.2.11..13, hostnet 1..3, h1 the CA host), srvctl installed in each.
+#
+#   cluster_boot      boot the three hosts, give each its address, install srvctl
+#   cluster_join      h1 makes the cluster CA; h2 and h3 send CSRs, h1 signs, they accept
+#   cluster_start     start every etcd member and sync service; sets CLUSTER_FORM_SECONDS
+#   cluster_check     the checks (uses fail, step and figure of the calling script)
+
+CLUSTER_HOSTS="h1.test h2.test h3.test"
+CLUSTER_BRIDGE=scbr-e2e
+CLUSTER_JSON='{ "e2e": {
+  "h1.test": { "host_ip": "192.0.2.11", "hostnet": 1, "prefix": 24, "role": "ca" },
+  "h2.test": { "host_ip": "192.0.2.12", "hostnet": 2, "prefix": 24 },
+  "h3.test": { "host_ip": "192.0.2.13", "hostnet": 3, "prefix": 24 } } }'
+
+# Run a command in host $1.
+cluster__on() {
+    box_use "$1" || return 1
+    shift
+    box_run "$@"
+}
+
+cluster__ip() { echo "192.0.2.1${1:1:1}"; }
+
+# Seconds (with a fraction) since a ${EPOCHREALTIME/./} value.
+cluster__since() { box_elapsed "$1"; }
+
+cluster_boot() {
+    local h
+    box_bridge "$CLUSTER_BRIDGE"
+    for h in $CLUSTER_HOSTS; do
+        box_start "$h" --network-bridge="$CLUSTER_BRIDGE" || return 1
+        box_sh 'mkdir -p /etc/systemd/network && cat > /etc/systemd/network/10-host0.network' <<EOF
+[Match]
+Name=host0
+
+[Network]
+Address=$(cluster__ip "$h")/24
+EOF
+        box_run networkctl reload
+        srvctl_install_in_box "$CLUSTER_JSON" || return 1
+    done
+    # Every host reaches every other one.
+    local deadline=$((SECONDS + 30))
+    for h in $CLUSTER_HOSTS; do
+        until cluster__on h1.test ping -c1 -W1 "$(cluster__ip "$h")" >/dev/null 2>&1; do
+            ((SECONDS < deadline)) || return 1
+        done
+    done
+}
+
+cluster_join() {
+    local h csr bundle
+    cluster__on h1.test sc cluster request >/dev/null || return 1
+    for h in h2.test h3.test; do
+        csr=$(cluster__on "$h" sc cluster request) || return 1
+        bundle=$(cluster__on h1.test sc cluster sign - <<<"$csr") || return 1
+        cluster__on "$h" sc cluster accept - <<<"$bundle" || return 1
+    done
+}
+
+cluster_start() {
+    local h t deadline
+    t=${EPOCHREALTIME/./}
+    for h in $CLUSTER_HOSTS; do
+        # The generator now wants srvctl-etcd and srvctl-sync; regenerate renders etcd's config.
+        cluster__on "$h" systemctl daemon-reload || return 1
+        cluster__on "$h" systemctl start srvctl-regenerate.service || return 1
+        # A new member waits for the others: start all three without waiting.
+        cluster__on "$h" systemctl start --no-block srvctl-etcd.service srvctl-sync.service || return 1
+    done
+    deadline=$((SECONDS + 90))
+    for h in $CLUSTER_HOSTS; do
+        until cluster__on "$h" systemctl is-active --quiet srvctl-etcd.service srvctl-sync.service; do
+            ((SECONDS < deadline)) || return 1
+            sleep 0.2
+        done
+    done
+    CLUSTER_FORM_SECONDS=$(cluster__since "$t")
+}
+
+# The status of every container as host $1 sees it, without the live columns.
+cluster__records() {
+    cluster__on "$1" sc status --json | grep -v '"state"\|"since"'
+}
+
+# Wait until host $1 shows what h1 shows; prints the seconds it took.
+cluster__converged() {
+    local want=$2 limit=$3 t got
+    t=${EPOCHREALTIME/./}
+    while :; do
+        got=$(cluster__records "$1") || true
+        [ "$got" = "$want" ] && break
+        [ "$(cluster__since "$t" | cut -d. -f1)" -lt "$limit" ] || return 1
+        sleep 0.05
+    done
+    cluster__since "$t"
+}
+
+# A write on host $1 (a user of its own name $2), and its exit status.
+cluster__write() { cluster__on "$1" sc add-user "$2"; }
+
+cluster_check() {
+    local h i pids=() want took n
+
+    step "cluster: the CA key stays on h1"
+    cluster__on h1.test test -f /var/lib/srvctl/pki/cluster/ca.key || fail "h1 has no cluster CA key"
+    for h in h2.test h3.test; do
+        cluster__on "$h" test ! -e /var/lib/srvctl/pki/cluster/ca.key || fail "$h holds the cluster CA key"
+        n=$(cluster__on "$h" grep -rl 'PRIVATE KEY' /var/lib/srvctl/pki/cluster | wc -l)
+        [ "$n" = 1 ] || fail "$h holds $n private keys under pki/cluster, expected its own host key only"
+    done
+
+    step "cluster: 50 sc add-ve at once on h1 and h2"
+    cluster__on h1.test sc add-reseller alice >/dev/null || fail "add-reseller on h1"
+    t=${EPOCHREALTIME/./}
+    for i in $(seq 1 50); do
+        h=h$((1 + i % 2)).test
+        (cluster__on "$h" sc add-ve "site$i.example.com" --no-start >/dev/null 2>"/tmp/cluster-add-$i.err"
+            echo $? >"/tmp/cluster-add-$i.rc") &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    figure "50 concurrent add-ve on two hosts" "$(cluster__since "$t") s"
+    for i in $(seq 1 50); do
+        [ "$(cat "/tmp/cluster-add-$i.rc")" = 0 ] || fail "add-ve site$i failed: $(cat "/tmp/cluster-add-$i.err")"
+        rm -f "/tmp/cluster-add-$i.rc" "/tmp/cluster-add-$i.err"
+    done
+    n=$(cluster__on h1.test sc status --json | grep -c '"ip"')
+    [ "$n" = 50 ] || fail "h1 shows $n containers, expected 50"
+    n=$(cluster__on h1.test sc status --json | grep '"ip"' | sort -u | wc -l)
+    [ "$n" = 50 ] || fail "only $n distinct addresses among 50 containers"
+    want=$(cluster__records h1.test)
+    for h in h2.test h3.test; do
+        took=$(cluster__converged "$h" "$want" 2) || fail "$h does not show h1's 50 containers within 2 s"
+        figure "sc status identical on $h" "$took s after the last write"
+    done
+
+    step "cluster: a user added on h1 has the same UID on h2 and h3"
+    cluster__on h1.test sc add-user bob --reseller alice >/dev/null || fail "add-user on h1"
+    want=$(cluster__on h1.test getent passwd bob) || fail "bob does not resolve on h1"
+    for h in h2.test h3.test; do
+        t=${EPOCHREALTIME/./}
+        until [ "$(cluster__on "$h" getent passwd bob)" = "$want" ]; do
+            [ "$(cluster__since "$t" | cut -d. -f1)" -lt 5 ] || fail "bob on $h is not '$want'"
+            sleep 0.05
+        done
+        figure "add-user on h1 to getent on $h" "$(cluster__since "$t") s"
+    done
+
+    step "cluster: one member down, writes go on"
+    cluster__on h3.test systemctl stop srvctl-etcd.service
+    cluster__write h1.test carol >/dev/null || fail "a write on h1 failed with h3's member down"
+
+    step "cluster: no quorum, writes are refused, sites keep serving"
+    cluster__on h2.test systemctl stop srvctl-etcd.service
+    sum=$(cluster__on h1.test sha256sum /var/lib/srvctl/datastore.json)
+    set +e
+    out=$(cluster__on h1.test sc add-user dave 2>&1)
+    code=$?
+    set -e
+    [ "$code" != 0 ] || fail "a write without quorum succeeded"
+    [ "$(wc -l <<<"$out")" = 1 ] || fail "the refusal is not one line: $out"
+    grep -qi quorum <<<"$out" || fail "the refusal does not name the cause: $out"
+    [ "$(cluster__on h1.test sha256sum /var/lib/srvctl/datastore.json)" = "$sum" ] ||
+        fail "the refused write changed h1's cache"
+    cluster__on h1.test sc status --json >/dev/null || fail "sc status does not answer from the cache"
+
+    step "cluster: the members come back, everything converges"
+    cluster__on h2.test systemctl start srvctl-etcd.service
+    cluster__on h3.test systemctl start srvctl-etcd.service
+    t=${EPOCHREALTIME/./}
+    until cluster__write h2.test erin >/dev/null 2>&1; do
+        [ "$(cluster__since "$t" | cut -d. -f1)" -lt 30 ] || fail "no write succeeds after the members came back"
+        sleep 0.2
+    done
+    figure "members back to the first write" "$(cluster__since "$t") s"
+    t=${EPOCHREALTIME/./}
+    until cluster__on h1.test getent passwd erin >/dev/null; do
+        [ "$(cluster__since "$t" | cut -d. -f1)" -lt 2 ] || fail "a write on h2 is not visible on h1 within 2 s"
+        sleep 0.05
+    done
+    figure "write on h2 to getent on h1" "$(cluster__since "$t") s"
+    want=$(cluster__records h2.test)
+    took=$(cluster__converged h3.test "$want" 30) || fail "h3 does not converge"
+    figure "h3 converged after its member came back" "$took s"
+    cluster__on h1.test sc cluster status || fail "sc cluster status"
+}
