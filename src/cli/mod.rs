@@ -8,6 +8,7 @@ mod container;
 mod output;
 mod regenerate;
 mod service;
+mod sync;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use args::{NewKind, PutKind};
 pub use authorized_keys::authorized_keys_main;
 pub use regenerate::regenerate_main;
 pub use service::service_main;
+pub use sync::sync_main;
 
 use crate::access::Caller;
 use crate::accounts::keys;

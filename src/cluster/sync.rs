@@ -40,8 +40,9 @@ pub const LIVE_FRESH: Duration = Duration::from_secs(45);
 pub trait Feed {
     /// Bring the local cache up to date with the cluster.
     fn refresh(&mut self) -> Result<Refreshed, String>;
-    /// Wait until something the loop acts on changes after `revision`, at most `timeout`.
-    fn wait(&mut self, revision: i64, timeout: Duration) -> Result<Wakeup, String>;
+    /// Wait until something the loop acts on changes after the last refresh, at most
+    /// `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Result<Wakeup, String>;
     /// Publish the live state of this host's containers.
     fn publish(&mut self, live: &LiveReport) -> Result<(), String>;
 }
@@ -73,8 +74,13 @@ pub struct LiveReport {
     pub host: String,
     /// When it was seen (RFC 3339).
     pub at: String,
+    /// The etcd revision of the host's cache.
+    pub revision: i64,
     /// Container name → `running`, `starting`, `stopping`, `stopped`, `failed`.
     pub containers: BTreeMap<String, String>,
+    /// Mesh tunnel (`server`, `client-H`) → the same words.
+    #[serde(default)]
+    pub mesh: BTreeMap<String, String>,
 }
 
 /// The sync service's state, as [`STATUS_FILE`] holds it.
@@ -107,7 +113,7 @@ pub struct Sync<'a> {
     paths: &'a Paths,
     host: String,
     status: SyncStatus,
-    published: Option<(BTreeMap<String, String>, Duration)>,
+    published: Option<(LiveReport, Duration)>,
     ready: bool,
 }
 
@@ -141,8 +147,8 @@ impl<'a> Sync<'a> {
         let mut regenerate = false;
         while !stop() {
             match self.round(feed, regenerate) {
-                Some(revision) => {
-                    regenerate = match feed.wait(revision, WAIT) {
+                Some(_) => {
+                    regenerate = match feed.wait(WAIT) {
                         Ok(wakeup) => wakeup == Wakeup::Regenerate,
                         Err(e) => {
                             self.disconnected(e);
@@ -218,36 +224,38 @@ impl<'a> Sync<'a> {
     }
 
     fn publish(&mut self, feed: &mut dyn Feed) -> Result<(), String> {
-        let containers = self.live_containers();
+        let mut report = LiveReport {
+            host: self.host.clone(),
+            at: String::new(),
+            revision: self.status.revision,
+            containers: self.unit_words("systemd-nspawn@"),
+            mesh: self.unit_words("srvctl-mesh@"),
+        };
         let now = self.system.monotonic();
         let due = match &self.published {
-            Some((last, at)) => *last != containers || now.saturating_sub(*at) >= HEARTBEAT,
+            Some((last, at)) => *last != report || now.saturating_sub(*at) >= HEARTBEAT,
             None => true,
         };
         if due {
-            feed.publish(&LiveReport {
-                host: self.host.clone(),
-                at: self.system.now().to_string(),
-                containers: containers.clone(),
-            })?;
-            self.published = Some((containers, now));
+            let unstamped = report.clone();
+            report.at = self.system.now().to_string();
+            feed.publish(&report)?;
+            self.published = Some((unstamped, now));
         }
         Ok(())
     }
 
-    fn live_containers(&self) -> BTreeMap<String, String> {
+    /// The instances of the template units `PREFIX…@.service` and their states.
+    fn unit_words(&self, prefix: &str) -> BTreeMap<String, String> {
         let units = self
             .system
-            .unit_states("systemd-nspawn@*")
+            .unit_states(&format!("{prefix}*"))
             .unwrap_or_default();
         units
             .into_iter()
             .filter_map(|u| {
-                let name = u
-                    .name
-                    .strip_prefix("systemd-nspawn@")?
-                    .strip_suffix(".service")?;
-                Some((name.to_owned(), run_state(&u.active).to_owned()))
+                let instance = u.name.strip_prefix(prefix)?.strip_suffix(".service")?;
+                Some((instance.to_owned(), run_state(&u.active).to_owned()))
             })
             .collect()
     }

@@ -33,7 +33,7 @@ impl Feed for Scripted {
     fn refresh(&mut self) -> Result<Refreshed, String> {
         self.refreshes.pop_front().expect("a scripted refresh")
     }
-    fn wait(&mut self, _revision: i64, _timeout: Duration) -> Result<Wakeup, String> {
+    fn wait(&mut self, _timeout: Duration) -> Result<Wakeup, String> {
         Ok(Wakeup::Quiet)
     }
     fn publish(&mut self, live: &LiveReport) -> Result<(), String> {

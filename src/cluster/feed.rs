@@ -1,0 +1,111 @@
+//! The sync service's [`Feed`] over etcd: the cluster store refreshes the cache, one watch
+//! stream follows `doc/head` (every commit puts it) and `regenerate`, and the live state goes
+//! to `live/<host>`.
+
+use std::time::Duration;
+
+use etcd_client::{WatchOptions, WatchStream};
+
+use super::keys;
+use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
+use crate::store::etcd::Etcd;
+
+/// The key `sc regenerate all-hosts` puts, below the cluster's prefix.
+pub const REGENERATE: &str = "regenerate";
+/// The prefix of the live reports, below the cluster's prefix: `live/<host>`.
+pub const LIVE: &str = "live/";
+
+/// The sync service's view of the cluster datastore.
+pub struct EtcdFeed<'s> {
+    store: &'s Etcd<'s>,
+    /// The revision to watch from once the stream is (re)made: just after the last refresh.
+    watch_from: i64,
+    stream: Option<WatchStream>,
+}
+
+impl<'s> EtcdFeed<'s> {
+    /// A feed of `store`, the cluster store of this host.
+    pub fn new(store: &'s Etcd<'s>) -> Self {
+        Self {
+            store,
+            watch_from: 0,
+            stream: None,
+        }
+    }
+
+    fn watch(&mut self) -> Result<&mut WatchStream, String> {
+        if self.stream.is_none() {
+            let conn = self.store.connection().map_err(|e| e.to_string())?;
+            let prefix = conn.prefix().to_owned();
+            let from = WatchOptions::new().with_start_revision(self.watch_from);
+            let mut client = conn.client();
+            let mut stream = conn
+                .request(
+                    "the watch",
+                    client.watch(format!("{prefix}{}", keys::HEAD), Some(from.clone())),
+                )
+                .map_err(|e| e.to_string())?;
+            conn.request(
+                "the watch",
+                stream.watch(format!("{prefix}{REGENERATE}"), Some(from)),
+            )
+            .map_err(|e| e.to_string())?;
+            self.stream = Some(stream);
+        }
+        Ok(self.stream.as_mut().expect("just made"))
+    }
+}
+
+impl Feed for EtcdFeed<'_> {
+    fn refresh(&mut self) -> Result<Refreshed, String> {
+        let refreshed = self.store.refresh().map_err(|e| e.to_string())?;
+        self.watch_from = refreshed.read_at + 1;
+        Ok(Refreshed {
+            revision: refreshed.revision,
+            changed: refreshed.changed,
+        })
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Wakeup, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let regenerate = format!("{}{REGENERATE}", conn.prefix());
+        let stream = self.watch()?;
+        let answer = conn.block_on(tokio::time::timeout(timeout, stream.message()));
+        match answer {
+            Err(_) => Ok(Wakeup::Quiet),
+            Ok(Ok(Some(response))) if !response.canceled() => {
+                let events = response.events();
+                if events
+                    .iter()
+                    .filter_map(|e| e.kv())
+                    .any(|kv| kv.key() == regenerate.as_bytes())
+                {
+                    Ok(Wakeup::Regenerate)
+                } else if events.is_empty() {
+                    // The answer to the watch's creation, or progress: nothing changed.
+                    Ok(Wakeup::Quiet)
+                } else {
+                    Ok(Wakeup::Changed)
+                }
+            }
+            Ok(Ok(_)) => {
+                self.stream = None;
+                Err("etcd ended the watch (its revision may be compacted); reading again".into())
+            }
+            Ok(Err(e)) => {
+                self.stream = None;
+                Err(format!("the watch failed: {e}"))
+            }
+        }
+    }
+
+    fn publish(&mut self, live: &LiveReport) -> Result<(), String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let key = format!("{}{LIVE}{}", conn.prefix(), live.host);
+        let value = serde_json::to_vec(live).expect("serialisable");
+        let mut kv = conn.kv();
+        conn.request("publishing the live state", kv.put(key, value, None))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
