@@ -40,6 +40,9 @@ pub enum FailureKind {
     System,
     /// `sc get`: the field is known but not set.
     Unset,
+    /// The cluster datastore cannot be reached (no quorum, no member reachable, a certificate
+    /// not accepted): changes are refused, reads answer from the local cache.
+    Unavailable,
 }
 
 impl FailureKind {
@@ -57,6 +60,7 @@ impl FailureKind {
         Self::Datastore,
         Self::System,
         Self::Unset,
+        Self::Unavailable,
     ];
 
     /// The exit status of a command that failed this way.
@@ -74,6 +78,7 @@ impl FailureKind {
             Self::Datastore => 10,
             Self::System => 11,
             Self::Unset => 100,
+            Self::Unavailable => 12,
         }
     }
 
@@ -92,6 +97,7 @@ impl FailureKind {
             Self::Datastore => "datastore",
             Self::System => "system",
             Self::Unset => "unset",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -110,6 +116,7 @@ impl FailureKind {
             Self::Datastore => "the datastore cannot be read or written",
             Self::System => "the machine did not do what was asked, or stands in the way",
             Self::Unset => "sc get: the field is known but not set",
+            Self::Unavailable => "the cluster datastore is unreachable or has no quorum",
         }
     }
 }
@@ -187,7 +194,10 @@ impl Classify for crate::front::routes::FrontError {
 
 impl Classify for crate::store::StoreError {
     fn kind(&self) -> FailureKind {
-        FailureKind::Datastore
+        match self {
+            crate::store::StoreError::Unavailable(_) => FailureKind::Unavailable,
+            _ => FailureKind::Datastore,
+        }
     }
 }
 

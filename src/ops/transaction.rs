@@ -14,7 +14,7 @@ use crate::model::State;
 use crate::model::names::ContainerName;
 use crate::model::web::NameList;
 use crate::ops::import_v3::ImportReport;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::system::paths::Paths;
 use crate::system::{FileKind, System};
 
@@ -203,15 +203,18 @@ pub struct Done {
 }
 
 /// Run `change` in one transaction: lock, load, check it against the caller's role and scope
-/// ([`crate::access::authorize`]), validate and edit, commit (unless `dry_run`), audit. A refused change writes nothing and is audited with its error; a dry run that
-/// succeeds is not audited.
+/// ([`crate::access::authorize`]), validate and edit, commit (unless `dry_run`), audit. A
+/// refused change writes nothing and is audited with its error; a dry run that succeeds is not
+/// audited. When another writer commits first ([`StoreError::Conflict`], another host of a
+/// cluster), the whole transaction runs again on the new document, up to [`TRIES`] times; the
+/// audit log gets one record for the change, whatever the number of tries.
 pub fn run(
     env: &Services<'_>,
     ctx: &Context<'_>,
     change: &Change<'_>,
     dry_run: bool,
 ) -> Result<Done, OpError> {
-    let result = (|| {
+    let result = retried(env.system, || {
         let (mut tx, mut state) = env.store.begin()?;
         let change = crate::access::authorize(ctx.caller, &state, change)?;
         let done = apply(env, &mut state, ctx, &change)?;
@@ -219,7 +222,7 @@ pub fn run(
             tx.commit(&state)?;
         }
         Ok(done)
-    })();
+    });
     match &result {
         Ok(_) if dry_run => {}
         Ok(_) => env.audit.record("ok"),
@@ -230,11 +233,50 @@ pub fn run(
 
 /// The second transaction of a destroy: remove the record of `name`, which must be marked as
 /// being destroyed. Its address is free once this commits.
-pub fn release(store: &dyn Store, name: &ContainerName) -> Result<edit::Removed, OpError> {
-    let (mut tx, mut state) = store.begin()?;
-    let removed = edit::release_container(&mut state, name)?;
-    tx.commit(&state)?;
-    Ok(removed)
+pub fn release(
+    system: &dyn System,
+    store: &dyn Store,
+    name: &ContainerName,
+) -> Result<edit::Removed, OpError> {
+    retried(system, || {
+        let (mut tx, mut state) = store.begin()?;
+        let removed = edit::release_container(&mut state, name)?;
+        tx.commit(&state)?;
+        Ok(removed)
+    })
+}
+
+/// How many times a transaction is tried when other writers keep committing first.
+pub const TRIES: u32 = 20;
+
+/// Run `attempt` until it ends other than in a [`StoreError::Conflict`], at most [`TRIES`]
+/// times, waiting a short random while between tries (so writers that collided do not collide
+/// again in step).
+fn retried<T>(
+    system: &dyn System,
+    mut attempt: impl FnMut() -> Result<T, OpError>,
+) -> Result<T, OpError> {
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(OpError::Store(StoreError::Conflict(_))) if tried < TRIES => {
+                std::thread::sleep(backoff(system, tried));
+                tried += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The wait before try `tried + 1`: random, up to 2 ms doubled per try (at most 64 ms).
+fn backoff(system: &dyn System, tried: u32) -> std::time::Duration {
+    let mut byte = [0u8; 2];
+    let random = match system.random(&mut byte) {
+        Ok(()) => u64::from(u16::from_le_bytes(byte)),
+        Err(_) => u64::from(u16::MAX / 2),
+    };
+    let ceiling_us = 2_000u64 << tried.min(5);
+    std::time::Duration::from_micros(ceiling_us / 4 + random * ceiling_us / u64::from(u16::MAX))
 }
 
 /// Validate and make `change` on `state`, and say what follows.
