@@ -38,11 +38,11 @@ pub enum FailureKind {
     /// The machine did not do what was asked (a systemd job, a root filesystem, a program), or
     /// something on it stands in the way (a leftover root filesystem, an image not built).
     System,
-    /// `sc get`: the field is known but not set.
-    Unset,
     /// The cluster datastore cannot be reached (no quorum, no member reachable, a certificate
     /// not accepted): changes are refused, reads answer from the local cache.
     Unavailable,
+    /// `sc get`: the field is known but not set.
+    Unset,
 }
 
 impl FailureKind {
@@ -59,8 +59,8 @@ impl FailureKind {
         Self::Config,
         Self::Datastore,
         Self::System,
-        Self::Unset,
         Self::Unavailable,
+        Self::Unset,
     ];
 
     /// The exit status of a command that failed this way.
@@ -77,8 +77,8 @@ impl FailureKind {
             Self::Config => 9,
             Self::Datastore => 10,
             Self::System => 11,
-            Self::Unset => 100,
             Self::Unavailable => 12,
+            Self::Unset => 100,
         }
     }
 
@@ -96,8 +96,8 @@ impl FailureKind {
             Self::Config => "config",
             Self::Datastore => "datastore",
             Self::System => "system",
-            Self::Unset => "unset",
             Self::Unavailable => "unavailable",
+            Self::Unset => "unset",
         }
     }
 
@@ -115,8 +115,8 @@ impl FailureKind {
             Self::Config => "clusters.json, settings.json or an import source is wrong",
             Self::Datastore => "the datastore cannot be read or written",
             Self::System => "the machine did not do what was asked, or stands in the way",
-            Self::Unset => "sc get: the field is known but not set",
             Self::Unavailable => "the cluster datastore is unreachable or has no quorum",
+            Self::Unset => "sc get: the field is known but not set",
         }
     }
 }

@@ -130,6 +130,20 @@ fn writes_go_on_with_one_member_down_and_are_refused_without_quorum() {
     );
 }
 
+#[test]
+fn a_host_identity_from_another_issuer_is_refused_in_one_line() {
+    if !etcd::available("identity_from_another_issuer") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3);
+    let impostor = etcd::impostor(&cluster, 2);
+    let run = impostor.sc(&["add-user", "mallory"]);
+    let line = run.refused();
+    assert!(line.contains("certificate not accepted"), "{line}");
+    assert_eq!(impostor.datastore_bytes(), None);
+    assert!(cluster.document_keys(0).is_empty(), "nothing reached etcd");
+}
+
 /// `sc add-ve --no-start` latency, 50 sequential runs, through etcd (three members) and on a
 /// single host: printed (run with `--nocapture`), for the notes.
 #[test]

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, KvClient, TlsOptions};
+use tonic::Code;
 
 use crate::config::cluster::Clusters;
 use crate::system::System;
@@ -23,6 +24,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The pause between tries of a read while etcd elects a leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How long a member may take to answer when a failed request is explained.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -119,8 +123,7 @@ pub struct Member {
 /// A connection to the etcd members of this host's cluster.
 pub struct Connection {
     runtime: tokio::runtime::Runtime,
-    /// Set once [`Connection::open`] found a member that answers.
-    client: Option<Client>,
+    client: Client,
     options: ConnectOptions,
     cluster: String,
     prefix: String,
@@ -169,34 +172,37 @@ impl Connection {
             .build()
             .map_err(ClusterError::Runtime)?;
         let answers = runtime.block_on(probe(&members, &options));
-        let mut connection = Self {
-            runtime,
-            client: None,
-            options,
-            prefix: format!("/srvctl/{cluster}/"),
-            cluster,
-            members,
-        };
-        if let Some(e) = connection.without_quorum(answers.clone()) {
+        if let Some(e) = without_quorum(&cluster, &members, answers.clone()) {
             return Err(e);
         }
-        let first = connection
-            .members
+        let first = members
             .iter()
             .zip(&answers)
             .find(|(_, a)| a.is_ok())
             .map(|(m, _)| m.endpoint.clone())
             .expect("a majority answers");
-        let connect = Client::connect([first], Some(connection.options.clone()));
-        let client = connection
-            .runtime
-            .block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, connect).await });
-        connection.client = match client {
-            Ok(Ok(client)) => Some(client),
-            Ok(Err(e)) => return Err(connection.explain("connecting", Some(&e))),
-            Err(_) => return Err(connection.explain("connecting", None)),
+        let connect = Client::connect([first], Some(options.clone()));
+        let client =
+            runtime.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, connect).await });
+        let cause = match client {
+            Ok(Ok(client)) => {
+                return Ok(Self {
+                    runtime,
+                    client,
+                    options,
+                    prefix: format!("/srvctl/{cluster}/"),
+                    cluster,
+                    members,
+                });
+            }
+            Ok(Err(e)) => one_line(&e),
+            Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
         };
-        Ok(connection)
+        Err(ClusterError::Unreachable {
+            tried: names(&members),
+            cluster,
+            cause,
+        })
     }
 
     /// Run a future on the connection's runtime, to the end.
@@ -206,7 +212,7 @@ impl Connection {
 
     /// The client (cheap to clone; its calls need `&mut`).
     pub fn client(&self) -> Client {
-        self.client.clone().expect("connected")
+        self.client.clone()
     }
 
     /// The key-value client, reading responses of any size.
@@ -243,10 +249,31 @@ impl Connection {
         }
     }
 
+    /// Run an idempotent request (a read) made by `make`, again while etcd answers that it is
+    /// unavailable for now (a leader election), until the request deadline; then as
+    /// [`Connection::request`].
+    pub fn read<T, F: Future<Output = Result<T, etcd_client::Error>>>(
+        &self,
+        what: &str,
+        mut make: impl FnMut(KvClient) -> F,
+    ) -> Result<T, ClusterError> {
+        let attempts = async {
+            loop {
+                match make(self.kv()).await {
+                    Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::Unavailable => {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        self.request(what, attempts)
+    }
+
     /// Why `what` failed (`error`: how; none: it took too long).
     fn explain(&self, what: &str, error: Option<&etcd_client::Error>) -> ClusterError {
         let answers = self.runtime.block_on(probe(&self.members, &self.options));
-        if let Some(e) = self.without_quorum(answers) {
+        if let Some(e) = without_quorum(&self.cluster, &self.members, answers) {
             return e;
         }
         match error {
@@ -260,42 +287,44 @@ impl Connection {
             },
         }
     }
+}
 
-    /// The error when fewer than a majority of the members answered (`answers`, in the order
-    /// of the members): none answered (unreachable, or a refused TLS handshake), or too few.
-    fn without_quorum(&self, answers: Vec<Result<(), String>>) -> Option<ClusterError> {
-        let reachable: Vec<&str> = self
-            .members
-            .iter()
-            .zip(&answers)
-            .filter(|(_, a)| a.is_ok())
-            .map(|(m, _)| m.name.as_str())
-            .collect();
-        let total = self.members.len();
-        if reachable.is_empty() {
-            let first = answers
-                .into_iter()
-                .find_map(Result::err)
-                .unwrap_or_default();
-            return Some(if is_tls(&first) {
-                ClusterError::Tls {
-                    cluster: self.cluster.clone(),
-                    cause: first,
-                }
-            } else {
-                ClusterError::Unreachable {
-                    cluster: self.cluster.clone(),
-                    tried: names(&self.members),
-                    cause: first,
-                }
-            });
-        }
-        (reachable.len() * 2 <= total).then(|| ClusterError::NoQuorum {
-            reachable: reachable.len(),
-            total,
-            names: format!(": {}", reachable.join(", ")),
-        })
+/// The error when fewer than a majority of the `members` of `cluster` answered (`answers`, in
+/// their order): none answered (unreachable, or a refused TLS handshake), or too few.
+fn without_quorum(
+    cluster: &str,
+    members: &[Member],
+    answers: Vec<Result<(), String>>,
+) -> Option<ClusterError> {
+    let reachable: Vec<&str> = members
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_ok())
+        .map(|(m, _)| m.name.as_str())
+        .collect();
+    if reachable.is_empty() {
+        let first = answers
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or_default();
+        return Some(if is_tls(&first) {
+            ClusterError::Tls {
+                cluster: cluster.to_owned(),
+                cause: first,
+            }
+        } else {
+            ClusterError::Unreachable {
+                cluster: cluster.to_owned(),
+                tried: names(members),
+                cause: first,
+            }
+        });
     }
+    (reachable.len() * 2 <= members.len()).then(|| ClusterError::NoQuorum {
+        reachable: reachable.len(),
+        total: members.len(),
+        names: format!(": {}", reachable.join(", ")),
+    })
 }
 
 /// Ask every member, at once, for its status: `Ok` when it answers.
@@ -358,12 +387,20 @@ fn names(members: &[Member]) -> String {
         .join(", ")
 }
 
-/// Whether an error's text is that of a refused TLS handshake.
+/// Whether an error's text is that of a refused TLS handshake: a certificate or alert named,
+/// or (TLS 1.3, where a server refuses the client's certificate after the handshake) a
+/// connection that was made and then closed.
 fn is_tls(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
-    ["certificate", "handshake", "alert", "unknownissuer", "tls"]
-        .iter()
-        .any(|w| text.contains(w))
+    [
+        "certificate",
+        "handshake",
+        "alert",
+        "unknownissuer",
+        "connection closed",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 /// An error and its causes on one line.
@@ -424,6 +461,9 @@ mod tests {
     fn handshake_errors_are_told_from_others() {
         assert!(is_tls("invalid peer certificate: UnknownIssuer"));
         assert!(is_tls("received fatal alert: BadCertificate"));
-        assert!(!is_tls("Connection refused (os error 111)"));
+        assert!(is_tls("hyper::Error(Canceled, \"connection closed\")"));
+        assert!(!is_tls(
+            "tcp connect error: Connection refused (os error 111)"
+        ));
     }
 }

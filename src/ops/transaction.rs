@@ -840,6 +840,91 @@ pub(crate) mod tests {
         assert!(f.state().containers.contains_key(&web()));
     }
 
+    /// A datastore in which another writer commits between every `begin` and its commit,
+    /// `interruptions` times.
+    struct Contended {
+        inner: Memory,
+        interruptions: std::cell::Cell<u32>,
+        begun: std::cell::Cell<u32>,
+    }
+
+    impl Store for Contended {
+        fn load(&self) -> Result<State, crate::store::StoreError> {
+            self.inner.load()
+        }
+
+        fn hold(&self) -> Result<crate::store::Held, crate::store::StoreError> {
+            self.inner.hold()
+        }
+
+        fn begin(
+            &self,
+        ) -> Result<(Box<dyn crate::store::Transaction + '_>, State), crate::store::StoreError>
+        {
+            self.begun.set(self.begun.get() + 1);
+            let begun = self.inner.begin()?;
+            if self.interruptions.get() > 0 {
+                self.interruptions.set(self.interruptions.get() - 1);
+                let (mut other, mut state) = self.inner.begin()?;
+                state.extra.insert("other".into(), self.begun.get().into());
+                other.commit(&state)?;
+            }
+            Ok(begun)
+        }
+    }
+
+    fn run_contended(interruptions: u32) -> (Result<Done, OpError>, Contended, Log) {
+        let f = Fixture::new();
+        let store = Contended {
+            inner: Memory::default(),
+            interruptions: interruptions.into(),
+            begun: 0.into(),
+        };
+        let log = Log::default();
+        let env = Services {
+            store: &store,
+            audit: &log,
+            ..f.env()
+        };
+        let reserved = crate::model::claims::Reserved::new(&f.clusters, &Default::default());
+        let ctx = Context {
+            host: f.clusters.host("h1.test"),
+            hostname: "h1.test",
+            caller: &crate::access::Caller::operator_root(),
+            now: "2026-01-01T00:00:00Z",
+            reserved: &reserved,
+            accounts: &crate::model::claims::NoHostAccounts,
+        };
+        let result = run(&env, &ctx, &add("web.ve", false), false);
+        (result, store, log)
+    }
+
+    #[test]
+    fn a_conflicting_change_is_made_again_on_the_new_document_and_audited_once() {
+        let (result, store, log) = run_contended(3);
+        assert!(result.is_ok(), "{:?}", result.err());
+        assert_eq!(store.begun.get(), 4);
+        let state = store.load().unwrap();
+        assert!(state.containers.contains_key(&web()));
+        assert_eq!(state.extra["other"], 3, "the other writer's change is kept");
+        assert_eq!(*log.0.borrow(), ["ok"]);
+    }
+
+    #[test]
+    fn a_change_that_always_conflicts_gives_up_after_its_tries() {
+        let (result, store, log) = run_contended(TRIES + 5);
+        assert!(
+            matches!(result, Err(OpError::Store(StoreError::Conflict(_)))),
+            "{:?}",
+            result.err()
+        );
+        assert_eq!(store.begun.get(), TRIES);
+        assert!(!store.load().unwrap().containers.contains_key(&web()));
+        let log = log.0.borrow();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].contains("the datastore changed"), "{log:?}");
+    }
+
     #[test]
     fn a_commit_after_another_writer_is_a_conflict() {
         let store = Memory::with(&State::default());

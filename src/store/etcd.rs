@@ -17,7 +17,9 @@ use std::path::PathBuf;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 
-use super::{Held, Json, Store, StoreError, Transaction, io_err, take_lock};
+use super::{
+    Held, Json, Store, StoreError, Transaction, io_err, remove_stale_temp_files, take_lock,
+};
 use crate::cluster::etcd::Connection;
 use crate::cluster::keys::{self, Keys};
 use crate::config::cluster::Clusters;
@@ -100,9 +102,11 @@ impl<'s> Etcd<'s> {
     fn current(&self, conn: &Connection) -> Result<(Keys, State, i64), StoreError> {
         let prefix = conn.prefix();
         let head_key = format!("{prefix}{}", keys::HEAD);
-        let mut kv = conn.kv();
         let head = conn
-            .request("reading doc/head", kv.get(head_key, None))
+            .read("reading doc/head", |mut kv| {
+                let key = head_key.clone();
+                async move { kv.get(key, None).await }
+            })
             .map_err(unavailable)?;
         let head_revision = head.kvs().first().map_or(0, |kv| kv.mod_revision());
         let path = self.paths.datastore();
@@ -118,25 +122,19 @@ impl<'s> Etcd<'s> {
                 self.parse(&bytes, &path.to_string_lossy())?,
                 head_revision,
             )),
-            _ => self.fetch(conn, &mut kv),
+            _ => self.fetch(conn),
         }
     }
 
     /// Read every `doc/` key at one revision and rewrite the cache from it.
-    fn fetch(
-        &self,
-        conn: &Connection,
-        kv: &mut etcd_client::KvClient,
-    ) -> Result<(Keys, State, i64), StoreError> {
+    fn fetch(&self, conn: &Connection) -> Result<(Keys, State, i64), StoreError> {
         let prefix = conn.prefix();
+        let doc = format!("{prefix}{}", keys::DOC);
         let all = conn
-            .request(
-                "reading the datastore",
-                kv.get(
-                    format!("{prefix}{}", keys::DOC),
-                    Some(GetOptions::new().with_prefix()),
-                ),
-            )
+            .read("reading the datastore", |mut kv| {
+                let doc = doc.clone();
+                async move { kv.get(doc, Some(GetOptions::new().with_prefix())).await }
+            })
             .map_err(unavailable)?;
         let mut original = Keys::new();
         let mut head_revision = 0;
@@ -187,6 +185,7 @@ impl Store for Etcd<'_> {
 
     fn begin(&self) -> Result<(Box<dyn Transaction + '_>, State), StoreError> {
         let lock = take_lock(self.system, &self.paths, LockKind::Exclusive)?;
+        remove_stale_temp_files(self.system, &self.paths.state_dir());
         let conn = self.connection()?;
         let (original, state, head) = self.current(conn)?;
         Ok((

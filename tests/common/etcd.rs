@@ -225,43 +225,64 @@ impl EtcdCluster {
 
 /// A cluster CA, and for every host its certificate and key, at the paths srvctl reads.
 fn write_trust_roots(farms: &[Farm]) {
+    let (ca_pem, issuer) = new_ca("srvctl test cluster CA");
+    for (i, farm) in farms.iter().enumerate() {
+        fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
+        fs::write(farm.join(CA_CERT.trim_start_matches('/')), &ca_pem).unwrap();
+        write_identity(farm, i, &issuer);
+    }
+}
+
+/// A farm acting as host `i` of `cluster`, with the cluster CA but an identity of the same
+/// shape issued by another CA (as a site certificate would be): the members must refuse it.
+pub fn impostor(cluster: &EtcdCluster, i: usize) -> Farm {
+    let text = fs::read_to_string(cluster.farm(i).join("etc/srvctl/clusters.json")).unwrap();
+    let farm = Farm::for_host(&text, &host_name(i));
+    fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
+    let ca = CA_CERT.trim_start_matches('/');
+    fs::copy(cluster.farm(i).join(ca), farm.join(ca)).unwrap();
+    let (_, issuer) = new_ca("another issuer");
+    write_identity(&farm, i, &issuer);
+    farm
+}
+
+/// A new CA: its certificate (PEM) and itself as an issuer.
+fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "srvctl test cluster CA");
+    ca.distinguished_name.push(DnType::CommonName, name);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    for (i, farm) in farms.iter().enumerate() {
-        let name = host_name(i);
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.clone()]).unwrap();
-        // etcd checks a connecting member's source address against its certificate; on one
-        // machine every connection between loopback addresses leaves from 127.0.0.1.
-        for ip in [host_ip(i), Ipv4Addr::LOCALHOST] {
-            params
-                .subject_alt_names
-                .push(SanType::IpAddress(IpAddr::V4(ip)));
-        }
-        params.distinguished_name.push(DnType::CommonName, &name);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let dir = farm.join("var/lib/srvctl/pki/cluster");
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(farm.join(CA_CERT.trim_start_matches('/')), ca_cert.pem()).unwrap();
-        fs::write(farm.join(HOST_CERT.trim_start_matches('/')), cert.pem()).unwrap();
-        fs::write(
-            farm.join(HOST_KEY.trim_start_matches('/')),
-            key.serialize_pem(),
-        )
-        .unwrap();
+    (ca_cert.pem(), Issuer::new(ca, ca_key))
+}
+
+/// Host `i`'s certificate and key, issued by `issuer`.
+fn write_identity(farm: &Farm, i: usize, issuer: &Issuer<'_, KeyPair>) {
+    let name = host_name(i);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.clone()]).unwrap();
+    // etcd checks a connecting member's source address against its certificate; on one
+    // machine every connection between loopback addresses leaves from 127.0.0.1.
+    for ip in [host_ip(i), Ipv4Addr::LOCALHOST] {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(ip)));
     }
+    params.distinguished_name.push(DnType::CommonName, &name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, issuer).unwrap();
+    fs::write(farm.join(HOST_CERT.trim_start_matches('/')), cert.pem()).unwrap();
+    fs::write(
+        farm.join(HOST_KEY.trim_start_matches('/')),
+        key.serialize_pem(),
+    )
+    .unwrap();
 }
