@@ -38,6 +38,9 @@ pub enum FailureKind {
     /// The machine did not do what was asked (a systemd job, a root filesystem, a program), or
     /// something on it stands in the way (a leftover root filesystem, an image not built).
     System,
+    /// The cluster datastore cannot be reached (no quorum, no member reachable, a certificate
+    /// not accepted): changes are refused, reads answer from the local cache.
+    Unavailable,
     /// `sc get`: the field is known but not set.
     Unset,
 }
@@ -56,6 +59,7 @@ impl FailureKind {
         Self::Config,
         Self::Datastore,
         Self::System,
+        Self::Unavailable,
         Self::Unset,
     ];
 
@@ -73,6 +77,7 @@ impl FailureKind {
             Self::Config => 9,
             Self::Datastore => 10,
             Self::System => 11,
+            Self::Unavailable => 12,
             Self::Unset => 100,
         }
     }
@@ -91,6 +96,7 @@ impl FailureKind {
             Self::Config => "config",
             Self::Datastore => "datastore",
             Self::System => "system",
+            Self::Unavailable => "unavailable",
             Self::Unset => "unset",
         }
     }
@@ -109,6 +115,7 @@ impl FailureKind {
             Self::Config => "clusters.json, settings.json or an import source is wrong",
             Self::Datastore => "the datastore cannot be read or written",
             Self::System => "the machine did not do what was asked, or stands in the way",
+            Self::Unavailable => "the cluster datastore is unreachable or has no quorum",
             Self::Unset => "sc get: the field is known but not set",
         }
     }
@@ -187,7 +194,10 @@ impl Classify for crate::front::routes::FrontError {
 
 impl Classify for crate::store::StoreError {
     fn kind(&self) -> FailureKind {
-        FailureKind::Datastore
+        match self {
+            crate::store::StoreError::Unavailable(_) => FailureKind::Unavailable,
+            _ => FailureKind::Datastore,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::gateway::enter;
 use crate::model::names::{ContainerLogin, ContainerName};
 use crate::ops::views;
 use crate::ops::{Change, follow_up};
-use crate::store::{self, Held, Store};
+use crate::store::Held;
 use crate::system::{CommandLine, Request, System};
 
 /// What to do with a container.
@@ -376,7 +376,7 @@ fn audited(inv: &Invocation, result: Result<(), Failure>) -> Result<(), Failure>
 /// The datastore held against writers, with `name` in it, in the caller's scope (one outside
 /// answers like a missing one) and (unless `even_destroying`) not being destroyed.
 fn hold(inv: &Invocation, name: &ContainerName, even_destroying: bool) -> Result<Held, Failure> {
-    let held = store::Json::new(inv.system(), &inv.paths).hold()?;
+    let held = inv.store()?.hold()?;
     crate::access::container(&inv.caller, &held.state, name)?;
     match held.state.containers.get(name) {
         None => Err(Failure::new(

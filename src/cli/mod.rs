@@ -169,6 +169,21 @@ impl<'s> Invocation<'s> {
         Ok(Clusters::load(self.system, &self.paths.clusters())?)
     }
 
+    /// The datastore of this host ([`store::open`]: the cluster's through etcd, or the local
+    /// document); a host without clusters.json is a single host.
+    fn store(&self) -> Result<Box<dyn store::Store + 's>, Failure> {
+        let clusters = match self.system.kind(&self.paths.clusters()) {
+            None => Clusters::default(),
+            Some(_) => self.clusters()?,
+        };
+        Ok(store::open(
+            self.system,
+            &self.paths,
+            &clusters,
+            &self.hostname,
+        ))
+    }
+
     /// The machine (systemd requests are only printed under a scratch root).
     fn system(&self) -> &'s dyn System {
         self.system
@@ -576,9 +591,9 @@ fn change(
     change: &Change<'_>,
 ) -> Result<(), Failure> {
     let reserved = crate::model::claims::Reserved::load(inv.system(), &inv.paths);
-    let store = store::Json::new(inv.system(), &inv.paths);
+    let store = inv.store()?;
     let env = Services {
-        store: &store,
+        store: &*store,
         system: inv.system(),
         paths: &inv.paths,
         audit: inv,

@@ -9,9 +9,9 @@ use clap::Parser;
 use crate::cluster::feed::EtcdFeed;
 use crate::cluster::sync::Sync;
 use crate::config::cluster::Clusters;
-use crate::ops::{Audit, Services};
 use crate::ops::audit::{self, AuditRecord};
-use crate::store::etcd::Etcd;
+use crate::ops::{Audit, Services};
+use crate::store::Etcd;
 use crate::system::paths::Paths;
 use crate::system::{Local, System};
 

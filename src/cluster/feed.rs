@@ -8,7 +8,7 @@ use etcd_client::{WatchOptions, WatchStream};
 
 use super::keys;
 use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
-use crate::store::etcd::Etcd;
+use crate::store::Etcd;
 
 /// The key `sc regenerate all-hosts` puts, below the cluster's prefix.
 pub const REGENERATE: &str = "regenerate";

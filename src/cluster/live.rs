@@ -28,11 +28,10 @@ pub fn read(conn: &Connection) -> Result<BTreeMap<String, LiveReport>, ClusterEr
 
 /// Whether a report written at `at` is recent enough to believe at `now`.
 pub fn is_fresh(report: &LiveReport, now: Timestamp) -> bool {
-    report.at.parse::<Timestamp>().is_ok_and(|at| {
-        now.duration_since(at)
-            .unsigned_abs()
-            .le(&LIVE_FRESH)
-    })
+    report
+        .at
+        .parse::<Timestamp>()
+        .is_ok_and(|at| now.duration_since(at).unsigned_abs().le(&LIVE_FRESH))
 }
 
 /// The state of container `name` of another host, as `sc status` shows it: its host's word
@@ -72,11 +71,26 @@ mod tests {
         let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
         let reports = |at| BTreeMap::from([("h2.test".to_owned(), report(at))]);
         let fresh = reports("2026-01-01T00:00:50Z");
-        assert_eq!(container_state(&fresh, "h2.test", "web.example.com", now), "running");
-        assert_eq!(container_state(&fresh, "h2.test", "other.example.com", now), "stopped");
+        assert_eq!(
+            container_state(&fresh, "h2.test", "web.example.com", now),
+            "running"
+        );
+        assert_eq!(
+            container_state(&fresh, "h2.test", "other.example.com", now),
+            "stopped"
+        );
         let old = reports("2026-01-01T00:00:00Z");
-        assert_eq!(container_state(&old, "h2.test", "web.example.com", now), "unknown");
-        assert_eq!(container_state(&fresh, "h3.test", "web.example.com", now), "unknown");
-        assert_eq!(container_state(&reports("garbage"), "h2.test", "web.example.com", now), "unknown");
+        assert_eq!(
+            container_state(&old, "h2.test", "web.example.com", now),
+            "unknown"
+        );
+        assert_eq!(
+            container_state(&fresh, "h3.test", "web.example.com", now),
+            "unknown"
+        );
+        assert_eq!(
+            container_state(&reports("garbage"), "h2.test", "web.example.com", now),
+            "unknown"
+        );
     }
 }

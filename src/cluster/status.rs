@@ -60,7 +60,9 @@ pub fn assemble(
     reports: &BTreeMap<String, LiveReport>,
     now: Timestamp,
 ) -> ClusterStatus {
-    let leader = states.iter().find_map(|s| s.as_ref().ok().map(|s| s.leader));
+    let leader = states
+        .iter()
+        .find_map(|s| s.as_ref().ok().map(|s| s.leader));
     let up = states.iter().filter(|s| s.is_ok()).count();
     let members = hosts
         .iter()
@@ -135,8 +137,14 @@ mod tests {
             Err("connection refused".to_owned()),
         ];
         let reports = BTreeMap::from([
-            ("h1.test".to_owned(), report("h1.test", 40, "2026-01-01T00:00:55Z")),
-            ("h3.test".to_owned(), report("h3.test", 31, "2026-01-01T00:00:00Z")),
+            (
+                "h1.test".to_owned(),
+                report("h1.test", 40, "2026-01-01T00:00:55Z"),
+            ),
+            (
+                "h3.test".to_owned(),
+                report("h3.test", 31, "2026-01-01T00:00:00Z"),
+            ),
         ]);
         let s = assemble("e2e", &hosts, &states, Some(42), &reports, now);
         assert!(s.quorum);
@@ -159,7 +167,14 @@ mod tests {
             Err("down".to_owned()),
             Err("down".to_owned()),
         ];
-        let s = assemble("e2e", &hosts, &states, None, &BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let s = assemble(
+            "e2e",
+            &hosts,
+            &states,
+            None,
+            &BTreeMap::new(),
+            Timestamp::UNIX_EPOCH,
+        );
         assert!(!s.quorum);
         assert!(s.members.iter().all(|m| !m.leader));
     }

@@ -243,7 +243,7 @@ fn perform_one(env: &Services<'_>, step: &Step) -> Result<(), FollowUpError> {
             }
             Ok(())
         }
-        Step::ReleaseRecord(name) => super::transaction::release(env.store, name)
+        Step::ReleaseRecord(name) => super::transaction::release(env.system, env.store, name)
             .map(drop)
             .map_err(|e| FollowUpError::Release {
                 name: name.clone(),

@@ -14,7 +14,7 @@ use crate::model::State;
 use crate::model::names::ContainerName;
 use crate::model::web::NameList;
 use crate::ops::import_v3::ImportReport;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::system::paths::Paths;
 use crate::system::{FileKind, System};
 
@@ -203,15 +203,18 @@ pub struct Done {
 }
 
 /// Run `change` in one transaction: lock, load, check it against the caller's role and scope
-/// ([`crate::access::authorize`]), validate and edit, commit (unless `dry_run`), audit. A refused change writes nothing and is audited with its error; a dry run that
-/// succeeds is not audited.
+/// ([`crate::access::authorize`]), validate and edit, commit (unless `dry_run`), audit. A
+/// refused change writes nothing and is audited with its error; a dry run that succeeds is not
+/// audited. When another writer commits first ([`StoreError::Conflict`], another host of a
+/// cluster), the whole transaction runs again on the new document, up to [`TRIES`] times; the
+/// audit log gets one record for the change, whatever the number of tries.
 pub fn run(
     env: &Services<'_>,
     ctx: &Context<'_>,
     change: &Change<'_>,
     dry_run: bool,
 ) -> Result<Done, OpError> {
-    let result = (|| {
+    let result = retried(env.system, || {
         let (mut tx, mut state) = env.store.begin()?;
         let change = crate::access::authorize(ctx.caller, &state, change)?;
         let done = apply(env, &mut state, ctx, &change)?;
@@ -219,7 +222,7 @@ pub fn run(
             tx.commit(&state)?;
         }
         Ok(done)
-    })();
+    });
     match &result {
         Ok(_) if dry_run => {}
         Ok(_) => env.audit.record("ok"),
@@ -230,11 +233,50 @@ pub fn run(
 
 /// The second transaction of a destroy: remove the record of `name`, which must be marked as
 /// being destroyed. Its address is free once this commits.
-pub fn release(store: &dyn Store, name: &ContainerName) -> Result<edit::Removed, OpError> {
-    let (mut tx, mut state) = store.begin()?;
-    let removed = edit::release_container(&mut state, name)?;
-    tx.commit(&state)?;
-    Ok(removed)
+pub fn release(
+    system: &dyn System,
+    store: &dyn Store,
+    name: &ContainerName,
+) -> Result<edit::Removed, OpError> {
+    retried(system, || {
+        let (mut tx, mut state) = store.begin()?;
+        let removed = edit::release_container(&mut state, name)?;
+        tx.commit(&state)?;
+        Ok(removed)
+    })
+}
+
+/// How many times a transaction is tried when other writers keep committing first.
+pub const TRIES: u32 = 20;
+
+/// Run `attempt` until it ends other than in a [`StoreError::Conflict`], at most [`TRIES`]
+/// times, waiting a short random while between tries (so writers that collided do not collide
+/// again in step).
+fn retried<T>(
+    system: &dyn System,
+    mut attempt: impl FnMut() -> Result<T, OpError>,
+) -> Result<T, OpError> {
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(OpError::Store(StoreError::Conflict(_))) if tried < TRIES => {
+                std::thread::sleep(backoff(system, tried));
+                tried += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The wait before try `tried + 1`: random, up to 2 ms doubled per try (at most 64 ms).
+fn backoff(system: &dyn System, tried: u32) -> std::time::Duration {
+    let mut byte = [0u8; 2];
+    let random = match system.random(&mut byte) {
+        Ok(()) => u64::from(u16::from_le_bytes(byte)),
+        Err(_) => u64::from(u16::MAX / 2),
+    };
+    let ceiling_us = 2_000u64 << tried.min(5);
+    std::time::Duration::from_micros(ceiling_us / 4 + random * ceiling_us / u64::from(u16::MAX))
 }
 
 /// Validate and make `change` on `state`, and say what follows.
@@ -851,6 +893,91 @@ pub(crate) mod tests {
             assert!(text.contains(words), "{words:?} in {text}");
         }
         assert!(f.state().containers.contains_key(&web()));
+    }
+
+    /// A datastore in which another writer commits between every `begin` and its commit,
+    /// `interruptions` times.
+    struct Contended {
+        inner: Memory,
+        interruptions: std::cell::Cell<u32>,
+        begun: std::cell::Cell<u32>,
+    }
+
+    impl Store for Contended {
+        fn load(&self) -> Result<State, crate::store::StoreError> {
+            self.inner.load()
+        }
+
+        fn hold(&self) -> Result<crate::store::Held, crate::store::StoreError> {
+            self.inner.hold()
+        }
+
+        fn begin(
+            &self,
+        ) -> Result<(Box<dyn crate::store::Transaction + '_>, State), crate::store::StoreError>
+        {
+            self.begun.set(self.begun.get() + 1);
+            let begun = self.inner.begin()?;
+            if self.interruptions.get() > 0 {
+                self.interruptions.set(self.interruptions.get() - 1);
+                let (mut other, mut state) = self.inner.begin()?;
+                state.extra.insert("other".into(), self.begun.get().into());
+                other.commit(&state)?;
+            }
+            Ok(begun)
+        }
+    }
+
+    fn run_contended(interruptions: u32) -> (Result<Done, OpError>, Contended, Log) {
+        let f = Fixture::new();
+        let store = Contended {
+            inner: Memory::default(),
+            interruptions: interruptions.into(),
+            begun: 0.into(),
+        };
+        let log = Log::default();
+        let env = Services {
+            store: &store,
+            audit: &log,
+            ..f.env()
+        };
+        let reserved = crate::model::claims::Reserved::new(&f.clusters, &Default::default());
+        let ctx = Context {
+            host: f.clusters.host("h1.test"),
+            hostname: "h1.test",
+            caller: &crate::access::Caller::operator_root(),
+            now: "2026-01-01T00:00:00Z",
+            reserved: &reserved,
+            accounts: &crate::model::claims::NoHostAccounts,
+        };
+        let result = run(&env, &ctx, &add("web.ve", false), false);
+        (result, store, log)
+    }
+
+    #[test]
+    fn a_conflicting_change_is_made_again_on_the_new_document_and_audited_once() {
+        let (result, store, log) = run_contended(3);
+        assert!(result.is_ok(), "{:?}", result.err());
+        assert_eq!(store.begun.get(), 4);
+        let state = store.load().unwrap();
+        assert!(state.containers.contains_key(&web()));
+        assert_eq!(state.extra["other"], 3, "the other writer's change is kept");
+        assert_eq!(*log.0.borrow(), ["ok"]);
+    }
+
+    #[test]
+    fn a_change_that_always_conflicts_gives_up_after_its_tries() {
+        let (result, store, log) = run_contended(TRIES + 5);
+        assert!(
+            matches!(result, Err(OpError::Store(StoreError::Conflict(_)))),
+            "{:?}",
+            result.err()
+        );
+        assert_eq!(store.begun.get(), TRIES);
+        assert!(!store.load().unwrap().containers.contains_key(&web()));
+        let log = log.0.borrow();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].contains("the datastore changed"), "{log:?}");
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! document, [`Memory`] an in-memory one for tests. A replicated backend fits the same trait:
 //! `begin` reads a revision, `commit` writes only if it is still the current one.
 
+mod etcd;
 mod memory;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::config::cluster::Clusters;
 use crate::model::claims::Reserved;
 use crate::model::{DocumentError, State};
 use crate::system::paths::Paths;
@@ -34,6 +36,10 @@ pub enum StoreError {
     /// The document changed since the transaction began (another writer committed first).
     #[error("{0}: the datastore changed while this change was being made; run it again")]
     Conflict(String),
+    /// The cluster datastore cannot be reached or used (no quorum, no member reachable, a
+    /// certificate not accepted): one line naming the cause.
+    #[error("{0}")]
+    Unavailable(String),
     /// The document is damaged or too new.
     #[error("{path}: {source}")]
     Document {
@@ -126,7 +132,25 @@ impl<'s> Writer<'s> {
     }
 }
 
+pub use etcd::{Etcd, Refresh, revision_file};
 pub use memory::Memory;
+
+/// The datastore of host `me`: [`Etcd`] when it is in a replicated cluster (one of more than
+/// one host in clusters.json) and has its cluster identity (`pki/cluster/host.crt`; until then
+/// it cannot reach etcd and keeps its local document), [`Json`] otherwise.
+pub fn open<'s>(
+    system: &'s dyn System,
+    paths: &Paths,
+    clusters: &Clusters,
+    me: &str,
+) -> Box<dyn Store + 's> {
+    let identity = paths.host(crate::cluster::etcd::HOST_CERT);
+    if crate::cluster::is_replicated(clusters, me) && system.kind(&identity).is_some() {
+        Box::new(Etcd::new(system, paths, clusters, me))
+    } else {
+        Box::new(Json::new(system, paths))
+    }
+}
 
 /// A datastore: read freely, written in transactions that hold it against other writers.
 pub trait Store {

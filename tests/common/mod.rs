@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 
 use srvctl::model::State;
 
+pub mod etcd;
 pub mod real;
 pub mod tree;
 

@@ -1,0 +1,288 @@
+//! Real etcd members for the cluster tests: one [`Farm`] per host (`h1.test`…, host_ip
+//! 127.0.0.11…, hostnet 1…, h1 the CA host), each with its cluster trust root at the real
+//! paths (`var/lib/srvctl/pki/cluster/{ca.crt,host.crt,host.key}`: a cluster CA made here,
+//! host certificates with CN = host, SAN = host + host_ip (+ 127.0.0.1, the source address
+//! of every connection here), serverAuth + clientAuth) and an
+//! etcd member (`/usr/bin/etcd`) on its host_ip with peer and client certificate
+//! authentication, data in `var/lib/srvctl/etcd`. Members are stopped and started one by one
+//! for the fault tests and all killed when the [`EtcdCluster`] is dropped.
+//!
+//! The members listen on fixed addresses, so one cluster runs at a time in a test process.
+//! Without `/usr/bin/etcd` the tests print why and pass, except in CI (`CI` set), which
+//! installs it through `scripts/test-deps.sh`.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use srvctl::cluster::etcd::{CA_CERT, Connection, HOST_CERT, HOST_KEY};
+use srvctl::config::cluster::Clusters;
+use srvctl::system::Local;
+use srvctl::system::paths::Paths;
+
+use super::Farm;
+use super::real::Procs;
+
+/// The etcd server.
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// One cluster at a time: the members' addresses are fixed.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Whether the etcd tests can run: true when etcd is installed; otherwise prints why and
+/// returns false, or fails in CI.
+pub fn available(test: &str) -> bool {
+    if Path::new(ETCD).is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{ETCD} is missing: run scripts/test-deps.sh (as root) first"
+    );
+    eprintln!("{test}: skipped: {ETCD} is missing (Debian package etcd-server)");
+    false
+}
+
+/// The name of host `i` (0-based).
+pub fn host_name(i: usize) -> String {
+    format!("h{}.test", i + 1)
+}
+
+/// The address of host `i` (0-based).
+pub fn host_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 11 + i as u8)
+}
+
+/// clusters.json of `n` hosts in cluster `test`, the first the CA host.
+pub fn clusters_json(n: usize) -> String {
+    let hosts: Vec<String> = (0..n)
+        .map(|i| {
+            let role = if i == 0 { r#", "role": "ca""# } else { "" };
+            format!(
+                r#""{}": {{"host_ip": "{}", "hostnet": {}{role}}}"#,
+                host_name(i),
+                host_ip(i),
+                i + 1
+            )
+        })
+        .collect();
+    format!("{{\"test\": {{{}}}}}\n", hosts.join(", "))
+}
+
+/// `n` hosts, each with a running etcd member.
+pub struct EtcdCluster {
+    farms: Vec<Farm>,
+    procs: Procs,
+    starts: usize,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl EtcdCluster {
+    /// Make the hosts and their certificates, start every member and wait until the cluster
+    /// answers.
+    pub fn start(n: usize) -> Self {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let clusters = clusters_json(n);
+        let farms: Vec<Farm> = (0..n)
+            .map(|i| Farm::for_host(&clusters, &host_name(i)))
+            .collect();
+        write_trust_roots(&farms);
+        let mut cluster = Self {
+            farms,
+            procs: Procs::default(),
+            starts: 0,
+            _one_at_a_time: guard,
+        };
+        for i in 0..n {
+            cluster.start_member(i);
+        }
+        cluster.wait_until_answering(Duration::from_secs(20));
+        cluster
+    }
+
+    /// The farm (root) of host `i`.
+    pub fn farm(&self, i: usize) -> &Farm {
+        &self.farms[i]
+    }
+
+    /// Stop the member of host `i` (SIGKILL: as abrupt as a host that goes away).
+    pub fn stop_member(&mut self, i: usize) {
+        self.procs.kill(&host_name(i));
+    }
+
+    /// Start the member of host `i` (again: it keeps its data dir and rejoins).
+    pub fn start_member(&mut self, i: usize) {
+        let farm = &self.farms[i];
+        let (name, ip) = (host_name(i), host_ip(i));
+        let pki = |file: &str| farm.join(file.trim_start_matches('/'));
+        let initial: Vec<String> = (0..self.farms.len())
+            .map(|j| format!("{}=https://{}:2380", host_name(j), host_ip(j)))
+            .collect();
+        let mut cmd = Command::new(ETCD);
+        cmd.args(["--name", &name])
+            .arg("--data-dir")
+            .arg(farm.join("var/lib/srvctl/etcd"))
+            .args(["--listen-client-urls", &format!("https://{ip}:2379")])
+            .args(["--advertise-client-urls", &format!("https://{ip}:2379")])
+            .args(["--listen-peer-urls", &format!("https://{ip}:2380")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("https://{ip}:2380"),
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "srvctl-test"])
+            .arg("--client-cert-auth")
+            .arg("--trusted-ca-file")
+            .arg(pki(CA_CERT))
+            .arg("--cert-file")
+            .arg(pki(HOST_CERT))
+            .arg("--key-file")
+            .arg(pki(HOST_KEY))
+            .arg("--peer-client-cert-auth")
+            .arg("--peer-trusted-ca-file")
+            .arg(pki(CA_CERT))
+            .arg("--peer-cert-file")
+            .arg(pki(HOST_CERT))
+            .arg("--peer-key-file")
+            .arg(pki(HOST_KEY));
+        self.starts += 1;
+        let log = farm.tmp().join(format!("etcd-{}.log", self.starts));
+        self.procs.spawn(&name, cmd, log);
+    }
+
+    /// Wait until a write through host 0's connection succeeds (a leader is elected and a
+    /// majority answers).
+    pub fn wait_until_answering(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let error = match self.connect(0) {
+                Ok(conn) => {
+                    let mut kv = conn.kv();
+                    let put = kv.put(format!("{}probe", conn.prefix()), "", None);
+                    match conn.request("the probe", put) {
+                        Ok(_) => return,
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not answer within {timeout:?}: {error}\n{}",
+                self.procs.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A connection of host `i` to the cluster, through the library.
+    pub fn connect(&self, i: usize) -> Result<Connection, srvctl::cluster::etcd::ClusterError> {
+        let farm = &self.farms[i];
+        let text = fs::read_to_string(farm.join("etc/srvctl/clusters.json")).unwrap();
+        let clusters = Clusters::parse(Path::new("clusters.json"), &text).unwrap();
+        Connection::open(
+            &Local::new(true),
+            &Paths::rooted(farm.root()),
+            &clusters,
+            &host_name(i),
+        )
+    }
+
+    /// Every key of the cluster under `doc/` (after the prefix), read straight from etcd.
+    pub fn document_keys(&self, i: usize) -> Vec<(String, Vec<u8>)> {
+        let conn = self.connect(i).expect("connect");
+        let mut kv = conn.kv();
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let all = conn
+            .request(
+                "the test's read",
+                kv.get(format!("{}doc/", conn.prefix()), Some(options)),
+            )
+            .expect("read the document");
+        all.kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                let key = key.strip_prefix(conn.prefix()).unwrap().to_owned();
+                (key, kv.value().to_vec())
+            })
+            .collect()
+    }
+
+    /// Every member's log, for a failure message.
+    pub fn logs(&self) -> String {
+        self.procs.logs()
+    }
+}
+
+/// A cluster CA, and for every host its certificate and key, at the paths srvctl reads.
+fn write_trust_roots(farms: &[Farm]) {
+    let (ca_pem, issuer) = new_ca("srvctl test cluster CA");
+    for (i, farm) in farms.iter().enumerate() {
+        fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
+        fs::write(farm.join(CA_CERT.trim_start_matches('/')), &ca_pem).unwrap();
+        write_identity(farm, i, &issuer);
+    }
+}
+
+/// A farm acting as host `i` of `cluster`, with the cluster CA but an identity of the same
+/// shape issued by another CA (as a site certificate would be): the members must refuse it.
+pub fn impostor(cluster: &EtcdCluster, i: usize) -> Farm {
+    let text = fs::read_to_string(cluster.farm(i).join("etc/srvctl/clusters.json")).unwrap();
+    let farm = Farm::for_host(&text, &host_name(i));
+    fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
+    let ca = CA_CERT.trim_start_matches('/');
+    fs::copy(cluster.farm(i).join(ca), farm.join(ca)).unwrap();
+    let (_, issuer) = new_ca("another issuer");
+    write_identity(&farm, i, &issuer);
+    farm
+}
+
+/// A new CA: its certificate (PEM) and itself as an issuer.
+fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, name);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    (ca_cert.pem(), Issuer::new(ca, ca_key))
+}
+
+/// Host `i`'s certificate and key, issued by `issuer`.
+fn write_identity(farm: &Farm, i: usize, issuer: &Issuer<'_, KeyPair>) {
+    let name = host_name(i);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.clone()]).unwrap();
+    // etcd checks a connecting member's source address against its certificate; on one
+    // machine every connection between loopback addresses leaves from 127.0.0.1.
+    for ip in [host_ip(i), Ipv4Addr::LOCALHOST] {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(ip)));
+    }
+    params.distinguished_name.push(DnType::CommonName, &name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, issuer).unwrap();
+    fs::write(farm.join(HOST_CERT.trim_start_matches('/')), cert.pem()).unwrap();
+    fs::write(
+        farm.join(HOST_KEY.trim_start_matches('/')),
+        key.serialize_pem(),
+    )
+    .unwrap();
+}
