@@ -278,6 +278,17 @@ impl Classify for serde_json::Error {
     }
 }
 
+impl Classify for crate::cluster::etcd::ClusterError {
+    fn kind(&self) -> FailureKind {
+        use crate::cluster::etcd::ClusterError;
+        match self {
+            ClusterError::NotInCluster(_) | ClusterError::Identity { .. } => FailureKind::Config,
+            ClusterError::Runtime(_) => FailureKind::System,
+            _ => FailureKind::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

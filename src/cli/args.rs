@@ -264,6 +264,9 @@ pub enum CertificatesAction {
 /// What `sc regenerate` can build besides the configuration.
 #[derive(Debug, Subcommand)]
 pub enum RegenerateWhat {
+    /// Ask every host of the cluster to expand the datastore now (each host's srvctl-sync runs
+    /// srvctl-regenerate); on a host alone, the same as `sc regenerate`.
+    AllHosts,
     /// Build (or rebuild) a base image that site containers are cloned from.
     Rootfs {
         /// debian (default) or fedora.

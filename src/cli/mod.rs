@@ -415,6 +415,26 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             regenerate::sc_regenerate(inv.system(), &inv.paths, out)
         }
         Command::Regenerate {
+            what: Some(args::RegenerateWhat::AllHosts),
+        } => {
+            crate::access::operator_only(&inv.caller, "regenerate all-hosts")?;
+            let clusters = inv.clusters()?;
+            if !crate::cluster::is_replicated(&clusters, &inv.hostname) {
+                return regenerate::sc_regenerate(inv.system(), &inv.paths, out);
+            }
+            let conn = crate::cluster::etcd::Connection::open(
+                inv.system(),
+                &inv.paths,
+                &clusters,
+                &inv.hostname,
+            )?;
+            let revision = crate::cluster::feed::ask_all_hosts(&conn, &inv.hostname, &inv.now)?;
+            out.value(&format!(
+                "asked every host of cluster {} to regenerate (etcd revision {revision})",
+                conn.cluster()
+            ))
+        }
+        Command::Regenerate {
             what: Some(args::RegenerateWhat::Rootfs { image }),
         } => {
             crate::access::operator_only(&inv.caller, "regenerate rootfs")?;

@@ -15,6 +15,20 @@ pub const REGENERATE: &str = "regenerate";
 /// The prefix of the live reports, below the cluster's prefix: `live/<host>`.
 pub const LIVE: &str = "live/";
 
+/// `sc regenerate all-hosts`: ask the sync service of every host to run srvctl-regenerate.
+/// Returns the revision of the request.
+pub fn ask_all_hosts(
+    conn: &super::etcd::Connection,
+    by: &str,
+    at: &str,
+) -> Result<i64, super::etcd::ClusterError> {
+    let key = format!("{}{REGENERATE}", conn.prefix());
+    let value = serde_json::json!({ "by": by, "at": at }).to_string();
+    let mut kv = conn.kv();
+    let answer = conn.request("the request to regenerate", kv.put(key, value, None))?;
+    Ok(answer.header().map_or(0, |h| h.revision()))
+}
+
 /// The sync service's view of the cluster datastore.
 pub struct EtcdFeed<'s> {
     store: &'s Etcd<'s>,
@@ -70,7 +84,7 @@ impl Feed for EtcdFeed<'_> {
         let conn = self.store.connection().map_err(|e| e.to_string())?;
         let regenerate = format!("{}{REGENERATE}", conn.prefix());
         let stream = self.watch()?;
-        let answer = conn.block_on(tokio::time::timeout(timeout, stream.message()));
+        let answer = conn.block_on(async { tokio::time::timeout(timeout, stream.message()).await });
         match answer {
             Err(_) => Ok(Wakeup::Quiet),
             Ok(Ok(Some(response))) if !response.canceled() => {

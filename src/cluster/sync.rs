@@ -151,7 +151,9 @@ impl<'a> Sync<'a> {
                     regenerate = match feed.wait(WAIT) {
                         Ok(wakeup) => wakeup == Wakeup::Regenerate,
                         Err(e) => {
-                            self.disconnected(e);
+                            // The next round's refresh tells what is wrong, in etcd's terms.
+                            eprintln!("srvctl-sync: {e}");
+                            std::thread::sleep(RETRY);
                             false
                         }
                     };

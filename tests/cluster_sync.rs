@@ -1,0 +1,150 @@
+//! The sync service against real etcd members (three on 127.0.0.11..13, real TLS): a write
+//! on one host reaches the cache of the others by itself, the service says when etcd is out of
+//! reach and catches up when it is back, and `sc regenerate all-hosts` reaches every host.
+//! Each host is a scratch root, so the service prints the systemd requests it would make.
+
+// Tests may use the real file system and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Farm;
+use common::etcd::{self, EtcdCluster};
+
+const SYNC: &str = env!("CARGO_BIN_EXE_srvctl-sync");
+
+/// A running srvctl-sync of one farm, killed when dropped; what it prints on stderr (the
+/// systemd requests it would make) is kept.
+struct SyncService(Child);
+
+impl SyncService {
+    fn start(farm: &Farm) -> Self {
+        let child = farm
+            .command_of(SYNC, &[])
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn srvctl-sync");
+        Self(child)
+    }
+
+    /// Stop it and return what it printed.
+    fn stop(mut self) -> String {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let mut out = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            let _ = stderr.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
+impl Drop for SyncService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait until `check` holds, at most `limit`; how long it took.
+fn until(limit: Duration, what: &str, check: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+fn cache_has(farm: &Farm, needle: &str) -> bool {
+    std::fs::read_to_string(farm.datastore_path()).is_ok_and(|d| d.contains(needle))
+}
+
+fn sync_status(farm: &Farm) -> serde_json::Value {
+    std::fs::read(farm.join("run/srvctl/sync.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_write_on_one_host_reaches_the_others_caches_by_itself() {
+    if !etcd::available("sync_propagation") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3);
+    let syncs: Vec<SyncService> = (1..3)
+        .map(|i| SyncService::start(cluster.farm(i)))
+        .collect();
+    for i in 1..3 {
+        until(Duration::from_secs(10), "the sync service is up", || {
+            sync_status(cluster.farm(i))["connected"] == true
+        });
+    }
+
+    // From the start of the command that writes (its commit is somewhere inside).
+    let start = Instant::now();
+    cluster.farm(0).sc_ok(&["add-user", "bob"]);
+    let mut figures = Vec::new();
+    for i in 1..3 {
+        until(Duration::from_secs(2), "bob reaches the cache", || {
+            cache_has(cluster.farm(i), "\"bob\"")
+        });
+        figures.push(start.elapsed());
+    }
+    eprintln!("sc add-user on h1 to the other hosts' caches: {figures:?}");
+    let uid = |farm: &Farm| farm.sc_ok(&["get", "user", "bob", "uid"]);
+    assert_eq!(uid(cluster.farm(1)), uid(cluster.farm(0)));
+
+    // Two of three members gone: the service says so, and keeps the cache it has.
+    cluster.stop_member(0);
+    cluster.stop_member(2);
+    until(Duration::from_secs(20), "the service notices", || {
+        sync_status(cluster.farm(1))["connected"] == false
+    });
+    let error = sync_status(cluster.farm(1))["error"].to_string();
+    assert!(
+        error.contains("quorum") || error.contains("reachable"),
+        "{error}"
+    );
+    assert!(cache_has(cluster.farm(1), "\"bob\""));
+
+    // Back again: a write on h1 reaches h2 without anyone touching h2.
+    cluster.start_member(0);
+    cluster.start_member(2);
+    cluster.wait_until_answering(Duration::from_secs(20));
+    cluster.farm(0).sc_ok(&["add-user", "carol"]);
+    let took = until(Duration::from_secs(20), "h2 catches up", || {
+        cache_has(cluster.farm(1), "\"carol\"")
+    });
+    eprintln!("catch-up after quorum came back: {took:?}");
+    assert_eq!(sync_status(cluster.farm(1))["connected"], true);
+
+    // The service reruns the configuration when the document changed.
+    let printed: Vec<String> = syncs.into_iter().map(SyncService::stop).collect();
+    for out in &printed {
+        assert!(out.contains("srvctl-regenerate.service"), "{out}");
+        assert!(out.contains("machines.target"), "{out}");
+    }
+}
+
+#[test]
+fn regenerate_all_hosts_reaches_every_sync_service() {
+    if !etcd::available("regenerate_all_hosts") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3);
+    let sync = SyncService::start(cluster.farm(2));
+    until(Duration::from_secs(10), "the sync service is up", || {
+        sync_status(cluster.farm(2))["connected"] == true
+    });
+    cluster.farm(0).sc_ok(&["regenerate", "all-hosts"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = sync.stop();
+    assert!(out.contains("srvctl-regenerate.service"), "{out}");
+}
