@@ -566,7 +566,7 @@ fn status_shows_each_caller_its_scope() {
     let state = f.state();
     let [operator, alice, bob, carol] = callers(&state);
     let names = |c: &Caller| -> Vec<String> {
-        views::status(&c.visible(state.clone()), "h1.test", &None)
+        views::status(&c.visible(state.clone()), "h1.test", &None, None)
             .into_iter()
             .map(|r| format!("{} {}", r.name, r.reseller))
             .collect()

@@ -247,7 +247,7 @@ pub fn act(
     match action {
         Action::Status => {
             let live = live_states(system)?;
-            let rows: Vec<_> = views::status(&held.state, &inv.hostname, &live)
+            let rows: Vec<_> = views::status(&held.state, &inv.hostname, &live, None)
                 .into_iter()
                 .filter(|r| r.name == name.as_str())
                 .collect();

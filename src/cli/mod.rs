@@ -397,10 +397,15 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             } else {
                 container::live_states(inv.system())?
             };
+            let elsewhere = match live {
+                Some(_) => cluster_reports(inv),
+                None => None,
+            };
             out.status(&views::status(
                 &inv.caller.visible(store::read(inv.system(), &inv.paths)?),
                 &inv.hostname,
                 &live,
+                elsewhere.as_ref(),
             ))
         }
         Command::Certificates { action: None } => certificates::list(inv, cli.json),
@@ -564,6 +569,46 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")
         }
+    }
+}
+
+/// In a replicated cluster, what the other hosts last reported of their containers. When the
+/// cluster cannot be asked, says on stderr that the view is this host's cache (stale) and
+/// leaves the other hosts' containers `unknown`. `None` on a host alone.
+fn cluster_reports(inv: &Invocation) -> Option<views::Elsewhere> {
+    let clusters = inv.clusters().ok()?;
+    if !crate::cluster::is_replicated(&clusters, &inv.hostname) {
+        return None;
+    }
+    let now = inv.system().now();
+    let stale = |why: &str| {
+        let cache = crate::cluster::sync::read_status(inv.system(), &inv.paths)
+            .and_then(|s| {
+                s.current_at
+                    .map(|at| format!(" (current at {at}, revision {})", s.revision))
+            })
+            .unwrap_or_default();
+        eprintln!("sc: stale: {why}; this is {}'s cache{cache}", inv.hostname);
+        Some(views::Elsewhere {
+            reports: Default::default(),
+            now,
+        })
+    };
+    if let Some(sync) = crate::cluster::sync::read_status(inv.system(), &inv.paths)
+        && !sync.connected
+    {
+        return stale(
+            sync.error
+                .as_deref()
+                .unwrap_or("the cluster datastore is unreachable"),
+        );
+    }
+    let read =
+        crate::cluster::etcd::Connection::open(inv.system(), &inv.paths, &clusters, &inv.hostname)
+            .and_then(|conn| crate::cluster::live::read(&conn));
+    match read {
+        Ok(reports) => Some(views::Elsewhere { reports, now }),
+        Err(e) => stale(&e.to_string()),
     }
 }
 

@@ -276,12 +276,31 @@ pub struct StatusRow {
 /// systemd was not asked.
 pub type Live = Option<HashMap<String, UnitState>>;
 
-fn live_state(live: &Live, here: bool, unit: &str) -> (String, Option<String>) {
+/// What the other hosts of the cluster last reported of their containers, and the time
+/// `sc status` asks at; no report (or an old one) is `unknown`.
+#[derive(Debug, Clone, Default)]
+pub struct Elsewhere {
+    /// Every host's last live report, by host.
+    pub reports: std::collections::BTreeMap<String, crate::cluster::sync::LiveReport>,
+    /// Now.
+    pub now: jiff::Timestamp,
+}
+
+fn live_state(
+    live: &Live,
+    elsewhere: Option<&Elsewhere>,
+    (name, host, here): (&str, &str, bool),
+    unit: &str,
+) -> (String, Option<String>) {
     let Some(units) = live else {
         return ("unknown".into(), None);
     };
     if !here {
-        return ("elsewhere".into(), None);
+        let state = match elsewhere {
+            Some(e) => crate::cluster::live::container_state(&e.reports, host, name, e.now),
+            None => "elsewhere".into(),
+        };
+        return (state, None);
     }
     let Some(u) = units.get(unit) else {
         return ("stopped".into(), None);
@@ -305,8 +324,14 @@ pub fn run_state(active: &str) -> &str {
     }
 }
 
-/// Every container, by name, with its live state on `hostname`.
-pub fn status(state: &State, hostname: &str, live: &Live) -> Vec<StatusRow> {
+/// Every container, by name, with its live state: from systemd (`live`) for those of
+/// `hostname`, from the other hosts' reports (`elsewhere`, in a cluster) for the others.
+pub fn status(
+    state: &State,
+    hostname: &str,
+    live: &Live,
+    elsewhere: Option<&Elsewhere>,
+) -> Vec<StatusRow> {
     state
         .containers
         .iter()
@@ -318,7 +343,12 @@ pub fn status(state: &State, hostname: &str, live: &Live) -> Vec<StatusRow> {
             let (run, since) = if c.destroying {
                 ("destroying".into(), None)
             } else {
-                live_state(live, c.host == hostname, &container_unit(name))
+                live_state(
+                    live,
+                    elsewhere,
+                    (name.as_str(), &c.host, c.host == hostname),
+                    &container_unit(name),
+                )
             };
             StatusRow {
                 name: name.to_string(),
@@ -369,7 +399,7 @@ mod tests {
                 since_usec: 1_700_000_000_000_000,
             },
         )]);
-        let rows = status(&state, "h1.test", &Some(units));
+        let rows = status(&state, "h1.test", &Some(units.clone()), None);
         let states: Vec<(&str, &str)> = rows
             .iter()
             .map(|r| (r.name.as_str(), r.state.as_str()))
@@ -384,12 +414,35 @@ mod tests {
         );
         assert_eq!(rows[0].since.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert!(
-            status(&state, "h1.test", &None)
+            status(&state, "h1.test", &None, None)
                 .iter()
                 .all(|r| r.state == "unknown")
         );
+        // In a cluster: what h2 reported, while its report is recent.
+        let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let report = |at: &str| crate::cluster::sync::LiveReport {
+            host: "h2.test".into(),
+            at: at.into(),
+            revision: 1,
+            containers: [("c.ve".to_owned(), "failed".to_owned())].into(),
+            mesh: Default::default(),
+        };
+        let elsewhere = |at| Elsewhere {
+            reports: [("h2.test".to_owned(), report(at))].into(),
+            now,
+        };
+        let c_state = |e: &Elsewhere| {
+            status(&state, "h1.test", &Some(units.clone()), Some(e))[2]
+                .state
+                .clone()
+        };
+        assert_eq!(c_state(&elsewhere("2026-01-01T00:00:59Z")), "failed");
+        assert_eq!(c_state(&elsewhere("2025-12-31T00:00:00Z")), "unknown");
         crate::ops::mark_destroying(&mut state, "b.ve").unwrap();
-        assert_eq!(status(&state, "h1.test", &None)[1].state, "destroying");
+        assert_eq!(
+            status(&state, "h1.test", &None, None)[1].state,
+            "destroying"
+        );
     }
 
     #[test]
