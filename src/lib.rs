@@ -8,6 +8,7 @@ pub mod access;
 pub mod accounts;
 pub mod addr;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod containers;
 pub mod engine;

@@ -4,6 +4,7 @@ mod args;
 mod authorized_keys;
 mod certificates;
 mod client;
+mod cluster;
 mod container;
 mod output;
 mod regenerate;
@@ -393,6 +394,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             crate::access::operator_only(&inv.caller, "certificates renew")?;
             certificates::renew(inv, cli.json, name.as_deref(), *force)
         }
+        Command::Cluster { action } => cluster::run(inv, cli.json, action),
         Command::Regenerate { what: None } => {
             crate::access::operator_only(&inv.caller, "regenerate")?;
             regenerate::sc_regenerate(inv.system(), &inv.paths, out)
@@ -516,6 +518,7 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Status
         | Command::Regenerate { .. }
         | Command::Certificates { .. }
+        | Command::Cluster { .. }
         | Command::Container(_)
         | Command::ImportV3 { .. }
         | Command::Publickeys { .. }

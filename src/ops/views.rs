@@ -337,7 +337,7 @@ mod tests {
         let mut state = State::default();
         let c = crate::config::cluster::Clusters::parse(
             std::path::Path::new("c.json"),
-            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
         )
         .unwrap();
         for (host, name) in [
