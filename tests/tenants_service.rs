@@ -187,6 +187,31 @@ fn each_tenant_sees_and_acts_in_its_own_scope() {
 }
 
 #[test]
+fn only_the_operator_touches_the_cluster_trust_root() {
+    let Some(t) = Tenants::start("only_the_operator_touches_the_cluster_trust_root") else {
+        return;
+    };
+    for user in ["bob", "alice"] {
+        for args in [
+            &["cluster", "request"][..],
+            &["cluster", "sign", "-"],
+            &["cluster", "accept", "-"],
+        ] {
+            let run = t.sc(user, args);
+            assert_eq!(run.code, Some(6), "{user} {args:?}: {run:#?}");
+            assert_eq!(
+                run.refused(),
+                "sc: error: only the operator may run sc cluster"
+            );
+        }
+    }
+    assert!(
+        !t.farm.join("var/lib/srvctl/pki/cluster").exists(),
+        "a tenant's request made a key"
+    );
+}
+
+#[test]
 fn another_resellers_user_cannot_see_or_destroy_bobs_container() {
     let Some(t) = Tenants::start("another_resellers_user_cannot_see_or_destroy") else {
         return;
