@@ -37,12 +37,21 @@ pub struct Host {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns2: Option<Ipv4Addr>,
     /// Whether this is the CA host of its cluster (`"role": "ca"`): the one host that holds
-    /// the cluster CA's key and signs the other hosts' certificate requests.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// the cluster CA's key and signs the other hosts' certificate requests. Shown as
+    /// `"role": "ca"`, as clusters.json writes it.
+    #[serde(
+        rename = "role",
+        serialize_with = "ca_role",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub ca: bool,
     /// Every other scalar field, kept as text (e.g. `dns_server`, `reverse_proxy`).
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
+}
+
+fn ca_role<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("ca")
 }
 
 /// The clusters known to this host.
@@ -358,6 +367,8 @@ mod tests {
         let h1 = c.host("h1.test").unwrap();
         let h2 = c.host("h2.test").unwrap();
         assert!(h1.ca && !h2.ca && !h1.extra.contains_key("role"));
+        assert_eq!(serde_json::to_value(h1).unwrap()["role"], "ca");
+        assert!(serde_json::to_value(h2).unwrap().get("role").is_none());
         assert_eq!(c.ca_host(h2).name, "h1.test");
         assert!(c.is_replicated(h2));
         let solo = c.host("h9.test").unwrap();

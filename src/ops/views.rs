@@ -99,6 +99,7 @@ pub fn known_fields(kind: Kind) -> Vec<&'static str> {
         Kind::Host => (
             &[
                 "name", "cluster", "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2",
+                "role",
             ],
             &[],
         ),
