@@ -42,6 +42,15 @@ pub fn peer_url(host: &Host) -> String {
     url(host.host_ip, PEER_PORT)
 }
 
+/// The client URLs of every member of `me`'s cluster, `me`'s own first: what an etcd client
+/// of this host connects to.
+pub fn endpoints(clusters: &Clusters, me: &Host) -> Vec<String> {
+    std::iter::once(me)
+        .chain(clusters.members(me).filter(|h| h.name != me.name))
+        .map(client_url)
+        .collect()
+}
+
 fn url(ip: Ipv4Addr, port: u16) -> String {
     format!("https://{ip}:{port}")
 }
@@ -174,6 +183,19 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         assert!(!text.contains("127.0.0.1:"), "{text}");
+    }
+
+    #[test]
+    fn a_client_tries_its_own_member_first() {
+        let clusters = Clusters::parse(Path::new("clusters.json"), THREE).unwrap();
+        assert_eq!(
+            endpoints(&clusters, clusters.host("h2.test").unwrap()),
+            [
+                "https://127.0.0.12:2379",
+                "https://127.0.0.11:2379",
+                "https://127.0.0.13:2379"
+            ]
+        );
     }
 
     #[test]
