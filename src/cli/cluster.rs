@@ -11,6 +11,7 @@ use crate::failure::FailureKind;
 /// Run one `sc cluster` action for the operator.
 pub fn run(inv: &Invocation, json: bool, action: &ClusterAction) -> Result<(), Failure> {
     crate::access::operator_only(&inv.caller, "cluster")?;
+    refuse_paths_through_the_service(inv, action)?;
     let clusters = inv.clusters()?;
     let me = clusters
         .host(&inv.hostname)
@@ -59,6 +60,26 @@ pub fn run(inv: &Invocation, json: bool, action: &ClusterAction) -> Result<(), F
             }
         }
     }
+}
+
+/// Through the privileged service the streams are the caller's own, but a path would be
+/// opened by the service: only `-` and standard output are accepted there.
+fn refuse_paths_through_the_service(
+    inv: &Invocation,
+    action: &ClusterAction,
+) -> Result<(), Failure> {
+    let names_a_path = match action {
+        ClusterAction::Request { output } => output.is_some(),
+        ClusterAction::Sign { file } | ClusterAction::Accept { file } => file != Path::new("-"),
+    };
+    if inv.through_service && names_a_path {
+        return Err(Failure::new(
+            FailureKind::Usage,
+            "through the srvctl service sc cluster reads standard input (-) and writes standard \
+             output: the service never opens a path its caller names",
+        ));
+    }
+    Ok(())
 }
 
 /// The text of `file`, or of standard input for `-`.

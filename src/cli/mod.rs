@@ -145,6 +145,9 @@ struct Invocation<'s> {
     /// The client's terminal type, for a shell it opens through the service (`None` when `sc`
     /// runs directly: its programs inherit `TERM`).
     term: Option<String>,
+    /// Whether the command came through the privileged service, which never opens a path its
+    /// caller names.
+    through_service: bool,
     /// Whether the command was audited already (a request through the service is audited
     /// once, whatever it was).
     audited: std::cell::Cell<bool>,
@@ -160,6 +163,7 @@ impl<'s> Invocation<'s> {
             now: system.now().to_string(),
             argv,
             term: None,
+            through_service: false,
             audited: std::cell::Cell::new(false),
         }
     }
@@ -297,6 +301,7 @@ fn serve(
     };
     let inv = Invocation {
         term,
+        through_service: true,
         ..Invocation::detect(system, paths, args, caller)
     };
     let (result, json) = match Cli::try_parse_from(&argv) {
