@@ -16,6 +16,7 @@
 #   /usr/libexec/srvctl/srvctl-sync       keeps the datastore cache of a cluster host current
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
+#                                          srvctl-etcd.service (the cluster's etcd member)
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
 #                                          srvctl.socket and srvctl.service; the socket is
@@ -68,7 +69,8 @@ install -m 0755 "$bin_dir/srvctl-authorized-keys" "$DESTDIR$libexec/"
 
 # Copy a file shipped with srvctl's own paths to $2 under PREFIX, mode 0644.
 install_prefixed() {
-    sed -e "s|/usr/bin/|$PREFIX/bin/|g" -e "s|/usr/libexec/srvctl/|$libexec/|g" \
+    # Only srvctl's own programs move with PREFIX (not /usr/bin/etcd of the distribution).
+    sed -e "s|/usr/bin/sc |$PREFIX/bin/sc |g" -e "s|/usr/bin/srvctl|$PREFIX/bin/srvctl|g" -e "s|/usr/libexec/srvctl/|$libexec/|g" \
         -e "s|/usr/share/srvctl/|$share/srvctl/|g" "$1" > "$2"
     chmod 0644 "$2"
 }

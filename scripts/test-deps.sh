@@ -21,9 +21,10 @@
 #   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
 #                      (tests/publickeys.rs)
 #   etcd-server        real etcd members on loopback for the cluster datastore (tests/cluster_*.rs)
+#   etcd-client        etcdctl, the client that checks the members' health and TLS (tests/cluster_etcd.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -29,7 +29,7 @@ use std::time::Duration;
 use common::Farm;
 use common::real::{Netns, Procs, require_root, require_tool, unique};
 
-const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
+const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const NETWORKD: &str = "/lib/systemd/systemd-networkd";
 const BRIDGE: &str = "sc-br-17-1";
 const GATEWAY: &str = "10.17.1.1/24";

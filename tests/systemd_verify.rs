@@ -21,9 +21,9 @@ use std::process::Command;
 use common::Farm;
 use common::real::{output, require_root, require_tool, run_ok};
 
-const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
+const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 const CONTAINER: &str = "web.example.com";
-const UNITS: [&str; 13] = [
+const UNITS: [&str; 14] = [
     "srvctl-regenerate.service",
     "srvctl.socket",
     "srvctl.service",
@@ -33,6 +33,7 @@ const UNITS: [&str; 13] = [
     "srvctl-start-0.target",
     "srvctl-mesh@server.service",
     "srvctl-mesh@client-2.service",
+    "srvctl-etcd.service",
     "systemd-nspawn@web.example.com.service",
     "srvctl-gateway.service",
     "srvctl-gateway-userdb.socket",
@@ -73,6 +74,7 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "/usr/bin/systemd-analyze",
         "/usr/sbin/openvpn",
         "/usr/bin/systemd-nspawn",
+        "/usr/bin/etcd",
     ] {
         require_tool(tool);
     }
@@ -100,6 +102,7 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         "usr/bin/systemd-nspawn",
         "usr/sbin/sshd",
         "usr/bin/kill",
+        "usr/bin/etcd",
     ] {
         fs::create_dir_all(r.join(exe).parent().unwrap()).unwrap();
         fs::copy(Path::new("/").join(exe), r.join(exe)).unwrap();
@@ -107,6 +110,7 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
     for installed in [
         "usr/lib/systemd/system/srvctl-regenerate.service",
         "usr/lib/systemd/system/srvctl-mesh@.service",
+        "usr/lib/systemd/system/srvctl-etcd.service",
         "usr/lib/systemd/system-generators/srvctl-generator",
         "usr/bin/srvctl-regenerate",
         "usr/libexec/srvctl/srvctl-service",
@@ -129,6 +133,9 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
     root.sc_ok(&["put", "container", CONTAINER, "memory_max", "512M"]);
     root.sc_ok(&["put", "container", CONTAINER, "cpu_weight", "200"]);
     root.sc_ok(&["put", "container", CONTAINER, "tasks_max", "300"]);
+    // h1 is the CA host: its cluster certificate is signed directly, so the generator wants
+    // its etcd member and the sync service.
+    root.sc_ok(&["cluster", "request"]);
 
     // The generator, as systemd would call it, against the scratch root.
     let generated = tempfile::tempdir().unwrap();
@@ -163,6 +170,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
     for link in [
         "multi-user.target.wants/srvctl-mesh@server.service",
         "multi-user.target.wants/srvctl-mesh@client-2.service",
+        "multi-user.target.wants/srvctl-etcd.service",
+        "multi-user.target.wants/srvctl-sync.service",
         "sysinit.target.wants/srvctl-regenerate.service",
         "machines.target.wants/srvctl-start-0.target",
     ] {

@@ -187,6 +187,53 @@ fn each_tenant_sees_and_acts_in_its_own_scope() {
 }
 
 #[test]
+fn only_the_operator_touches_the_cluster_trust_root() {
+    let Some(t) = Tenants::start("only_the_operator_touches_the_cluster_trust_root") else {
+        return;
+    };
+    for user in ["bob", "alice"] {
+        for args in [
+            &["cluster", "request"][..],
+            &["cluster", "sign", "-"],
+            &["cluster", "accept", "-"],
+        ] {
+            let run = t.sc(user, args);
+            assert_eq!(run.code, Some(6), "{user} {args:?}: {run:#?}");
+            assert_eq!(
+                run.refused(),
+                "sc: error: only the operator may run sc cluster"
+            );
+        }
+    }
+    assert!(
+        !t.farm.join("var/lib/srvctl/pki/cluster").exists(),
+        "a tenant's request made a key"
+    );
+    // A member of the operator group runs them, but names no path the service would open.
+    std::fs::write(
+        t.farm.join("etc/srvctl/settings.json"),
+        r#"{"operator_group": "users"}"#,
+    )
+    .unwrap();
+    let users = nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users");
+    let as_operator = |args: &[&str]| {
+        let mut cmd = t.command("carol", args);
+        cmd.gid(users.gid.as_raw());
+        Run::from_output(cmd.output().unwrap())
+    };
+    let run = as_operator(&["cluster", "sign", "/etc/shadow"]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.refused().contains("never opens a path"), "{run:#?}");
+    let run = as_operator(&["cluster", "request", "-o", "/etc/srvctl/x.csr"]);
+    assert!(run.refused().contains("never opens a path"), "{run:#?}");
+    assert!(!t.farm.join("var/lib/srvctl/pki/cluster").exists());
+    let run = as_operator(&["--json", "cluster", "request"]);
+    assert!(run.ok().contains("\"installed\": true"), "{run:#?}");
+}
+
+#[test]
 fn another_resellers_user_cannot_see_or_destroy_bobs_container() {
     let Some(t) = Tenants::start("another_resellers_user_cannot_see_or_destroy") else {
         return;

@@ -21,7 +21,7 @@ use srvctl::system::Local;
 use srvctl::system::paths::Paths;
 
 /// The cluster definition of the farm.
-pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
+pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca","dns1":"192.0.2.53"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2,"dns1":"192.0.2.53"}}}"#;
 /// The host the containers live on.
 pub const HOSTNAME: &str = "h1.test";
 /// How many containers the farm holds.

@@ -229,6 +229,13 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<CertificatesAction>,
     },
+    /// The cluster's trust root (operator only): a host's certificate request, signed by the
+    /// CA host, accepted by the host; no key ever leaves its host.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -258,6 +265,32 @@ pub enum CertificatesAction {
         /// Order even while a valid certificate exists or a back-off is running.
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// What `sc cluster` does. A new host joins in three steps: `sc cluster request -o h2.csr` on
+/// it, `sc cluster sign h2.csr > h2.pem` on the CA host (`"role": "ca"` in clusters.json),
+/// `sc cluster accept h2.pem` on it; then `sc regenerate` brings up its mesh and etcd member.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Make this host's key (once) and print its certificate request (CSR) for the CA host.
+    /// On the CA host: make the cluster CA (once) and install this host's certificate directly.
+    Request {
+        /// Write the CSR to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// On the CA host: check a host's CSR against clusters.json (exactly the names of a host of
+    /// this cluster: its fqdn and host_ip) and print its certificate and the cluster CA's.
+    Sign {
+        /// The CSR (PEM), or - for standard input.
+        file: PathBuf,
+    },
+    /// Install the bundle `sc cluster sign` printed for this host, once it is checked against
+    /// this host's key, names and cluster CA; a wrong bundle changes nothing.
+    Accept {
+        /// The bundle (PEM), or - for standard input.
+        file: PathBuf,
     },
 }
 

@@ -4,6 +4,7 @@ mod args;
 mod authorized_keys;
 mod certificates;
 mod client;
+mod cluster;
 mod container;
 mod output;
 mod regenerate;
@@ -146,6 +147,9 @@ struct Invocation<'s> {
     /// The client's terminal type, for a shell it opens through the service (`None` when `sc`
     /// runs directly: its programs inherit `TERM`).
     term: Option<String>,
+    /// Whether the command came through the privileged service, which never opens a path its
+    /// caller names.
+    through_service: bool,
     /// Whether the command was audited already (a request through the service is audited
     /// once, whatever it was).
     audited: std::cell::Cell<bool>,
@@ -161,6 +165,7 @@ impl<'s> Invocation<'s> {
             now: system.now().to_string(),
             argv,
             term: None,
+            through_service: false,
             audited: std::cell::Cell::new(false),
         }
     }
@@ -313,6 +318,7 @@ fn serve(
     };
     let inv = Invocation {
         term,
+        through_service: true,
         ..Invocation::detect(system, paths, args, caller)
     };
     let (result, json) = match Cli::try_parse_from(&argv) {
@@ -415,6 +421,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             crate::access::operator_only(&inv.caller, "certificates renew")?;
             certificates::renew(inv, cli.json, name.as_deref(), *force)
         }
+        Command::Cluster { action } => cluster::run(inv, cli.json, action),
         Command::Regenerate { what: None } => {
             crate::access::operator_only(&inv.caller, "regenerate")?;
             regenerate::sc_regenerate(inv.system(), &inv.paths, out)
@@ -561,6 +568,7 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Status
         | Command::Regenerate { .. }
         | Command::Certificates { .. }
+        | Command::Cluster { .. }
         | Command::Container(_)
         | Command::ImportV3 { .. }
         | Command::Publickeys { .. }

@@ -159,7 +159,7 @@ impl Connection {
             .iter()
             .map(|h| Member {
                 name: h.name.clone(),
-                endpoint: format!("https://{}:2379", h.host_ip),
+                endpoint: super::member::client_url(h),
             })
             .collect();
         let options = ConnectOptions::new()

@@ -1,4 +1,4 @@
-//! The cluster: hosts that share one datastore through etcd.
+//! The cluster: hosts that share one datastore through etcd, one trust root and one mesh.
 //!
 //! A host is in a *replicated* cluster when its cluster in clusters.json has more than one
 //! host; a single host keeps the local JSON alone and runs none of this.
@@ -7,6 +7,8 @@ pub mod etcd;
 pub mod feed;
 pub mod keys;
 pub mod live;
+pub mod member;
+pub mod pki;
 pub mod status;
 pub mod sync;
 
@@ -18,16 +20,13 @@ pub fn members<'c>(clusters: &'c Clusters, me: &str) -> Vec<&'c Host> {
     let Some(own) = clusters.host(me) else {
         return Vec::new();
     };
-    let others = clusters
-        .hosts()
-        .iter()
-        .filter(|h| h.cluster == own.cluster && h.name != own.name);
+    let others = clusters.members(own).filter(|h| h.name != own.name);
     std::iter::once(own).chain(others).collect()
 }
 
 /// Whether `me` is in a replicated cluster (one of more than one host).
 pub fn is_replicated(clusters: &Clusters, me: &str) -> bool {
-    members(clusters, me).len() > 1
+    clusters.host(me).is_some_and(|h| clusters.is_replicated(h))
 }
 
 #[cfg(test)]

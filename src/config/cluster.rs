@@ -36,9 +36,22 @@ pub struct Host {
     /// Second resolver.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns2: Option<Ipv4Addr>,
+    /// Whether this is the CA host of its cluster (`"role": "ca"`): the one host that holds
+    /// the cluster CA's key and signs the other hosts' certificate requests. Shown as
+    /// `"role": "ca"`, as clusters.json writes it.
+    #[serde(
+        rename = "role",
+        serialize_with = "ca_role",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub ca: bool,
     /// Every other scalar field, kept as text (e.g. `dns_server`, `reverse_proxy`).
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
+}
+
+fn ca_role<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("ca")
 }
 
 /// The clusters known to this host.
@@ -119,6 +132,7 @@ impl Clusters {
                 }
                 hosts.push(host);
             }
+            check_ca_host(path, cluster, &hosts)?;
         }
         Ok(Self { hosts })
     }
@@ -133,6 +147,48 @@ impl Clusters {
         let name = name.to_ascii_lowercase();
         self.hosts.iter().find(|h| h.name == name)
     }
+
+    /// Every host of `host`'s cluster, `host` included, in the order of clusters.json.
+    pub fn members<'c>(&'c self, host: &Host) -> impl Iterator<Item = &'c Host> {
+        let cluster = host.cluster.clone();
+        self.hosts.iter().filter(move |h| h.cluster == cluster)
+    }
+
+    /// Whether `host`'s cluster has more than one host: its datastore is replicated.
+    pub fn is_replicated(&self, host: &Host) -> bool {
+        self.members(host).nth(1).is_some()
+    }
+
+    /// The CA host of `host`'s cluster (`"role": "ca"`); a single host is its own.
+    pub fn ca_host<'c>(&'c self, host: &'c Host) -> &'c Host {
+        self.members(host).find(|h| h.ca).unwrap_or(host)
+    }
+}
+
+/// A cluster of more than one host has exactly one CA host.
+fn check_ca_host(path: &Path, cluster: &str, hosts: &[Host]) -> Result<(), ClusterError> {
+    let members: Vec<&Host> = hosts.iter().filter(|h| h.cluster == cluster).collect();
+    let ca: Vec<&str> = members
+        .iter()
+        .filter(|h| h.ca)
+        .map(|h| h.name.as_str())
+        .collect();
+    if members.len() < 2 || ca.len() == 1 {
+        return Ok(());
+    }
+    let found = if ca.is_empty() {
+        "none has".to_owned()
+    } else {
+        format!("{} have", ca.join(" and "))
+    };
+    Err(ClusterError::File(FileError::shape(
+        path,
+        format!(
+            "cluster {cluster:?} has {} hosts, so exactly one of them must be its CA host \
+             (\"role\": \"ca\"); {found} it",
+            members.len()
+        ),
+    )))
 }
 
 fn parse_host(
@@ -204,11 +260,29 @@ fn parse_host(
         prefix,
         dns1: ip("dns1", false)?,
         dns2: ip("dns2", false)?,
+        ca: role(fields, &err)?,
         extra: extra_fields(fields, &err)?,
     })
 }
 
-const KNOWN_FIELDS: &[&str] = &["host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2"];
+/// The host's `role`: absent (an ordinary host) or `"ca"` (the CA host of its cluster).
+fn role(
+    fields: &Map<String, Value>,
+    err: &dyn Fn(&str, String) -> ClusterError,
+) -> Result<bool, ClusterError> {
+    match fields.get("role") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(s)) if s == "ca" => Ok(true),
+        Some(other) => Err(err(
+            "role",
+            format!("{other} is not a role; the only role is \"ca\" (the cluster's CA host)"),
+        )),
+    }
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2", "role",
+];
 
 fn extra_fields(
     fields: &Map<String, Value>,
@@ -272,10 +346,56 @@ mod tests {
 
     #[test]
     fn finds_host_case_insensitively() {
-        let c =
-            parse(r#"{"c":{"H1.Test":{"host_ip":"1.2.3.4","hostnet":"3","role":"x"}}}"#).unwrap();
+        let c = parse(r#"{"c":{"H1.Test":{"host_ip":"1.2.3.4","hostnet":"3","dns_server":"x"}}}"#)
+            .unwrap();
         let h = c.host("h1.TEST").unwrap();
         assert_eq!(h.hostnet.get(), 3);
-        assert_eq!(h.extra["role"], "x");
+        assert_eq!(h.extra["dns_server"], "x");
+    }
+
+    fn two_hosts(role1: &str, role2: &str) -> Result<Clusters, ClusterError> {
+        parse(&format!(
+            r#"{{"c":{{"h1.test":{{"host_ip":"1.2.3.4","hostnet":1{role1}}},
+                   "h2.test":{{"host_ip":"1.2.3.5","hostnet":2{role2}}}}},
+               "solo":{{"h9.test":{{"host_ip":"1.2.3.9","hostnet":9}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn a_replicated_cluster_has_exactly_one_ca_host() {
+        let c = two_hosts(r#","role":"ca""#, "").unwrap();
+        let h1 = c.host("h1.test").unwrap();
+        let h2 = c.host("h2.test").unwrap();
+        assert!(h1.ca && !h2.ca && !h1.extra.contains_key("role"));
+        assert_eq!(serde_json::to_value(h1).unwrap()["role"], "ca");
+        assert!(serde_json::to_value(h2).unwrap().get("role").is_none());
+        assert_eq!(c.ca_host(h2).name, "h1.test");
+        assert!(c.is_replicated(h2));
+        let solo = c.host("h9.test").unwrap();
+        assert!(!c.is_replicated(solo) && !solo.ca);
+        assert_eq!(c.ca_host(solo).name, "h9.test");
+        for (r1, r2, said) in [
+            ("", "", "none has it"),
+            (
+                r#","role":"ca""#,
+                r#","role":"ca""#,
+                "h1.test and h2.test have it",
+            ),
+        ] {
+            let e = two_hosts(r1, r2).unwrap_err().to_string();
+            assert!(e.contains("cluster \"c\"") && e.contains(said), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_role_is_refused() {
+        let e = two_hosts(r#","role":"ca""#, r#","role":"master""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("h2.test") && e.contains("role") && e.contains("master"),
+            "{e}"
+        );
+        assert!(two_hosts(r#","role":"ca""#, r#","role":true"#).is_err());
     }
 }

@@ -45,11 +45,17 @@ fn batch_target(k: usize) -> String {
     format!("srvctl-start-{k}.target")
 }
 
-/// Render the generator's output for `hostname`.
+/// The units of a replicated cluster's host, wanted once it holds its cluster identity: its
+/// etcd member and the sync service that keeps the local cache of the datastore current.
+pub const CLUSTER_UNITS: &[&str] = &[crate::cluster::member::UNIT, "srvctl-sync.service"];
+
+/// Render the generator's output for `hostname`; `identity` says whether the host holds its
+/// cluster identity (`cluster/host.crt`).
 pub fn render(
     state: &State,
     clusters: &Clusters,
     hostname: &str,
+    identity: bool,
     templates: &Templates,
 ) -> Result<Tree, TemplateError> {
     let mut tree = Tree::default();
@@ -109,6 +115,16 @@ pub fn render(
         "timers.target.wants/srvctl-certificates.timer",
         format!("{SYSTEM_UNITS}/srvctl-certificates.timer"),
     );
+    if let Some(me) = clusters.host(hostname)
+        && crate::cluster::member::runs_member(clusters, me, identity)
+    {
+        for unit in CLUSTER_UNITS {
+            tree.link(
+                format!("multi-user.target.wants/{unit}"),
+                format!("{SYSTEM_UNITS}/{unit}"),
+            );
+        }
+    }
     for instance in crate::mesh::openvpn::instances(clusters, hostname) {
         let unit = crate::mesh::openvpn::mesh_unit(&instance);
         tree.link(

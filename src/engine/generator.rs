@@ -62,7 +62,9 @@ pub fn generate(
             Templates::load(system, None)
         })
         .map_err(io::Error::other)?;
-    let tree = render(&state, &clusters, hostname, &templates).map_err(io::Error::other)?;
+    let identity = crate::cluster::pki::has_identity(system, paths);
+    let tree =
+        render(&state, &clusters, hostname, identity, &templates).map_err(io::Error::other)?;
     write_fresh(system, out, &tree)?;
     Ok(Generated {
         entries: tree.len(),

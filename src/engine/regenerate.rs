@@ -11,8 +11,7 @@ use crate::engine::changeset;
 use crate::engine::registry::{self, Inputs, MODULES, Verdict};
 use crate::engine::templates::TemplateError;
 use crate::engine::templates::Templates;
-use crate::mesh::openvpn;
-use crate::mesh::pki::{self, PkiError};
+use crate::mesh::pki::PkiError;
 use crate::store::{self, StoreError};
 use crate::system::System;
 use crate::system::paths::Paths;
@@ -33,8 +32,6 @@ pub struct Outcome {
     pub reloads: Vec<String>,
     /// Datastore records skipped because they are invalid.
     pub skipped: Vec<String>,
-    /// Whether the internal CA or this host's certificate was created.
-    pub certificates_created: bool,
     /// Bridges that systemd-networkd had not made when the wait ended.
     pub bridges_missing: Vec<String>,
     /// Certificates of the internal CA issued for the HTTPS front (container names).
@@ -60,9 +57,6 @@ impl Outcome {
             self.removed.len(),
             self.unchanged
         );
-        if self.certificates_created {
-            s.push_str("; certificates created");
-        }
         if !self.certificates_issued.is_empty() {
             s.push_str(&format!(
                 "; {} internal certificate(s) issued",
@@ -88,7 +82,6 @@ impl Outcome {
     pub fn is_noop(&self) -> bool {
         self.written.is_empty()
             && self.removed.is_empty()
-            && !self.certificates_created
             && self.certificates_issued.is_empty()
             && self.homes_created.is_empty()
     }
@@ -143,8 +136,21 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
             .collect(),
         ..Outcome::default()
     };
-    if !openvpn::instances(&clusters, hostname).is_empty() {
-        outcome.certificates_created = pki::ensure(system, paths, &me.name)?;
+    let cluster_identity = crate::cluster::pki::has_identity(system, paths);
+    if clusters.is_replicated(me) && !cluster_identity {
+        outcome.notes.push(format!(
+            "no host mesh and no etcd member yet: this host has no cluster certificate ({}); \
+             run `sc cluster request` here{}",
+            crate::cluster::pki::HOST_CERT,
+            if me.ca {
+                String::new()
+            } else {
+                format!(
+                    ", then `sc cluster sign` on {} and `sc cluster accept` here",
+                    clusters.ca_host(me).name
+                )
+            }
+        ));
     }
     let site = crate::config::site::Settings::load(system, paths)?;
     // Every container of this host has a certificate before haproxy is rendered: one of the
@@ -165,6 +171,7 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
         settings: &site,
         templates: &templates,
         certificates: &installed,
+        cluster_identity,
     };
     let rendered = registry::render(MODULES, &inputs)?;
     let base = paths.host("/");

@@ -36,6 +36,9 @@ pub struct Inputs<'a> {
     pub templates: &'a Templates,
     /// The certificates installed for this host's containers (and the default one), by name.
     pub certificates: &'a BTreeMap<String, CertMeta>,
+    /// Whether this host holds its cluster identity (`cluster/host.crt`): the mesh and the
+    /// etcd member need it.
+    pub cluster_identity: bool,
 }
 
 /// What a module's guard decided about the module's planned changes.
@@ -86,6 +89,7 @@ pub static MODULES: &[&dyn Module] = &[
     &crate::accounts::userdb::Accounts,
     &crate::mesh::openvpn::Mesh,
     &crate::mesh::hosts_file::HostsFile,
+    &crate::cluster::member::Etcd,
     &crate::front::guard::Front,
 ];
 
@@ -255,6 +259,7 @@ mod tests {
             prefix: None,
             dns1: None,
             dns2: None,
+            ca: true,
             extra: BTreeMap::new(),
         };
         let settings = Settings::default();
@@ -267,6 +272,7 @@ mod tests {
             settings: &settings,
             templates: &templates,
             certificates: &certificates,
+            cluster_identity: false,
         };
         let base = Path::new("/r");
         let manifest = base.join("run/m");

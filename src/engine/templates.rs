@@ -42,6 +42,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mesh-client.conf"),
     ),
     ("hosts", include_str!("../../templates/hosts")),
+    (
+        "etcd.conf.yml",
+        include_str!("../../templates/etcd.conf.yml"),
+    ),
     ("haproxy.cfg", include_str!("../../templates/haproxy.cfg")),
     ("error.html", include_str!("../../templates/error.html")),
 ];

@@ -1113,7 +1113,7 @@ mod tests {
         .unwrap();
         let clusters = crate::config::cluster::Clusters::parse(
             Path::new("clusters.json"),
-            r#"{"c": {"h1.test": {"host_ip": "192.0.2.11", "hostnet": 1},
+            r#"{"c": {"h1.test": {"host_ip": "192.0.2.11", "hostnet": 1, "role": "ca"},
                       "h2.test": {"host_ip": "192.0.2.12", "hostnet": 2}}}"#,
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! The host mesh: one openvpn server per host (10.15.H.H) and one client towards every other
-//! host of the cluster (10.15.X.Y on X's server), authenticated by certificates of the
-//! internal CA. Each pair of hosts has two tunnels; each host routes a peer's containers
+//! host of the cluster (10.15.X.Y on X's server), authenticated by the hosts' cluster
+//! identities (`cluster/host.crt`, issued by the cluster CA, see [`crate::cluster::pki`]): the
+//! site issuer's certificates are never accepted. Each pair of hosts has two tunnels; each host routes a peer's containers
 //! (10.(16·X).0.0/12) through its own client tunnel to that peer.
 
 use std::net::Ipv4Addr;
@@ -8,10 +9,10 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::addr::plan::{HostNet, mesh_address};
+use crate::cluster::pki;
 use crate::config::cluster::{Clusters, Host};
 use crate::engine::templates::{TemplateError, Templates};
 use crate::engine::tree::Tree;
-use crate::mesh::pki;
 
 /// UDP port of every mesh server.
 pub const PORT: u16 = 1101;
@@ -50,9 +51,9 @@ struct Tls {
 
 fn tls() -> Tls {
     Tls {
-        ca: format!("/{}", pki::CA_CERT),
-        cert: format!("/{}", pki::HOST_CERT),
-        key: format!("/{}", pki::HOST_KEY),
+        ca: pki::CA_CERT.to_owned(),
+        cert: pki::HOST_CERT.to_owned(),
+        key: pki::HOST_KEY.to_owned(),
     }
 }
 
@@ -82,15 +83,17 @@ struct Client<'a> {
     tls: Tls,
 }
 
-/// Add the mesh configuration of `me` to `tree`.
+/// Add the mesh configuration of `me` to `tree`: none alone, and none before the host holds
+/// its cluster identity (`identity`).
 pub fn render(
     tree: &mut Tree,
     clusters: &Clusters,
     me: &Host,
+    identity: bool,
     templates: &Templates,
 ) -> Result<(), TemplateError> {
     let peers = peers(clusters, &me.name);
-    if peers.is_empty() {
+    if peers.is_empty() || !identity {
         return Ok(());
     }
     let ccd = format!("{CONFIG_DIR}/ccd");
@@ -149,7 +152,13 @@ impl crate::engine::registry::Module for Mesh {
         inputs: &crate::engine::registry::Inputs,
         tree: &mut Tree,
     ) -> Result<(), TemplateError> {
-        render(tree, inputs.clusters, inputs.me, inputs.templates)
+        render(
+            tree,
+            inputs.clusters,
+            inputs.me,
+            inputs.cluster_identity,
+            inputs.templates,
+        )
     }
 
     fn owned_dirs(&self) -> &'static [&'static str] {

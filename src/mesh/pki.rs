@@ -1,15 +1,13 @@
-//! srvctl's internal certificate authority and this host's certificate, used by the host mesh.
+//! srvctl's internal certificate authority: the *site issuer* of the HTTPS front only (the
+//! certificates of sites that have no ACME certificate). It is never a host identity: the mesh
+//! and etcd trust only the cluster CA ([`crate::cluster::pki`]), so a site certificate cannot
+//! join them.
 //!
-//! The CA is created on first use under `/var/lib/srvctl/pki` (keys 0600, directory 0700). In a
-//! cluster every host must hold the same CA: copy `ca.crt` and `ca.key` to the other hosts
-//! before their first regenerate (cluster replication of the datastore will carry it later).
+//! The CA is created on first use under `/var/lib/srvctl/pki` (keys 0600, directory 0700).
 
 use std::path::Path;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use crate::system::System;
 use crate::system::paths::Paths;
@@ -18,12 +16,6 @@ use crate::system::paths::Paths;
 pub const CA_CERT: &str = "var/lib/srvctl/pki/ca.crt";
 /// The CA key.
 pub const CA_KEY: &str = "var/lib/srvctl/pki/ca.key";
-/// This host's certificate.
-pub const HOST_CERT: &str = "var/lib/srvctl/pki/host.crt";
-/// This host's key.
-pub const HOST_KEY: &str = "var/lib/srvctl/pki/host.key";
-/// The name the host certificate was issued for.
-const HOST_NAME: &str = "var/lib/srvctl/pki/host.name";
 
 /// Creating the CA or a certificate failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,37 +79,6 @@ pub fn issuer(
     let (ca_cert, ca_key, created) = ensure_ca(system, paths)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
     Ok((issuer, ca_cert, created))
-}
-
-/// Make sure the CA and a certificate for `host` exist. Returns whether anything was created.
-pub fn ensure(system: &dyn System, paths: &Paths, host: &str) -> Result<bool, PkiError> {
-    let p = |rel: &str| paths.host(&format!("/{rel}"));
-    let (issuer, _, mut created) = issuer(system, paths)?;
-    let issued_for = system.read(&p(HOST_NAME)).map_err(io(&p(HOST_NAME)))?;
-    let have_cert = system
-        .read(&p(HOST_CERT))
-        .map_err(io(&p(HOST_CERT)))?
-        .is_some();
-    if created || !have_cert || issued_for.as_deref() != Some(host.as_bytes()) {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![host.to_owned()])?;
-        params.distinguished_name.push(DnType::CommonName, host);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_after = rcgen::date_time_ymd(2050, 1, 1);
-        let cert = params.signed_by(&key, &issuer)?;
-        write(system, &p(HOST_KEY), &key.serialize_pem(), 0o600)?;
-        write(system, &p(HOST_CERT), &cert.pem(), 0o644)?;
-        write(system, &p(HOST_NAME), host, 0o644)?;
-        created = true;
-    }
-    Ok(created)
 }
 
 fn write(system: &dyn System, path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {

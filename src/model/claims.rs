@@ -43,6 +43,10 @@ pub const COMMAND_WORDS: &[&str] = &[
     "ls",
     "regenerate",
     "certificates",
+    "cluster",
+    "request",
+    "sign",
+    "accept",
     "completion",
     "man",
     "import-v3",
@@ -458,7 +462,7 @@ mod tests {
     fn reserved() -> Reserved {
         let clusters = Clusters::parse(
             std::path::Path::new("clusters.json"),
-            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
         )
         .unwrap();
         let settings = Settings {

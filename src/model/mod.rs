@@ -820,7 +820,7 @@ mod tests {
         let reserved = crate::model::claims::Reserved::new(
             &crate::config::cluster::Clusters::parse(
                 std::path::Path::new("clusters.json"),
-                r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+                r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
             )
             .unwrap(),
             &crate::config::site::Settings::default(),

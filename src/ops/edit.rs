@@ -591,7 +591,7 @@ mod tests {
     fn clusters() -> Clusters {
         Clusters::parse(
             std::path::Path::new("clusters.json"),
-            r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
         )
         .unwrap()
     }

@@ -99,6 +99,7 @@ pub fn known_fields(kind: Kind) -> Vec<&'static str> {
         Kind::Host => (
             &[
                 "name", "cluster", "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2",
+                "role",
             ],
             &[],
         ),
@@ -372,7 +373,7 @@ mod tests {
         let mut state = State::default();
         let c = crate::config::cluster::Clusters::parse(
             std::path::Path::new("c.json"),
-            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
+            r#"{"t":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#,
         )
         .unwrap();
         for (host, name) in [

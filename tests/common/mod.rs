@@ -25,14 +25,15 @@ use srvctl::model::State;
 pub mod etcd;
 pub mod real;
 pub mod tree;
+pub mod trust;
 
 /// The cluster definition every farm starts with.
-pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#;
+pub const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"192.0.2.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"192.0.2.2","hostnet":2}}}"#;
 
 /// Two hosts with resolvers: h1.test (hostnet 1) and h2.test (hostnet 2).
 pub const TWO_HOSTS: &str = r#"{
   "test": {
-    "h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53", "dns2": "198.51.100.53"},
+    "h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "role": "ca", "dns1": "192.0.2.53", "dns2": "198.51.100.53"},
     "h2.test": {"host_ip": "192.0.2.2", "hostnet": 2, "dns1": "192.0.2.53", "dns2": "198.51.100.53"}
   }
 }

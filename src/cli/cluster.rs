@@ -1,0 +1,100 @@
+//! `sc cluster request|sign|accept`: the cluster trust root (see [`crate::cluster::pki`]).
+
+use std::io::Read;
+use std::path::Path;
+
+use super::args::ClusterAction;
+use super::{Failure, Invocation};
+use crate::cluster::pki::{self, PkiError};
+use crate::failure::FailureKind;
+
+/// Run one `sc cluster` action for the operator.
+pub fn run(inv: &Invocation, json: bool, action: &ClusterAction) -> Result<(), Failure> {
+    crate::access::operator_only(&inv.caller, "cluster")?;
+    refuse_paths_through_the_service(inv, action)?;
+    let clusters = inv.clusters()?;
+    let me = clusters
+        .host(&inv.hostname)
+        .ok_or_else(|| PkiError::UnknownHost(inv.hostname.clone()))?;
+    let system = inv.system();
+    match action {
+        ClusterAction::Request { output } => {
+            let requested = pki::request(system, &inv.paths, &clusters, me)?;
+            match (&requested.csr, output) {
+                (Some(csr), Some(file)) => system
+                    .write(file, csr.as_bytes(), 0o644, true)
+                    .map_err(|e| Failure::from(e).context(&format!("{}: ", file.display())))?,
+                (Some(csr), None) if !json => return Failure::print(csr.trim_end()),
+                _ => {}
+            }
+            if json {
+                return Failure::print(&serde_json::to_string_pretty(&requested)?);
+            }
+            if requested.installed {
+                Failure::print(&format!(
+                    "{} is the CA host: its certificate is installed ({})",
+                    me.name,
+                    pki::HOST_CERT
+                ))?;
+            }
+            Ok(())
+        }
+        ClusterAction::Sign { file } => {
+            let signed = pki::sign(system, &inv.paths, &clusters, me, &input(inv, file)?)?;
+            if json {
+                Failure::print(&serde_json::to_string_pretty(&signed)?)
+            } else {
+                Failure::print(signed.bundle.trim_end())
+            }
+        }
+        ClusterAction::Accept { file } => {
+            let accepted = pki::accept(system, &inv.paths, me, &input(inv, file)?)?;
+            if json {
+                Failure::print(&serde_json::to_string_pretty(&accepted)?)
+            } else {
+                Failure::print(&format!(
+                    "{}: cluster certificate installed ({}); `sc regenerate` brings up the mesh and the etcd member",
+                    accepted.host,
+                    pki::HOST_CERT
+                ))
+            }
+        }
+    }
+}
+
+/// Through the privileged service the streams are the caller's own, but a path would be
+/// opened by the service: only `-` and standard output are accepted there.
+fn refuse_paths_through_the_service(
+    inv: &Invocation,
+    action: &ClusterAction,
+) -> Result<(), Failure> {
+    let names_a_path = match action {
+        ClusterAction::Request { output } => output.is_some(),
+        ClusterAction::Sign { file } | ClusterAction::Accept { file } => file != Path::new("-"),
+    };
+    if inv.through_service && names_a_path {
+        return Err(Failure::new(
+            FailureKind::Usage,
+            "through the srvctl service sc cluster reads standard input (-) and writes standard \
+             output: the service never opens a path its caller names",
+        ));
+    }
+    Ok(())
+}
+
+/// The text of `file`, or of standard input for `-`.
+fn input(inv: &Invocation, file: &Path) -> Result<String, Failure> {
+    let failed =
+        |e: std::io::Error| Failure::new(FailureKind::Invalid, format!("{}: {e}", file.display()));
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(failed)?;
+        return Ok(text);
+    }
+    let bytes = inv
+        .system()
+        .read(file)
+        .map_err(failed)?
+        .ok_or_else(|| failed(std::io::ErrorKind::NotFound.into()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

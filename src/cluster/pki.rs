@@ -1,0 +1,551 @@
+//! The cluster's trust root: one cluster CA whose key lives only on the CA host of the cluster
+//! (`"role": "ca"` in clusters.json), and one identity per host (its mesh and etcd
+//! certificate), issued by that CA for a CSR the host made itself. Keys never move: a host's
+//! key is made on the host and stays there; only CSRs and certificates travel.
+//!
+//! ```text
+//!  h2: sc cluster request > h2.csr     host.key (made if absent), host.csr; prints the CSR
+//!  h1: sc cluster sign h2.csr > h2.pem the CA host checks the names against clusters.json
+//!  h2: sc cluster accept h2.pem        checks the bundle against host.key and installs it
+//! ```
+//!
+//! On the CA host `sc cluster request` makes the CA (on first use) and signs the host's own
+//! certificate directly. The internal CA of `/var/lib/srvctl/pki` stays the site issuer of the
+//! HTTPS front; a site certificate is never a host identity.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+};
+use serde::Serialize;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::config::cluster::{Clusters, Host};
+use crate::system::System;
+use crate::system::paths::Paths;
+
+/// The cluster trust root of this host (0700).
+pub const DIR: &str = "/var/lib/srvctl/pki/cluster";
+/// The cluster CA's certificate (on every host).
+pub const CA_CERT: &str = "/var/lib/srvctl/pki/cluster/ca.crt";
+/// The cluster CA's key: only on the CA host.
+pub const CA_KEY: &str = "/var/lib/srvctl/pki/cluster/ca.key";
+/// This host's identity key: made here, never leaves the host.
+pub const HOST_KEY: &str = "/var/lib/srvctl/pki/cluster/host.key";
+/// This host's certificate request.
+pub const HOST_CSR: &str = "/var/lib/srvctl/pki/cluster/host.csr";
+/// This host's identity, issued by the cluster CA.
+pub const HOST_CERT: &str = "/var/lib/srvctl/pki/cluster/host.crt";
+
+/// The common name of every cluster CA.
+const CA_NAME: &str = "srvctl cluster CA";
+/// How long a host identity is valid.
+const HOST_VALIDITY_DAYS: i64 = 365;
+
+/// A step of the cluster trust root failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Reading or writing a file failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// Making a key, a request or a certificate failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// This host is not in clusters.json.
+    #[error("this host ({0}) is not defined in clusters.json")]
+    UnknownHost(String),
+    /// Only the CA host signs.
+    #[error(
+        "only the CA host of cluster {cluster:?} ({ca}) signs certificate requests; this is {host}"
+    )]
+    NotCaHost {
+        /// The cluster.
+        cluster: String,
+        /// Its CA host.
+        ca: String,
+        /// This host.
+        host: String,
+    },
+    /// A CSR or a bundle was refused; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl crate::failure::Classify for PkiError {
+    fn kind(&self) -> crate::failure::FailureKind {
+        use crate::failure::FailureKind;
+        match self {
+            Self::Io(..) => FailureKind::System,
+            Self::UnknownHost(_) => FailureKind::Config,
+            Self::NotCaHost { .. } => FailureKind::Permission,
+            Self::Cert(_) | Self::Refused(_) => FailureKind::Invalid,
+        }
+    }
+}
+
+fn refused(msg: impl Into<String>) -> PkiError {
+    PkiError::Refused(msg.into())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |e| PkiError::Io(path.display().to_string(), e)
+}
+
+fn read_text(system: &dyn System, path: &Path) -> Result<Option<String>, PkiError> {
+    Ok(system
+        .read(path)
+        .map_err(io(path))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+fn write(system: &dyn System, path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
+    system
+        .write(path, text.as_bytes(), mode, true)
+        .map_err(io(path))
+}
+
+/// The files of the trust root under `paths`.
+struct Files {
+    dir: PathBuf,
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+    host_key: PathBuf,
+    host_csr: PathBuf,
+    host_cert: PathBuf,
+}
+
+impl Files {
+    fn new(paths: &Paths) -> Self {
+        Self {
+            dir: paths.host(DIR),
+            ca_cert: paths.host(CA_CERT),
+            ca_key: paths.host(CA_KEY),
+            host_key: paths.host(HOST_KEY),
+            host_csr: paths.host(HOST_CSR),
+            host_cert: paths.host(HOST_CERT),
+        }
+    }
+}
+
+/// Whether this host holds its cluster identity (`cluster/host.crt`): the mesh and the etcd
+/// member need it.
+pub fn has_identity(system: &dyn System, paths: &Paths) -> bool {
+    matches!(system.read(&paths.host(HOST_CERT)), Ok(Some(_)))
+}
+
+/// What `sc cluster request` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requested {
+    /// This host.
+    pub host: String,
+    /// Whether the host key was made just now.
+    pub key_created: bool,
+    /// The CSR (PEM) to take to the CA host; `None` on the CA host, whose certificate was
+    /// signed directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// Whether the host's certificate was installed (on the CA host).
+    pub installed: bool,
+}
+
+/// `sc cluster request` on host `me`: make the host key if absent and the CSR for `me`
+/// (CN = fqdn, SAN = fqdn and host_ip). On the CA host, also make the cluster CA if absent and
+/// install the host's own certificate, signed directly.
+pub fn request(
+    system: &dyn System,
+    paths: &Paths,
+    clusters: &Clusters,
+    me: &Host,
+) -> Result<Requested, PkiError> {
+    let files = Files::new(paths);
+    system
+        .create_dir(&files.dir, 0o700)
+        .map_err(io(&files.dir))?;
+    let (key, key_created) = match read_text(system, &files.host_key)? {
+        Some(pem) => (KeyPair::from_pem(&pem)?, false),
+        None => {
+            let key = KeyPair::generate()?;
+            write(system, &files.host_key, &key.serialize_pem(), 0o600)?;
+            (key, true)
+        }
+    };
+    let csr = host_params(me)?.serialize_request(&key)?.pem()?;
+    write(system, &files.host_csr, &csr, 0o644)?;
+    if !me.ca {
+        return Ok(Requested {
+            host: me.name.clone(),
+            key_created,
+            csr: Some(csr),
+            installed: false,
+        });
+    }
+    let signed = sign(system, paths, clusters, me, &csr)?;
+    accept_bundle(system, paths, me, &signed.bundle)?;
+    Ok(Requested {
+        host: me.name.clone(),
+        key_created,
+        csr: None,
+        installed: true,
+    })
+}
+
+/// The names of a host identity: CN = fqdn, SAN = fqdn and host_ip.
+fn host_params(host: &Host) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(vec![host.name.clone()])?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(host.host_ip)));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, host.name.as_str());
+    Ok(params)
+}
+
+/// The cluster CA, made on first use: on the CA host only.
+fn ca_issuer(
+    system: &dyn System,
+    files: &Files,
+) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
+    system
+        .create_dir(&files.dir, 0o700)
+        .map_err(io(&files.dir))?;
+    let (cert, key) = match (
+        read_text(system, &files.ca_cert)?,
+        read_text(system, &files.ca_key)?,
+    ) {
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(refused(format!(
+                "{} exists without its key: this host holds another CA host's certificate; \
+                 only the CA host signs",
+                files.ca_cert.display()
+            )));
+        }
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.distinguished_name.push(DnType::CommonName, CA_NAME);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.not_after = rcgen::date_time_ymd(2050, 1, 1);
+            let cert = params.self_signed(&key)?.pem();
+            write(system, &files.ca_key, &key.serialize_pem(), 0o600)?;
+            write(system, &files.ca_cert, &cert, 0o644)?;
+            (cert, key.serialize_pem())
+        }
+    };
+    Ok((
+        Issuer::from_ca_cert_pem(&cert, KeyPair::from_pem(&key)?)?,
+        cert,
+    ))
+}
+
+/// What `sc cluster sign` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signed {
+    /// The host the certificate is for.
+    pub host: String,
+    /// The host's certificate and then the cluster CA's (PEM), for `sc cluster accept`.
+    pub bundle: String,
+}
+
+/// `sc cluster sign` on the CA host `me`: check that `csr_pem` asks for exactly the names of
+/// a host of `me`'s cluster (CN = fqdn, SAN = fqdn and its host_ip) and for nothing else, and
+/// issue its identity (serverAuth and clientAuth, valid for a year) by the cluster CA.
+pub fn sign(
+    system: &dyn System,
+    paths: &Paths,
+    clusters: &Clusters,
+    me: &Host,
+    csr_pem: &str,
+) -> Result<Signed, PkiError> {
+    if !me.ca {
+        return Err(PkiError::NotCaHost {
+            cluster: me.cluster.clone(),
+            ca: clusters.ca_host(me).name.clone(),
+            host: me.name.clone(),
+        });
+    }
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+        refused(format!(
+            "not a valid certificate request (PEM, signed by its key, names only): {e}"
+        ))
+    })?;
+    let host = requested_host(clusters, me, &csr.params)?;
+    let (issuer, ca_pem) = ca_issuer(system, &Files::new(paths))?;
+    let mut params = host_params(host)?;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    // From yesterday (clocks differ a little) to a year from now.
+    let ymd = |(y, m, d)| rcgen::date_time_ymd(y, m, d);
+    params.not_before = ymd(day(system.now(), -1));
+    params.not_after = ymd(day(system.now(), HOST_VALIDITY_DAYS));
+    let cert = params.signed_by(&csr.public_key, &issuer)?;
+    Ok(Signed {
+        host: host.name.clone(),
+        bundle: format!("{}{ca_pem}", cert.pem()),
+    })
+}
+
+/// The day `days` from `now` (UTC), as rcgen takes it.
+fn day(now: jiff::Timestamp, days: i64) -> (i32, u8, u8) {
+    let t = now
+        .saturating_add(jiff::SignedDuration::from_hours(24 * days))
+        .unwrap_or(now);
+    let d = jiff::tz::Offset::UTC.to_datetime(t).date();
+    (i32::from(d.year()), d.month() as u8, d.day() as u8)
+}
+
+/// The host of `me`'s cluster whose names `params` (a parsed CSR) asks for, exactly.
+fn requested_host<'c>(
+    clusters: &'c Clusters,
+    me: &Host,
+    params: &CertificateParams,
+) -> Result<&'c Host, PkiError> {
+    let mut cn = None;
+    for (kind, value) in params.distinguished_name.iter() {
+        match (kind, value) {
+            (DnType::CommonName, DnValue::Utf8String(s)) if cn.is_none() => cn = Some(s.clone()),
+            (DnType::CommonName, DnValue::PrintableString(s)) if cn.is_none() => {
+                cn = Some(s.as_str().to_owned())
+            }
+            _ => {
+                return Err(refused(
+                    "the certificate request's subject must be exactly one common name (the host's name)",
+                ));
+            }
+        }
+    }
+    let cn = cn.ok_or_else(|| refused("the certificate request names no host (no common name)"))?;
+    let host = clusters.members(me).find(|h| h.name == cn).ok_or_else(|| {
+        refused(format!(
+            "{} is not a host of cluster {:?} in clusters.json",
+            crate::model::names::shown(&cn),
+            me.cluster
+        ))
+    })?;
+    let asked: BTreeSet<String> = params.subject_alt_names.iter().map(san_text).collect();
+    let expected: BTreeSet<String> = host_params(host)?
+        .subject_alt_names
+        .iter()
+        .map(san_text)
+        .collect();
+    if asked != expected {
+        return Err(refused(format!(
+            "the certificate request for {} must name exactly {}; it names {}",
+            host.name,
+            expected.into_iter().collect::<Vec<_>>().join(", "),
+            if asked.is_empty() {
+                "nothing else".to_owned()
+            } else {
+                asked.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        )));
+    }
+    if params.is_ca != IsCa::NoCa {
+        return Err(refused(format!(
+            "the certificate request for {} asks for a CA certificate",
+            host.name
+        )));
+    }
+    Ok(host)
+}
+
+fn san_text(san: &SanType) -> String {
+    match san {
+        SanType::DnsName(name) => format!("DNS:{}", name.as_str()),
+        SanType::IpAddress(ip) => format!("IP:{ip}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What `sc cluster accept` installed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    /// This host.
+    pub host: String,
+    /// Whether the cluster CA's certificate was new on this host.
+    pub ca_installed: bool,
+}
+
+/// `sc cluster accept` on host `me` (not the CA host): install the bundle `sc cluster sign`
+/// printed, once it is checked: two certificates (the host's, then the CA's), the host's
+/// issued by that CA for this host's names and this host's key, the CA the one this host
+/// already trusts if it trusts one. Anything else is refused and nothing changes.
+pub fn accept(
+    system: &dyn System,
+    paths: &Paths,
+    me: &Host,
+    bundle: &str,
+) -> Result<Accepted, PkiError> {
+    if me.ca {
+        return Err(refused(format!(
+            "{} is the CA host: its certificate is signed directly by `sc cluster request`",
+            me.name
+        )));
+    }
+    accept_bundle(system, paths, me, bundle)
+}
+
+fn accept_bundle(
+    system: &dyn System,
+    paths: &Paths,
+    me: &Host,
+    bundle: &str,
+) -> Result<Accepted, PkiError> {
+    let files = Files::new(paths);
+    let key = read_text(system, &files.host_key)?.ok_or_else(|| {
+        refused(format!(
+            "{} does not exist: run `sc cluster request` on this host first",
+            files.host_key.display()
+        ))
+    })?;
+    let key = KeyPair::from_pem(&key)?;
+    let (host_der, ca_der) = split_bundle(bundle)?;
+    let (_, host_cert) = X509Certificate::from_der(&host_der)
+        .map_err(|e| refused(format!("the host certificate does not parse: {e}")))?;
+    let (_, ca_cert) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| refused(format!("the CA certificate does not parse: {e}")))?;
+    check_ca(&ca_cert)?;
+    check_host_cert(&host_cert, &ca_cert, &key, me, system.now())?;
+    let existing = read_text(system, &files.ca_cert)?;
+    let ca_pem = certificate_pem(&ca_der);
+    if let Some(existing) = &existing
+        && split_pems(existing)?.first() != Some(&ca_der)
+    {
+        return Err(refused(format!(
+            "the bundle's CA is not the cluster CA this host already trusts ({}); remove that \
+             file first if the cluster's CA was really replaced",
+            files.ca_cert.display()
+        )));
+    }
+    if existing.is_none() {
+        write(system, &files.ca_cert, &ca_pem, 0o644)?;
+    }
+    write(system, &files.host_cert, &certificate_pem(&host_der), 0o644)?;
+    Ok(Accepted {
+        host: me.name.clone(),
+        ca_installed: existing.is_none(),
+    })
+}
+
+/// The DER of every PEM block of `text`; anything but certificates is refused.
+fn split_pems(text: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    let pems = pem::parse_many(text).map_err(|e| refused(format!("the bundle is not PEM: {e}")))?;
+    pems.into_iter()
+        .map(|pem| match pem.tag() {
+            "CERTIFICATE" => Ok(pem.into_contents()),
+            tag => Err(refused(format!(
+                "the bundle holds a {} block; it must hold certificates only",
+                crate::model::names::shown(tag)
+            ))),
+        })
+        .collect()
+}
+
+/// The host's and the CA's certificate of a bundle.
+fn split_bundle(bundle: &str) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+    match <[Vec<u8>; 2]>::try_from(split_pems(bundle)?) {
+        Ok([host, ca]) => Ok((host, ca)),
+        Err(found) => Err(refused(format!(
+            "the bundle must hold two certificates (the host's, then the cluster CA's); it holds {}",
+            found.len()
+        ))),
+    }
+}
+
+fn certificate_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// The CA certificate of a bundle must be a self-signed CA named as the cluster CA.
+fn check_ca(ca: &X509Certificate<'_>) -> Result<(), PkiError> {
+    let is_ca = ca
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|bc| bc.value.ca);
+    let named = ca
+        .subject()
+        .iter_common_name()
+        .any(|cn| cn.as_str() == Ok(CA_NAME));
+    if !is_ca || !named || ca.verify_signature(None).is_err() {
+        return Err(refused(format!(
+            "the bundle's second certificate is not a {CA_NAME} (a self-signed CA certificate)"
+        )));
+    }
+    Ok(())
+}
+
+/// The host certificate must be issued by `ca`, for this host's key and names, and valid now.
+fn check_host_cert(
+    cert: &X509Certificate<'_>,
+    ca: &X509Certificate<'_>,
+    key: &KeyPair,
+    me: &Host,
+    now: jiff::Timestamp,
+) -> Result<(), PkiError> {
+    if cert.verify_signature(Some(ca.public_key())).is_err() {
+        return Err(refused(
+            "the host certificate is not issued by the bundle's cluster CA",
+        ));
+    }
+    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(refused(
+            "the host certificate is not for this host's key (host.key): it answers another request",
+        ));
+    }
+    let names: BTreeSet<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .map(|n| match n {
+                    GeneralName::DNSName(d) => format!("DNS:{d}"),
+                    GeneralName::IPAddress(ip) if ip.len() == 4 => {
+                        format!("IP:{}", std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]))
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: BTreeSet<String> =
+        [format!("DNS:{}", me.name), format!("IP:{}", me.host_ip)].into();
+    let cn_ok = cert
+        .subject()
+        .iter_common_name()
+        .map(|cn| cn.as_str().ok())
+        .eq([Some(me.name.as_str())]);
+    if names != expected || !cn_ok {
+        return Err(refused(format!(
+            "the host certificate is not for {} ({})",
+            me.name, me.host_ip
+        )));
+    }
+    let validity = cert.validity();
+    let now = now.as_second();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return Err(refused("the host certificate is not valid now"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+use super::*;
+use crate::system::Recording;
+
+const CLUSTERS: &str = r#"{"c": {
+    "h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "role": "ca"},
+    "h2.test": {"host_ip": "192.0.2.2", "hostnet": 2}},
+  "other": {
+    "x1.test": {"host_ip": "192.0.2.9", "hostnet": 1, "role": "ca"},
+    "x2.test": {"host_ip": "192.0.2.10", "hostnet": 2}}}"#;
+
+struct Hosts {
+    clusters: Clusters,
+    ca: (Recording, Paths),
+    h2: (Recording, Paths),
+}
+
+fn hosts() -> Hosts {
+    Hosts {
+        clusters: Clusters::parse(Path::new("clusters.json"), CLUSTERS).unwrap(),
+        ca: (Recording::default(), Paths::rooted("/h1")),
+        h2: (Recording::default(), Paths::rooted("/h2")),
+    }
+}
+
+fn host<'c>(h: &'c Hosts, name: &str) -> &'c Host {
+    h.clusters.host(name).unwrap()
+}
+
+fn file(sys: &Recording, paths: &Paths, rel: &str) -> Option<Vec<u8>> {
+    sys.read(&paths.host(rel)).unwrap()
+}
+
+/// A CSR for `names` (CN first) by a fresh key.
+fn csr_for(cn: &str, sans: Vec<SanType>) -> String {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = sans;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .serialize_request(&KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+#[test]
+fn the_ca_host_signs_a_request_and_the_host_accepts_it() {
+    let h = hosts();
+    let (ca_sys, ca_paths) = &h.ca;
+    let (sys2, paths2) = &h.h2;
+    let own = request(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test")).unwrap();
+    assert!(own.installed && own.csr.is_none());
+    assert!(file(ca_sys, ca_paths, HOST_CERT).is_some());
+    let asked = request(sys2, paths2, &h.clusters, host(&h, "h2.test")).unwrap();
+    assert!(asked.key_created && !asked.installed);
+    let signed = sign(
+        ca_sys,
+        ca_paths,
+        &h.clusters,
+        host(&h, "h1.test"),
+        &asked.csr.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(signed.host, "h2.test");
+    let accepted = accept(sys2, paths2, host(&h, "h2.test"), &signed.bundle).unwrap();
+    assert!(accepted.ca_installed);
+    assert!(has_identity(sys2, paths2));
+    assert_eq!(file(sys2, paths2, CA_CERT), file(ca_sys, ca_paths, CA_CERT));
+    assert_eq!(
+        file(sys2, paths2, CA_KEY),
+        None,
+        "the CA key left the CA host"
+    );
+    assert!(file(ca_sys, ca_paths, CA_KEY).is_some());
+    // A second request keeps the key.
+    let again = request(sys2, paths2, &h.clusters, host(&h, "h2.test")).unwrap();
+    assert!(!again.key_created);
+}
+
+#[test]
+fn a_request_for_other_names_is_refused() {
+    let h = hosts();
+    let (ca_sys, ca_paths) = &h.ca;
+    let ca = host(&h, "h1.test");
+    let dns = |n: &str| SanType::DnsName(n.try_into().unwrap());
+    let ip = |s: &str| SanType::IpAddress(s.parse().unwrap());
+    for (csr, said) in [
+        (
+            csr_for("h2.test", vec![dns("h2.test")]),
+            "must name exactly",
+        ),
+        (
+            csr_for(
+                "h2.test",
+                vec![dns("h2.test"), ip("192.0.2.2"), dns("www.example.com")],
+            ),
+            "must name exactly",
+        ),
+        (
+            csr_for("h2.test", vec![dns("h2.test"), ip("192.0.2.1")]),
+            "must name exactly",
+        ),
+        (
+            csr_for("x2.test", vec![dns("x2.test"), ip("192.0.2.10")]),
+            "not a host of cluster",
+        ),
+        (
+            csr_for("web.example.com", vec![dns("web.example.com")]),
+            "not a host of cluster",
+        ),
+        ("not a csr".to_owned(), "not a valid certificate request"),
+    ] {
+        let e = sign(ca_sys, ca_paths, &h.clusters, ca, &csr)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(said), "{said}: {e}");
+    }
+    let good = csr_for("h2.test", vec![dns("h2.test"), ip("192.0.2.2")]);
+    assert!(sign(ca_sys, ca_paths, &h.clusters, ca, &good).is_ok());
+    let e = sign(&h.h2.0, &h.h2.1, &h.clusters, host(&h, "h2.test"), &good).unwrap_err();
+    assert!(matches!(e, PkiError::NotCaHost { .. }), "{e}");
+    assert!(file(&h.h2.0, &h.h2.1, CA_KEY).is_none());
+}
+
+#[test]
+fn a_wrong_bundle_is_refused_and_changes_nothing() {
+    let h = hosts();
+    let (ca_sys, ca_paths) = &h.ca;
+    let (sys2, paths2) = &h.h2;
+    let me = host(&h, "h2.test");
+    let csr = request(sys2, paths2, &h.clusters, me).unwrap().csr.unwrap();
+    let signed = sign(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test"), &csr).unwrap();
+    // A certificate for the same names but another key (a second request's).
+    let other = csr_for(
+        "h2.test",
+        vec![
+            SanType::DnsName("h2.test".try_into().unwrap()),
+            SanType::IpAddress("192.0.2.2".parse().unwrap()),
+        ],
+    );
+    let foreign = sign(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test"), &other).unwrap();
+    // The same request signed by another cluster's CA.
+    let stranger = (Recording::default(), Paths::rooted("/x1"));
+    let x1 = host(&h, "x1.test");
+    request(&stranger.0, &stranger.1, &h.clusters, x1).unwrap();
+    let (issuer, other_ca) = ca_issuer(&stranger.0, &Files::new(&stranger.1)).unwrap();
+    let cert = CertificateSigningRequestParams::from_pem(&csr)
+        .unwrap()
+        .signed_by(&issuer)
+        .unwrap();
+    let host_pem = signed
+        .bundle
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    let ca_pem = &signed.bundle[host_pem.len()..];
+    let before = sys2.writes.borrow().len();
+    for (bundle, said) in [
+        (foreign.bundle.clone(), "not for this host's key"),
+        (
+            format!("{}{ca_pem}", cert.pem()),
+            "not issued by the bundle's cluster CA",
+        ),
+        (host_pem.to_owned(), "two certificates"),
+        (format!("{host_pem}{ca_pem}{ca_pem}"), "two certificates"),
+        (format!("{ca_pem}{ca_pem}"), "not for this host's key"),
+        (format!("{host_pem}{host_pem}"), "not a srvctl cluster CA"),
+    ] {
+        let e = accept(sys2, paths2, me, &bundle).unwrap_err().to_string();
+        assert!(e.contains(said), "{said}: {e}");
+    }
+    assert_eq!(
+        sys2.writes.borrow().len(),
+        before,
+        "a refused bundle wrote something"
+    );
+    accept(sys2, paths2, me, &signed.bundle).unwrap();
+    // Now that h2 trusts its CA, another CA's bundle is refused.
+    let e = accept(sys2, paths2, me, &format!("{}{other_ca}", cert.pem()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not the cluster CA this host already trusts"),
+        "{e}"
+    );
+    let e = accept(ca_sys, ca_paths, host(&h, "h1.test"), &signed.bundle).unwrap_err();
+    assert!(e.to_string().contains("is the CA host"), "{e}");
+}
