@@ -458,7 +458,7 @@ mod tests {
     use super::*;
     use crate::system::Recording;
 
-    const CLUSTERS: &str = r#"{"c": {"h1.c": {"host_ip": "127.0.0.11", "hostnet": 1},
+    const CLUSTERS: &str = r#"{"c": {"h1.c": {"host_ip": "127.0.0.11", "hostnet": 1, "role": "ca"},
                                      "h2.c": {"host_ip": "127.0.0.12", "hostnet": 2}}}"#;
 
     #[test]

@@ -37,7 +37,7 @@ mod tests {
     fn members_start_with_this_host_and_stay_in_its_cluster() {
         let clusters = Clusters::parse(
             "clusters.json".as_ref(),
-            r#"{"a": {"h1.a": {"host_ip": "192.0.2.1", "hostnet": 1},
+            r#"{"a": {"h1.a": {"host_ip": "192.0.2.1", "hostnet": 1, "role": "ca"},
                       "h2.a": {"host_ip": "192.0.2.2", "hostnet": 2}},
                 "b": {"h1.b": {"host_ip": "192.0.2.3", "hostnet": 1}}}"#,
         )

@@ -77,6 +77,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "rm",
     "renew",
     "rootfs",
+    "all-hosts",
 ];
 
 /// A claim was refused: one line that names who holds the name.
