@@ -131,6 +131,38 @@ fn writes_go_on_with_one_member_down_and_are_refused_without_quorum() {
 }
 
 #[test]
+fn a_datastore_of_thousands_of_records_seeds_the_cluster_and_reaches_another_host() {
+    if !etcd::available("thousands_of_records") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3);
+    // 5,000 records of about 1 KB (set aside: their user does not exist; kept as found),
+    // more than the 4 MiB a gRPC client reads by default.
+    let note = "n".repeat(900);
+    let containers: serde_json::Map<String, serde_json::Value> = (0..5000)
+        .map(|i| {
+            let record = serde_json::json!({"user": "nobody", "host": "h1.test", "ip": "10.16.0.2",
+                "created": "t", "created_by": "root", "note": note});
+            (format!("bulk{i}.example.com"), record)
+        })
+        .collect();
+    let h1 = cluster.farm(0);
+    h1.write_datastore(&serde_json::json!({"schema_version": 1, "containers": containers}));
+    h1.sc_ok(&["add-user", "seed"]);
+    assert_eq!(
+        cluster.document_keys(0).len(),
+        5000 + 3,
+        "records, user, version, head"
+    );
+    let h3 = cluster.farm(2);
+    h3.sc_ok(&["add-user", "other"]);
+    let state = h3.state();
+    assert_eq!(state.set_aside.len(), 5000);
+    assert!(state.users.keys().any(|u| u.as_str() == "seed"));
+    assert_eq!(state, etcd_state(&cluster));
+}
+
+#[test]
 fn a_host_identity_from_another_issuer_is_refused_in_one_line() {
     if !etcd::available("identity_from_another_issuer") {
         return;

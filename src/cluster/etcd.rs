@@ -141,9 +141,9 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Connect host `me` to its cluster, with the TLS identity under `paths` read through
-    /// `system`: every member is asked at once whether it answers, and the client talks to
-    /// the first that does in the order of [`super::members`] (this host's own first).
-    /// Without a majority answering, this is [`ClusterError::NoQuorum`] at once.
+    /// `system`. The client talks to one member: this host's own when it answers and knows a
+    /// leader; otherwise every member is asked at once, and without a majority answering this
+    /// is [`ClusterError::NoQuorum`] (or unreachable, or a refused certificate) at once.
     pub fn open(
         system: &dyn System,
         paths: &Paths,
@@ -171,37 +171,34 @@ impl Connection {
             .enable_all()
             .build()
             .map_err(ClusterError::Runtime)?;
-        let answers = runtime.block_on(probe(&members, &options));
-        if let Some(e) = without_quorum(&cluster, &members, answers.clone()) {
-            return Err(e);
-        }
-        let first = members
-            .iter()
-            .zip(&answers)
-            .find(|(_, a)| a.is_ok())
-            .map(|(m, _)| m.endpoint.clone())
-            .expect("a majority answers");
-        let connect = Client::connect([first], Some(options.clone()));
-        let client =
-            runtime.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, connect).await });
-        let cause = match client {
-            Ok(Ok(client)) => {
-                return Ok(Self {
-                    runtime,
-                    client,
-                    options,
-                    prefix: format!("/srvctl/{cluster}/"),
-                    cluster,
-                    members,
-                });
+        // This host's own member first; the others when it does not answer or has no leader.
+        let own = runtime.block_on(answering(members[0].endpoint.clone(), options.clone()));
+        let client = match own {
+            Ok((client, state)) if state.leader != 0 => client,
+            _ => {
+                let answers = runtime.block_on(probe(&members, &options));
+                let seen = answers
+                    .iter()
+                    .map(|a| a.as_ref().map(drop).map_err(Clone::clone));
+                if let Some(e) = without_quorum(&cluster, &members, seen.collect()) {
+                    return Err(e);
+                }
+                let mut reachable: Vec<_> = answers.into_iter().flatten().collect();
+                // One that knows a leader, else (an election going on) the first that answers.
+                let at = reachable
+                    .iter()
+                    .position(|(_, state)| state.leader != 0)
+                    .unwrap_or(0);
+                reachable.swap_remove(at).0
             }
-            Ok(Err(e)) => one_line(&e),
-            Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
         };
-        Err(ClusterError::Unreachable {
-            tried: names(&members),
+        Ok(Self {
+            runtime,
+            client,
+            options,
+            prefix: format!("/srvctl/{cluster}/"),
             cluster,
-            cause,
+            members,
         })
     }
 
@@ -239,7 +236,11 @@ impl Connection {
 
     /// Every member's own state, in the order of [`Connection::members`].
     pub fn member_states(&self) -> Vec<Result<MemberState, String>> {
-        self.runtime.block_on(probe(&self.members, &self.options))
+        let answers = self.runtime.block_on(probe(&self.members, &self.options));
+        answers
+            .into_iter()
+            .map(|a| a.map(|(_, state)| state))
+            .collect()
     }
 
     /// The datastore's revision: the mod_revision of `doc/head` (0: never written).
@@ -293,6 +294,7 @@ impl Connection {
     /// Why `what` failed (`error`: how; none: it took too long).
     fn explain(&self, what: &str, error: Option<&etcd_client::Error>) -> ClusterError {
         let answers = self.runtime.block_on(probe(&self.members, &self.options));
+        let answers = answers.into_iter().map(|a| a.map(drop)).collect();
         if let Some(e) = without_quorum(&self.cluster, &self.members, answers) {
             return e;
         }
@@ -314,7 +316,7 @@ impl Connection {
 fn without_quorum(
     cluster: &str,
     members: &[Member],
-    answers: Vec<Result<MemberState, String>>,
+    answers: Vec<Result<(), String>>,
 ) -> Option<ClusterError> {
     let reachable: Vec<&str> = members
         .iter()
@@ -356,37 +358,50 @@ pub struct MemberState {
     pub leader: u64,
 }
 
-/// Ask every member, at once, for its status: its state when it answers.
-async fn probe(members: &[Member], options: &ConnectOptions) -> Vec<Result<MemberState, String>> {
+/// Ask every member, at once, for its status: as [`answering`], in the members' order.
+async fn probe(
+    members: &[Member],
+    options: &ConnectOptions,
+) -> Vec<Result<(Client, MemberState), String>> {
     let tasks: Vec<_> = members
         .iter()
-        .map(|m| {
-            let endpoint = m.endpoint.clone();
-            let options = options
-                .clone()
-                .with_connect_timeout(PROBE_TIMEOUT)
-                .with_timeout(PROBE_TIMEOUT);
-            tokio::spawn(async move {
-                let status = async {
-                    let mut client = Client::connect([endpoint], Some(options)).await?;
-                    client.status().await
-                };
-                match tokio::time::timeout(PROBE_TIMEOUT, status).await {
-                    Ok(Ok(s)) => Ok(MemberState {
-                        id: s.header().map_or(0, |h| h.member_id()),
-                        leader: s.leader(),
-                    }),
-                    Ok(Err(e)) => Err(one_line(&e)),
-                    Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
-                }
-            })
-        })
+        .map(|m| tokio::spawn(answering(m.endpoint.clone(), options.clone())))
         .collect();
     let mut answers = Vec::with_capacity(tasks.len());
     for task in tasks {
         answers.push(task.await.unwrap_or_else(|e| Err(e.to_string())));
     }
     answers
+}
+
+/// A client of the member at `endpoint` once it answered its status within
+/// [`PROBE_TIMEOUT`], and what it said of itself (a leader of 0: it knows none); or why it
+/// did not answer.
+async fn answering(
+    endpoint: String,
+    options: ConnectOptions,
+) -> Result<(Client, MemberState), String> {
+    let status = async {
+        let mut client = Client::connect([endpoint], Some(options)).await?;
+        // A member without a leader answers, with an error that says so.
+        match client.status().await {
+            Ok(status) => {
+                let state = MemberState {
+                    id: status.header().map_or(0, |h| h.member_id()),
+                    leader: status.leader(),
+                };
+                Ok((client, state))
+            }
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => {
+                Ok((client, MemberState { id: 0, leader: 0 }))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, status).await {
+        Ok(answer) => answer.map_err(|e| one_line(&e)),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
 }
 
 /// The TLS options of this host: the cluster CA verifies the members, the host's identity

@@ -139,6 +139,9 @@ impl EtcdCluster {
             .args(["--initial-cluster", &initial.join(",")])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "srvctl-test"])
+            // A commit is one transaction: a first one that seeds the cluster with a whole
+            // datastore holds a key per record (etcd's defaults: 128 operations, 1.5 MiB).
+            .args(["--max-txn-ops", "100000", "--max-request-bytes", "33554432"])
             .arg("--client-cert-auth")
             .arg("--trusted-ca-file")
             .arg(pki(CA_CERT))
