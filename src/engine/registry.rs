@@ -83,6 +83,7 @@ pub trait Module: Sync {
 /// Every module, in the order regenerate renders, checks and applies them.
 pub static MODULES: &[&dyn Module] = &[
     &crate::containers::render::Containers,
+    &crate::containers::nat::Nat,
     &crate::accounts::userdb::Accounts,
     &crate::mesh::openvpn::Mesh,
     &crate::mesh::hosts_file::HostsFile,
