@@ -14,6 +14,7 @@
 //! - c1 pings c2 and c2 pings c1 by address across the mesh, and an nft counter in the receiving
 //!   container that matches only the sender's own address (10.16.0.2, 10.32.0.2) counts the
 //!   echo requests: a masqueraded packet (from the tunnel address 10.15.2.1) would not count;
+//! - h1 itself (its haproxy serves c2's site) pings c2 at its plan address;
 //! - c1 pings 192.0.2.1: the reply can only come back if the packet left h1 with h1's uplink
 //!   address, and a counter in "the internet" on `ip saddr 198.51.100.1` proves it, while one
 //!   on `ip saddr 10.16.0.2` stays at zero.
@@ -238,6 +239,10 @@ fn containers_reach_each_other_with_their_own_addresses() {
             run_ok(&mut to_ns.exec(&["nft", "list", "ruleset"]))
         );
     }
+
+    // The host itself (its haproxy, serving every site of the cluster) reaches the other
+    // host's container at its plan address, from its tunnel address.
+    assert!(h1.ping(None, &ip2), "h1 cannot reach {ip2} across the mesh");
 
     // Out of the cluster: masqueraded to h1's uplink address, else no reply could come back.
     assert!(

@@ -34,7 +34,8 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     /// The templates (built in or overridden).
     pub templates: &'a Templates,
-    /// The certificates installed for this host's containers (and the default one), by name.
+    /// The certificates installed for the containers the front serves (every container of the
+    /// cluster but those being destroyed) and the default one, by name.
     pub certificates: &'a BTreeMap<String, CertMeta>,
 }
 

@@ -38,7 +38,7 @@ two=longsitenameaa-two.example.com
 
 step "dependencies and the host rootfs"
 box_deps
-BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy openssh-server openssh-client socat" box_rootfs
+BOX_EXTRA_PACKAGES="btrfs-progs xfsprogs haproxy nftables openssh-server openssh-client socat" box_rootfs
 
 step "srvctl release build"
 srvctl_build
