@@ -14,7 +14,10 @@
 //! - c1 pings c2 and c2 pings c1 by address across the mesh, and an nft counter in the receiving
 //!   container that matches only the sender's own address (10.16.0.2, 10.32.0.2) counts the
 //!   echo requests: a masqueraded packet (from the tunnel address 10.15.2.1) would not count;
-//! - h1 itself (its haproxy serves c2's site) pings c2 at its plan address;
+//! - h1 itself pings c2 at its plan address, and h1's haproxy, running the configuration
+//!   regenerate rendered, serves c2's site over HTTPS (a certificate of h1's site issuer) from
+//!   an HTTP server in c2, across the mesh: both datastores hold both containers, as a
+//!   replicated one would;
 //! - c1 pings 192.0.2.1: the reply can only come back if the packet left h1 with h1's uplink
 //!   address, and a counter in "the internet" on `ip saddr 198.51.100.1` proves it, while one
 //!   on `ip saddr 10.16.0.2` stays at zero.
@@ -32,10 +35,14 @@ use std::time::Duration;
 
 use common::Farm;
 use common::real::{
-    MeshHost, Netns, Procs, ensure_tun, exec_start, require_root, require_tool, run_ok, unique,
+    HAPROXY, MeshHost, Netns, Procs, ensure_tun, exec_start, haproxy, output, require_root,
+    require_tool, run_ok, unique,
 };
 
 const CLUSTERS: &str = r#"{"mesh":{"h1.test":{"host_ip":"172.31.98.1","hostnet":1},"h2.test":{"host_ip":"172.31.98.2","hostnet":2}}}"#;
+
+const CURL: &str = "/usr/bin/curl";
+const BUSYBOX: &str = "/bin/busybox";
 
 /// How long the tunnels get to come up.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -147,7 +154,7 @@ fn load_masquerade(host: &MeshHost) {
 }
 
 #[test]
-fn containers_reach_each_other_with_their_own_addresses() {
+fn the_mesh_keeps_addresses_and_each_front_serves_every_site() {
     if !require_root("mesh_traffic") {
         return;
     }
@@ -155,16 +162,22 @@ fn containers_reach_each_other_with_their_own_addresses() {
     require_tool("/usr/sbin/nft");
     require_tool("/usr/bin/ping");
     require_tool("/lib/systemd/systemd-sysctl");
+    for tool in [HAPROXY, CURL, BUSYBOX] {
+        require_tool(tool);
+    }
     if let Err(why) = ensure_tun() {
         eprintln!("mesh_traffic: skipped: no usable tun device ({why})");
         return;
     }
 
-    // Each host's datastore holds its own container: root's first on each hostnet.
+    // Both datastores hold both containers, as a replicated one would: root's first on each
+    // hostnet.
     let r1 = Farm::with_clusters(CLUSTERS);
     let r2 = Farm::for_host(CLUSTERS, "h2.test");
-    r1.sc_ok(&["add-ve", "c1.example.com"]);
-    r2.sc_ok(&["add-ve", "c2.example.com"]);
+    for r in [&r1, &r2] {
+        r.sc_as("h1.test", &["add-ve", "c1.example.com"]);
+        r.sc_as("h2.test", &["add-ve", "c2.example.com"]);
+    }
     let (ip1, ip2) = (
         address(&r1, "c1.example.com"),
         address(&r2, "c2.example.com"),
@@ -243,6 +256,44 @@ fn containers_reach_each_other_with_their_own_addresses() {
     // The host itself (its haproxy, serving every site of the cluster) reaches the other
     // host's container at its plan address, from its tunnel address.
     assert!(h1.ping(None, &ip2), "h1 cannot reach {ip2} across the mesh");
+
+    // One front: h1's haproxy serves c2's site (c2 runs on h2) over HTTPS, with a certificate
+    // of h1's site issuer, from c2's plan address across the mesh.
+    let site = scratch.path().join("c2-site");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("index.html"), "this is c2 on h2\n").unwrap();
+    let mut httpd = c2.exec(&[BUSYBOX, "httpd", "-f", "-p", &format!("{ip2}:80"), "-h"]);
+    httpd.arg(&site);
+    procs.spawn("c2 httpd", httpd, scratch.path().join("c2-httpd.log"));
+    procs.spawn(
+        "h1 haproxy",
+        haproxy(&h1.ns, &h1.root),
+        scratch.path().join("h1-haproxy.log"),
+    );
+    let ca = h1.root.join("var/lib/srvctl/pki/ca.crt");
+    let ca = ca.to_string_lossy();
+    let curl = [
+        CURL,
+        "-sS",
+        "--max-time",
+        "5",
+        "--cacert",
+        &ca,
+        "--resolve",
+        "c2.example.com:443:127.0.0.1",
+        "https://c2.example.com/",
+    ];
+    let mut body = String::new();
+    let served = common::real::wait_for(&mut procs, TIMEOUT, || {
+        body = String::from_utf8_lossy(&output(&mut h1.ns.exec(&curl)).stdout).into_owned();
+        body == "this is c2 on h2\n"
+    });
+    assert!(
+        served,
+        "h1's haproxy did not serve c2's site (last answer {body:?}). {}\n{}",
+        procs.exited().unwrap_or_default(),
+        procs.logs()
+    );
 
     // Out of the cluster: masqueraded to h1's uplink address, else no reply could come back.
     assert!(

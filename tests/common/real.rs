@@ -367,3 +367,21 @@ impl MeshHost {
         self.ns.ping(from, to)
     }
 }
+
+/// The haproxy program.
+pub const HAPROXY: &str = "/usr/sbin/haproxy";
+/// The scratch root's directories haproxy reads at their absolute paths, and its own.
+const HAPROXY_BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/certs"];
+const HAPROXY_EMPTY: &[&str] = &["/var/lib/haproxy"];
+
+/// haproxy in master-worker mode in `ns`, reading the configuration rendered under `root` at
+/// the paths it names.
+pub fn haproxy(ns: &Netns, root: &super::Farm) -> Command {
+    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    ns.exec_at_host_paths(
+        root.root(),
+        HAPROXY_BINDS,
+        HAPROXY_EMPTY,
+        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+    )
+}
