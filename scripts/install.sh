@@ -16,7 +16,8 @@
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service, srvctl-nat.service
 #                                          (the containers' masquerade; needs nft, package nftables)
-#   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink)
+#   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
+#                                          loose reverse-path filter (the mesh routes asymmetrically)
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
 #                                          srvctl.socket and srvctl.service; the socket is

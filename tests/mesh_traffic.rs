@@ -8,9 +8,10 @@
 //! on h2's `sc-br-32-0`, bridges at .1); and "the internet" beyond h1's uplink (198.51.100.2,
 //! with 192.0.2.1 on its loopback), which has no route back to any 10.x address.
 //!
-//! On each host: forwarding comes from the sysctl.d file srvctl installs (applied by the
-//! real systemd-sysctl), the masquerade from the ruleset regenerate rendered, loaded with the
-//! command line of `srvctl-nat.service`. Then:
+//! On each host, which starts with strict reverse-path filtering (it would drop the mesh's
+//! asymmetric routes): forwarding and loose reverse-path filtering come from the sysctl.d file
+//! srvctl installs (applied by the real systemd-sysctl), the masquerade from the ruleset
+//! regenerate rendered, loaded with the command line of `srvctl-nat.service`. Then:
 //! - c1 pings c2 and c2 pings c1 by address across the mesh, and an nft counter in the receiving
 //!   container that matches only the sender's own address (10.16.0.2, 10.32.0.2) counts the
 //!   echo requests: a masqueraded packet (from the tunnel address 10.15.2.1) would not count;
@@ -129,6 +130,13 @@ fn apply_sysctl(host: &MeshHost) {
         "{}: forwarding already on",
         host.name
     );
+    // A host that filters by strict reverse path: the mesh routes asymmetrically (a peer's
+    // containers come in on this host's server tunnel and go back through its client
+    // tunnel), which srvctl's file must allow.
+    for conf in ["all", "default"] {
+        let key = format!("net.ipv4.conf.{conf}.rp_filter=1");
+        run_ok(&mut host.ns.exec(&["sysctl", "-q", "-w", &key]));
+    }
     run_ok(
         &mut host
             .ns

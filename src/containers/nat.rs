@@ -7,7 +7,9 @@
 //! packet from the bridge's network), so the bridges do without it and srvctl renders the
 //! rule itself; `srvctl-nat.service` (a oneshot) loads it with `nft -f`, and a changed file
 //! reloads that unit. IPv4 forwarding, which `IPMasquerade=` used to switch on, comes from
-//! the sysctl.d file srvctl installs (`conf/sysctl/50-srvctl.conf`).
+//! the sysctl.d file srvctl installs (`conf/sysctl/50-srvctl.conf`), with a loose reverse-path
+//! filter: the mesh routes asymmetrically (another host's containers arrive on the server
+//! tunnel and go back through the client tunnel to that host).
 //!
 //! The table is srvctl's own: a `flush ruleset` by another firewall (a restart of
 //! nftables.service with the stock configuration) removes it until srvctl-nat.service is
