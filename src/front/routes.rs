@@ -39,7 +39,7 @@ pub fn served(state: &State) -> impl Iterator<Item = (&ContainerName, &crate::mo
 /// first, then alternative names, aliases, preview names and `www.` variants, each in
 /// container-name order, so a clash (hand-edited data) has one deterministic winner.
 pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain, Route> {
-    let here: Vec<(&ContainerName, &crate::model::Container)> = served(state).collect();
+    let sites: Vec<(&ContainerName, &crate::model::Container)> = served(state).collect();
     let mut out: BTreeMap<Domain, Route> = BTreeMap::new();
     let mut claim = |d: Domain, r: Route| {
         out.entry(d).or_insert(r);
@@ -48,19 +48,19 @@ pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain
     // alias can never take it.
     let taken: std::collections::HashSet<&str> =
         state.containers.keys().map(ContainerName::as_str).collect();
-    for (name, _) in &here {
+    for (name, _) in &sites {
         if let Ok(d) = Domain::new(name.as_str()) {
             claim(d, Route::Serve((*name).clone()));
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         for d in &c.web.altnames {
             if !taken.contains(d.as_str()) {
                 claim(d.clone(), Route::Serve((*name).clone()));
             }
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         for d in &c.web.aliases {
             if !taken.contains(d.as_str()) {
                 claim(d.clone(), Route::Canonical((*name).clone()));
@@ -68,7 +68,7 @@ pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain
         }
     }
     if let Some(company) = company_domain {
-        for (name, _) in &here {
+        for (name, _) in &sites {
             if let Some(d) = preview_name(name, company)
                 && !taken.contains(d.as_str())
             {
@@ -76,7 +76,7 @@ pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain
             }
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         let own = Domain::new(name.as_str()).ok();
         for d in own.iter().chain(&c.web.altnames).chain(&c.web.aliases) {
             if d.as_str().starts_with("www.") {
