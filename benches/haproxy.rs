@@ -320,8 +320,8 @@ fn main() -> ExitCode {
     let me = clusters.host(HOSTNAME).expect("host");
     let templates = srvctl::engine::templates::Templates::load(&system, None).expect("templates");
     let site_settings = srvctl::config::site::Settings::default();
-    let installed = srvctl::front::certs::installed(&system, &paths, &state, HOSTNAME)
-        .expect("installed certs");
+    let installed =
+        srvctl::front::certs::installed(&system, &paths, &state).expect("installed certs");
     let times = (0..20)
         .map(|_| {
             let start = Instant::now();

@@ -15,8 +15,11 @@
 #   /usr/libexec/srvctl/srvctl-gateway    the SSH gateway's userdb service and session program
 #   /usr/libexec/srvctl/srvctl-sync       keeps the datastore cache of a cluster host current
 #   /usr/lib/systemd/system-generators/srvctl-generator
-#   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service
+#   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service, srvctl-nat.service
+#                                          (the containers' masquerade; needs nft, package nftables)
 #                                          srvctl-etcd.service (the cluster's etcd member)
+#   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
+#                                          loose reverse-path filter (the mesh routes asymmetrically)
 #                                          srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
 #                                          srvctl.socket and srvctl.service; the socket is
@@ -51,6 +54,7 @@ generator_dir=$PREFIX/lib/systemd/system-generators
 share=$PREFIX/share
 libexec=$PREFIX/libexec/srvctl
 sshd_dir=/etc/ssh/sshd_config.d
+sysctl_dir=$PREFIX/lib/sysctl.d
 
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
     "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
@@ -58,7 +62,7 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator
     "$DESTDIR$share/srvctl/gateway" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
-    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir"
+    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir" "$DESTDIR$sysctl_dir"
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
@@ -75,6 +79,7 @@ install_prefixed() {
     chmod 0644 "$2"
 }
 install_prefixed "$here/conf/sshd/50-srvctl.conf" "$DESTDIR$sshd_dir/50-srvctl.conf"
+install -m 0644 "$here/conf/sysctl/50-srvctl.conf" "$DESTDIR$sysctl_dir/50-srvctl.conf"
 for unit in "$here"/units/*; do
     install_prefixed "$unit" "$DESTDIR$unit_dir/$(basename "$unit")"
 done
@@ -93,5 +98,6 @@ install -m 0644 "$here"/example-conf/* "$DESTDIR$share/doc/srvctl/example-conf/"
 echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
+    systemctl restart systemd-sysctl.service
     echo "install: systemd reloaded; next: write /etc/srvctl/clusters.json (see $share/doc/srvctl/example-conf)"
 fi

@@ -338,7 +338,11 @@ fn single() {
     let outcome = expand(&s);
     assert_eq!(
         outcome["reloads"],
-        serde_json::json!(["reload haproxy.service", "reload systemd-networkd"])
+        serde_json::json!([
+            "reload haproxy.service",
+            "reload srvctl-nat.service",
+            "reload systemd-networkd"
+        ])
     );
     assert!(
         !s.root().join("var/lib/srvctl/pki/cluster").exists(),
@@ -361,7 +365,7 @@ fn single() {
 
 /// The HTTPS front: settings.json with a company domain (preview names) and name (error
 /// pages), aliases, alternative names, every redirect policy, a backend port override, and a
-/// container of the other host, which this host does not route.
+/// container of the other host, which this host serves too (every host serves every site).
 #[test]
 fn front() {
     let s = Farm::with_clusters(TWO_HOSTS);
@@ -405,8 +409,23 @@ fn front() {
         "{outcome:#}"
     );
     let actual = actual_tree(&s);
+    // The container of h2 is served by h1's front too, at its plan address (across the mesh),
+    // with a certificate of h1's site issuer.
     let cfg = describe(&actual[Path::new("root/etc/haproxy/haproxy.cfg")]);
-    assert!(!cfg.contains("remote.example.net"), "{cfg}");
+    assert!(
+        cfg.contains("backend c:remote.example.net\n    server remote.example.net 10.32.0.2:80 "),
+        "{cfg}"
+    );
+    let hosts = describe(&actual[Path::new("root/run/srvctl/haproxy/hosts.map")]);
+    assert!(
+        hosts.contains("\nremote.example.net c:remote.example.net\n"),
+        "{hosts}"
+    );
+    let crt_list = describe(&actual[Path::new("root/run/srvctl/haproxy/crt-list")]);
+    assert!(
+        crt_list.contains("/var/lib/srvctl/certs/remote.example.net.pem"),
+        "{crt_list}"
+    );
     check("front", &actual);
 }
 

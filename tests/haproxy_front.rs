@@ -21,31 +21,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Farm;
-use common::real::{Netns, Procs, output, require_root, require_tool, run_ok, unique};
+use common::real::{
+    HAPROXY, Netns, Procs, haproxy, output, require_root, require_tool, run_ok, unique,
+};
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
 const CURL: &str = "/usr/bin/curl";
 const OPENSSL: &str = "/usr/bin/openssl";
 const BUSYBOX: &str = "/bin/busybox";
 
 const CLUSTERS: &str = r#"{"front":{"h1.test":{"host_ip":"172.31.98.1","hostnet":1}}}"#;
 const SETTINGS: &str = r#"{"company_domain": "company.net", "company_name": "Front Test Hosting"}"#;
-
-/// The scratch root's directories haproxy reads at their absolute paths, and its own.
-const BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/certs"];
-const EMPTY: &[&str] = &["/var/lib/haproxy"];
-
-/// haproxy in master-worker mode in `ns`, reading the configuration rendered under `root` at
-/// the paths it names.
-fn haproxy(ns: &Netns, root: &Farm) -> Command {
-    let cfg = root.join("etc/haproxy/haproxy.cfg");
-    ns.exec_at_host_paths(
-        root.root(),
-        BINDS,
-        EMPTY,
-        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
-    )
-}
 
 fn front_root() -> Farm {
     let root = Farm::with_clusters(CLUSTERS);

@@ -120,6 +120,7 @@ const ALLOWED: &[&str] = &[
     "root/run/systemd/network/",
     "root/run/srvctl/containers/",
     "root/run/srvctl/openvpn/",
+    "root/run/srvctl/nat/",
     "root/run/srvctl/regenerate.manifest",
     "root/run/userdb/",
 ];

@@ -20,56 +20,19 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::Farm;
-use common::real::{Netns, Procs, require_root, require_tool, run_ok, unique};
+use common::real::{
+    MeshHost as Host, Netns, Procs, ensure_tun, require_root, require_tool, run_ok, unique,
+};
 
 const CLUSTERS: &str = r#"{"mesh":{"h1.test":{"host_ip":"172.31.99.1","hostnet":1,"role":"ca"},"h2.test":{"host_ip":"172.31.99.2","hostnet":2}}}"#;
 
-/// The scratch root's directories openvpn reads at their absolute paths.
-const BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/pki"];
-
 /// How long the tunnels get to come up.
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Make sure `/dev/net/tun` can be opened; Err says why not.
-fn ensure_tun() -> Result<(), String> {
-    let tun = Path::new("/dev/net/tun");
-    if !tun.exists() {
-        let _ = Command::new("modprobe").arg("tun").status();
-    }
-    if !tun.exists() {
-        let _ = fs::create_dir_all("/dev/net");
-        let _ = Command::new("mknod")
-            .args(["/dev/net/tun", "c", "10", "200"])
-            .status();
-        let _ = fs::set_permissions(tun, fs::Permissions::from_mode(0o600));
-    }
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(tun)
-        .map(drop)
-        .map_err(|e| format!("/dev/net/tun: {e}"))
-}
-
-/// The mesh command line of `srvctl-mesh@.service` for `instance`.
-fn exec_start(instance: &str) -> Vec<String> {
-    let unit = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("units/srvctl-mesh@.service"),
-    )
-    .expect("read units/srvctl-mesh@.service");
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("srvctl-mesh@.service has ExecStart=");
-    line.split_whitespace()
-        .map(|w| w.replace("%i", instance))
-        .collect()
-}
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path)
@@ -95,42 +58,6 @@ fn assert_pki_modes(root: &Farm, ca_host: bool) {
             "the CA key left the CA host: {}",
             ca_key.display()
         );
-    }
-}
-
-/// One host: its short name, its scratch root and its namespace.
-struct Host {
-    name: &'static str,
-    root: Farm,
-    ns: Netns,
-}
-
-impl Host {
-    /// Start the mesh instance `instance` (`server`, `client-H`) of this host.
-    fn start(&self, procs: &mut Procs, logs: &Path, instance: &str) {
-        let argv = exec_start(instance);
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let cmd = self
-            .ns
-            .exec_at_host_paths(self.root.root(), BINDS, &[], &argv);
-        let label = format!("{} {instance}", self.name);
-        let log: PathBuf = logs.join(format!("{}-{instance}.log", self.name));
-        procs.spawn(&label, cmd, log);
-    }
-
-    /// Whether one ping from this namespace reaches `to` (optionally from address `from`).
-    fn ping(&self, from: Option<&str>, to: &str) -> bool {
-        let mut argv = vec!["ping", "-n", "-q", "-c", "1", "-W", "1"];
-        if let Some(from) = from {
-            argv.extend(["-I", from]);
-        }
-        argv.push(to);
-        self.ns
-            .exec(&argv)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     }
 }
 

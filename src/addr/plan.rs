@@ -189,6 +189,23 @@ pub fn mesh_address(server: HostNet, client: HostNet) -> Ipv4Addr {
     Ipv4Addr::new(CLASS_A, MESH_OCTET, server.get(), client.get())
 }
 
+/// The network of every container of host `host` (its bridges, their containers and VPN
+/// clients): 10.(16·H).0.0/[`HOST_CONTAINERS_PREFIX`].
+pub fn host_containers(host: HostNet) -> Ipv4Addr {
+    Ipv4Addr::new(CLASS_A, 16 * host.get(), 0, 0)
+}
+
+/// The prefix length of [`host_containers`].
+pub const HOST_CONTAINERS_PREFIX: u8 = 12;
+
+/// The addresses of the cluster, first and last: the host mesh (10.15.0.0/16) and the
+/// containers of every host (10.16.0.0 – 10.255.255.255). Everything else, the reserved
+/// 10.0–10.14 included, is outside the cluster.
+pub const CLUSTER_ADDRESSES: (Ipv4Addr, Ipv4Addr) = (
+    Ipv4Addr::new(CLASS_A, MESH_OCTET, 0, 0),
+    Ipv4Addr::new(CLASS_A, 255, 255, 255),
+);
+
 /// Whether an address lies in a range that srvctl never hands to a container: outside 10/8,
 /// 10.0–10.14 (external networks), 10.15 (host mesh).
 pub fn is_reserved(ip: Ipv4Addr) -> bool {

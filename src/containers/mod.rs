@@ -2,6 +2,7 @@
 //! drop-ins; root filesystems and the images they are cloned from.
 
 pub mod image;
+pub mod nat;
 pub mod render;
 pub mod rootfs;
 pub mod units;

@@ -110,6 +110,11 @@ pub fn render(
         "sysinit.target.wants/srvctl-regenerate.service",
         format!("{SYSTEM_UNITS}/srvctl-regenerate.service"),
     );
+    // The containers' masquerade, loaded once regenerate has rendered it.
+    tree.link(
+        format!("sysinit.target.wants/{}", crate::containers::nat::UNIT),
+        format!("{SYSTEM_UNITS}/{}", crate::containers::nat::UNIT),
+    );
     // Certificates are renewed twice a day (`sc certificates renew`).
     tree.link(
         "timers.target.wants/srvctl-certificates.timer",

@@ -153,11 +153,11 @@ pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome
         ));
     }
     let site = crate::config::site::Settings::load(system, paths)?;
-    // Every container of this host has a certificate before haproxy is rendered: one of the
-    // internal CA unless a valid ACME one is installed.
+    // Every container the front serves (of every host) has a certificate before haproxy is
+    // rendered: one of the internal CA unless a valid ACME one is installed.
     let certificates = crate::front::certs::lock(system, paths).map_err(RegenerateError::Read)?;
     let ensured = crate::front::certs::ensure_internal(system, paths, &state, hostname)?;
-    crate::front::certs::prune(system, paths, &state, hostname).map_err(RegenerateError::Read)?;
+    crate::front::certs::prune(system, paths, &state).map_err(RegenerateError::Read)?;
     drop(certificates);
     outcome.certificates_issued = ensured.issued;
     // ACME hook point: certificates from the ACME CA would be installed here (crate::front::acme),

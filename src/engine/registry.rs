@@ -34,7 +34,8 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     /// The templates (built in or overridden).
     pub templates: &'a Templates,
-    /// The certificates installed for this host's containers (and the default one), by name.
+    /// The certificates installed for the containers the front serves (every container of the
+    /// cluster but those being destroyed) and the default one, by name.
     pub certificates: &'a BTreeMap<String, CertMeta>,
     /// Whether this host holds its cluster identity (`cluster/host.crt`): the mesh and the
     /// etcd member need it.
@@ -86,6 +87,7 @@ pub trait Module: Sync {
 /// Every module, in the order regenerate renders, checks and applies them.
 pub static MODULES: &[&dyn Module] = &[
     &crate::containers::render::Containers,
+    &crate::containers::nat::Nat,
     &crate::accounts::userdb::Accounts,
     &crate::mesh::openvpn::Mesh,
     &crate::mesh::hosts_file::HostsFile,

@@ -26,6 +26,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/bridge.network"),
     ),
     (
+        "masquerade.nft",
+        include_str!("../../templates/masquerade.nft"),
+    ),
+    (
         "nspawn-unit.conf",
         include_str!("../../templates/nspawn-unit.conf"),
     ),

@@ -5,10 +5,13 @@
 //! - `<container-name>.json`: `{"source": "internal"|"acme", "names": [...],
 //!   "not_after": RFC 3339, "issued": RFC 3339}`.
 //!
-//! Every container of this host gets a certificate of srvctl's internal CA at once
+//! Every host's front serves every site of the cluster, so every container of the cluster,
+//! wherever it runs, gets a certificate of the site issuer (srvctl's internal CA) at once
 //! ([`ensure_internal`], run by srvctl-regenerate before rendering), so HTTPS answers the moment
-//! a site exists; [`crate::front::acme`] replaces it with an ACME certificate once the names resolve
-//! here. A valid ACME certificate is never replaced by an internal one. [`DEFAULT`] is the
+//! a site exists. For now each host issues these with its own site issuer, for the containers
+//! of other hosts too; a certificate store shared by the cluster (one certificate per site,
+//! served by every host) is a later phase. [`crate::front::acme`] replaces the certificate of
+//! a container of this host with an ACME one once the names resolve here. A valid ACME certificate is never replaced by an internal one. [`DEFAULT`] is the
 //! certificate haproxy presents for a name it does not know: an internal one for the host name.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,14 +100,9 @@ pub fn lock(system: &dyn System, paths: &Paths) -> io::Result<FileLock> {
     system.lock(&dir.join(".lock"), LockKind::Exclusive)
 }
 
-/// Remove the certificates of containers that are no longer on `hostname` (destroyed or moved).
-/// Returns their names.
-pub fn prune(
-    system: &dyn System,
-    paths: &Paths,
-    state: &State,
-    hostname: &str,
-) -> io::Result<Vec<String>> {
+/// Remove the certificates of containers the front no longer serves (destroyed, or being
+/// destroyed). Returns their names.
+pub fn prune(system: &dyn System, paths: &Paths, state: &State) -> io::Result<Vec<String>> {
     let mut removed = Vec::new();
     for file in system.list_dir(&dir(paths)).unwrap_or_default() {
         let file = file.to_string_lossy();
@@ -116,7 +114,7 @@ pub fn prune(
         };
         let wanted = name == DEFAULT
             || ContainerName::new(name)
-                .is_ok_and(|n| state.containers.get(&n).is_some_and(|c| c.host == hostname));
+                .is_ok_and(|n| state.containers.get(&n).is_some_and(|c| !c.destroying));
         if !wanted && is_file_name(name) {
             system.remove(&dir(paths).join(file.as_ref()))?;
             if !removed.iter().any(|r| r == name) {
@@ -320,30 +318,22 @@ fn write_cert(
 }
 
 /// Every name haproxy serves for container `name` (its own name first): alternative names,
-/// aliases, `www.` variants and the preview name. Empty if the container does not exist.
+/// aliases, `www.` variants and the preview name. Empty if the container does not exist or is
+/// being destroyed.
 pub fn names_of(state: &State, name: &ContainerName, settings: &Settings) -> Vec<String> {
-    let Some(c) = state.containers.get(name) else {
-        return Vec::new();
-    };
-    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref(), &c.host);
+    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref());
     crate::front::routes::names_in(&routes, name)
 }
 
-/// The installed certificates of the containers of `hostname` (and [`DEFAULT`]), by name.
+/// The installed certificates of the containers the front serves (and [`DEFAULT`]), by name.
 pub fn installed(
     system: &dyn System,
     paths: &Paths,
     state: &State,
-    hostname: &str,
 ) -> Result<BTreeMap<String, CertMeta>, CertError> {
     let mut out = BTreeMap::new();
-    let names = std::iter::once(DEFAULT).chain(
-        state
-            .containers
-            .iter()
-            .filter(|(_, c)| c.host == hostname)
-            .map(|(n, _)| n.as_str()),
-    );
+    let names = std::iter::once(DEFAULT)
+        .chain(crate::front::routes::served(state).map(|(n, _)| n.as_str()));
     let mut index = Index::load(system, paths);
     for name in names {
         let meta = index
@@ -376,14 +366,14 @@ fn needs_internal(current: Option<&CertMeta>, wanted: &[String], now: Timestamp)
 pub struct Ensured {
     /// The names of the certificates issued.
     pub issued: Vec<String>,
-    /// The installed certificates of the containers of the host (and [`DEFAULT`]), by name,
-    /// as [`installed`] would list them.
+    /// The installed certificates of the containers the front serves (and [`DEFAULT`]), by
+    /// name, as [`installed`] would list them.
     pub installed: BTreeMap<String, CertMeta>,
 }
 
-/// Give every container of `hostname` that has no certificate (or an internal one that does
-/// not cover its names, or is about to expire) a certificate of the internal CA, and make the
-/// default certificate for the host name. A valid ACME certificate is never replaced. Returns
+/// Give every container the front serves (of every host of the cluster) that has no
+/// certificate (or an internal one that does not cover its names, or is about to expire) a
+/// certificate of this host's site issuer, and make the default certificate for `hostname`. A valid ACME certificate is never replaced. Returns
 /// the certificates issued and those installed after.
 pub fn ensure_internal(
     system: &dyn System,
@@ -393,13 +383,10 @@ pub fn ensure_internal(
 ) -> Result<Ensured, CertError> {
     let settings = Settings::load(system, paths)?;
     let now = system.now();
-    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref(), hostname);
+    let routes = crate::front::routes::routes(state, settings.company_domain.as_ref());
     let mut served = crate::front::routes::names_by_container(&routes);
     let wanted = std::iter::once((DEFAULT.to_owned(), vec![hostname.to_owned()])).chain(
-        state
-            .containers
-            .iter()
-            .filter(|(_, c)| c.host == hostname)
+        crate::front::routes::served(state)
             .map(|(name, _)| (name.to_string(), served.remove(name).unwrap_or_default())),
     );
     let mut index = Index::load(system, paths);
@@ -536,12 +523,13 @@ mod tests {
     fn names_by_container_answers_like_names_in() {
         let s = state();
         let company = crate::model::web::Domain::new("company.net").unwrap();
-        let routes = crate::front::routes::routes(&s, Some(&company), "h1.test");
+        let routes = crate::front::routes::routes(&s, Some(&company));
         let all = crate::front::routes::names_by_container(&routes);
         let name = ContainerName::new("web.example.com").unwrap();
         assert_eq!(all[&name], crate::front::routes::names_in(&routes, &name));
         assert_eq!(all[&name][0], "web.example.com");
-        assert_eq!(all.len(), 1);
+        // The container of h2 is routed too: every host's front serves every site.
+        assert_eq!(all.len(), 2);
     }
 
     #[test]
@@ -550,7 +538,8 @@ mod tests {
         let paths = Paths::rooted("/r");
         let s = state();
         let issued = ensure_internal(&sys, &paths, &s, "h1.test").unwrap().issued;
-        assert_eq!(issued, ["_default", "web.example.com"]);
+        // far.example.com runs on h2: h1 serves it too, with a certificate of its own issuer.
+        assert_eq!(issued, ["_default", "far.example.com", "web.example.com"]);
         let meta = read_meta(&sys, &paths, "web.example.com").unwrap().unwrap();
         assert_eq!(meta.source, CertSource::Internal);
         assert!(meta.valid_for(sys.now(), INTERNAL_RENEW_BEFORE));
@@ -609,8 +598,8 @@ mod tests {
         let paths = Paths::rooted("/r");
         let s = state();
         let ensured = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
-        let first = installed(&sys, &paths, &s, "h1.test").unwrap();
-        assert_eq!(first.len(), 2);
+        let first = installed(&sys, &paths, &s).unwrap();
+        assert_eq!(first.len(), 3);
         assert_eq!(ensured.installed, first);
         assert_eq!(
             ensure_internal(&sys, &paths, &s, "h1.test")
@@ -630,7 +619,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let from_index = installed(&sys, &paths, &s, "h1.test").unwrap();
+        let from_index = installed(&sys, &paths, &s).unwrap();
         assert_eq!(from_index["web.example.com"].issued, "from the index");
         // A certificate changed on disk is read again.
         let mut edited = first["web.example.com"].clone();
@@ -643,19 +632,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            installed(&sys, &paths, &s, "h1.test").unwrap()["web.example.com"],
+            installed(&sys, &paths, &s).unwrap()["web.example.com"],
             edited
         );
         // A removed one is gone, from the answer and from the index.
         sys.remove(&pem_path(&paths, "web.example.com")).unwrap();
         assert!(
-            !installed(&sys, &paths, &s, "h1.test")
+            !installed(&sys, &paths, &s)
                 .unwrap()
                 .contains_key("web.example.com")
         );
         let index: BTreeMap<String, Indexed> =
             serde_json::from_slice(&sys.read(&index_path).unwrap().unwrap()).unwrap();
-        assert_eq!(index.keys().collect::<Vec<_>>(), ["_default"]);
+        assert_eq!(
+            index.keys().collect::<Vec<_>>(),
+            ["_default", "far.example.com"]
+        );
     }
 
     #[test]

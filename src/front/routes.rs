@@ -27,40 +27,40 @@ impl Route {
     }
 }
 
-/// Every name served on host `hostname`, with what it gets. A name is claimed once: container
-/// names first, then alternative names, aliases, preview names and `www.` variants, each in
+/// The containers the front serves, on every host: all of the cluster's, wherever they run,
+/// but those being destroyed.
+pub fn served(state: &State) -> impl Iterator<Item = (&ContainerName, &crate::model::Container)> {
+    state.containers.iter().filter(|(_, c)| !c.destroying)
+}
+
+/// Every name the front serves, with what it gets: the same table on every host of the
+/// cluster, since every host's haproxy serves every site (containers of other hosts across the
+/// mesh). Containers being destroyed are not routed. A name is claimed once: container names
+/// first, then alternative names, aliases, preview names and `www.` variants, each in
 /// container-name order, so a clash (hand-edited data) has one deterministic winner.
-pub fn routes(
-    state: &State,
-    company_domain: Option<&Domain>,
-    hostname: &str,
-) -> BTreeMap<Domain, Route> {
-    let here: Vec<(&ContainerName, &crate::model::Container)> = state
-        .containers
-        .iter()
-        .filter(|(_, c)| c.host == hostname)
-        .collect();
+pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain, Route> {
+    let sites: Vec<(&ContainerName, &crate::model::Container)> = served(state).collect();
     let mut out: BTreeMap<Domain, Route> = BTreeMap::new();
     let mut claim = |d: Domain, r: Route| {
         out.entry(d).or_insert(r);
     };
-    // Every container name of the datastore is its own, wherever it lives: a local alias can
-    // never take a remote container's name.
+    // Every container name of the datastore is its own, even while it is being destroyed: an
+    // alias can never take it.
     let taken: std::collections::HashSet<&str> =
         state.containers.keys().map(ContainerName::as_str).collect();
-    for (name, _) in &here {
+    for (name, _) in &sites {
         if let Ok(d) = Domain::new(name.as_str()) {
             claim(d, Route::Serve((*name).clone()));
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         for d in &c.web.altnames {
             if !taken.contains(d.as_str()) {
                 claim(d.clone(), Route::Serve((*name).clone()));
             }
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         for d in &c.web.aliases {
             if !taken.contains(d.as_str()) {
                 claim(d.clone(), Route::Canonical((*name).clone()));
@@ -68,7 +68,7 @@ pub fn routes(
         }
     }
     if let Some(company) = company_domain {
-        for (name, _) in &here {
+        for (name, _) in &sites {
             if let Some(d) = preview_name(name, company)
                 && !taken.contains(d.as_str())
             {
@@ -76,7 +76,7 @@ pub fn routes(
             }
         }
     }
-    for (name, c) in &here {
+    for (name, c) in &sites {
         let own = Domain::new(name.as_str()).ok();
         for d in own.iter().chain(&c.web.altnames).chain(&c.web.aliases) {
             if d.as_str().starts_with("www.") {
@@ -235,4 +235,40 @@ pub fn change_names(
         }
     }
     Ok(list.of(&mut c.web).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container on h1, one on h2 with an alias, and one on h2 being destroyed.
+    fn state() -> State {
+        State::from_json(
+            br#"{"schema_version": 1, "containers": {
+              "web.example.com": {"user": "root", "host": "h1.test", "ip": "10.16.0.2",
+                "created": "t", "created_by": "root"},
+              "far.example.com": {"user": "root", "host": "h2.test", "ip": "10.32.0.2",
+                "created": "t", "created_by": "root", "aliases": ["far.example.net"]},
+              "gone.example.com": {"user": "root", "host": "h2.test", "ip": "10.32.0.3",
+                "created": "t", "created_by": "root", "destroying": true,
+                "aliases": ["gone.example.net"]}}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_container_of_the_cluster_is_routed_but_those_being_destroyed() {
+        let routes = routes(&state(), None);
+        let far = ContainerName::new("far.example.com").unwrap();
+        let get = |d: &str| routes.get(&Domain::new(d).unwrap()).cloned();
+        assert_eq!(get("far.example.com"), Some(Route::Serve(far.clone())));
+        assert_eq!(get("far.example.net"), Some(Route::Canonical(far.clone())));
+        assert_eq!(get("www.far.example.com"), Some(Route::Canonical(far)));
+        assert!(get("web.example.com").is_some());
+        assert_eq!(get("gone.example.com"), None);
+        assert_eq!(get("gone.example.net"), None);
+        let s = state();
+        let served: Vec<&str> = served(&s).map(|(n, _)| n.as_str()).collect();
+        assert_eq!(served, ["far.example.com", "web.example.com"]);
+    }
 }

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::addr::plan::{HostNet, mesh_address};
+use crate::addr::plan::{HostNet, host_containers, mesh_address};
 use crate::cluster::pki;
 use crate::config::cluster::{Clusters, Host};
 use crate::engine::templates::{TemplateError, Templates};
@@ -112,7 +112,7 @@ pub fn render(
     );
     for peer in peers {
         let pushed = mesh_address(me.hostnet, peer.hostnet);
-        let peer_containers = Ipv4Addr::new(10, 16 * peer.hostnet.get(), 0, 0);
+        let peer_containers = host_containers(peer.hostnet);
         // The peer's client tunnel carries its containers' packets too: without the iroute the
         // server drops them ("bad source address from client").
         tree.file(

@@ -14,7 +14,7 @@
 # SRVCTL_REPO must point at the work tree. SRVCTL_BOX_PACKAGES is what the boxes of every
 # end-to-end test add to box.sh's packages (one cached rootfs serves them all).
 
-SRVCTL_BOX_PACKAGES="btrfs-progs xfsprogs haproxy openssh-server openssh-client socat etcd-server"
+SRVCTL_BOX_PACKAGES="btrfs-progs xfsprogs haproxy nftables openssh-server openssh-client socat etcd-server"
 
 srvctl_build() {
     (cd "$SRVCTL_REPO" && cargo build --release --locked --bins)
