@@ -145,6 +145,22 @@ fn regenerate_all_hosts_reaches_every_sync_service() {
     });
     cluster.farm(0).sc_ok(&["regenerate", "all-hosts"]);
     std::thread::sleep(Duration::from_secs(1));
+
+    // sc cluster status on h1: three members, one leader, and h3's report through its sync.
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.farm(0).sc_ok(&["--json", "cluster", "status"])).unwrap();
+    assert_eq!(status["quorum"], true, "{status:#}");
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{status:#}");
+    assert_eq!(members.iter().filter(|m| m["leader"] == true).count(), 1);
+    assert!(members.iter().all(|m| m["etcd"] == "up"), "{status:#}");
+    let h3 = &members[2];
+    assert_eq!(h3["host"], etcd::host_name(2));
+    assert_eq!(h3["reporting"], true, "{status:#}");
+    assert_eq!(members[1]["seen"], serde_json::Value::Null, "h2 runs no sync service");
+    let text = cluster.farm(0).sc_ok(&["cluster", "status"]);
+    assert!(text.contains("quorum yes") && text.contains(&etcd::host_name(2)), "{text}");
+
     let out = sync.stop();
     assert!(out.contains("srvctl-regenerate.service"), "{out}");
 }

@@ -273,6 +273,9 @@ pub enum CertificatesAction {
 /// `sc cluster accept h2.pem` on it; then `sc regenerate` brings up its mesh and etcd member.
 #[derive(Debug, Subcommand)]
 pub enum ClusterAction {
+    /// The members of the cluster, which one leads, the datastore's revision and how far each
+    /// host's cache lags behind it, and every host's mesh tunnels (from its last report).
+    Status,
     /// Make this host's key (once) and print its certificate request (CSR) for the CA host.
     /// On the CA host: make the cluster CA (once) and install this host's certificate directly.
     Request {

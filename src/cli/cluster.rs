@@ -1,15 +1,24 @@
-//! `sc cluster request|sign|accept`: the cluster trust root (see [`crate::cluster::pki`]).
+//! `sc cluster request|sign|accept`: the cluster trust root (see [`crate::cluster::pki`]);
+//! `sc cluster status` ([`crate::cluster::status`]).
 
 use std::io::Read;
 use std::path::Path;
 
 use super::args::ClusterAction;
+use super::output::Output;
 use super::{Failure, Invocation};
 use crate::cluster::pki::{self, PkiError};
+use crate::cluster::status::{self, ClusterStatus};
+use crate::config::cluster::{Clusters, Host};
 use crate::failure::FailureKind;
 
 /// Run one `sc cluster` action for the operator.
-pub fn run(inv: &Invocation, json: bool, action: &ClusterAction) -> Result<(), Failure> {
+pub fn run(
+    inv: &Invocation,
+    out: &mut Output,
+    json: bool,
+    action: &ClusterAction,
+) -> Result<(), Failure> {
     crate::access::operator_only(&inv.caller, "cluster")?;
     refuse_paths_through_the_service(inv, action)?;
     let clusters = inv.clusters()?;
@@ -18,6 +27,7 @@ pub fn run(inv: &Invocation, json: bool, action: &ClusterAction) -> Result<(), F
         .ok_or_else(|| PkiError::UnknownHost(inv.hostname.clone()))?;
     let system = inv.system();
     match action {
+        ClusterAction::Status => out.cluster_status(&cluster_status(inv, &clusters, me)),
         ClusterAction::Request { output } => {
             let requested = pki::request(system, &inv.paths, &clusters, me)?;
             match (&requested.csr, output) {
@@ -71,6 +81,7 @@ fn refuse_paths_through_the_service(
     let names_a_path = match action {
         ClusterAction::Request { output } => output.is_some(),
         ClusterAction::Sign { file } | ClusterAction::Accept { file } => file != Path::new("-"),
+        ClusterAction::Status => false,
     };
     if inv.through_service && names_a_path {
         return Err(Failure::new(
@@ -97,4 +108,34 @@ fn input(inv: &Invocation, file: &Path) -> Result<String, Failure> {
         .map_err(failed)?
         .ok_or_else(|| failed(std::io::ErrorKind::NotFound.into()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The cluster as this host sees it: the members' answers when etcd can be asked, else its
+/// hosts from clusters.json with the reason; this host's sync service either way.
+fn cluster_status(inv: &Invocation, clusters: &Clusters, me: &Host) -> ClusterStatus {
+    let system = inv.system();
+    let now = system.now();
+    let mut found =
+        match crate::cluster::etcd::Connection::open(system, &inv.paths, clusters, &me.name) {
+            Ok(conn) => status::gather(&conn, now),
+            Err(e) => {
+                let hosts: Vec<String> = crate::cluster::members(clusters, &me.name)
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .collect();
+                let unknown = vec![Err("not asked".to_owned()); hosts.len()];
+                let mut s = status::assemble(
+                    &me.cluster,
+                    &hosts,
+                    &unknown,
+                    None,
+                    &Default::default(),
+                    now,
+                );
+                s.error = Some(e.to_string());
+                s
+            }
+        };
+    found.sync = crate::cluster::sync::read_status(system, &inv.paths);
+    found
 }

@@ -421,7 +421,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             crate::access::operator_only(&inv.caller, "certificates renew")?;
             certificates::renew(inv, cli.json, name.as_deref(), *force)
         }
-        Command::Cluster { action } => cluster::run(inv, cli.json, action),
+        Command::Cluster { action } => cluster::run(inv, out, cli.json, action),
         Command::Regenerate { what: None } => {
             crate::access::operator_only(&inv.caller, "regenerate")?;
             regenerate::sc_regenerate(inv.system(), &inv.paths, out)

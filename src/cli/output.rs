@@ -146,6 +146,71 @@ impl Output {
         Ok(())
     }
 
+    /// Print what `sc cluster status` found.
+    pub fn cluster_status(
+        &mut self,
+        status: &crate::cluster::status::ClusterStatus,
+    ) -> Result<(), Failure> {
+        if self.json {
+            return self.json(status);
+        }
+        let revision = status
+            .revision
+            .map_or_else(|| "unknown".to_owned(), |r| r.to_string());
+        let quorum = if status.quorum { "yes" } else { "NO" };
+        self.line(&format!(
+            "cluster {}: datastore revision {revision}, quorum {quorum}",
+            status.cluster
+        ))?;
+        if let Some(e) = &status.error {
+            self.line(&format!("etcd: {e}"))?;
+        }
+        let text = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let rows: Vec<[String; 7]> = status
+            .members
+            .iter()
+            .map(|m| {
+                let mesh: Vec<String> = m.mesh.iter().map(|(t, s)| format!("{t} {s}")).collect();
+                [
+                    m.host.clone(),
+                    m.etcd.clone(),
+                    if m.leader { "*".into() } else { "".into() },
+                    text(m.cache_revision),
+                    text(m.lag),
+                    match (&m.seen, m.reporting) {
+                        (Some(at), true) => at.clone(),
+                        (Some(at), false) => format!("{at} (silent)"),
+                        (None, _) => "never".into(),
+                    },
+                    if mesh.is_empty() {
+                        "-".into()
+                    } else {
+                        mesh.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        let rows: Vec<[&str; 7]> = rows
+            .iter()
+            .map(|r| r.each_ref().map(String::as_str))
+            .collect();
+        self.table(
+            ["HOST", "ETCD", "LEADER", "CACHE", "LAG", "REPORTED", "MESH"],
+            &rows,
+        )?;
+        if let Some(sync) = &status.sync {
+            let state = match &sync.error {
+                None => format!("current at revision {}", sync.revision),
+                Some(e) => format!(
+                    "etcd unreachable ({e}); cache at revision {}",
+                    sync.revision
+                ),
+            };
+            self.line(&format!("this host's srvctl-sync: {state}"))?;
+        }
+        Ok(())
+    }
+
     /// Print an account's public keys.
     pub fn keys(&mut self, rows: &[crate::accounts::keys::KeyRow]) -> Result<(), Failure> {
         if self.json {
