@@ -157,9 +157,16 @@ fn regenerate_all_hosts_reaches_every_sync_service() {
     let h3 = &members[2];
     assert_eq!(h3["host"], etcd::host_name(2));
     assert_eq!(h3["reporting"], true, "{status:#}");
-    assert_eq!(members[1]["seen"], serde_json::Value::Null, "h2 runs no sync service");
+    assert_eq!(
+        members[1]["seen"],
+        serde_json::Value::Null,
+        "h2 runs no sync service"
+    );
     let text = cluster.farm(0).sc_ok(&["cluster", "status"]);
-    assert!(text.contains("quorum yes") && text.contains(&etcd::host_name(2)), "{text}");
+    assert!(
+        text.contains("quorum yes") && text.contains(&etcd::host_name(2)),
+        "{text}"
+    );
 
     let out = sync.stop();
     assert!(out.contains("srvctl-regenerate.service"), "{out}");

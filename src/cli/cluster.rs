@@ -46,6 +46,7 @@ pub fn run(
                     me.name,
                     pki::HOST_CERT
                 ))?;
+                bring_up(inv, &clusters, me)?;
             }
             Ok(())
         }
@@ -59,11 +60,12 @@ pub fn run(
         }
         ClusterAction::Accept { file } => {
             let accepted = pki::accept(system, &inv.paths, me, &input(inv, file)?)?;
+            bring_up(inv, &clusters, me)?;
             if json {
                 Failure::print(&serde_json::to_string_pretty(&accepted)?)
             } else {
                 Failure::print(&format!(
-                    "{}: cluster certificate installed ({}); `sc regenerate` brings up the mesh and the etcd member",
+                    "{}: cluster certificate installed ({}); its etcd member, sync service and mesh tunnels are starting",
                     accepted.host,
                     pki::HOST_CERT
                 ))
@@ -108,6 +110,14 @@ fn input(inv: &Invocation, file: &Path) -> Result<String, Failure> {
         .map_err(failed)?
         .ok_or_else(|| failed(std::io::ErrorKind::NotFound.into()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Start what the host's new certificate lets it run ([`crate::cluster::member::bring_up`]).
+fn bring_up(inv: &Invocation, clusters: &Clusters, me: &Host) -> Result<(), Failure> {
+    for request in crate::cluster::member::bring_up(clusters, me) {
+        inv.system().systemd(&request)?;
+    }
+    Ok(())
 }
 
 /// The cluster as this host sees it: the members' answers when etcd can be asked, else its

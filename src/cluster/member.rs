@@ -47,6 +47,25 @@ fn url(ip: Ipv4Addr, port: u16) -> String {
 }
 
 /// Whether `me` runs an etcd member: in a replicated cluster, once it holds its identity.
+/// What systemd is asked once a host holds its cluster certificate (`sc cluster accept`, or
+/// `sc cluster request` on the CA host): the generator now wants the member, the sync service
+/// and the mesh tunnels, regenerate renders their configuration, and they are started without
+/// waiting (a member of a new cluster waits for the others).
+pub fn bring_up(clusters: &Clusters, me: &Host) -> Vec<Request> {
+    let mut requests = vec![
+        Request::DaemonReload,
+        Request::Start(crate::ops::follow_up::REGENERATE_UNIT.into()),
+        Request::Trigger(UNIT.into()),
+        Request::Trigger(crate::cluster::sync::UNIT.into()),
+    ];
+    requests.extend(
+        crate::mesh::openvpn::instances(clusters, &me.name)
+            .iter()
+            .map(|i| Request::Trigger(crate::mesh::openvpn::mesh_unit(i))),
+    );
+    requests
+}
+
 pub fn runs_member(clusters: &Clusters, me: &Host, identity: bool) -> bool {
     identity && clusters.is_replicated(me)
 }
@@ -224,5 +243,35 @@ mod tests {
             [Request::TryRestart(UNIT.into())]
         );
         assert!(Etcd.reloads(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_host_with_its_certificate_starts_its_member_sync_and_tunnels_without_waiting() {
+        let clusters = Clusters::parse(Path::new("clusters.json"), THREE).unwrap();
+        let requests = bring_up(&clusters, clusters.host("h2.test").unwrap());
+        assert_eq!(
+            requests[..2],
+            [
+                Request::DaemonReload,
+                Request::Start("srvctl-regenerate.service".into())
+            ]
+        );
+        let triggered: Vec<&str> = requests[2..]
+            .iter()
+            .map(|r| match r {
+                Request::Trigger(u) => u.as_str(),
+                other => panic!("{other:?} waits"),
+            })
+            .collect();
+        assert_eq!(
+            triggered,
+            [
+                "srvctl-etcd.service",
+                "srvctl-sync.service",
+                "srvctl-mesh@server.service",
+                "srvctl-mesh@client-1.service",
+                "srvctl-mesh@client-3.service"
+            ]
+        );
     }
 }

@@ -24,6 +24,8 @@ use crate::ops::views::run_state;
 use crate::system::paths::Paths;
 use crate::system::{Request, System};
 
+/// The sync service's unit.
+pub const UNIT: &str = "srvctl-sync.service";
 /// Where the sync service writes its state (volatile: a reboot starts afresh).
 pub const STATUS_FILE: &str = "/run/srvctl/sync.json";
 /// The longest the loop waits for a change before it looks again (and pets the watchdog).

@@ -4,7 +4,8 @@
 #
 #   cluster_boot      boot the three hosts, give each its address, install srvctl
 #   cluster_join      h1 makes the cluster CA; h2 and h3 send CSRs, h1 signs, they accept
-#   cluster_start     start every etcd member and sync service; sets CLUSTER_FORM_SECONDS
+#                     (each host then starts its etcd member, sync service and mesh)
+#   cluster_start     wait until every sync service reaches the cluster; sets CLUSTER_FORM_SECONDS
 #   cluster_check     the checks (uses fail, step and figure of the calling script)
 
 CLUSTER_HOSTS="h1.test h2.test h3.test"
@@ -62,17 +63,12 @@ cluster_join() {
 
 cluster_start() {
     local h t deadline
+    # `sc cluster request` on h1 and `sc cluster accept` on the others started each host's
+    # etcd member, sync service and mesh tunnels; the cluster forms once a majority is up.
     t=${EPOCHREALTIME/./}
-    for h in $CLUSTER_HOSTS; do
-        # The generator now wants srvctl-etcd and srvctl-sync; regenerate renders etcd's config.
-        cluster__on "$h" systemctl daemon-reload || return 1
-        cluster__on "$h" systemctl start srvctl-regenerate.service || return 1
-        # A new member waits for the others: start all three without waiting.
-        cluster__on "$h" systemctl start --no-block srvctl-etcd.service srvctl-sync.service || return 1
-    done
     deadline=$((SECONDS + 90))
     for h in $CLUSTER_HOSTS; do
-        until cluster__on "$h" systemctl is-active --quiet srvctl-etcd.service srvctl-sync.service; do
+        until cluster__on "$h" grep -qs '"connected": true' /run/srvctl/sync.json; do
             ((SECONDS < deadline)) || return 1
             sleep 0.2
         done
