@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every check of srvctl: formatting, lints, unit and integration tests
 # (root-only tests drive real systemd-analyze, openvpn and systemd-networkd), and the
-# end-to-end test in a real systemd host when it is present.
+# end-to-end tests in real systemd hosts (one host, then a cluster of three).
 #
 #   bash scripts/test.sh          # everything
 #   SRVCTL_SKIP_E2E=1 bash scripts/test.sh   # without the host-in-a-box test
@@ -28,7 +28,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked
 
-if [ -z "${SRVCTL_SKIP_E2E:-}" ] && [ -f tests/e2e/host-in-a-box.sh ]; then
+if [ -z "${SRVCTL_SKIP_E2E:-}" ]; then
     step "end to end: host in a box"
     bash tests/e2e/host-in-a-box.sh
+    step "end to end: a cluster of three hosts in boxes"
+    bash tests/e2e/cluster-in-boxes.sh
 fi

@@ -319,6 +319,17 @@ fn apply(
             start,
         } => add_container(env, state, ctx, name, owner, image, start),
         Change::DestroyContainer { name } => {
+            if let Some(c) = ContainerName::new(name)
+                .ok()
+                .and_then(|n| state.containers.get(&n))
+                && c.host != ctx.hostname
+            {
+                // Its unit and root filesystem are its host's: only there can they be removed.
+                return Err(OpError::Machine(format!(
+                    "{name} lives on {}; run sc destroy-ve there",
+                    c.host
+                )));
+            }
             let name = edit::mark_destroying(state, name)?;
             let identity = state.containers[&name].rootfs_identity(&name);
             done(
@@ -606,6 +617,18 @@ pub(crate) mod tests {
 
     fn web() -> ContainerName {
         ContainerName::new("web.ve").unwrap()
+    }
+
+    #[test]
+    fn a_container_of_another_host_is_destroyed_only_there() {
+        let f = Fixture::new();
+        f.run_placed("h2.test", &add("web.ve", false)).unwrap();
+        let before = f.store.bytes();
+        let e = f
+            .run(&Change::DestroyContainer { name: "web.ve" })
+            .unwrap_err();
+        assert!(e.to_string().contains("lives on h2.test"), "{e}");
+        assert_eq!(f.store.bytes(), before);
     }
 
     #[test]
