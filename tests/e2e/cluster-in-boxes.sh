@@ -53,6 +53,10 @@ figure "cluster formed (etcd healthy on three hosts)" "$CLUSTER_FORM_SECONDS s"
 
 cluster_check
 
+step "site image (sc regenerate rootfs debian, cached)"
+srvctl_site_image || fail "the site image has no srvctl-site.service"
+cluster_check_sites
+
 echo "cluster-in-boxes: measured" >&2
 for f in "${figures[@]}"; do echo "  $f" >&2; done
 echo "cluster-in-boxes: 1 passed, 0 failed"

@@ -6,7 +6,8 @@
 #   cluster_join      h1 makes the cluster CA; h2 and h3 send CSRs, h1 signs, they accept
 #                     (each host then starts its etcd member, sync service and mesh)
 #   cluster_start     wait until every sync service reaches the cluster; sets CLUSTER_FORM_SECONDS
-#   cluster_check     the checks (uses fail, step and figure of the calling script)
+#   cluster_check     the datastore's checks (uses fail, step and figure of the caller)
+#   cluster_check_sites  real containers: across the mesh, one front, a reboot without etcd
 
 CLUSTER_HOSTS="h1.test h2.test h3.test"
 CLUSTER_BRIDGE=scbr-e2e
@@ -182,4 +183,78 @@ cluster_check() {
     took=$(cluster__converged h3.test "$want" 30) || fail "h3 does not converge"
     figure "h3 converged after its member came back" "$took s"
     cluster__on h1.test sc cluster status || fail "sc cluster status"
+}
+
+# Wait until site $1 answers HTTP at its address $2 from host $3, at most $4 seconds.
+cluster__wait_http() {
+    box_use "$3" && srvctl_wait_http "$1" "$2" "$4"
+}
+
+# The checks with real containers: a site on h2 served through h1's haproxy, a container on
+# h1 reaching one on h2 with its own address, and h2 rebooting while etcd is out of its reach.
+cluster_check_sites() {
+    local one=web1.example.com two=web2.example.com ip1 ip2 page n t
+
+    step "cluster: site containers on h1 and on h2 (placed from h1)"
+    for h in h1.test h2.test; do
+        box_use "$h"
+        srvctl_image_in_box
+    done
+    t=${EPOCHREALTIME/./}
+    ip1=$(cluster__on h1.test sc add-ve "$one") || fail "add-ve $one on h1"
+    ip1=${ip1##* }
+    ip2=$(cluster__on h1.test sc add-ve "$two" --host h2.test) || fail "add-ve $two --host h2.test"
+    ip2=${ip2##* }
+    cluster__wait_http "$one" "$ip1" 60 h1.test || fail "$one does not answer at $ip1 on h1"
+    cluster__wait_http "$two" "$ip2" 90 h2.test || fail "$two (placed from h1) does not answer at $ip2 on h2"
+    figure "add-ve --host h2 on h1 to the site answering on h2" "$(cluster__since "$t") s"
+
+    step "cluster: the mesh carries container traffic with the containers' own addresses"
+    for h in h1.test h2.test; do
+        t=${EPOCHREALTIME/./}
+        until [ "$(cluster__on "$h" systemctl list-units --all --no-legend --plain 'srvctl-mesh@*' |
+            awk '{print $3}' | sort -u)" = active ]; do
+            [ "$(cluster__since "$t" | cut -d. -f1)" -lt 30 ] || fail "the mesh tunnels of $h are not all up"
+            sleep 0.2
+        done
+    done
+    # A counter on h2 of what h1's container sends to h2's: it counts only the sender's own
+    # address (masqueraded, the packets would come from h1's mesh address).
+    cluster__on h2.test nft -f - <<EOF2 || fail "cannot add the counter on h2"
+table inet e2e {
+    chain forward {
+        type filter hook forward priority -10; policy accept;
+        ip saddr $ip1 ip daddr $ip2 tcp dport 80 counter
+    }
+}
+EOF2
+    cluster__on h1.test sc "$one" exec bash -c "echo > /dev/tcp/$ip2/80" ||
+        fail "$one cannot open a connection to $two at $ip2"
+    n=$(cluster__on h2.test nft list chain inet e2e forward | grep -o 'packets [0-9]*' | head -1)
+    [ "${n#packets }" -gt 0 ] || fail "no packet from $ip1 arrived at $ip2 with its own address ($n)"
+    cluster__on h2.test nft delete table inet e2e
+
+    step "cluster: h1's haproxy serves the site of h2's container"
+    page=$(cluster__on h1.test curl -fsS --max-time 5 --resolve "$two:443:127.0.0.1" \
+        --cacert /var/lib/srvctl/pki/ca.crt "https://$two/") || fail "no HTTPS answer for $two through h1"
+    grep -q "<h1>$two</h1>" <<<"$page" || fail "h1 served the wrong page for $two: $page"
+
+    step "cluster: h2 reboots while etcd is out of its reach"
+    cluster__on h1.test systemctl stop srvctl-etcd.service
+    cluster__on h3.test systemctl stop srvctl-etcd.service
+    box_use h2.test
+    box_reboot || fail "h2 did not come back"
+    t=${EPOCHREALTIME/./}
+    cluster__wait_http "$two" "$ip2" 90 h2.test || fail "after the reboot without etcd, $two does not answer"
+    figure "h2 rebooted without etcd: boot to its site answering" "$(cluster__since "$t") s"
+    cluster__on h2.test grep -qs '"connected": false' /run/srvctl/sync.json ||
+        fail "h2's srvctl-sync does not say etcd is out of reach"
+    cluster__on h1.test systemctl start srvctl-etcd.service
+    cluster__on h3.test systemctl start srvctl-etcd.service
+    t=${EPOCHREALTIME/./}
+    until cluster__on h2.test grep -qs '"connected": true' /run/srvctl/sync.json; do
+        [ "$(cluster__since "$t" | cut -d. -f1)" -lt 60 ] || fail "h2 does not reach the cluster again"
+        sleep 0.2
+    done
+    figure "etcd back to h2's sync current again" "$(cluster__since "$t") s"
 }
