@@ -119,8 +119,32 @@ pub enum RegenerateError {
     Apply(#[from] ApplyError),
 }
 
-/// Regenerate host `hostname` under `paths`.
+/// How many times [`run`] starts again when the datastore keeps changing under it.
+const RERUNS: usize = 5;
+
+/// Expand the datastore into this host's configuration, as [`run_once`]; when the datastore
+/// was replaced while it ran (a command committed after it was read), run again. A command's
+/// `systemctl start srvctl-regenerate` that comes while a run is under way joins that run
+/// instead of starting a new one, so without this its change would wait for the next one.
 pub fn run(system: &dyn System, paths: &Paths, hostname: &str) -> Result<Outcome, RegenerateError> {
+    let datastore = paths.datastore();
+    let stamp = || system.stamp(&datastore).ok().flatten();
+    for _ in 1..RERUNS {
+        let before = stamp();
+        let outcome = run_once(system, paths, hostname)?;
+        if stamp() == before {
+            return Ok(outcome);
+        }
+    }
+    run_once(system, paths, hostname)
+}
+
+/// Regenerate host `hostname` under `paths`, once.
+fn run_once(
+    system: &dyn System,
+    paths: &Paths,
+    hostname: &str,
+) -> Result<Outcome, RegenerateError> {
     let state = store::read(system, paths)?.rendered();
     let clusters = Clusters::load(system, &paths.clusters())?;
     let me = clusters
