@@ -178,33 +178,3 @@ fn a_host_identity_from_another_issuer_is_refused_in_one_line() {
 
 /// `sc add-ve --no-start` latency, 50 sequential runs, through etcd (three members) and on a
 /// single host: printed (run with `--nocapture`), for the notes.
-#[test]
-fn add_ve_latency_through_etcd_against_a_single_host() {
-    if !etcd::available("add_ve_latency") {
-        return;
-    }
-    let cluster = EtcdCluster::start(3);
-    let replicated = timings(cluster.farm(0));
-    let single = timings(&Farm::with_clusters(common::ONE_HOST));
-    for (what, t) in [("through etcd", &replicated), ("single host", &single)] {
-        println!(
-            "sc add-ve --no-start {what}: median {:.1} ms, p95 {:.1} ms (50 runs)",
-            t[t.len() / 2],
-            t[t.len() * 95 / 100]
-        );
-    }
-    assert_eq!(etcd_state(&cluster).containers.len(), 50);
-}
-
-/// Milliseconds of 50 sequential `add-ve --no-start` on `farm`, sorted.
-fn timings(farm: &Farm) -> Vec<f64> {
-    let mut times: Vec<f64> = (0..50)
-        .map(|i| {
-            let started = Instant::now();
-            farm.sc_ok(&["add-ve", &format!("t{i}.example.com"), "--no-start"]);
-            started.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times
-}

@@ -185,9 +185,9 @@ cluster_check() {
     cluster__on h1.test sc cluster status || fail "sc cluster status"
 }
 
-# Wait until site $1 answers HTTP at its address $2 from host $3, at most $4 seconds.
+# Wait until site $1 answers HTTP at its address $2, at most $3 seconds, asked from host $4.
 cluster__wait_http() {
-    box_use "$3" && srvctl_wait_http "$1" "$2" "$4"
+    box_use "$4" && srvctl_wait_http "$1" "$2" "$3"
 }
 
 # The checks with real containers: a site on h2 served through h1's haproxy, a container on
