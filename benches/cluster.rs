@@ -52,7 +52,10 @@ fn propagation(from: &Farm, to: &Farm) -> Vec<Duration> {
             let started = Instant::now();
             from.sc_ok(&["add-user", &format!("p{i}")]);
             while !std::fs::read_to_string(to.datastore_path()).is_ok_and(|d| d.contains(&name)) {
-                assert!(started.elapsed() < Duration::from_secs(10), "{name} never reached h2");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{name} never reached h2"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             started.elapsed()
@@ -65,7 +68,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cluster = EtcdCluster::start(3);
-    report("sc add-ve --no-start through etcd (3 members)", add_ve(cluster.farm(0), "e"));
+    report(
+        "sc add-ve --no-start through etcd (3 members)",
+        add_ve(cluster.farm(0), "e"),
+    );
     let alone = Farm::with_clusters(common::ONE_HOST);
     report("sc add-ve --no-start on a host alone", add_ve(&alone, "a"));
 
@@ -79,7 +85,10 @@ fn main() -> ExitCode {
     while !std::fs::read_to_string(cluster.farm(1).join("run/srvctl/sync.json"))
         .is_ok_and(|s| s.contains("\"connected\": true"))
     {
-        assert!(start.elapsed() < Duration::from_secs(20), "srvctl-sync did not connect");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "srvctl-sync did not connect"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     report(

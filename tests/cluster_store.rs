@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::Run;
 use common::etcd::{self, EtcdCluster};
-use common::{Farm, Run};
 use srvctl::cluster::keys;
 use srvctl::model::State;
 
@@ -175,6 +175,3 @@ fn a_host_identity_from_another_issuer_is_refused_in_one_line() {
     assert_eq!(impostor.datastore_bytes(), None);
     assert!(cluster.document_keys(0).is_empty(), "nothing reached etcd");
 }
-
-/// `sc add-ve --no-start` latency, 50 sequential runs, through etcd (three members) and on a
-/// single host: printed (run with `--nocapture`), for the notes.
