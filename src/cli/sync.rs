@@ -95,7 +95,7 @@ pub fn sync_main() -> ExitCode {
         audit: &audit,
         live_systemd: paths.root().is_none(),
     };
-    let mut feed = EtcdFeed::new(&store);
+    let mut feed = EtcdFeed::new(|| Etcd::new(&system, &paths, &clusters, &host));
     Sync::new(env, &host).serve(&mut feed, &|| STOP.load(Ordering::Relaxed));
     ExitCode::SUCCESS
 }

@@ -29,50 +29,61 @@ pub fn ask_all_hosts(
     Ok(answer.header().map_or(0, |h| h.revision()))
 }
 
-/// The sync service's view of the cluster datastore.
+/// The sync service's view of the cluster datastore. After a failure it opens the store
+/// afresh, so that a connection to a member that went away is not kept.
 pub struct EtcdFeed<'s> {
-    store: &'s Etcd<'s>,
+    open: Box<dyn Fn() -> Etcd<'s> + 's>,
+    store: Etcd<'s>,
     /// The revision to watch from once the stream is (re)made: just after the last refresh.
     watch_from: i64,
     stream: Option<WatchStream>,
 }
 
 impl<'s> EtcdFeed<'s> {
-    /// A feed of `store`, the cluster store of this host.
-    pub fn new(store: &'s Etcd<'s>) -> Self {
+    /// A feed of the cluster store that `open` makes (again after each failure).
+    pub fn new(open: impl Fn() -> Etcd<'s> + 's) -> Self {
         Self {
-            store,
+            store: open(),
+            open: Box::new(open),
             watch_from: 0,
             stream: None,
         }
     }
 
-    fn watch(&mut self) -> Result<&mut WatchStream, String> {
-        if self.stream.is_none() {
-            let conn = self.store.connection().map_err(|e| e.to_string())?;
-            let prefix = conn.prefix().to_owned();
-            let from = WatchOptions::new().with_start_revision(self.watch_from);
-            let mut client = conn.client();
-            let mut stream = conn
-                .request(
-                    "the watch",
-                    client.watch(format!("{prefix}{}", keys::HEAD), Some(from.clone())),
-                )
-                .map_err(|e| e.to_string())?;
-            conn.request(
+    /// A watch of `doc/head` and `regenerate` from just after the last refresh.
+    fn open_watch(&self) -> Result<WatchStream, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let prefix = conn.prefix();
+        let from = WatchOptions::new().with_start_revision(self.watch_from);
+        let mut client = conn.client();
+        let mut stream = conn
+            .request(
                 "the watch",
-                stream.watch(format!("{prefix}{REGENERATE}"), Some(from)),
+                client.watch(format!("{prefix}{}", keys::HEAD), Some(from.clone())),
             )
             .map_err(|e| e.to_string())?;
-            self.stream = Some(stream);
-        }
-        Ok(self.stream.as_mut().expect("just made"))
+        conn.request(
+            "the watch",
+            stream.watch(format!("{prefix}{REGENERATE}"), Some(from)),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(stream)
+    }
+
+    /// Forget the connection and the watch after a failure.
+    fn reset(&mut self, error: String) -> String {
+        self.store = (self.open)();
+        self.stream = None;
+        error
     }
 }
 
 impl Feed for EtcdFeed<'_> {
     fn refresh(&mut self) -> Result<Refreshed, String> {
-        let refreshed = self.store.refresh().map_err(|e| e.to_string())?;
+        let refreshed = match self.store.refresh() {
+            Ok(r) => r,
+            Err(e) => return Err(self.reset(e.to_string())),
+        };
         self.watch_from = refreshed.read_at + 1;
         Ok(Refreshed {
             revision: refreshed.revision,
@@ -81,12 +92,15 @@ impl Feed for EtcdFeed<'_> {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<Wakeup, String> {
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => self.open_watch().map_err(|e| self.reset(e))?,
+        };
         let conn = self.store.connection().map_err(|e| e.to_string())?;
         let regenerate = format!("{}{REGENERATE}", conn.prefix());
-        let stream = self.watch()?;
         let answer = conn.block_on(async { tokio::time::timeout(timeout, stream.message()).await });
-        match answer {
-            Err(_) => Ok(Wakeup::Quiet),
+        let wakeup = match answer {
+            Err(_) => Wakeup::Quiet,
             Ok(Ok(Some(response))) if !response.canceled() => {
                 let events = response.events();
                 if events
@@ -94,23 +108,23 @@ impl Feed for EtcdFeed<'_> {
                     .filter_map(|e| e.kv())
                     .any(|kv| kv.key() == regenerate.as_bytes())
                 {
-                    Ok(Wakeup::Regenerate)
+                    Wakeup::Regenerate
                 } else if events.is_empty() {
                     // The answer to the watch's creation, or progress: nothing changed.
-                    Ok(Wakeup::Quiet)
+                    Wakeup::Quiet
                 } else {
-                    Ok(Wakeup::Changed)
+                    Wakeup::Changed
                 }
             }
             Ok(Ok(_)) => {
-                self.stream = None;
-                Err("etcd ended the watch (its revision may be compacted); reading again".into())
+                return Err(self.reset(
+                    "etcd ended the watch (its revision may be compacted); reading again".into(),
+                ));
             }
-            Ok(Err(e)) => {
-                self.stream = None;
-                Err(format!("the watch failed: {e}"))
-            }
-        }
+            Ok(Err(e)) => return Err(self.reset(format!("the watch failed: {e}"))),
+        };
+        self.stream = Some(stream);
+        Ok(wakeup)
     }
 
     fn publish(&mut self, live: &LiveReport) -> Result<(), String> {

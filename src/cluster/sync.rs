@@ -31,7 +31,9 @@ pub const STATUS_FILE: &str = "/run/srvctl/sync.json";
 /// The longest the loop waits for a change before it looks again (and pets the watchdog).
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long to wait before trying an unreachable cluster again.
-pub const RETRY: Duration = Duration::from_secs(2);
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How long to wait after a broken watch before the next round (which reads again).
+pub const REWATCH: Duration = Duration::from_millis(100);
 /// How often the live state is published even when it did not change, so that readers can
 /// tell a live host from a silent one.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -155,7 +157,7 @@ impl<'a> Sync<'a> {
                         Err(e) => {
                             // The next round's refresh tells what is wrong, in etcd's terms.
                             eprintln!("srvctl-sync: {e}");
-                            std::thread::sleep(RETRY);
+                            std::thread::sleep(REWATCH);
                             false
                         }
                     };
