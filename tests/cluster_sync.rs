@@ -124,9 +124,11 @@ fn a_write_on_one_host_reaches_the_others_caches_by_itself() {
     });
     eprintln!("catch-up after quorum came back: {took:?}");
     // The status file follows at the end of the round that refreshed the cache.
-    until(Duration::from_secs(5), "the service says it is current", || {
-        sync_status(cluster.farm(1))["connected"] == true
-    });
+    until(
+        Duration::from_secs(5),
+        "the service says it is current",
+        || sync_status(cluster.farm(1))["connected"] == true,
+    );
 
     // The service reruns the configuration when the document changed.
     let printed: Vec<String> = syncs.into_iter().map(SyncService::stop).collect();

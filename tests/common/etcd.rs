@@ -121,6 +121,7 @@ impl EtcdCluster {
     pub fn start_member(&mut self, i: usize) {
         let farm = &self.farms[i];
         let (name, ip) = (host_name(i), host_ip(i));
+        wait_for_free_ports(ip);
         let pki = |file: &str| farm.join(file.trim_start_matches('/'));
         let initial: Vec<String> = (0..self.farms.len())
             .map(|j| format!("{}=https://{}:2380", host_name(j), host_ip(j)))
@@ -223,6 +224,20 @@ impl EtcdCluster {
     /// Every member's log, for a failure message.
     pub fn logs(&self) -> String {
         self.procs.logs()
+    }
+}
+
+/// Wait (at most 10 s) until nothing listens on the member ports of `ip` any more: the
+/// sockets of a member just killed can outlive it for a moment, and a member started then
+/// fails with "address already in use".
+fn wait_for_free_ports(ip: Ipv4Addr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while [2379, 2380]
+        .iter()
+        .any(|&port| std::net::TcpListener::bind((ip, port)).is_err())
+    {
+        assert!(Instant::now() < deadline, "the ports of {ip} stay taken");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
