@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{WatchOptions, WatchStream};
+use std::collections::BTreeMap;
+
+use etcd_client::{GetOptions, WatchOptions, WatchStream};
 
 use super::keys;
 use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
@@ -133,6 +135,45 @@ impl Feed for EtcdFeed<'_> {
         let value = serde_json::to_vec(live).expect("serialisable");
         let mut kv = conn.kv();
         conn.request("publishing the live state", kv.put(key, value, None))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let full = format!("{}{prefix}", conn.prefix());
+        let mut kv = conn.kv();
+        let found = conn
+            .request(
+                "reading the certificate requests",
+                kv.get(full.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(found
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&full)?;
+                let value = String::from_utf8_lossy(kv.value()).into_owned();
+                Some((key.to_owned(), value))
+            })
+            .collect())
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let mut kv = conn.kv();
+        let put = kv.put(format!("{}{key}", conn.prefix()), value, None);
+        conn.request("a certificate request or answer", put)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let mut kv = conn.kv();
+        let delete = kv.delete(format!("{}{key}", conn.prefix()), None);
+        conn.request("removing a certificate request", delete)
             .map(drop)
             .map_err(|e| e.to_string())
     }
