@@ -1,6 +1,6 @@
 //! The sync service's [`Feed`] over etcd: the cluster store refreshes the cache, one watch
-//! stream follows `doc/head` (every commit puts it) and `regenerate`, and the live state goes
-//! to `live/<host>`.
+//! stream follows `doc/head` (every commit puts it), `regenerate` and the certificate
+//! renewals, and the live state goes to `live/<host>`.
 
 use std::time::Duration;
 
@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use etcd_client::{GetOptions, WatchOptions, WatchStream};
 
-use super::keys;
 use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
+use super::{keys, renew};
 use crate::store::Etcd;
 
 /// The key `sc regenerate all-hosts` puts, below the cluster's prefix.
@@ -52,7 +52,8 @@ impl<'s> EtcdFeed<'s> {
         }
     }
 
-    /// A watch of `doc/head` and `regenerate` from just after the last refresh.
+    /// A watch of `doc/head`, `regenerate` and the certificate renewals (`csr/`, `cert/`) from
+    /// just after the last refresh.
     fn open_watch(&self) -> Result<WatchStream, String> {
         let conn = self.store.connection().map_err(|e| e.to_string())?;
         let prefix = conn.prefix();
@@ -66,9 +67,19 @@ impl<'s> EtcdFeed<'s> {
             .map_err(|e| e.to_string())?;
         conn.request(
             "the watch",
-            stream.watch(format!("{prefix}{REGENERATE}"), Some(from)),
+            stream.watch(format!("{prefix}{REGENERATE}"), Some(from.clone())),
         )
         .map_err(|e| e.to_string())?;
+        for renewal in [renew::CSR, renew::CERT] {
+            conn.request(
+                "the watch",
+                stream.watch(
+                    format!("{prefix}{renewal}"),
+                    Some(from.clone().with_prefix()),
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+        }
         Ok(stream)
     }
 
