@@ -212,7 +212,7 @@ fn a_host_near_expiry_renews_its_certificate_through_the_ca_host() {
     eprintln!("renewal through the datastore: {took:?}");
     assert!(expiry().duration_since(old_expiry).as_hours() > 24 * 300);
     assert_ne!(key(h2).unwrap(), old_key, "a new key");
-    // The round that installed it has logged once its status is written.
+    // The round that installed it has logged once the next round writes its status.
     let seen = sync_status(h2)["updated"].clone();
     until(Duration::from_secs(10), "h2's next status", || {
         sync_status(h2)["updated"] != seen

@@ -186,7 +186,8 @@ impl<'a> Sync<'a> {
     }
 
     /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
-    /// renew host identities ([`super::renew`]), publish the live state, write the status. Returns the cached revision, or `None` when
+    /// publish the live state, write the status, then renew host identities
+    /// ([`super::renew`]). Returns the cached revision, or `None` when
     /// etcd could not be reached.
     pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
         let refreshed = match feed.refresh() {
@@ -199,7 +200,6 @@ impl<'a> Sync<'a> {
         if refreshed.changed || regenerate {
             self.converge();
         }
-        self.renew(feed);
         let now = self.system.now().to_string();
         self.status = SyncStatus {
             connected: true,
@@ -216,6 +216,7 @@ impl<'a> Sync<'a> {
             "STATUS=cache current at etcd revision {}",
             refreshed.revision
         ));
+        self.renew(feed);
         Some(refreshed.revision)
     }
 
