@@ -156,7 +156,7 @@ impl Feed for EtcdFeed<'_> {
         let mut kv = conn.kv();
         let found = conn
             .request(
-                "reading the certificate requests",
+                "reading the certificate renewals",
                 kv.get(full.as_str(), Some(GetOptions::new().with_prefix())),
             )
             .map_err(|e| e.to_string())?;

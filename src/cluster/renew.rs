@@ -128,7 +128,7 @@ pub fn answer(
 /// What one round of renewal did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Renewed {
-    /// What to log.
+    /// What to log (a line may hold text from the datastore: keep it on one line).
     pub log: Vec<String>,
     /// What systemd must do so that the services load a new identity.
     pub restarts: Vec<Request>,
@@ -151,7 +151,10 @@ pub fn round(
             let answer = answer(system, paths, clusters, me, host, csr);
             let said = match &answer {
                 Answer::Bundle(_) => format!("signed the renewal of {host}"),
-                Answer::Refused(why) => format!("refused the renewal of {host}: {why}"),
+                Answer::Refused(why) => format!(
+                    "refused the renewal of {}: {why}",
+                    crate::model::names::shown(host)
+                ),
             };
             feed.put(&format!("{CERT}{host}"), &answer.to_json())?;
             renewed.log.push(said);

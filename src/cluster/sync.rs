@@ -250,7 +250,7 @@ impl<'a> Sync<'a> {
                 restarts: Vec::new(),
             });
         for line in renewed.log.iter().filter(|l| !self.renewal_log.contains(l)) {
-            eprintln!("srvctl-sync: {line}");
+            eprintln!("srvctl-sync: {}", line.replace(['\n', '\r'], " "));
         }
         self.renewal_log = renewed.log;
         for request in renewed.restarts {

@@ -154,6 +154,29 @@ fn a_host_near_expiry_gets_a_new_certificate_through_the_ca_host() {
 }
 
 #[test]
+fn the_ca_host_renews_its_own_certificate_in_two_rounds() {
+    let h = joined(pki::HOST_VALIDITY_DAYS);
+    let ca = h.clusters.host("h1.test").unwrap();
+    let csr = pki::renewal_request(&h.h1.0, &h.h1.1, ca).unwrap();
+    let signed = pki::sign(&h.h1.0, &h.h1.1, &h.clusters, ca, &csr, 20).unwrap();
+    pki::accept_renewal(&h.h1.0, &h.h1.1, ca, &signed.bundle).unwrap();
+    assert!(due(pki::expiry(&h.h1.0, &h.h1.1), at(0)));
+    let mut feed = Scripted::default();
+    h.round("h1.test", &mut feed);
+    assert!(feed.keys.contains_key("csr/h1.test"));
+    let renewed = h.round("h1.test", &mut feed);
+    assert_eq!(
+        renewed.log,
+        [
+            "signed the renewal of h1.test",
+            "installed the renewed host certificate"
+        ]
+    );
+    assert!(feed.keys.is_empty());
+    assert!(!due(pki::expiry(&h.h1.0, &h.h1.1), at(0)));
+}
+
+#[test]
 fn a_certificate_far_from_expiry_is_left_alone() {
     let h = joined(pki::HOST_VALIDITY_DAYS);
     let mut feed = Scripted::default();
@@ -172,7 +195,7 @@ fn a_request_for_another_host_is_answered_with_a_refusal() {
     feed.keys.insert("csr/h1.test".into(), csr);
     let signed = h.round("h1.test", &mut feed);
     assert!(
-        signed.log[0].starts_with("refused the renewal of h1.test"),
+        signed.log[0].starts_with("refused the renewal of \"h1.test\""),
         "{signed:?}"
     );
     let Answer::Refused(why) = Answer::parse(&feed.keys["cert/h1.test"]) else {
