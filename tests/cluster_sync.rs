@@ -1,7 +1,9 @@
 //! The sync service against real etcd members (three on 127.0.0.11..13, real TLS): a write
 //! on one host reaches the cache of the others by itself, the service says when etcd is out of
 //! reach and catches up when it is back, and `sc regenerate all-hosts` reaches every host.
-//! Each host is a scratch root, so the service prints the systemd requests it would make.
+//! A host whose certificate nears its end gets a new one from the CA host through the
+//! datastore. Each host is a scratch root, so the service prints the systemd requests it would
+//! make.
 
 // Tests may use the real file system and clock directly (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -14,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use common::Farm;
 use common::etcd::{self, EtcdCluster};
+use srvctl::cluster::pki;
+use srvctl::config::cluster::Clusters;
+use srvctl::system::Local;
+use srvctl::system::paths::Paths;
 
 const SYNC: &str = env!("CARGO_BIN_EXE_srvctl-sync");
 
@@ -175,4 +181,82 @@ fn regenerate_all_hosts_reaches_every_sync_service() {
 
     let out = sync.stop();
     assert!(out.contains("srvctl-regenerate.service"), "{out}");
+}
+
+#[test]
+fn a_host_near_expiry_renews_its_certificate_through_the_ca_host() {
+    if !etcd::available("renewal") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3);
+    let (h1, h2) = (cluster.farm(0), cluster.farm(1));
+    let text = std::fs::read_to_string(h1.join("etc/srvctl/clusters.json")).unwrap();
+    let clusters = Clusters::parse("clusters.json".as_ref(), &text).unwrap();
+    let (ca, me) = (
+        clusters.host(&etcd::host_name(0)).unwrap(),
+        clusters.host(&etcd::host_name(1)).unwrap(),
+    );
+    let system = Local::new(true);
+    let (paths1, paths2) = (Paths::rooted(h1.root()), Paths::rooted(h2.root()));
+    // h2's identity, as it joined by hand, but with 10 days left.
+    let csr = pki::request(&system, &paths2, &clusters, me)
+        .unwrap()
+        .csr
+        .unwrap();
+    let signed = pki::sign(&system, &paths1, &clusters, ca, &csr, 10).unwrap();
+    pki::accept(&system, &paths2, me, &signed.bundle).unwrap();
+    let key = |farm: &Farm| std::fs::read(farm.join(pki::HOST_KEY.trim_start_matches('/')));
+    let old_key = key(h2).unwrap();
+    let expiry = || pki::expiry(&system, &paths2).unwrap();
+    let old_expiry = expiry();
+
+    let syncs = [SyncService::start(h1), SyncService::start(h2)];
+    let took = until(Duration::from_secs(10), "h2 renews its certificate", || {
+        expiry() > old_expiry && !pki::has_next_key(&system, &paths2)
+    });
+    eprintln!("renewal through the datastore: {took:?}");
+    assert!(expiry().duration_since(old_expiry).as_hours() > 24 * 300);
+    assert_ne!(key(h2).unwrap(), old_key, "a new key");
+    // The round that installed it has logged once the next round writes its status.
+    let seen = sync_status(h2)["updated"].clone();
+    until(Duration::from_secs(10), "h2's next status", || {
+        sync_status(h2)["updated"] != seen
+    });
+    let [out1, out2] = syncs.map(SyncService::stop);
+    assert!(out1.contains("signed the renewal of h2.test"), "{out1}");
+    assert!(
+        out2.contains("installed the renewed host certificate"),
+        "{out2}"
+    );
+    assert!(out2.contains("srvctl-etcd.service"), "{out2}");
+
+    // The requests are gone from the datastore, and no key ever was in it: the CA key is
+    // on h1 only.
+    let conn = cluster.connect(0).expect("connect");
+    let mut kv = conn.kv();
+    let all = conn
+        .request(
+            "the test's read",
+            kv.get(
+                conn.prefix(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            ),
+        )
+        .expect("read every key");
+    for kv in all.kvs() {
+        let name = String::from_utf8_lossy(kv.key());
+        assert!(
+            !name.contains("/csr/") && !name.contains("/cert/"),
+            "{name}"
+        );
+        assert!(
+            !String::from_utf8_lossy(kv.value()).contains("PRIVATE KEY"),
+            "{name}"
+        );
+    }
+    let ca_key = pki::CA_KEY.trim_start_matches('/');
+    assert!(h1.join(ca_key).is_file());
+    for i in 1..3 {
+        assert!(!cluster.farm(i).join(ca_key).exists());
+    }
 }

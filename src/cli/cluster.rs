@@ -51,7 +51,14 @@ pub fn run(
             Ok(())
         }
         ClusterAction::Sign { file } => {
-            let signed = pki::sign(system, &inv.paths, &clusters, me, &input(inv, file)?)?;
+            let signed = pki::sign(
+                system,
+                &inv.paths,
+                &clusters,
+                me,
+                &input(inv, file)?,
+                pki::HOST_VALIDITY_DAYS,
+            )?;
             if json {
                 Failure::print(&serde_json::to_string_pretty(&signed)?)
             } else {

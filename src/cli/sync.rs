@@ -96,6 +96,6 @@ pub fn sync_main() -> ExitCode {
         live_systemd: paths.root().is_none(),
     };
     let mut feed = EtcdFeed::new(|| Etcd::new(&system, &paths, &clusters, &host));
-    Sync::new(env, &host).serve(&mut feed, &|| STOP.load(Ordering::Relaxed));
+    Sync::new(env, &clusters, &host).serve(&mut feed, &|| STOP.load(Ordering::Relaxed));
     ExitCode::SUCCESS
 }

@@ -1,13 +1,15 @@
 //! The sync service's [`Feed`] over etcd: the cluster store refreshes the cache, one watch
-//! stream follows `doc/head` (every commit puts it) and `regenerate`, and the live state goes
-//! to `live/<host>`.
+//! stream follows `doc/head` (every commit puts it), `regenerate` and the certificate
+//! renewals, and the live state goes to `live/<host>`.
 
 use std::time::Duration;
 
-use etcd_client::{WatchOptions, WatchStream};
+use std::collections::BTreeMap;
 
-use super::keys;
+use etcd_client::{GetOptions, WatchOptions, WatchStream};
+
 use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
+use super::{keys, renew};
 use crate::store::Etcd;
 
 /// The key `sc regenerate all-hosts` puts, below the cluster's prefix.
@@ -50,7 +52,8 @@ impl<'s> EtcdFeed<'s> {
         }
     }
 
-    /// A watch of `doc/head` and `regenerate` from just after the last refresh.
+    /// A watch of `doc/head`, `regenerate` and the certificate renewals (`csr/`, `cert/`) from
+    /// just after the last refresh.
     fn open_watch(&self) -> Result<WatchStream, String> {
         let conn = self.store.connection().map_err(|e| e.to_string())?;
         let prefix = conn.prefix();
@@ -64,9 +67,19 @@ impl<'s> EtcdFeed<'s> {
             .map_err(|e| e.to_string())?;
         conn.request(
             "the watch",
-            stream.watch(format!("{prefix}{REGENERATE}"), Some(from)),
+            stream.watch(format!("{prefix}{REGENERATE}"), Some(from.clone())),
         )
         .map_err(|e| e.to_string())?;
+        for renewal in [renew::CSR, renew::CERT] {
+            conn.request(
+                "the watch",
+                stream.watch(
+                    format!("{prefix}{renewal}"),
+                    Some(from.clone().with_prefix()),
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+        }
         Ok(stream)
     }
 
@@ -133,6 +146,45 @@ impl Feed for EtcdFeed<'_> {
         let value = serde_json::to_vec(live).expect("serialisable");
         let mut kv = conn.kv();
         conn.request("publishing the live state", kv.put(key, value, None))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let full = format!("{}{prefix}", conn.prefix());
+        let mut kv = conn.kv();
+        let found = conn
+            .request(
+                "reading the certificate renewals",
+                kv.get(full.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(found
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&full)?;
+                let value = String::from_utf8_lossy(kv.value()).into_owned();
+                Some((key.to_owned(), value))
+            })
+            .collect())
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let mut kv = conn.kv();
+        let put = kv.put(format!("{}{key}", conn.prefix()), value, None);
+        conn.request("a certificate request or answer", put)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let mut kv = conn.kv();
+        let delete = kv.delete(format!("{}{key}", conn.prefix()), None);
+        conn.request("removing a certificate request", delete)
             .map(drop)
             .map_err(|e| e.to_string())
     }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod live;
 pub mod member;
 pub mod pki;
+pub mod renew;
 pub mod status;
 pub mod sync;
 

@@ -36,6 +36,9 @@ pub const CA_CERT: &str = "/var/lib/srvctl/pki/cluster/ca.crt";
 pub const CA_KEY: &str = "/var/lib/srvctl/pki/cluster/ca.key";
 /// This host's identity key: made here, never leaves the host.
 pub const HOST_KEY: &str = "/var/lib/srvctl/pki/cluster/host.key";
+/// The key of this host's next identity, while its renewal is pending: it replaces
+/// [`HOST_KEY`] only once the certificate for it is installed.
+pub const HOST_KEY_NEXT: &str = "/var/lib/srvctl/pki/cluster/host.key.next";
 /// This host's certificate request.
 pub const HOST_CSR: &str = "/var/lib/srvctl/pki/cluster/host.csr";
 /// This host's identity, issued by the cluster CA.
@@ -43,8 +46,8 @@ pub const HOST_CERT: &str = "/var/lib/srvctl/pki/cluster/host.crt";
 
 /// The common name of every cluster CA.
 const CA_NAME: &str = "srvctl cluster CA";
-/// How long a host identity is valid.
-const HOST_VALIDITY_DAYS: i64 = 365;
+/// How long a host identity is valid, in days.
+pub const HOST_VALIDITY_DAYS: i64 = 365;
 
 /// A step of the cluster trust root failed or was refused.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,7 @@ struct Files {
     ca_cert: PathBuf,
     ca_key: PathBuf,
     host_key: PathBuf,
+    host_key_next: PathBuf,
     host_csr: PathBuf,
     host_cert: PathBuf,
 }
@@ -125,6 +129,7 @@ impl Files {
             ca_cert: paths.host(CA_CERT),
             ca_key: paths.host(CA_KEY),
             host_key: paths.host(HOST_KEY),
+            host_key_next: paths.host(HOST_KEY_NEXT),
             host_csr: paths.host(HOST_CSR),
             host_cert: paths.host(HOST_CERT),
         }
@@ -165,14 +170,7 @@ pub fn request(
     system
         .create_dir(&files.dir, 0o700)
         .map_err(io(&files.dir))?;
-    let (key, key_created) = match read_text(system, &files.host_key)? {
-        Some(pem) => (KeyPair::from_pem(&pem)?, false),
-        None => {
-            let key = KeyPair::generate()?;
-            write(system, &files.host_key, &key.serialize_pem(), 0o600)?;
-            (key, true)
-        }
-    };
+    let (key, key_created) = key_at(system, &files.host_key)?;
     let csr = host_params(me)?.serialize_request(&key)?.pem()?;
     write(system, &files.host_csr, &csr, 0o644)?;
     if !me.ca {
@@ -183,14 +181,52 @@ pub fn request(
             installed: false,
         });
     }
-    let signed = sign(system, paths, clusters, me, &csr)?;
-    accept_bundle(system, paths, me, &signed.bundle)?;
+    let signed = sign(system, paths, clusters, me, &csr, HOST_VALIDITY_DAYS)?;
+    accept_bundle(system, &files, &files.host_key, me, &signed.bundle)?;
     Ok(Requested {
         host: me.name.clone(),
         key_created,
         csr: None,
         installed: true,
     })
+}
+
+/// The key at `path`, made (0600) if absent; whether it was made just now.
+fn key_at(system: &dyn System, path: &Path) -> Result<(KeyPair, bool), PkiError> {
+    match read_text(system, path)? {
+        Some(pem) => Ok((KeyPair::from_pem(&pem)?, false)),
+        None => {
+            let key = KeyPair::generate()?;
+            write(system, path, &key.serialize_pem(), 0o600)?;
+            Ok((key, true))
+        }
+    }
+}
+
+/// The renewal of host `me`'s identity: the CSR (PEM) for its names and its next key
+/// ([`HOST_KEY_NEXT`], made if absent). The working key stays in place until
+/// [`accept_renewal`] installs the certificate for the next one.
+pub fn renewal_request(system: &dyn System, paths: &Paths, me: &Host) -> Result<String, PkiError> {
+    let files = Files::new(paths);
+    system
+        .create_dir(&files.dir, 0o700)
+        .map_err(io(&files.dir))?;
+    let (key, _) = key_at(system, &files.host_key_next)?;
+    Ok(host_params(me)?.serialize_request(&key)?.pem()?)
+}
+
+/// Whether a renewal of this host's identity is pending (its next key exists).
+pub fn has_next_key(system: &dyn System, paths: &Paths) -> bool {
+    matches!(system.read(&paths.host(HOST_KEY_NEXT)), Ok(Some(_)))
+}
+
+/// When this host's certificate ([`HOST_CERT`]) expires; `None` when there is none (or it
+/// does not parse).
+pub fn expiry(system: &dyn System, paths: &Paths) -> Option<jiff::Timestamp> {
+    let pem = read_text(system, &paths.host(HOST_CERT)).ok()??;
+    let der = split_pems(&pem).ok()?.into_iter().next()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    jiff::Timestamp::from_second(cert.validity().not_after.timestamp()).ok()
 }
 
 /// The names of a host identity: CN = fqdn, SAN = fqdn and host_ip.
@@ -255,13 +291,15 @@ pub struct Signed {
 
 /// `sc cluster sign` on the CA host `me`: check that `csr_pem` asks for exactly the names of
 /// a host of `me`'s cluster (CN = fqdn, SAN = fqdn and its host_ip) and for nothing else, and
-/// issue its identity (serverAuth and clientAuth, valid for a year) by the cluster CA.
+/// issue its identity (serverAuth and clientAuth, valid for `valid_days` from now, normally
+/// [`HOST_VALIDITY_DAYS`]) by the cluster CA.
 pub fn sign(
     system: &dyn System,
     paths: &Paths,
     clusters: &Clusters,
     me: &Host,
     csr_pem: &str,
+    valid_days: i64,
 ) -> Result<Signed, PkiError> {
     if !me.ca {
         return Err(PkiError::NotCaHost {
@@ -286,10 +324,10 @@ pub fn sign(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    // From yesterday (clocks differ a little) to a year from now.
+    // From yesterday (clocks differ a little) to `valid_days` from now.
     let ymd = |(y, m, d)| rcgen::date_time_ymd(y, m, d);
     params.not_before = ymd(day(system.now(), -1));
-    params.not_after = ymd(day(system.now(), HOST_VALIDITY_DAYS));
+    params.not_after = ymd(day(system.now(), valid_days));
     let cert = params.signed_by(&csr.public_key, &issuer)?;
     Ok(Signed {
         host: host.name.clone(),
@@ -394,20 +432,39 @@ pub fn accept(
             me.name
         )));
     }
-    accept_bundle(system, paths, me, bundle)
+    let files = Files::new(paths);
+    accept_bundle(system, &files, &files.host_key, me, bundle)
 }
 
-fn accept_bundle(
+/// The end of a renewal on host `me`: install `bundle` as [`accept`] does, but checked
+/// against the next key ([`HOST_KEY_NEXT`]), which then replaces the host key. A bundle for
+/// any other key is refused and nothing changes.
+pub fn accept_renewal(
     system: &dyn System,
     paths: &Paths,
     me: &Host,
     bundle: &str,
 ) -> Result<Accepted, PkiError> {
     let files = Files::new(paths);
-    let key = read_text(system, &files.host_key)?.ok_or_else(|| {
+    let accepted = accept_bundle(system, &files, &files.host_key_next, me, bundle)?;
+    system
+        .rename(&files.host_key_next, &files.host_key)
+        .map_err(io(&files.host_key))?;
+    Ok(accepted)
+}
+
+/// Check `bundle` against the key at `key_path` and install it.
+fn accept_bundle(
+    system: &dyn System,
+    files: &Files,
+    key_path: &Path,
+    me: &Host,
+    bundle: &str,
+) -> Result<Accepted, PkiError> {
+    let key = read_text(system, key_path)?.ok_or_else(|| {
         refused(format!(
             "{} does not exist: run `sc cluster request` on this host first",
-            files.host_key.display()
+            key_path.display()
         ))
     })?;
     let key = KeyPair::from_pem(&key)?;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::cluster::Clusters;
 use crate::ops::Services;
 use crate::ops::follow_up::{self, REGENERATE_UNIT};
 use crate::ops::views::run_state;
@@ -49,6 +50,13 @@ pub trait Feed {
     fn wait(&mut self, timeout: Duration) -> Result<Wakeup, String>;
     /// Publish the live state of this host's containers.
     fn publish(&mut self, live: &LiveReport) -> Result<(), String>;
+    /// Every key below `prefix` (below the cluster's prefix) and its value, keyed by the rest
+    /// of the key after `prefix`.
+    fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String>;
+    /// Put `value` at `key` (below the cluster's prefix).
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String>;
+    /// Delete `key` (below the cluster's prefix).
+    fn delete(&mut self, key: &str) -> Result<(), String>;
 }
 
 /// The outcome of [`Feed::refresh`].
@@ -115,20 +123,26 @@ pub struct Sync<'a> {
     env: Services<'a>,
     system: &'a dyn System,
     paths: &'a Paths,
+    clusters: &'a Clusters,
     host: String,
     status: SyncStatus,
+    /// What the last renewal round logged (not logged again while it repeats).
+    renewal_log: Vec<String>,
     published: Option<(LiveReport, Duration)>,
     ready: bool,
 }
 
 impl<'a> Sync<'a> {
-    /// The loop of host `host`, acting through `env` (its store is the cluster datastore).
-    pub fn new(env: Services<'a>, host: &str) -> Self {
+    /// The loop of host `host` of `clusters`, acting through `env` (its store is the cluster
+    /// datastore).
+    pub fn new(env: Services<'a>, clusters: &'a Clusters, host: &str) -> Self {
         Self {
             env,
             system: env.system,
             paths: env.paths,
+            clusters,
             host: host.to_owned(),
+            renewal_log: Vec::new(),
             status: SyncStatus {
                 connected: false,
                 revision: 0,
@@ -172,7 +186,8 @@ impl<'a> Sync<'a> {
     }
 
     /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
-    /// publish the live state, write the status. Returns the cached revision, or `None` when
+    /// publish the live state, write the status, then renew host identities
+    /// ([`super::renew`]). Returns the cached revision, or `None` when
     /// etcd could not be reached.
     pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
         let refreshed = match feed.refresh() {
@@ -201,6 +216,7 @@ impl<'a> Sync<'a> {
             "STATUS=cache current at etcd revision {}",
             refreshed.revision
         ));
+        self.renew(feed);
         Some(refreshed.revision)
     }
 
@@ -221,6 +237,25 @@ impl<'a> Sync<'a> {
             Err(e) => eprintln!("srvctl-sync: {e}"),
         }
         self.ask(Request::Start("machines.target".into()));
+    }
+
+    /// One round of certificate renewal; a failure is logged and tried again next round.
+    fn renew(&mut self, feed: &mut dyn Feed) {
+        let Some(me) = self.clusters.host(&self.host) else {
+            return;
+        };
+        let renewed = super::renew::round(self.system, self.paths, self.clusters, me, feed)
+            .unwrap_or_else(|e| super::renew::Renewed {
+                log: vec![format!("renewing the host certificate: {e}")],
+                restarts: Vec::new(),
+            });
+        for line in renewed.log.iter().filter(|l| !self.renewal_log.contains(l)) {
+            eprintln!("srvctl-sync: {}", line.replace(['\n', '\r'], " "));
+        }
+        self.renewal_log = renewed.log;
+        for request in renewed.restarts {
+            self.ask(request);
+        }
     }
 
     fn ask(&self, request: Request) {
@@ -322,4 +357,4 @@ pub fn provisions(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

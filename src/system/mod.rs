@@ -24,7 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use local::Local;
-pub use recording::{Clock, Recording};
+pub use recording::{Clock, Node, Recording};
 pub use systemd::Request;
 
 /// What srvctl asks of the machine. Paths are real paths (already re-rooted).

@@ -1,6 +1,7 @@
 //! Real etcd members for the cluster tests: one [`Farm`] per host (`h1.test`…, host_ip
 //! 127.0.0.11…, hostnet 1…, h1 the CA host), each with its cluster trust root at the real
-//! paths (`var/lib/srvctl/pki/cluster/{ca.crt,host.crt,host.key}`: a cluster CA made here,
+//! paths (`var/lib/srvctl/pki/cluster/{ca.crt,host.crt,host.key}`: a cluster CA made here, its key
+//! in h1's `ca.key` only,
 //! host certificates with CN = host, SAN = host + host_ip (+ 127.0.0.1, the source address
 //! of every connection here), serverAuth + clientAuth) and an
 //! etcd member (`/usr/bin/etcd`) on its host_ip with peer and client certificate
@@ -23,6 +24,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use srvctl::cluster::etcd::{CA_CERT, Connection, HOST_CERT, HOST_KEY};
+use srvctl::cluster::pki::CA_KEY;
 use srvctl::config::cluster::Clusters;
 use srvctl::system::Local;
 use srvctl::system::paths::Paths;
@@ -227,9 +229,9 @@ impl EtcdCluster {
     }
 }
 
-/// Wait (at most 10 s) until nothing listens on the member ports of `ip` any more: the
-/// sockets of a member just killed can outlive it for a moment, and a member started then
-/// fails with "address already in use".
+/// Wait (at most 10 s) until nothing listens on the member ports of `ip`: a member started
+/// while another process holds them (another test run on this machine, which uses the same
+/// fixed addresses) fails with "address already in use".
 fn wait_for_free_ports(ip: Ipv4Addr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while [2379, 2380]
@@ -241,14 +243,16 @@ fn wait_for_free_ports(ip: Ipv4Addr) {
     }
 }
 
-/// A cluster CA, and for every host its certificate and key, at the paths srvctl reads.
+/// A cluster CA (its key on the CA host, host 0, only), and for every host its certificate
+/// and key, at the paths srvctl reads.
 fn write_trust_roots(farms: &[Farm]) {
-    let (ca_pem, issuer) = new_ca("srvctl test cluster CA");
+    let (ca_pem, ca_key, issuer) = new_ca("srvctl cluster CA");
     for (i, farm) in farms.iter().enumerate() {
         fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
         fs::write(farm.join(CA_CERT.trim_start_matches('/')), &ca_pem).unwrap();
         write_identity(farm, i, &issuer);
     }
+    fs::write(farms[0].join(CA_KEY.trim_start_matches('/')), ca_key).unwrap();
 }
 
 /// A farm acting as host `i` of `cluster`, with the cluster CA but an identity of the same
@@ -259,20 +263,24 @@ pub fn impostor(cluster: &EtcdCluster, i: usize) -> Farm {
     fs::create_dir_all(farm.join("var/lib/srvctl/pki/cluster")).unwrap();
     let ca = CA_CERT.trim_start_matches('/');
     fs::copy(cluster.farm(i).join(ca), farm.join(ca)).unwrap();
-    let (_, issuer) = new_ca("another issuer");
+    let (_, _, issuer) = new_ca("another issuer");
     write_identity(&farm, i, &issuer);
     farm
 }
 
-/// A new CA: its certificate (PEM) and itself as an issuer.
-fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+/// A new CA: its certificate and key (PEM) and itself as an issuer.
+fn new_ca(name: &str) -> (String, String, Issuer<'static, KeyPair>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, name);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
-    (ca_cert.pem(), Issuer::new(ca, ca_key))
+    (
+        ca_cert.pem(),
+        ca_key.serialize_pem(),
+        Issuer::new(ca, ca_key),
+    )
 }
 
 /// Host `i`'s certificate and key, issued by `issuer`.

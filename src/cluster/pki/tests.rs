@@ -58,6 +58,7 @@ fn the_ca_host_signs_a_request_and_the_host_accepts_it() {
         &h.clusters,
         host(&h, "h1.test"),
         &asked.csr.unwrap(),
+        HOST_VALIDITY_DAYS,
     )
     .unwrap();
     assert_eq!(signed.host, "h2.test");
@@ -109,14 +110,22 @@ fn a_request_for_other_names_is_refused() {
         ),
         ("not a csr".to_owned(), "not a valid certificate request"),
     ] {
-        let e = sign(ca_sys, ca_paths, &h.clusters, ca, &csr)
+        let e = sign(ca_sys, ca_paths, &h.clusters, ca, &csr, HOST_VALIDITY_DAYS)
             .unwrap_err()
             .to_string();
         assert!(e.contains(said), "{said}: {e}");
     }
     let good = csr_for("h2.test", vec![dns("h2.test"), ip("192.0.2.2")]);
-    assert!(sign(ca_sys, ca_paths, &h.clusters, ca, &good).is_ok());
-    let e = sign(&h.h2.0, &h.h2.1, &h.clusters, host(&h, "h2.test"), &good).unwrap_err();
+    assert!(sign(ca_sys, ca_paths, &h.clusters, ca, &good, HOST_VALIDITY_DAYS).is_ok());
+    let e = sign(
+        &h.h2.0,
+        &h.h2.1,
+        &h.clusters,
+        host(&h, "h2.test"),
+        &good,
+        HOST_VALIDITY_DAYS,
+    )
+    .unwrap_err();
     assert!(matches!(e, PkiError::NotCaHost { .. }), "{e}");
     assert!(file(&h.h2.0, &h.h2.1, CA_KEY).is_none());
 }
@@ -128,7 +137,15 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
     let (sys2, paths2) = &h.h2;
     let me = host(&h, "h2.test");
     let csr = request(sys2, paths2, &h.clusters, me).unwrap().csr.unwrap();
-    let signed = sign(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test"), &csr).unwrap();
+    let signed = sign(
+        ca_sys,
+        ca_paths,
+        &h.clusters,
+        host(&h, "h1.test"),
+        &csr,
+        HOST_VALIDITY_DAYS,
+    )
+    .unwrap();
     // A certificate for the same names but another key (a second request's).
     let other = csr_for(
         "h2.test",
@@ -137,7 +154,15 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
             SanType::IpAddress("192.0.2.2".parse().unwrap()),
         ],
     );
-    let foreign = sign(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test"), &other).unwrap();
+    let foreign = sign(
+        ca_sys,
+        ca_paths,
+        &h.clusters,
+        host(&h, "h1.test"),
+        &other,
+        HOST_VALIDITY_DAYS,
+    )
+    .unwrap();
     // The same request signed by another cluster's CA.
     let stranger = (Recording::default(), Paths::rooted("/x1"));
     let x1 = host(&h, "x1.test");

@@ -22,11 +22,13 @@ fn env<'a>(system: &'a Recording, paths: &'a Paths, store: &'a Memory) -> Servic
     }
 }
 
-/// A feed that answers from scripts and records what was published.
+/// A feed that answers from scripts, records what was published and keeps the keys put
+/// below the cluster's prefix.
 #[derive(Default)]
-struct Scripted {
-    refreshes: VecDeque<Result<Refreshed, String>>,
-    published: Vec<LiveReport>,
+pub(crate) struct Scripted {
+    pub(crate) refreshes: VecDeque<Result<Refreshed, String>>,
+    pub(crate) published: Vec<LiveReport>,
+    pub(crate) keys: BTreeMap<String, String>,
 }
 
 impl Feed for Scripted {
@@ -38,6 +40,21 @@ impl Feed for Scripted {
     }
     fn publish(&mut self, live: &LiveReport) -> Result<(), String> {
         self.published.push(live.clone());
+        Ok(())
+    }
+    fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+        Ok(self
+            .keys
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect())
+    }
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.keys.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        self.keys.remove(key);
         Ok(())
     }
 }
@@ -75,7 +92,8 @@ fn a_changed_document_reruns_the_generator_regenerate_and_machines_target() {
         ..Scripted::default()
     };
     let store = Memory::default();
-    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
+    let clusters = Clusters::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), &clusters, "h1.test");
     assert_eq!(sync.round(&mut feed, false), Some(7));
     assert_eq!(*system.requests.borrow(), converge_requests());
     let status = read_status(&system, &paths).expect("a status file");
@@ -95,7 +113,8 @@ fn an_unchanged_document_asks_nothing_of_systemd_unless_regenerate_was_asked() {
         ..Scripted::default()
     };
     let store = Memory::default();
-    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
+    let clusters = Clusters::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), &clusters, "h1.test");
     sync.round(&mut feed, false);
     assert!(system.requests.borrow().is_empty());
     sync.round(&mut feed, true);
@@ -115,7 +134,8 @@ fn an_unreachable_cluster_is_reported_and_the_service_is_still_ready() {
         ..Scripted::default()
     };
     let store = Memory::default();
-    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
+    let clusters = Clusters::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), &clusters, "h1.test");
     sync.round(&mut feed, false);
     assert_eq!(sync.round(&mut feed, false), None);
     let status = read_status(&system, &paths).unwrap();
@@ -137,7 +157,8 @@ fn the_live_state_is_published_once_until_it_changes() {
         ..Scripted::default()
     };
     let store = Memory::default();
-    let mut sync = Sync::new(env(&system, &paths, &store), "h1.test");
+    let clusters = Clusters::default();
+    let mut sync = Sync::new(env(&system, &paths, &store), &clusters, "h1.test");
     sync.round(&mut feed, false);
     sync.round(&mut feed, false);
     assert_eq!(
