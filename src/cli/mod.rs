@@ -580,19 +580,22 @@ fn request(cmd: &Command) -> Change<'_> {
     }
 }
 
-/// In a replicated cluster, what the other hosts last reported of their containers. When the
+/// On a host that uses the cluster datastore, what the other hosts last reported of their containers. When the
 /// cluster cannot be asked, says on stderr that the view is this host's cache (stale) and
 /// leaves the other hosts' containers `unknown`. `None` on a host alone.
 fn cluster_reports(inv: &Invocation) -> Option<views::Elsewhere> {
     let clusters = inv.clusters().ok()?;
-    if !crate::cluster::is_replicated(&clusters, &inv.hostname) {
+    if !crate::cluster::uses_datastore(inv.system(), &inv.paths, &clusters, &inv.hostname) {
         return None;
     }
     let now = inv.system().now();
+    let sync = crate::cluster::sync::read_status(inv.system(), &inv.paths);
     let stale = |why: &str| {
-        let cache = crate::cluster::sync::read_status(inv.system(), &inv.paths)
+        let cache = sync
+            .as_ref()
             .and_then(|s| {
                 s.current_at
+                    .as_ref()
                     .map(|at| format!(" (current at {at}, revision {})", s.revision))
             })
             .unwrap_or_default();
@@ -602,7 +605,7 @@ fn cluster_reports(inv: &Invocation) -> Option<views::Elsewhere> {
             now,
         })
     };
-    if let Some(sync) = crate::cluster::sync::read_status(inv.system(), &inv.paths)
+    if let Some(sync) = &sync
         && !sync.connected
     {
         return stale(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, KvClient, TlsOptions};
 use tonic::Code;
 
+use super::pki::{CA_CERT, HOST_CERT, HOST_KEY};
 use crate::config::cluster::Clusters;
 use crate::system::System;
 use crate::system::paths::Paths;
@@ -34,13 +35,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest response read: a range get of thousands of records is larger than tonic's
 /// default of 4 MiB.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
-
-/// The cluster CA certificate (every host).
-pub const CA_CERT: &str = "/var/lib/srvctl/pki/cluster/ca.crt";
-/// This host's identity certificate, issued by the cluster CA.
-pub const HOST_CERT: &str = "/var/lib/srvctl/pki/cluster/host.crt";
-/// This host's identity key.
-pub const HOST_KEY: &str = "/var/lib/srvctl/pki/cluster/host.key";
 
 /// Why the cluster datastore cannot be reached; every message is one line naming the cause.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,18 @@ pub fn members<'c>(clusters: &'c Clusters, me: &str) -> Vec<&'c Host> {
     std::iter::once(own).chain(others).collect()
 }
 
+/// Whether host `me` uses the cluster datastore: it is in a replicated cluster and holds its
+/// cluster certificate (until then it cannot reach etcd and keeps its local document), as the
+/// generator decides for srvctl-etcd and srvctl-sync.
+pub fn uses_datastore(
+    system: &dyn crate::system::System,
+    paths: &crate::system::paths::Paths,
+    clusters: &Clusters,
+    me: &str,
+) -> bool {
+    is_replicated(clusters, me) && pki::has_identity(system, paths)
+}
+
 /// Whether `me` is in a replicated cluster (one of more than one host).
 pub fn is_replicated(clusters: &Clusters, me: &str) -> bool {
     clusters.host(me).is_some_and(|h| clusters.is_replicated(h))

@@ -155,11 +155,6 @@ impl<'a> Sync<'a> {
         }
     }
 
-    /// The state of the last round.
-    pub fn status(&self) -> &SyncStatus {
-        &self.status
-    }
-
     /// Run rounds until `stop` says so.
     pub fn serve(&mut self, feed: &mut dyn Feed, stop: &dyn Fn() -> bool) {
         let mut regenerate = false;

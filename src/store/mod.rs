@@ -144,8 +144,7 @@ pub fn open<'s>(
     clusters: &Clusters,
     me: &str,
 ) -> Box<dyn Store + 's> {
-    let identity = paths.host(crate::cluster::etcd::HOST_CERT);
-    if crate::cluster::is_replicated(clusters, me) && system.kind(&identity).is_some() {
+    if crate::cluster::uses_datastore(system, paths, clusters, me) {
         Box::new(Etcd::new(system, paths, clusters, me))
     } else {
         Box::new(Json::new(system, paths))

@@ -23,8 +23,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use srvctl::cluster::etcd::{CA_CERT, Connection, HOST_CERT, HOST_KEY};
+use srvctl::cluster::etcd::Connection;
 use srvctl::cluster::pki::CA_KEY;
+use srvctl::cluster::pki::{CA_CERT, HOST_CERT, HOST_KEY};
 use srvctl::config::cluster::Clusters;
 use srvctl::system::Local;
 use srvctl::system::paths::Paths;
