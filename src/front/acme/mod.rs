@@ -1,0 +1,124 @@
+//! Certificates from an ACME CA (Let's Encrypt by default) over HTTP-01, with the policy that
+//! decides when to order: only for names that resolve to this host, never while a valid ACME
+//! certificate has more than [`RENEW_BEFORE`] left, and with an exponential back-off after
+//! failures so a broken domain does not hammer the CA.
+//!
+//! State lives under `/var/lib/srvctl/acme/` (0700): `account.json` (the account's key, 0600)
+//! and `state.json` (per container: failures, last error, next attempt). Host settings come
+//! from `/etc/srvctl/settings.json`: `acme_directory`, `acme_ca_file`, `acme_listen`,
+//! `acme_assume_resolved`.
+//!
+//! haproxy forwards `/.well-known/acme-challenge/` of every host to [`DEFAULT_LISTEN`], where
+//! [`Responder`] answers from memory while an order runs.
+
+use std::io;
+use std::path::Path;
+
+use jiff::SignedDuration;
+
+mod order;
+mod policy;
+mod renew;
+mod resolve;
+mod responder;
+mod settings;
+mod state;
+
+pub use order::{Issued, leaf_not_after, obtain};
+pub use policy::{Action, Candidate, Resolution, plan};
+pub use renew::{RenewReport, Row, renew, survey};
+pub use resolve::{Resolver, SystemResolver, resolution};
+pub use responder::Responder;
+pub use settings::{AcmeSettings, settings_path};
+pub use state::{AcmeState, DomainState, acme_dir, backoff};
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Where haproxy forwards `/.well-known/acme-challenge/`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8402";
+/// A certificate is renewed once it has less than this left.
+pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
+/// The wait after the first failure; it doubles with each further failure…
+pub const BACKOFF_FIRST: SignedDuration = SignedDuration::from_hours(1);
+/// …up to this.
+pub const BACKOFF_MAX: SignedDuration = SignedDuration::from_hours(24);
+
+/// Anything that went wrong while obtaining certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(String, io::Error),
+    /// A settings or state file is malformed.
+    #[error("{0}: {1}")]
+    Parse(String, serde_json::Error),
+    /// The ACME exchange failed.
+    #[error("ACME: {0}")]
+    Protocol(String),
+    /// Key or CSR generation failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+}
+
+impl From<instant_acme::Error> for AcmeError {
+    fn from(e: instant_acme::Error) -> Self {
+        Self::Protocol(e.to_string())
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AcmeError + '_ {
+    move |e| AcmeError::Io(path.display().to_string(), e)
+}
+
+#[cfg(test)]
+mod testutil {
+    use std::net::IpAddr;
+
+    use jiff::Timestamp;
+
+    use super::{Action, Candidate, DomainState, Resolution, Resolver, plan};
+    use crate::front::certs::{CertMeta, CertSource};
+
+    pub fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    pub fn meta(source: CertSource, names: &[&str], not_after: &str) -> CertMeta {
+        CertMeta {
+            source,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            not_after: not_after.to_owned(),
+            issued: "2026-01-01T00:00:00Z".to_owned(),
+        }
+    }
+
+    pub const NOW: &str = "2026-06-01T00:00:00Z";
+
+    pub struct Fixed(pub Vec<(&'static str, &'static str)>);
+
+    impl Resolver for Fixed {
+        fn lookup(&self, name: &str) -> Vec<IpAddr> {
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, ip)| ip.parse().unwrap())
+                .collect()
+        }
+    }
+
+    pub fn decide(
+        current: Option<&CertMeta>,
+        resolution: &Resolution,
+        history: Option<&DomainState>,
+        force: bool,
+    ) -> Action {
+        let names = vec!["a.example.com".to_owned()];
+        let c = Candidate {
+            names: &names,
+            current,
+            resolution,
+            history,
+        };
+        plan(&c, t(NOW), force)
+    }
+}
