@@ -1,4 +1,4 @@
-//! `sc cluster request|sign|accept` as the operator sees them: PEM on standard output (or a
+//! `sc cluster request|sign|accept|join` as the operator sees them: PEM on standard output (or a
 //! file), JSON under `--json`, standard input for `-`, and refusals as one line with the
 //! failure's exit status that change nothing in the trust root.
 
@@ -81,6 +81,78 @@ fn a_host_joins_through_standard_input_and_output() {
     );
     let names: Vec<String> = trust_root(&h2).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["ca.crt", "host.crt", "host.csr", "host.key"]);
+}
+
+/// `sc cluster join` with `ssh` on PATH standing in for the way to the CA host: it checks the
+/// arguments srvctl gives ssh and runs `sc cluster sign -` of `ca` (the real ssh is driven
+/// by tests/e2e/cluster-in-boxes.sh).
+fn ssh_to(ca: &Farm) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = ca.tmp().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\n\
+         [ \"$*\" = \"-o BatchMode=yes -T -- root@h1.test sc cluster sign -\" ] || \
+         {{ echo \"ssh: unexpected arguments: $*\" >&2; exit 255; }}\n\
+         exec env SRVCTL_HOSTNAME=h1.test {} --root {} cluster sign -\n",
+        common::SC,
+        ca.root().display()
+    );
+    let ssh = bin.join("ssh");
+    std::fs::write(&ssh, script).unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn a_host_joins_in_one_step_through_the_ca_hosts_sc_cluster_sign() {
+    let h1 = Farm::with_clusters(TWO_HOSTS);
+    let h2 = Farm::for_host(TWO_HOSTS, "h2.test");
+    let path = format!(
+        "{}:{}",
+        ssh_to(&h1).display(),
+        std::env::var("PATH").unwrap()
+    );
+    let join = |farm: &Farm| {
+        let out = farm
+            .command(&["--json", "cluster", "join"])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    };
+    h1.sc_ok(&["cluster", "request"]);
+    let run = join(&h2);
+    assert!(
+        run.stderr.contains("asking the CA host h1.test"),
+        "{run:#?}"
+    );
+    let accepted: serde_json::Value = serde_json::from_str(run.ok()).unwrap();
+    assert_eq!(accepted["host"], "h2.test");
+    let names: Vec<String> = trust_root(&h2).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["ca.crt", "host.crt", "host.csr", "host.key"]);
+    // The CA key stayed on the CA host; h2's key never left h2.
+    assert!(!h2.join(PKI).join("ca.key").exists());
+    assert_ne!(read(&h1, "host.key"), read(&h2, "host.key"));
+    // A CA host that cannot be reached: the error names it.
+    let h2b = Farm::for_host(TWO_HOSTS, "h2.test");
+    let run = h2b
+        .command(&["cluster", "join", "--via", "nobody@nowhere.test"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let run = Run::from_output(run);
+    assert!(!run.success(), "{run:#?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sc: error: asking the CA host h1.test to sign over ssh nobody@"),
+        "{run:#?}"
+    );
+    // Its key and request stay for the next attempt; no certificate was installed.
+    assert!(!h2b.join(PKI).join("host.crt").exists());
+    // The CA host itself has nothing to join.
+    let run = h1.sc(&["cluster", "join"]);
+    assert!(run.refused().contains("is the CA host"), "{run:#?}");
 }
 
 #[test]

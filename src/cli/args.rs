@@ -268,9 +268,10 @@ pub enum CertificatesAction {
     },
 }
 
-/// What `sc cluster` does. A new host joins in three steps: `sc cluster request -o h2.csr` on
-/// it, `sc cluster sign h2.csr > h2.pem` on the CA host (`"role": "ca"` in clusters.json),
-/// `sc cluster accept h2.pem` on it; then `sc regenerate` brings up its mesh and etcd member.
+/// What `sc cluster` does. A new host joins with `sc cluster join` on it (over ssh to the CA
+/// host, `"role": "ca"` in clusters.json), or in three steps by hand: `sc cluster request -o
+/// h2.csr` on it, `sc cluster sign h2.csr > h2.pem` on the CA host, `sc cluster accept h2.pem`
+/// on it. Either way its etcd member, sync service and mesh tunnels start at once.
 #[derive(Debug, Subcommand)]
 pub enum ClusterAction {
     /// The members of the cluster, which one leads, the datastore's revision and how far each
@@ -288,6 +289,15 @@ pub enum ClusterAction {
     Sign {
         /// The CSR (PEM), or - for standard input.
         file: PathBuf,
+    },
+    /// Join the cluster in one step: make this host's key and CSR, have the CA host sign it
+    /// over ssh (`ssh root@CA-HOST sc cluster sign -`: only the CSR and the signed certificate
+    /// travel, no key leaves either host) and install the bundle as `accept` does.
+    Join {
+        /// Reach the CA host as this ssh destination (`user@host`, or a Host of ssh_config)
+        /// instead of `root@` its name in clusters.json.
+        #[arg(long, value_name = "DESTINATION")]
+        via: Option<String>,
     },
     /// Install the bundle `sc cluster sign` printed for this host, once it is checked against
     /// this host's key, names and cluster CA; a wrong bundle changes nothing.

@@ -1,4 +1,4 @@
-//! `sc cluster request|sign|accept`: the cluster trust root (see [`crate::cluster::pki`]);
+//! `sc cluster request|sign|accept|join`: the cluster trust root (see [`crate::cluster::pki`]);
 //! `sc cluster status` ([`crate::cluster::status`]).
 
 use std::io::Read;
@@ -7,6 +7,7 @@ use std::path::Path;
 use super::args::ClusterAction;
 use super::output::Output;
 use super::{Failure, Invocation};
+use crate::cluster::join;
 use crate::cluster::pki::{self, PkiError};
 use crate::cluster::status::{self, ClusterStatus};
 use crate::config::cluster::{Clusters, Host};
@@ -65,19 +66,37 @@ pub fn run(
                 Failure::print(signed.bundle.trim_end())
             }
         }
-        ClusterAction::Accept { file } => {
-            let accepted = pki::accept(system, &inv.paths, me, &input(inv, file)?)?;
-            bring_up(inv, &clusters, me)?;
-            if json {
-                Failure::print(&serde_json::to_string_pretty(&accepted)?)
-            } else {
-                Failure::print(&format!(
-                    "{}: cluster certificate installed ({}); its etcd member, sync service and mesh tunnels are starting",
-                    accepted.host,
-                    pki::HOST_CERT
-                ))
-            }
+        ClusterAction::Accept { file } => accept(inv, &clusters, me, &input(inv, file)?, json),
+        ClusterAction::Join { via } => {
+            let route = join::Route::to_ca(&clusters, me, via.as_deref())?;
+            eprintln!(
+                "sc: cluster: asking the CA host {} to sign this host's request (ssh {})",
+                route.ca, route.destination
+            );
+            let bundle = join::signed_by_ca(system, &inv.paths, &clusters, me, &route)?;
+            accept(inv, &clusters, me, &bundle, json)
         }
+    }
+}
+
+/// Install the bundle for this host and start what it lets the host run.
+fn accept(
+    inv: &Invocation,
+    clusters: &Clusters,
+    me: &Host,
+    bundle: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let accepted = pki::accept(inv.system(), &inv.paths, me, bundle)?;
+    bring_up(inv, clusters, me)?;
+    if json {
+        Failure::print(&serde_json::to_string_pretty(&accepted)?)
+    } else {
+        Failure::print(&format!(
+            "{}: cluster certificate installed ({}); its etcd member, sync service and mesh tunnels are starting",
+            accepted.host,
+            pki::HOST_CERT
+        ))
     }
 }
 
@@ -87,10 +106,17 @@ fn refuse_paths_through_the_service(
     inv: &Invocation,
     action: &ClusterAction,
 ) -> Result<(), Failure> {
+    if inv.through_service && matches!(action, ClusterAction::Join { .. }) {
+        return Err(Failure::new(
+            FailureKind::Permission,
+            "sc cluster join reaches the CA host with root's ssh keys: run it as root on the \
+             joining host",
+        ));
+    }
     let names_a_path = match action {
         ClusterAction::Request { output } => output.is_some(),
         ClusterAction::Sign { file } | ClusterAction::Accept { file } => file != Path::new("-"),
-        ClusterAction::Status => false,
+        ClusterAction::Status | ClusterAction::Join { .. } => false,
     };
     if inv.through_service && names_a_path {
         return Err(Failure::new(

@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod feed;
+pub mod join;
 pub mod keys;
 pub mod live;
 pub mod member;

@@ -164,14 +164,15 @@ fn run_once(
     if clusters.is_replicated(me) && !cluster_identity {
         outcome.notes.push(format!(
             "no host mesh and no etcd member yet: this host has no cluster certificate ({}); \
-             run `sc cluster request` here{}",
+             run {}",
             crate::cluster::pki::HOST_CERT,
             if me.ca {
-                String::new()
+                "`sc cluster request` here".to_owned()
             } else {
                 format!(
-                    ", then `sc cluster sign` on {} and `sc cluster accept` here",
-                    clusters.ca_host(me).name
+                    "`sc cluster join` here (over ssh to {ca}), or `sc cluster request` here, \
+                     `sc cluster sign` on {ca} and `sc cluster accept` here",
+                    ca = clusters.ca_host(me).name
                 )
             }
         ));

@@ -349,6 +349,30 @@ impl System for Local {
         Ok(())
     }
 
+    fn exchange(&self, command: &CommandLine, input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut child = self::command(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(spawn_error(command))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        // Written from a thread of its own: a program that answers before it has read all of
+        // its input would otherwise block on a full pipe while we block on writing.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().map_err(spawn_error(command))?;
+        let written = writer.join().expect("the writer does not panic");
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "`{command}` failed ({})",
+                out.status
+            )));
+        }
+        written.map_err(spawn_error(command))?;
+        Ok(out.stdout)
+    }
+
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
         let status = self::command(command)
             .status()

@@ -100,6 +100,9 @@ pub trait System: fmt::Debug {
     /// Run a long program, handing each line of its standard output to `line` as it comes;
     /// its standard error goes to ours. A non-zero exit is an error.
     fn run_lines(&self, command: &CommandLine, line: &mut dyn FnMut(&str)) -> io::Result<()>;
+    /// Run a program with `input` on its standard input and return its standard output; its
+    /// standard error goes to ours (ssh's questions and messages). A non-zero exit is an error.
+    fn exchange(&self, command: &CommandLine, input: &[u8]) -> io::Result<Vec<u8>>;
     /// Run a program with this terminal (standard input, output and error passed through) and
     /// return its exit code (`None` when a signal ended it).
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>>;

@@ -53,6 +53,10 @@ pub struct Recording {
     pub hostname: String,
     /// Every notification to the service manager, in order.
     pub notifications: RefCell<Vec<String>>,
+    /// What `exchange` prints, per program.
+    pub answers: BTreeMap<String, Vec<u8>>,
+    /// What `exchange` was given, in order.
+    pub exchanged: RefCell<Vec<Vec<u8>>>,
 }
 
 /// The recording system's clock: it stands still, by default at [`Clock::START`].
@@ -302,6 +306,16 @@ impl System for Recording {
 
     fn run_lines(&self, command: &CommandLine, _line: &mut dyn FnMut(&str)) -> io::Result<()> {
         self.run(command)
+    }
+
+    fn exchange(&self, command: &CommandLine, input: &[u8]) -> io::Result<Vec<u8>> {
+        self.run(command)?;
+        self.exchanged.borrow_mut().push(input.to_vec());
+        Ok(self
+            .answers
+            .get(&command.program)
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
