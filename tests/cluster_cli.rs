@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use common::{Farm, Run, TWO_HOSTS};
 
@@ -17,20 +15,7 @@ const PKI: &str = "var/lib/srvctl/pki/cluster";
 
 /// `sc ARGS…` on `farm` with `input` on its standard input.
 fn sc_with_input(farm: &Farm, args: &[&str], input: &str) -> Run {
-    let mut child = farm
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sc");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    Run::from_output(child.wait_with_output().unwrap())
+    common::run_with_input(&mut farm.command(args), input)
 }
 
 /// Every file of `farm`'s trust root with its bytes.

@@ -5,7 +5,8 @@
 //! absolute paths of which are re-rooted into the host's scratch root (the data directory and
 //! the certificates); etcdctl then checks the cluster's health over TLS, writes on one member
 //! and reads on another, and is refused with a site certificate of the internal CA or with no
-//! client certificate at all.
+//! client certificate at all. Then a fourth host, added to clusters.json, joins the running
+//! cluster: `sc cluster accept` adds its member (MemberAdd) and it starts as `existing`.
 //!
 //! Each member runs in a network namespace of its own, whose one address is its host_ip
 //! (172.31.97.11..13 on a bridge): a member checks that a peer connects from an address its
@@ -29,7 +30,18 @@ const CLUSTERS: &str = r#"{"trust": {
   "h1.test": {"host_ip": "172.31.97.11", "hostnet": 1, "role": "ca"},
   "h2.test": {"host_ip": "172.31.97.12", "hostnet": 2},
   "h3.test": {"host_ip": "172.31.97.13", "hostnet": 3}}}"#;
-const HOST_IPS: [&str; 3] = ["172.31.97.11", "172.31.97.12", "172.31.97.13"];
+/// The three, and h4 added later.
+const FOUR: &str = r#"{"trust": {
+  "h1.test": {"host_ip": "172.31.97.11", "hostnet": 1, "role": "ca"},
+  "h2.test": {"host_ip": "172.31.97.12", "hostnet": 2},
+  "h3.test": {"host_ip": "172.31.97.13", "hostnet": 3},
+  "h4.test": {"host_ip": "172.31.97.14", "hostnet": 4}}}"#;
+const HOST_IPS: [&str; 4] = [
+    "172.31.97.11",
+    "172.31.97.12",
+    "172.31.97.13",
+    "172.31.97.14",
+];
 
 const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
@@ -97,11 +109,11 @@ impl Identity {
     }
 }
 
-/// Three namespaces, one per host, joined by a bridge in the first: host i has
+/// Four namespaces, one per host, joined by a bridge in the first: host i has
 /// `HOST_IPS[i]`.
-fn three_namespaces() -> [Netns; 3] {
+fn four_namespaces() -> [Netns; 4] {
     let tag = unique("sce");
-    let ns = [1, 2, 3].map(|i| Netns::new(&format!("srvctl-test-{tag}-{i}")));
+    let ns = [1, 2, 3, 4].map(|i| Netns::new(&format!("srvctl-test-{tag}-{i}")));
     let bridge = format!("{tag}br");
     ns[0].ip(&["link", "add", &bridge, "type", "bridge"]);
     ns[0].ip(&[
@@ -112,7 +124,7 @@ fn three_namespaces() -> [Netns; 3] {
         &bridge,
     ]);
     ns[0].ip(&["link", "set", &bridge, "up"]);
-    for i in 1..3 {
+    for i in 1..4 {
         let (near, far) = (format!("{tag}{i}a"), format!("{tag}{i}b"));
         ns[0].ip(&["link", "add", &near, "type", "veth", "peer", "name", &far]);
         ns[0].ip(&["link", "set", &far, "netns", ns[i].name()]);
@@ -175,7 +187,7 @@ fn three_hosts_form_an_etcd_cluster_with_the_cluster_ca_only() {
     }
 
     // Dropped after the members (declared later, dropped first).
-    let ns = three_namespaces();
+    let ns = four_namespaces();
     let logs = tempfile::tempdir().unwrap();
     let mut procs = Procs::default();
     for (i, root) in roots.iter().enumerate() {
@@ -213,7 +225,7 @@ fn three_hosts_form_an_etcd_cluster_with_the_cluster_ca_only() {
         "the cluster did not form within {TIMEOUT:?}:\n{health}\n{}",
         procs.logs()
     );
-    for ip in HOST_IPS {
+    for ip in &HOST_IPS[..3] {
         assert!(
             health.contains(&format!("https://{ip}:2379 is healthy")),
             "{ip}:\n{health}"
@@ -274,5 +286,88 @@ fn three_hosts_form_an_etcd_cluster_with_the_cluster_ca_only() {
             "h1's member did not log {why:?}:\n{log}"
         );
     }
+
+    add_a_fourth_host(&roots, &ns, &mut procs, logs.path());
     procs.kill_all();
+}
+
+/// h4 is added to every host's clusters.json, obtains its certificate from h1, and its
+/// `sc cluster accept` (run where h4's address is) adds its member to the running cluster,
+/// which it then joins with the membership it was given.
+fn add_a_fourth_host(roots: &[Farm; 3], ns: &[Netns; 4], procs: &mut Procs, logs: &Path) {
+    for root in roots {
+        fs::write(root.join("etc/srvctl/clusters.json"), FOUR).unwrap();
+    }
+    let h4 = Farm::for_host(FOUR, "h4.test");
+    let csr = h4.sc_ok(&["cluster", "request"]);
+    let bundle = {
+        let mut sign = roots[0].command(&["cluster", "sign", "-"]);
+        common::run_with_input(&mut sign, &csr)
+    };
+    assert!(bundle.success(), "{bundle:#?}");
+    let mut accept = ns[3].exec(&[common::SC, "--root"]);
+    accept
+        .arg(h4.root())
+        .args(["--json", "cluster", "accept", "-"])
+        .env("SRVCTL_HOSTNAME", "h4.test")
+        .env_remove("SRVCTL_ROOT");
+    let accepted = common::run_with_input(&mut accept, &bundle.stdout);
+    let answer: serde_json::Value = serde_json::from_str(accepted.ok()).unwrap();
+    assert_eq!(answer["etcd"]["enrolment"], "added", "{answer}");
+    let joined = answer["etcd"]["initial_cluster"].as_str().unwrap();
+    assert_eq!(joined.matches("=https://").count(), 4, "{joined}");
+    assert!(
+        joined.contains("h4.test=https://172.31.97.14:2380"),
+        "{joined}"
+    );
+
+    h4.sc_ok(&["regenerate"]);
+    let config = rerooted_config(&h4);
+    assert!(
+        config.contains("initial-cluster-state: \"existing\""),
+        "{config}"
+    );
+    let path = logs.join("h4.conf.yml");
+    fs::write(&path, config).unwrap();
+    let mut cmd = ns[3].exec(&[ETCD, "--config-file"]);
+    cmd.arg(&path);
+    procs.spawn("h4 etcd", cmd, logs.join("h4.log"));
+
+    let me = Identity::of_host(&h4);
+    let started = wait_for(procs, TIMEOUT, || {
+        let (ok, members) = etcdctl(
+            &ns[3],
+            HOST_IPS[3],
+            &me.cacert,
+            Some(&me),
+            &["member", "list"],
+        );
+        ok && members.matches(", started, h").count() == 4
+    });
+    assert!(
+        started,
+        "h4 did not join within {TIMEOUT:?}:\n{}",
+        procs.logs()
+    );
+    let (ok, out) = etcdctl(
+        &ns[3],
+        HOST_IPS[3],
+        &me.cacert,
+        Some(&me),
+        &["get", "--print-value-only", "/srvctl/trust/probe"],
+    );
+    assert!(
+        ok && out.trim() == "one",
+        "h4 does not read the cluster's data: {out}"
+    );
+    // A second accept finds its member in place and adds nothing.
+    let mut again = ns[3].exec(&[common::SC, "--root"]);
+    again
+        .arg(h4.root())
+        .args(["--json", "cluster", "accept", "-"])
+        .env("SRVCTL_HOSTNAME", "h4.test")
+        .env_remove("SRVCTL_ROOT");
+    let again = common::run_with_input(&mut again, &bundle.stdout);
+    let answer: serde_json::Value = serde_json::from_str(again.ok()).unwrap();
+    assert_ne!(answer["etcd"]["enrolment"], "added", "{answer}");
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::args::ClusterAction;
 use super::output::Output;
 use super::{Failure, Invocation};
+use crate::cluster::enrol::{self, Enrolment};
 use crate::cluster::join;
 use crate::cluster::pki::{self, PkiError};
 use crate::cluster::status::{self, ClusterStatus};
@@ -88,9 +89,25 @@ fn accept(
     json: bool,
 ) -> Result<(), Failure> {
     let accepted = pki::accept(inv.system(), &inv.paths, me, bundle)?;
+    let enrolment = enrol::enrol(inv.system(), &inv.paths, clusters, me).map_err(|e| {
+        Failure::from(e).context("the cluster certificate is installed, but its etcd member: ")
+    })?;
+    match &enrolment {
+        Enrolment::Added { initial_cluster } => eprintln!(
+            "sc: cluster: the running cluster had no member for {}: added it ({initial_cluster})",
+            me.name
+        ),
+        Enrolment::Forming { .. } => eprintln!(
+            "sc: cluster: no etcd member answers yet: this host's member starts as one of a new \
+             cluster (the others join it as they get their certificates)"
+        ),
+        Enrolment::HasData | Enrolment::Member => {}
+    }
     bring_up(inv, clusters, me)?;
     if json {
-        Failure::print(&serde_json::to_string_pretty(&accepted)?)
+        let mut answer = serde_json::to_value(&accepted)?;
+        answer["etcd"] = serde_json::to_value(&enrolment)?;
+        Failure::print(&serde_json::to_string_pretty(&answer)?)
     } else {
         Failure::print(&format!(
             "{}: cluster certificate installed ({}); its etcd member, sync service and mesh tunnels are starting",

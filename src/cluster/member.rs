@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::cluster::enrol::Joined;
 use crate::cluster::pki;
 use crate::config::cluster::{Clusters, Host};
 use crate::engine::registry::{Inputs, Module};
@@ -77,6 +78,7 @@ struct Member<'a> {
     client_url: String,
     peer_url: String,
     initial_cluster: String,
+    state: &'static str,
     token: &'a str,
     ca: &'a str,
     cert: &'a str,
@@ -89,22 +91,32 @@ pub fn render(
     clusters: &Clusters,
     me: &Host,
     identity: bool,
+    joined: Option<&Joined>,
     templates: &Templates,
 ) -> Result<(), TemplateError> {
     if !runs_member(clusters, me, identity) {
         return Ok(());
     }
-    let initial_cluster = clusters
-        .members(me)
-        .map(|h| format!("{}={}", h.name, peer_url(h)))
-        .collect::<Vec<_>>()
-        .join(",");
+    // A member added to a running cluster joins it with the membership it was added to; the
+    // members of a cluster that forms together all start from clusters.json.
+    let (initial_cluster, state) = match joined {
+        Some(j) => (j.initial_cluster.clone(), "existing"),
+        None => (
+            clusters
+                .members(me)
+                .map(|h| format!("{}={}", h.name, peer_url(h)))
+                .collect::<Vec<_>>()
+                .join(","),
+            "new",
+        ),
+    };
     let member = Member {
         name: &me.name,
         data_dir: DATA_DIR,
         client_url: client_url(me),
         peer_url: peer_url(me),
         initial_cluster,
+        state,
         token: &me.cluster,
         ca: pki::CA_CERT,
         cert: pki::HOST_CERT,
@@ -129,6 +141,7 @@ impl Module for Etcd {
             inputs.clusters,
             inputs.me,
             inputs.cluster_identity,
+            inputs.joined,
             inputs.templates,
         )
     }
@@ -157,11 +170,15 @@ mod tests {
       "solo": {"h9.test": {"host_ip": "127.0.0.19", "hostnet": 1}}}"#;
 
     fn rendered(name: &str, identity: bool) -> Option<String> {
+        rendered_joined(name, identity, None)
+    }
+
+    fn rendered_joined(name: &str, identity: bool, joined: Option<&Joined>) -> Option<String> {
         let clusters = Clusters::parse(Path::new("clusters.json"), THREE).unwrap();
         let templates = Templates::load(&crate::system::Recording::default(), None).unwrap();
         let mut tree = Tree::default();
         let me = clusters.host(name).unwrap();
-        render(&mut tree, &clusters, me, identity, &templates).unwrap();
+        render(&mut tree, &clusters, me, identity, joined, &templates).unwrap();
         tree.entries()
             .map(|(path, entry)| {
                 assert_eq!(path, Path::new(CONFIG));
@@ -196,6 +213,31 @@ mod tests {
     }
 
     #[test]
+    fn a_member_added_to_a_running_cluster_joins_it_as_existing() {
+        let formed = rendered("h3.test", true).unwrap();
+        assert!(
+            formed.contains("initial-cluster-state: \"new\"\n"),
+            "{formed}"
+        );
+        let joined = Joined {
+            initial_cluster: "h1.test=https://127.0.0.11:2380,h3.test=https://127.0.0.13:2380"
+                .into(),
+        };
+        let text = rendered_joined("h3.test", true, Some(&joined)).unwrap();
+        assert!(
+            text.contains("initial-cluster-state: \"existing\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "initial-cluster: \"{}\"\n",
+                joined.initial_cluster
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn no_member_alone_or_without_an_identity() {
         assert_eq!(rendered("h9.test", true), None);
         assert_eq!(rendered("h2.test", false), None);
@@ -208,6 +250,7 @@ mod tests {
             client_url: "u".into(),
             peer_url: "p".into(),
             initial_cluster: "i".into(),
+            state: "new",
             token: "t",
             ca: "c",
             cert: "c",

@@ -189,6 +189,7 @@ fn run_once(
     // before the crt-list is rendered; `installed` must then be read again
     // (crate::front::certs::installed, which re-reads only the certificates that changed).
     let installed = ensured.installed;
+    let joined = crate::cluster::enrol::Joined::load(system, paths);
     let inputs = Inputs {
         state: &state,
         clusters: &clusters,
@@ -197,6 +198,7 @@ fn run_once(
         templates: &templates,
         certificates: &installed,
         cluster_identity,
+        joined: joined.as_ref(),
     };
     let rendered = registry::render(MODULES, &inputs)?;
     let base = paths.host("/");

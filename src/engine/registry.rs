@@ -40,6 +40,9 @@ pub struct Inputs<'a> {
     /// Whether this host holds its cluster identity (`cluster/host.crt`): the mesh and the
     /// etcd member need it.
     pub cluster_identity: bool,
+    /// The membership this host's etcd member joined a running cluster with, if it was added
+    /// to one ([`crate::cluster::enrol`]).
+    pub joined: Option<&'a crate::cluster::enrol::Joined>,
 }
 
 /// What a module's guard decided about the module's planned changes.
@@ -275,6 +278,7 @@ mod tests {
             templates: &templates,
             certificates: &certificates,
             cluster_identity: false,
+            joined: None,
         };
         let base = Path::new("/r");
         let manifest = base.join("run/m");

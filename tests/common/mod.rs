@@ -69,6 +69,24 @@ pub fn base_command(bin: &str) -> Command {
     cmd
 }
 
+/// Run `cmd` to the end with `input` on its standard input.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> Run {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the command");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .expect("write its input");
+    Run::from_output(child.wait_with_output().expect("wait for it"))
+}
+
 /// What a finished command did.
 #[derive(Debug)]
 pub struct Run {

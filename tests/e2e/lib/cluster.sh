@@ -65,6 +65,8 @@ cluster_join() {
         return 1
     cluster__on h1.test sh -c 'mkdir -p -m 0700 /root/.ssh && cat >> /root/.ssh/authorized_keys' \
         <<<"$key" || return 1
+    # h1.test resolves through srvctl's block in /etc/hosts, which regenerate writes.
+    cluster__on h2.test sc regenerate >/dev/null || return 1
     cluster__on h2.test sh -c 'ssh-keyscan -t ed25519 h1.test >> /root/.ssh/known_hosts' \
         2>/dev/null || return 1
     cluster__on h2.test sc cluster join || return 1
