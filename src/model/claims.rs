@@ -47,7 +47,6 @@ pub const COMMAND_WORDS: &[&str] = &[
     "request",
     "sign",
     "accept",
-    "join",
     "completion",
     "man",
     "import-v3",
