@@ -47,6 +47,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "request",
     "sign",
     "accept",
+    "join",
     "completion",
     "man",
     "import-v3",
