@@ -305,14 +305,17 @@ fn add_a_fourth_host(roots: &[Farm; 3], ns: &[Netns; 4], procs: &mut Procs, logs
         common::run_with_input(&mut sign, &csr)
     };
     assert!(bundle.success(), "{bundle:#?}");
-    let mut accept = ns[3].exec(&[common::SC, "--root"]);
-    accept
-        .arg(h4.root())
-        .args(["--json", "cluster", "accept", "-"])
-        .env("SRVCTL_HOSTNAME", "h4.test")
-        .env_remove("SRVCTL_ROOT");
-    let accepted = common::run_with_input(&mut accept, &bundle.stdout);
-    let answer: serde_json::Value = serde_json::from_str(accepted.ok()).unwrap();
+    // `sc cluster accept` of the bundle, run where h4's address is; its JSON answer.
+    let accept = || {
+        let mut cmd = ns[3].exec(&[common::SC, "--root"]);
+        cmd.arg(h4.root())
+            .args(["--json", "cluster", "accept", "-"])
+            .env("SRVCTL_HOSTNAME", "h4.test")
+            .env_remove("SRVCTL_ROOT");
+        let run = common::run_with_input(&mut cmd, &bundle.stdout);
+        serde_json::from_str::<serde_json::Value>(run.ok()).unwrap()
+    };
+    let answer = accept();
     assert_eq!(answer["etcd"]["enrolment"], "added", "{answer}");
     let joined = answer["etcd"]["initial_cluster"].as_str().unwrap();
     assert_eq!(joined.matches("=https://").count(), 4, "{joined}");
@@ -361,13 +364,6 @@ fn add_a_fourth_host(roots: &[Farm; 3], ns: &[Netns; 4], procs: &mut Procs, logs
         "h4 does not read the cluster's data: {out}"
     );
     // A second accept finds its member in place and adds nothing.
-    let mut again = ns[3].exec(&[common::SC, "--root"]);
-    again
-        .arg(h4.root())
-        .args(["--json", "cluster", "accept", "-"])
-        .env("SRVCTL_HOSTNAME", "h4.test")
-        .env_remove("SRVCTL_ROOT");
-    let again = common::run_with_input(&mut again, &bundle.stdout);
-    let answer: serde_json::Value = serde_json::from_str(again.ok()).unwrap();
+    let answer = accept();
     assert_ne!(answer["etcd"]["enrolment"], "added", "{answer}");
 }
