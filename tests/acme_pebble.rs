@@ -1,13 +1,17 @@
 //! `sc certificates renew` against a real ACME CA: Debian's `pebble`, on loopback.
 //!
-//! pebble validates HTTP-01 by looking the domain up with `pebble-challtestsrv` (its mock DNS
-//! answers A 127.0.0.1 for every name) and fetching the token from 127.0.0.1 on its `httpPort`,
-//! which is pointed at srvctl's challenge responder. pebble's own TLS certificate (for the
+//! `pebble-challtestsrv` is the DNS: srvctl asks it (`acme_resolvers`) whether a name points at
+//! this host (host_ip 127.0.0.1), and pebble (`-dnsserver`) looks the name up there and fetches
+//! the token from that address on its `httpPort`, which is pointed at srvctl's challenge
+//! responder. It answers only the records the test adds. pebble's own TLS certificate (for the
 //! directory) is made here with rcgen; srvctl trusts it through `acme_ca_file`.
 //!
-//! Proves: a certificate is obtained over HTTP-01, installed as chain + key (0600, directory
-//! 0700) with its metadata, and chains to pebble's root; a second run orders nothing; with the
-//! CA gone, the error is recorded with a back-off and no order is attempted before it ends.
+//! Proves: with srvctl's hosts block mapping every site to its container address, a name
+//! whose DNS record points at this host gets a certificate over HTTP-01, installed as chain +
+//! key (0600, directory 0700) with its metadata, chaining to pebble's root; a name whose record
+//! points elsewhere, or that has none, is never ordered (pebble receives one order in all); a
+//! second run orders nothing; with the CA gone, the error is recorded with a back-off and no
+//! order is attempted before it ends.
 
 // Tests may use the real file system, processes and clock directly (see clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -26,6 +30,12 @@ use common::real::{output, run_ok};
 const CLUSTERS: &str = r#"{"test":{"h1.test":{"host_ip":"127.0.0.1","hostnet":1}}}"#;
 const SITE: &str = "site.example.com";
 const SITE2: &str = "broken.example.com";
+const ELSEWHERE: &str = "elsewhere.example.com";
+
+/// The orders pebble received, as its log counts them.
+fn orders(log: &str) -> usize {
+    log.matches("POST /order-plz").count()
+}
 
 fn pem_blocks(text: &str, kind: &str) -> Vec<String> {
     let begin = format!("-----BEGIN {kind}-----");
@@ -59,10 +69,6 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
-    if !Path::new(PEBBLE).exists() && !nix::unistd::geteuid().is_root() {
-        eprintln!("acme_pebble: skipped: pebble is not installed (scripts/test-deps.sh)");
-        return;
-    }
     common::real::require_tool(PEBBLE);
     common::real::require_tool(CHALLTESTSRV);
     let responder = free_port();
@@ -70,32 +76,70 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
 
     let root = Farm::with_clusters(CLUSTERS);
     root.sc_ok(&["add-ve", SITE]);
+    root.sc_ok(&["add-ve", ELSEWHERE]);
+    root.sc_ok(&["add-ve", SITE2]);
     let settings = serde_json::json!({
         "acme_directory": pebble.directory,
         "acme_ca_file": pebble.tls_ca(),
         "acme_listen": format!("127.0.0.1:{responder}"),
-        "acme_assume_resolved": true,
+        "acme_resolvers": [pebble.dns],
     });
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
+    pebble.add_a(SITE, "127.0.0.1");
+    pebble.add_a(&format!("www.{SITE}"), "127.0.0.1");
+    pebble.add_a(ELSEWHERE, "192.0.2.99");
 
-    // srvctl-regenerate gives the site an internal certificate at once; it is due for ACME.
+    // srvctl-regenerate gives every site an internal certificate at once, and its hosts block
+    // maps every site to its container.
     root.sc_ok(&["regenerate"]);
+    let hosts = fs::read_to_string(root.join("etc/hosts")).unwrap();
+    for name in [SITE, ELSEWHERE, SITE2] {
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.starts_with("10.") && l.split_whitespace().any(|w| w == name)),
+            "srvctl's hosts block maps {name} to its container:\n{hosts}"
+        );
+    }
     let listed = |root: &Farm| -> serde_json::Value {
         serde_json::from_str(&root.sc_ok(&["certificates", "--json"])).unwrap()
     };
+    let row = |rows: &serde_json::Value, name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {rows}"))
+    };
     let first = listed(&root);
-    assert_eq!(first[0]["name"], SITE, "{first}");
-    assert_eq!(first[0]["source"], "internal", "{first}");
+    assert_eq!(row(&first, SITE)["source"], "internal", "{first}");
     assert_eq!(
-        first[0]["next_action"], "order now (internal certificate)",
+        row(&first, SITE)["next_action"],
+        "order now (internal certificate)",
+        "{first}"
+    );
+    assert_eq!(
+        row(&first, ELSEWHERE)["next_action"],
+        format!("waiting for DNS: {ELSEWHERE} resolves to 192.0.2.99, not to this host"),
+        "{first}"
+    );
+    assert_eq!(
+        row(&first, SITE2)["next_action"],
+        format!("waiting for DNS: {SITE2} does not resolve yet"),
         "{first}"
     );
 
-    // 1. An order over HTTP-01.
+    // 1. An order over HTTP-01 for the one name that points here; none for the others.
     let (ok, log) = renew(&root, &[]);
     assert!(ok, "renew failed:\n{log}\n{}", pebble.procs.logs());
     assert!(log.contains(&format!("{SITE}: ordering")), "{log}");
     assert!(log.contains(&format!("{SITE}: installed")), "{log}");
+    for name in [ELSEWHERE, SITE2] {
+        assert!(!log.contains(&format!("{name}: ordering")), "{log}");
+        assert!(log.contains(&format!("{name}: waiting for DNS")), "{log}");
+    }
+    assert_eq!(orders(&pebble.log()), 1, "{}", pebble.log());
     assert!(
         log.contains("would ask systemd: start srvctl-regenerate.service"),
         "a new certificate must trigger a regenerate:\n{log}"
@@ -149,19 +193,21 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
     // The next regenerate keeps the ACME certificate (and serves it).
     root.sc_ok(&["regenerate"]);
     assert_eq!(fs::read_to_string(&pem_path).unwrap(), pem);
-    assert_eq!(listed(&root)[0]["source"], "acme");
+    assert_eq!(row(&listed(&root), SITE)["source"], "acme");
 
     // 2. A valid certificate: nothing is ordered, nothing changes.
     let (ok, log) = renew(&root, &[]);
     assert!(ok, "{log}");
     assert!(!log.contains("ordering"), "{log}");
+    assert_eq!(orders(&pebble.log()), 1, "{}", pebble.log());
     assert!(log.contains(&format!("{SITE}: renew after")), "{log}");
     assert!(!log.contains("srvctl-regenerate"), "{log}");
     assert_eq!(fs::read_to_string(&pem_path).unwrap(), pem);
 
-    // 3. The CA is gone: the failure is recorded and backs off.
-    pebble.stop();
-    root.sc_ok(&["add-ve", SITE2]);
+    // 3. The CA is gone (its DNS is not): the failure is recorded and backs off.
+    pebble.stop_ca();
+    root.sc_ok(&["destroy-ve", ELSEWHERE]);
+    pebble.add_a(SITE2, "127.0.0.1");
     let before = jiff::Timestamp::now();
     let (ok, log) = renew(&root, &[]);
     assert!(
@@ -194,24 +240,19 @@ fn pebble_issues_over_http01_then_nothing_is_ordered_and_failures_back_off() {
     // The listing shows both.
     let rows = listed(&root);
     let listing = rows.to_string();
-    let row = |name: &str| {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not listed: {listing}"))
-    };
-    assert_eq!(row(SITE)["source"], "acme");
+    assert_eq!(row(&rows, SITE)["source"], "acme");
     assert!(
-        row(SITE)["next_action"]
+        row(&rows, SITE)["next_action"]
             .as_str()
             .unwrap()
             .starts_with("renew after")
     );
-    assert!(row(SITE2)["last_error"].as_str().is_some(), "{listing}");
     assert!(
-        row(SITE2)["next_action"]
+        row(&rows, SITE2)["last_error"].as_str().is_some(),
+        "{listing}"
+    );
+    assert!(
+        row(&rows, SITE2)["next_action"]
             .as_str()
             .unwrap()
             .starts_with("retry after")

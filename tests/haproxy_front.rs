@@ -437,10 +437,29 @@ fn presented_issuer(ns: &Netns, sni: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// pebble issues a certificate over HTTP-01 through haproxy: it validates on port 80, haproxy
-/// forwards `/.well-known/acme-challenge/` to the responder of `sc certificates renew` on
-/// 127.0.0.1:8402; after the next regenerate and reload haproxy serves the new certificate,
-/// which verifies against pebble's root.
+/// A command running `argv` in `ns` with srvctl's hosts file of `root` as `/etc/hosts` (bound
+/// in a private mount namespace), as on a host srvctl manages.
+fn with_hosts_block(ns: &Netns, root: &Farm, argv: &[&str]) -> Command {
+    let hosts = root.join("etc/hosts").display().to_string();
+    let mut all = vec![
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
+        "sh",
+        &hosts,
+    ];
+    all.extend(argv);
+    ns.exec(&all)
+}
+
+/// pebble issues a certificate over HTTP-01 through haproxy, on a host laid out as srvctl lays
+/// it out: `/etc/hosts` carries srvctl's block (the site at its container address), DNS
+/// (pebble-challtestsrv on 127.0.0.1:53, the host's `dns1`) says the site is at the host's
+/// address. pebble validates there on port 80, haproxy forwards `/.well-known/acme-challenge/`
+/// to the responder of `sc certificates renew`; after the next regenerate and reload haproxy
+/// serves the new certificate, which verifies against pebble's root.
 #[test]
 fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     use common::real::pebble::{CHALLTESTSRV, PEBBLE, Pebble};
@@ -451,9 +470,17 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
         require_tool(tool);
     }
     const SITE: &str = "blog.example.org";
+    const HOST_IP: &str = "172.31.98.1";
     let root = front_root();
+    // The host's resolver is the test's DNS server.
+    fs::write(
+        root.join("etc/srvctl/clusters.json"),
+        CLUSTERS.replace(r#""hostnet":1"#, r#""hostnet":1,"dns1":"127.0.0.1""#),
+    )
+    .unwrap();
     root.sc_ok(&["regenerate"]);
     let ns = Netns::new(&unique("hac"));
+    ns.ip(&["addr", "add", &format!("{HOST_IP}/32"), "dev", "lo"]);
     let logs = tempfile::tempdir().unwrap();
     let mut procs = Procs::default();
     procs.spawn(
@@ -471,22 +498,37 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     );
 
     let pebble = Pebble::start(80, Some(&ns));
+    pebble.add_a(SITE, HOST_IP);
+    pebble.add_a(&format!("www.{SITE}"), HOST_IP);
     let mut settings: serde_json::Value = serde_json::from_str(SETTINGS).unwrap();
     settings["acme_directory"] = pebble.directory.clone().into();
     settings["acme_ca_file"] = pebble.tls_ca().display().to_string().into();
-    // The names resolve to 127.0.0.1 for pebble (its mock DNS), not to this host's host_ip.
-    settings["acme_assume_resolved"] = true.into();
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
 
+    // What the system resolver says on this host: the container's address.
+    let looked_up = run_ok(&mut with_hosts_block(
+        &ns,
+        &root,
+        &["getent", "hosts", SITE],
+    ));
+    assert!(
+        looked_up.starts_with("10."),
+        "srvctl's hosts block maps {SITE} to its container: {looked_up}"
+    );
+
     let root_dir = root.root().display().to_string();
-    let mut renew = ns.exec(&[
-        common::SC,
-        "--root",
-        &root_dir,
-        "certificates",
-        "renew",
-        SITE,
-    ]);
+    let mut renew = with_hosts_block(
+        &ns,
+        &root,
+        &[
+            common::SC,
+            "--root",
+            &root_dir,
+            "certificates",
+            "renew",
+            SITE,
+        ],
+    );
     renew
         .env("SRVCTL_HOSTNAME", "h1.test")
         .env_remove("SRVCTL_ROOT")

@@ -3,7 +3,7 @@
 use crate::failure::FailureKind;
 
 use super::{Failure, Invocation};
-use crate::front::acme::{self, AcmeSettings, AcmeState, Row, SystemResolver};
+use crate::front::acme::{self, AcmeSettings, AcmeState, DnsResolver, Row};
 use crate::system::{LockKind, Request, System};
 
 fn rows(
@@ -36,13 +36,14 @@ fn rows(
             format!("no container {name} on this host"),
         ));
     }
+    let resolver = DnsResolver::for_host(system, &inv.paths, host, settings);
     Ok(acme::survey(
         system,
         &inv.paths,
         &state,
         host,
         settings,
-        &SystemResolver,
+        &resolver,
         history,
         system.now(),
         only,

@@ -6,7 +6,8 @@
 //! State lives under `/var/lib/srvctl/acme/` (0700): `account.json` (the account's key, 0600)
 //! and `state.json` (per container: failures, last error, next attempt). Host settings come
 //! from `/etc/srvctl/settings.json`: `acme_directory`, `acme_ca_file`, `acme_listen`,
-//! `acme_assume_resolved`.
+//! `acme_resolvers`, `acme_public_ip`. Whether a name points at this host is asked of DNS,
+//! never of the hosts file ([`resolve`]).
 //!
 //! haproxy forwards `/.well-known/acme-challenge/` of every host to [`DEFAULT_LISTEN`], where
 //! [`Responder`] answers from memory while an order runs.
@@ -27,7 +28,7 @@ mod state;
 pub use order::{Issued, leaf_not_after, obtain};
 pub use policy::{Action, Candidate, Resolution, plan};
 pub use renew::{RenewReport, Row, renew, survey};
-pub use resolve::{Resolver, SystemResolver, resolution};
+pub use resolve::{DnsResolver, Resolver, public_ip, resolution};
 pub use responder::Responder;
 pub use settings::{AcmeSettings, settings_path};
 pub use state::{AcmeState, DomainState, acme_dir, backoff};
@@ -55,6 +56,9 @@ pub enum AcmeError {
     /// The ACME exchange failed.
     #[error("ACME: {0}")]
     Protocol(String),
+    /// No DNS resolver could be set up.
+    #[error("DNS: {0}")]
+    Dns(String),
     /// Key or CSR generation failed.
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
@@ -97,12 +101,16 @@ mod testutil {
     pub struct Fixed(pub Vec<(&'static str, &'static str)>);
 
     impl Resolver for Fixed {
-        fn lookup(&self, name: &str) -> Vec<IpAddr> {
-            self.0
+        fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+            if name.starts_with("timeout.") {
+                return Err("timed out".into());
+            }
+            Ok(self
+                .0
                 .iter()
                 .filter(|(n, _)| *n == name)
                 .map(|(_, ip)| ip.parse().unwrap())
-                .collect()
+                .collect())
         }
     }
 

@@ -14,6 +14,8 @@ pub enum Resolution {
     Here,
     /// A name does not resolve here: the name and what it resolves to (empty: nothing).
     Elsewhere(String, Vec<IpAddr>),
+    /// Where a name points could not be found out: the name and why (no resolver, a timeout).
+    Unknown(String, String),
 }
 
 /// Everything the policy looks at for one container.
@@ -69,6 +71,9 @@ pub fn plan(c: &Candidate<'_>, now: Timestamp, force: bool) -> Action {
             format!("{name} resolves to {}, not to this host", ips.join(", "))
         });
     }
+    if let Resolution::Unknown(name, why) = c.resolution {
+        return Action::WaitForDns(format!("cannot look {name} up: {why}"));
+    }
     let acme = c.current.filter(|m| m.source == CertSource::Acme);
     let covers = acme.is_some_and(|m| c.names.iter().all(|n| m.names.contains(n)));
     let expires = acme.and_then(|m| parse_time(&m.not_after));
@@ -121,6 +126,11 @@ mod tests {
             decide(None, &nowhere, None, false)
                 .describe()
                 .contains("does not resolve")
+        );
+        let unknown = Resolution::Unknown("a.example.com".into(), "timed out".into());
+        assert_eq!(
+            decide(None, &unknown, None, true),
+            Action::WaitForDns("cannot look a.example.com up: timed out".into())
         );
         assert_eq!(
             decide(None, &Resolution::Here, None, false),

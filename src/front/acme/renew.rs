@@ -1,13 +1,11 @@
 //! The certificates of this host's containers: the survey and the renewal run.
 
-use std::net::IpAddr;
-
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{
     AcmeError, AcmeSettings, AcmeState, Action, Candidate, Resolution, Resolver, io_at, obtain,
-    plan, resolution,
+    plan, public_ip, resolution,
 };
 use crate::front::certs::{self, CertSource};
 use crate::system::System;
@@ -59,14 +57,9 @@ pub fn survey(
         .filter(|(name, c)| c.host == host.name && only.is_none_or(|o| o == name.as_str()))
         .map(|(name, _)| (name.as_str(), certs::names_of(state, name, &site)))
         .collect();
-    let resolved: Vec<(Resolution, Vec<String>)> = if settings.assume_resolved {
-        mine.iter()
-            .map(|(_, names)| (Resolution::Here, names.clone()))
-            .collect()
-    } else {
-        let here = IpAddr::V4(host.host_ip);
-        parallel(&mine, |(_, names)| resolution(resolver, names, here))
-    };
+    let here = public_ip(host, settings);
+    let resolved: Vec<(Resolution, Vec<String>)> =
+        parallel(&mine, |(_, names)| resolution(resolver, names, here));
     let mut rows = Vec::with_capacity(mine.len());
     for ((name, _), (resolved, names)) in mine.into_iter().zip(resolved) {
         let current =
@@ -302,10 +295,17 @@ mod tests {
         assert_eq!(rows[0].name, "web.example.com");
         assert_eq!(rows[0].names, ["web.example.com", "shop.example.com"]);
         assert_eq!(rows[0].action, Action::Order("no certificate".into()));
-        let assumed = survey(&AcmeSettings {
-            assume_resolved: true,
+        // Behind NAT the names point at the public address, not at host_ip.
+        let nat = AcmeSettings {
+            public_ip: Some("203.0.113.7".parse().unwrap()),
             ..AcmeSettings::default()
-        });
-        assert!(assumed[0].names.contains(&"www.web.example.com".to_owned()));
+        };
+        let rows = survey(&nat);
+        assert!(
+            rows[0]
+                .next_action
+                .contains("resolves to 192.0.2.11, not to this host"),
+            "{rows:?}"
+        );
     }
 }

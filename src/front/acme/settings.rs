@@ -1,6 +1,6 @@
 //! The ACME part of the host settings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -22,10 +22,14 @@ pub struct AcmeSettings {
     /// Where the challenge responder listens.
     #[serde(default = "default_listen", rename = "acme_listen")]
     pub listen: SocketAddr,
-    /// Treat every name as resolving to this host (tests, or a host behind NAT whose public
-    /// address is not its host_ip).
-    #[serde(default, rename = "acme_assume_resolved")]
-    pub assume_resolved: bool,
+    /// The DNS resolvers asked whether a name points at this host (address and port), instead
+    /// of the host's `dns1`/`dns2` or the system's resolvers.
+    #[serde(default, rename = "acme_resolvers")]
+    pub resolvers: Vec<SocketAddr>,
+    /// The address names must point at, when it is not the host's `host_ip` (a host behind
+    /// NAT).
+    #[serde(default, rename = "acme_public_ip")]
+    pub public_ip: Option<IpAddr>,
 }
 
 fn default_directory() -> String {
@@ -42,7 +46,8 @@ impl Default for AcmeSettings {
             directory: default_directory(),
             ca_file: None,
             listen: default_listen(),
-            assume_resolved: false,
+            resolvers: Vec::new(),
+            public_ip: None,
         }
     }
 }
@@ -53,22 +58,14 @@ pub fn settings_path(paths: &Paths) -> PathBuf {
 }
 
 impl AcmeSettings {
-    /// Read the settings (defaults when the file does not exist). `SRVCTL_ACME_ASSUME_RESOLVED=1`
-    /// sets `acme_assume_resolved` for tests.
+    /// Read the settings (defaults when the file does not exist).
     pub fn load(system: &dyn System, paths: &Paths) -> Result<Self, AcmeError> {
         let path = settings_path(paths);
-        let mut settings: Self = match system.read(&path).map_err(io_at(&path))? {
+        match system.read(&path).map_err(io_at(&path))? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| AcmeError::Parse(path.display().to_string(), e))?,
-            None => Self::default(),
-        };
-        if system
-            .env("SRVCTL_ACME_ASSUME_RESOLVED")
-            .is_some_and(|v| v == "1")
-        {
-            settings.assume_resolved = true;
+                .map_err(|e| AcmeError::Parse(path.display().to_string(), e)),
+            None => Ok(Self::default()),
         }
-        Ok(settings)
     }
 }
 
@@ -84,10 +81,17 @@ mod tests {
         assert_eq!(s.directory, LETS_ENCRYPT);
         let s: AcmeSettings = serde_json::from_str(
             r#"{"acme_directory": "https://localhost:14000/dir", "acme_ca_file": "/tmp/ca.pem",
-                "acme_listen": "127.0.0.1:5002"}"#,
+                "acme_listen": "127.0.0.1:5002", "acme_resolvers": ["127.0.0.1:8053"],
+                "acme_public_ip": "203.0.113.7"}"#,
         )
         .unwrap();
         assert_eq!(s.listen.port(), 5002);
+        assert_eq!(s.resolvers, ["127.0.0.1:8053".parse().unwrap()]);
+        assert_eq!(s.public_ip, Some("203.0.113.7".parse().unwrap()));
+        // An address without a port is refused rather than guessed.
+        assert!(
+            serde_json::from_str::<AcmeSettings>(r#"{"acme_resolvers": ["127.0.0.1"]}"#).is_err()
+        );
         assert_eq!(s.ca_file.as_deref(), Some(Path::new("/tmp/ca.pem")));
     }
 }

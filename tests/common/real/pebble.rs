@@ -1,10 +1,13 @@
-//! Debian's `pebble` (a test ACME CA) with `pebble-challtestsrv` as its DNS, which answers
-//! A 127.0.0.1 for every name, so pebble validates HTTP-01 on 127.0.0.1 at its `httpPort`.
-//! pebble's own TLS certificate (for the directory) is made with rcgen; clients trust it
-//! through [`Pebble::tls_ca`]. Optionally everything runs inside a network namespace.
+//! Debian's `pebble` (a test ACME CA) with `pebble-challtestsrv` as its DNS server (pebble's
+//! `-dnsserver`, and the resolver srvctl is pointed at). The DNS server answers only the
+//! records the test adds through its management API ([`Pebble::add_a`]); pebble validates
+//! HTTP-01 at the address a name resolves to, on its `httpPort`. pebble's own TLS certificate
+//! (for the directory) is made with rcgen; clients trust it through [`Pebble::tls_ca`].
+//! Optionally everything runs inside a network namespace, where the DNS server listens on
+//! 127.0.0.1:53.
 
 use std::fs;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -50,7 +53,10 @@ pub struct Pebble {
     pub procs: Procs,
     /// The directory URL.
     pub directory: String,
+    /// The DNS server (UDP and TCP).
+    pub dns: SocketAddr,
     management: u16,
+    dns_management: u16,
     ns: Option<String>,
 }
 
@@ -65,7 +71,7 @@ impl Pebble {
         fs::write(d.join("tls-cert.pem"), cert).unwrap();
         fs::write(d.join("tls-key.pem"), key).unwrap();
         let [listen, management, dns, tls_port, dns_management] = match ns {
-            Some(_) => [14000, 15000, 8053, 5001, 8055],
+            Some(_) => [14000, 15000, 53, 5001, 8055],
             None => [(); 5].map(|()| free_port()),
         };
         let config = serde_json::json!({"pebble": {
@@ -83,12 +89,15 @@ impl Pebble {
             directory: format!("https://127.0.0.1:{listen}/dir"),
             dir,
             procs: Procs::default(),
+            dns: SocketAddr::from(([127, 0, 0, 1], dns)),
             management,
+            dns_management,
             ns: ns.map(|n| n.name().to_owned()),
         };
+        // No default answer: a name resolves only once the test adds its record.
         let dns_args = [
             "-defaultIPv4".to_owned(),
-            "127.0.0.1".to_owned(),
+            String::new(),
             "-defaultIPv6".to_owned(),
             String::new(),
             "-dns01".to_owned(),
@@ -113,7 +122,7 @@ impl Pebble {
             "-config".to_owned(),
             config.display().to_string(),
             "-dnsserver".to_owned(),
-            format!("127.0.0.1:{dns}"),
+            pebble.dns.to_string(),
         ]);
         cmd.env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
@@ -158,6 +167,33 @@ impl Pebble {
         )
     }
 
+    /// Make `name` resolve to `ip` (an A record) in the DNS server.
+    pub fn add_a(&self, name: &str, ip: &str) {
+        let body = serde_json::json!({"host": name, "addresses": [ip]}).to_string();
+        let argv: Vec<String> = [
+            "curl",
+            "-sSf",
+            "--max-time",
+            "5",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/add-a", self.dns_management),
+        ]
+        .map(String::from)
+        .to_vec();
+        run_ok(&mut self.command(&argv));
+    }
+
+    /// pebble's log so far (it logs every order it receives).
+    pub fn log(&self) -> String {
+        self.procs.log("pebble")
+    }
+
+    /// Stop the CA but keep its DNS server answering.
+    pub fn stop_ca(&mut self) {
+        self.procs.kill("pebble");
+    }
+
     /// The CA certificate of pebble's directory TLS (`acme_ca_file`).
     pub fn tls_ca(&self) -> PathBuf {
         self.dir.path().join("tls-ca.pem")
@@ -171,10 +207,5 @@ impl Pebble {
         argv.push(self.tls_ca().display().to_string());
         argv.push(format!("https://127.0.0.1:{}/roots/0", self.management));
         run_ok(&mut self.command(&argv))
-    }
-
-    /// Stop pebble and its DNS.
-    pub fn stop(&mut self) {
-        self.procs.kill_all();
     }
 }
