@@ -18,6 +18,9 @@
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service, srvctl-nat.service
 #                                          (the containers' masquerade; needs nft, package nftables)
 #                                          srvctl-etcd.service (the cluster's etcd member)
+#   /usr/lib/systemd/system/haproxy.service.d/srvctl.conf   haproxy runs srvctl's front
+#                                          (/run/srvctl/haproxy/haproxy.cfg); the distribution's
+#                                          /etc/haproxy/haproxy.cfg is left alone
 #   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
 #                                          loose reverse-path filter (the mesh routes asymmetrically)
 #                                          srvctl-certificates.service and .timer (the
@@ -81,6 +84,14 @@ install_prefixed() {
 install_prefixed "$here/conf/sshd/50-srvctl.conf" "$DESTDIR$sshd_dir/50-srvctl.conf"
 install -m 0644 "$here/conf/sysctl/50-srvctl.conf" "$DESTDIR$sysctl_dir/50-srvctl.conf"
 for unit in "$here"/units/*; do
+    if [ -d "$unit" ]; then
+        # Drop-ins for the distribution's units (haproxy.service.d/srvctl.conf).
+        mkdir -p "$DESTDIR$unit_dir/$(basename "$unit")"
+        for dropin in "$unit"/*; do
+            install_prefixed "$dropin" "$DESTDIR$unit_dir/$(basename "$unit")/$(basename "$dropin")"
+        done
+        continue
+    fi
     install_prefixed "$unit" "$DESTDIR$unit_dir/$(basename "$unit")"
 done
 for file in "$here"/conf/gateway/*; do

@@ -33,7 +33,7 @@ fn actual_tree(s: &Farm) -> BTreeMap<PathBuf, Node> {
     for (rel, node) in common::tree::tree(&s.root().join("run")) {
         out.insert(Path::new("root/run").join(rel), node);
     }
-    for file in ["etc/hosts", "etc/haproxy/haproxy.cfg"] {
+    for file in ["etc/hosts"] {
         if let Ok(bytes) = std::fs::read(s.root().join(file)) {
             out.insert(Path::new("root").join(file), Node::File(bytes));
         }
@@ -411,7 +411,7 @@ fn front() {
     let actual = actual_tree(&s);
     // The container of h2 is served by h1's front too, at its plan address (across the mesh),
     // with a certificate of h1's site issuer.
-    let cfg = describe(&actual[Path::new("root/etc/haproxy/haproxy.cfg")]);
+    let cfg = describe(&actual[Path::new("root/run/srvctl/haproxy/haproxy.cfg")]);
     assert!(
         cfg.contains("backend c:remote.example.net\n    server remote.example.net 10.32.0.2:80 "),
         "{cfg}"

@@ -58,7 +58,7 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     assert_eq!(outcome["haproxy_error"], serde_json::Value::Null, "{out}");
     assert_eq!(outcome["notes"], serde_json::json!([]), "{out}");
     // The check the guard ran, by hand: the live paths moved under the root.
-    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    let cfg = root.join("run/srvctl/haproxy/haproxy.cfg");
     let dir = root.join("run/srvctl/haproxy");
     let certs = root.join("var/lib/srvctl/certs");
     let text = srvctl::front::haproxy::relocate(&fs::read_to_string(&cfg).unwrap(), &dir, &certs);
@@ -273,6 +273,32 @@ fn haproxy_routes_redirects_serves_certificates_and_reloads_hitlessly() {
         assert_eq!(out.trim(), body, "https://{name}/: {err}");
         let cert = presented(&ns, name);
         assert!(cert.contains(&format!("DNS:{name}")), "{name}: {cert}");
+    }
+    // HSTS for the site that sends plain HTTP to HTTPS, not for the one served over both;
+    // the security headers for both.
+    for (name, hsts) in [("web.example.com", true), ("blog.example.org", true)] {
+        let (headers, err) = curl(
+            &ns,
+            &ca,
+            &[name],
+            &["-D", "-", "-o", "/dev/null", &format!("https://{name}/")],
+        );
+        let headers = headers.to_ascii_lowercase();
+        assert_eq!(
+            headers.contains("strict-transport-security: max-age=31536000"),
+            hsts,
+            "https://{name}/: {headers}{err}"
+        );
+        for header in [
+            "x-content-type-options: nosniff",
+            "referrer-policy: strict-origin-when-cross-origin",
+            "x-frame-options: sameorigin",
+        ] {
+            assert!(
+                headers.contains(header),
+                "https://{name}/ lacks {header}: {headers}"
+            );
+        }
     }
     let cert = presented(&ns, "blog.example.org");
     assert!(cert.contains("CN = blog.example.org"), "{cert}");

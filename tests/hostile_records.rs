@@ -113,7 +113,6 @@ const ALLOWED: &[&str] = &[
     "generator/",
     "root/etc/srvctl/clusters.json",
     "root/etc/hosts",
-    "root/etc/haproxy/haproxy.cfg",
     "root/run/srvctl/haproxy/",
     "root/var/lib/srvctl/",
     "root/run/systemd/nspawn/",

@@ -197,10 +197,11 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
     // /etc/hosts, and the HTTPS front without the container.
     let written: BTreeSet<String> = [
         "/etc/hosts",
-        "/etc/haproxy/haproxy.cfg",
         "/run/srvctl/haproxy/crt-list",
+        "/run/srvctl/haproxy/haproxy.cfg",
         "/run/srvctl/haproxy/hosts.map",
         "/run/srvctl/haproxy/http-redirect.map",
+        "/run/srvctl/haproxy/hsts.map",
         "/run/srvctl/haproxy/https-redirect.map",
     ]
     .map(String::from)

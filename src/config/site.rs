@@ -30,7 +30,7 @@ pub fn path(paths: &Paths) -> PathBuf {
 pub const DEFAULT_LOGIN_SHELL: &str = "/bin/bash";
 
 /// What settings.json says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The domain of the preview names.
     pub company_domain: Option<Domain>,
@@ -40,6 +40,21 @@ pub struct Settings {
     pub operator_group: Option<String>,
     /// The accounts' login shell, an absolute path.
     pub login_shell: Option<String>,
+    /// Whether a site that redirects HTTP to HTTPS sends HSTS (`Strict-Transport-Security`,
+    /// one year) over HTTPS: `"hsts": false` turns it off for every site.
+    pub hsts: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            company_domain: None,
+            company_name: None,
+            operator_group: None,
+            login_shell: None,
+            hsts: true,
+        }
+    }
 }
 
 /// settings.json is wrong.
@@ -66,6 +81,7 @@ const KEYS: &[&str] = &[
     "company_name",
     "operator_group",
     "login_shell",
+    "hsts",
 ];
 
 /// Whether `name` can be a group name: a lower-case letter or `_`, then lower-case letters,
@@ -110,6 +126,14 @@ impl Settings {
         let mut out = Self::default();
         for (key, value) in &fields {
             if key.starts_with("acme_") {
+                continue;
+            }
+            if key == "hsts" {
+                match value {
+                    Value::Bool(on) => out.hsts = *on,
+                    Value::Null => {}
+                    other => return Err(err(key, format!("must be true or false, not {other}"))),
+                }
                 continue;
             }
             let text = match value {
@@ -193,6 +217,9 @@ mod tests {
         assert_eq!(Settings::default().login_shell(), "/bin/bash");
         let zsh = parse(r#"{"login_shell": "/usr/bin/zsh"}"#).unwrap();
         assert_eq!(zsh.login_shell(), "/usr/bin/zsh");
+        assert!(Settings::default().hsts);
+        assert!(!parse(r#"{"hsts": false}"#).unwrap().hsts);
+        assert!(parse(r#"{"hsts": "no"}"#).is_err());
     }
 
     #[test]

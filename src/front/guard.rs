@@ -172,7 +172,7 @@ impl Module for Front {
     }
 
     fn owned_dirs(&self) -> &'static [&'static str] {
-        &[CONFIG, DIR]
+        &[DIR]
     }
 
     fn reloads(&self, changed: &[&Path]) -> Vec<Request> {

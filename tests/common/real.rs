@@ -374,14 +374,33 @@ pub const HAPROXY: &str = "/usr/sbin/haproxy";
 const HAPROXY_BINDS: &[&str] = &["/run/srvctl", "/var/lib/srvctl/certs"];
 const HAPROXY_EMPTY: &[&str] = &["/var/lib/haproxy"];
 
+/// The configuration srvctl's drop-in for haproxy.service has haproxy run: the `-f` of its
+/// `ExecStart=` (`units/haproxy.service.d/srvctl.conf`).
+pub fn haproxy_config() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("units/haproxy.service.d/srvctl.conf");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let line = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .find(|l| !l.is_empty())
+        .expect("the drop-in sets ExecStart=");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "-f")
+        .expect("ExecStart= has -f");
+    words[at + 1].to_owned()
+}
+
 /// haproxy in master-worker mode in `ns`, reading the configuration rendered under `root` at
-/// the paths it names.
+/// the path srvctl's drop-in gives haproxy.service (the scratch root's `/run/srvctl` is bound
+/// there).
 pub fn haproxy(ns: &Netns, root: &super::Farm) -> Command {
-    let cfg = root.join("etc/haproxy/haproxy.cfg");
+    let cfg = haproxy_config();
     ns.exec_at_host_paths(
         root.root(),
         HAPROXY_BINDS,
         HAPROXY_EMPTY,
-        &[HAPROXY, "-W", "-db", "-f", cfg.to_str().unwrap()],
+        &[HAPROXY, "-W", "-db", "-f", &cfg],
     )
 }
