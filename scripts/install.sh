@@ -110,5 +110,13 @@ echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl restart systemd-sysctl.service
+    # A haproxy that runs keeps the command line it started with across reloads: one started
+    # before the drop-in (the distribution's configuration) is restarted once, so it runs
+    # srvctl's front, or stops until srvctl has rendered one (the drop-in's condition).
+    haproxy_pid=$(systemctl show -p MainPID --value haproxy.service 2>/dev/null || echo 0)
+    if [ "${haproxy_pid:-0}" != 0 ] && ! tr '\0' ' ' < "/proc/$haproxy_pid/cmdline" | grep -q ' /run/srvctl/haproxy/haproxy.cfg '; then
+        systemctl restart haproxy.service
+        echo "install: haproxy restarted to run srvctl's front (/run/srvctl/haproxy/haproxy.cfg)"
+    fi
     echo "install: systemd reloaded; next: write /etc/srvctl/clusters.json (see $share/doc/srvctl/example-conf)"
 fi

@@ -340,6 +340,7 @@ fn single() {
         outcome["reloads"],
         serde_json::json!([
             "reload haproxy.service",
+            "start --no-block haproxy.service (if it does not run)",
             "reload srvctl-nat.service",
             "reload systemd-networkd"
         ])

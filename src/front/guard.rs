@@ -175,11 +175,16 @@ impl Module for Front {
         &[DIR]
     }
 
+    /// A reload when haproxy runs; a start when it does not (the first front of a host, or a
+    /// haproxy that srvctl's drop-in kept from starting before there was one).
     fn reloads(&self, changed: &[&Path]) -> Vec<Request> {
-        (!changed.is_empty())
-            .then(|| Request::Reload(haproxy::UNIT.into()))
-            .into_iter()
-            .collect()
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            Request::Reload(haproxy::UNIT.into()),
+            Request::StartIfStopped(haproxy::UNIT.into()),
+        ]
     }
 
     fn guard(
@@ -253,8 +258,12 @@ mod tests {
         );
         assert_eq!(
             Front.reloads(&[Path::new(CONFIG)]),
-            [Request::Reload(haproxy::UNIT.into())]
+            [
+                Request::Reload(haproxy::UNIT.into()),
+                Request::StartIfStopped(haproxy::UNIT.into())
+            ]
         );
+        assert_eq!(Front.reloads(&[]), []);
         // The same front again (after a reboot emptied /run): not checked twice.
         assert_eq!(
             guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy"))),

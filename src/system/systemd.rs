@@ -30,6 +30,10 @@ pub enum Request {
     /// Reload a unit if it runs (haproxy: a hitless master-worker reload) and wait until the
     /// job is done; nothing when it does not run.
     Reload(String),
+    /// Queue the start of a unit that does not run and return at once; nothing when it runs
+    /// (haproxy once the first front is rendered). Moot early at boot, before D-Bus: the unit
+    /// then starts with its target, after srvctl-regenerate.
+    StartIfStopped(String),
 }
 
 impl Request {
@@ -38,7 +42,7 @@ impl Request {
     pub fn is_refresh(&self) -> bool {
         matches!(
             self,
-            Self::ReloadNetworkd | Self::TryRestart(_) | Self::Reload(_)
+            Self::ReloadNetworkd | Self::TryRestart(_) | Self::Reload(_) | Self::StartIfStopped(_)
         )
     }
 }
@@ -55,6 +59,7 @@ impl fmt::Display for Request {
             Self::Kill(u) => write!(f, "kill {u}"),
             Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
             Self::Reload(u) => write!(f, "reload {u}"),
+            Self::StartIfStopped(u) => write!(f, "start --no-block {u} (if it does not run)"),
         }
     }
 }
@@ -167,6 +172,11 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                 call("StartUnit", unit).await.map_err(err)?;
                 Ok(())
             }
+            // A start of a running unit is a job with nothing to do.
+            Request::StartIfStopped(unit) => match call("StartUnit", unit).await {
+                Err(e) if !no_such_unit(&e) => Err(err(e)),
+                _ => Ok(()),
+            },
             Request::Kill(unit) => {
                 bus.call_method(
                     Some(SYSTEMD),

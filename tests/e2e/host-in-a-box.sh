@@ -106,6 +106,11 @@ for name in "$one" "$two"; do
 done
 location=$(box_run curl -sS -o /dev/null -w '%{redirect_url}' --resolve "$one:80:127.0.0.1" "http://$one/")
 [ "$location" = "https://$one/" ] || fail "http://$one/ redirects to '$location', expected https"
+headers=$(box_run curl -fsS -o /dev/null -D - --resolve "$one:443:127.0.0.1" \
+    --cacert /var/lib/srvctl/pki/ca.crt "https://$one/")
+grep -qi '^strict-transport-security: max-age=31536000' <<<"$headers" || fail "no HSTS on https://$one/: $headers"
+grep -qi '^x-content-type-options: nosniff' <<<"$headers" || fail "no security headers on https://$one/: $headers"
+srvctl_front_owned || fail "haproxy does not run srvctl's front from its drop-in"
 
 step "second regenerate changes nothing"
 box_run srvctl-regenerate | grep -q "nothing to change" || fail "a second regenerate changed something"
@@ -119,6 +124,9 @@ for name in "$one" "$two"; do
     srvctl_wait_http "$name" "$ip" 90 || fail "after reboot, $name does not answer HTTP at $ip"
 done
 figure "reboot to both sites answering" "$(box_elapsed "$t") s"
+srvctl_front_owned || fail "after reboot, haproxy does not run srvctl's front"
+box_run curl -fsS -o /dev/null --max-time 5 --resolve "$one:443:127.0.0.1" \
+    --cacert /var/lib/srvctl/pki/ca.crt "https://$one/" || fail "after reboot, no HTTPS answer for $one"
 box_run systemctl is-enabled machines.target >/dev/null 2>&1 || true
 
 step "destroy $two"

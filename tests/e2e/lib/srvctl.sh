@@ -76,3 +76,15 @@ srvctl_wait_http() {
         sleep 0.05
     done
 }
+
+# Whether haproxy runs srvctl's front through srvctl's drop-in, and the distribution's
+# /etc/haproxy/haproxy.cfg is as its package installed it.
+srvctl_front_owned() {
+    box_sh '
+        pid=$(systemctl show -p MainPID --value haproxy.service)
+        [ "${pid:-0}" != 0 ] || { echo "haproxy does not run" >&2; exit 1; }
+        tr "\0" " " < "/proc/$pid/cmdline" | grep -q " -f /run/srvctl/haproxy/haproxy.cfg " ||
+            { echo "haproxy runs $(tr "\0" " " < "/proc/$pid/cmdline")" >&2; exit 1; }
+        ! grep -q srvctl /etc/haproxy/haproxy.cfg ||
+            { echo "/etc/haproxy/haproxy.cfg was changed" >&2; exit 1; }'
+}
