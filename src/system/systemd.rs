@@ -108,6 +108,17 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// How long to wait for a start or stop job.
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The job mode of a call: a reload runs at once, whatever the unit is ordered after
+/// (haproxy after srvctl-regenerate, which asks for the reload and waits for it: in mode
+/// `replace` the reload would wait for the end of the very job that waits for it).
+fn job_mode(method: &str) -> &'static str {
+    if method == "ReloadOrTryRestartUnit" {
+        "ignore-dependencies"
+    } else {
+        "replace"
+    }
+}
+
 /// Send `request` on the system bus.
 pub fn send(request: &Request) -> Result<(), SystemdError> {
     let err = |e: zbus::Error| SystemdError {
@@ -131,7 +142,7 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     MANAGER_PATH,
                     Some(MANAGER),
                     method,
-                    &(unit.as_str(), "replace"),
+                    &(unit.as_str(), job_mode(method)),
                 )
                 .await
             }
