@@ -1,0 +1,230 @@
+//! ACME stored once for a cluster: three hosts with real etcd members (127.0.0.11..13, real
+//! TLS), each running srvctl-sync, and a real ACME CA (Debian's `pebble`) on loopback.
+//!
+//! pebble validates HTTP-01 on 127.0.0.1 at one port, which is h3's `acme_listen`: only h3's
+//! responder (its srvctl-sync's) can answer, while h1 and h2 are the hosts that order.
+//!
+//! Proves: h1 and h2 renewing at the same time make exactly one order reach pebble (the
+//! other host finds the name's lock taken, or the certificate already stored); h3's
+//! responder answers the tokens from etcd; one account, one certificate in etcd, no lock and
+//! no token left; every host ends with the same certificate and key installed (0600) by
+//! itself; a second run orders nothing on any host.
+
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::etcd::{self, EtcdCluster};
+use common::real::pebble::{CHALLTESTSRV, PEBBLE, Pebble, free_port};
+use common::sync::{SyncService, until};
+use common::{Farm, SC};
+
+const SITE: &str = "site.example.com";
+
+/// Every key below the cluster's `acme/`, after the prefix, with its value.
+fn acme_keys(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)> {
+    let conn = cluster.connect(0).expect("connect");
+    let mut kv = conn.kv();
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let all = conn
+        .request(
+            "the test's read",
+            kv.get(format!("{}acme/", conn.prefix()), Some(options)),
+        )
+        .expect("read acme/");
+    all.kvs()
+        .iter()
+        .map(|kv| {
+            let key = String::from_utf8_lossy(kv.key());
+            let key = key.strip_prefix(conn.prefix()).unwrap().to_owned();
+            (key, kv.value().to_vec())
+        })
+        .collect()
+}
+
+fn installed(farm: &Farm) -> Option<String> {
+    fs::read_to_string(farm.join(&format!("var/lib/srvctl/certs/{SITE}.pem"))).ok()
+}
+
+/// `sc certificates renew` started on every farm at once; each one's success and stderr.
+fn renew_at_once(farms: &[&Farm]) -> Vec<(bool, String)> {
+    let children: Vec<_> = farms
+        .iter()
+        .map(|farm| {
+            farm.command_of(SC, &["certificates", "renew"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn sc")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
+    if !etcd::available("acme_cluster") {
+        return;
+    }
+    if !Path::new(PEBBLE).exists() && std::env::var_os("CI").is_none() {
+        eprintln!("acme_cluster: skipped: pebble is not installed (scripts/test-deps.sh)");
+        return;
+    }
+    common::real::require_tool(PEBBLE);
+    common::real::require_tool(CHALLTESTSRV);
+    let answering = free_port();
+    let mut pebble = Pebble::start(answering, None);
+    let cluster = EtcdCluster::start(3);
+    let farms: Vec<&Farm> = (0..3).map(|i| cluster.farm(i)).collect();
+    for (i, farm) in farms.iter().enumerate() {
+        let listen = if i == 2 { answering } else { free_port() };
+        let settings = serde_json::json!({
+            "acme_directory": pebble.directory,
+            "acme_ca_file": pebble.tls_ca(),
+            "acme_listen": format!("127.0.0.1:{listen}"),
+            "acme_assume_resolved": true,
+        });
+        fs::write(farm.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
+    }
+    let syncs: Vec<SyncService> = farms.iter().map(|f| SyncService::start(f)).collect();
+    let connected = |farm: &Farm| {
+        fs::read_to_string(farm.join("run/srvctl/sync.json"))
+            .is_ok_and(|s| s.contains("\"connected\": true"))
+    };
+    for farm in &farms {
+        until(Duration::from_secs(15), "srvctl-sync is up", || {
+            connected(farm)
+        });
+    }
+    farms[0].sc_ok(&["add-ve", SITE]);
+    for farm in &farms {
+        until(
+            Duration::from_secs(5),
+            "the site reaches every cache",
+            || fs::read_to_string(farm.datastore_path()).is_ok_and(|d| d.contains(SITE)),
+        );
+    }
+
+    // h1 and h2 renew at once: one of them orders.
+    let runs = renew_at_once(&farms[..2]);
+    let logs = || {
+        format!(
+            "{}\n--- h1 ---\n{}\n--- h2 ---\n{}",
+            pebble.procs.logs(),
+            runs[0].1,
+            runs[1].1
+        )
+    };
+    assert!(runs.iter().all(|(ok, _)| *ok), "{}", logs());
+    let ordering: Vec<usize> = (0..2)
+        .filter(|&i| runs[i].1.contains(&format!("{SITE}: ordering")))
+        .collect();
+    assert_eq!(ordering.len(), 1, "exactly one host orders:\n{}", logs());
+    let other = 1 - ordering[0];
+    let orderer = etcd::host_name(ordering[0]);
+    let waited = runs[other]
+        .1
+        .contains(&format!("{SITE}: {orderer} orders it now"))
+        || runs[other]
+            .1
+            .contains(&format!("{SITE}: installed the cluster's certificate"));
+    assert!(
+        waited,
+        "the other host neither waited nor took it:\n{}",
+        logs()
+    );
+    let orders = pebble.procs.logs().matches("POST /order-plz").count();
+    assert_eq!(orders, 1, "orders that reached pebble:\n{}", logs());
+
+    // Stored once: one account, one certificate; no lock and no token left behind.
+    let keys = acme_keys(&cluster);
+    let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|k| k.starts_with("acme/account/"))
+            .count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("acme/cert/{SITE}").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|k| k.starts_with("acme/lock/") || k.starts_with("acme/challenge/")),
+        "{names:?}"
+    );
+    let stored: serde_json::Value = serde_json::from_slice(
+        &keys
+            .iter()
+            .find(|(k, _)| k == &format!("acme/cert/{SITE}"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(stored["meta"]["source"], "acme", "{stored}");
+
+    // Every host installs it by itself: the same chain and key, 0600.
+    for farm in &farms {
+        until(
+            Duration::from_secs(10),
+            "the certificate reaches every host",
+            || installed(farm).is_some_and(|p| p.contains("PRIVATE KEY")),
+        );
+    }
+    let first = installed(farms[0]).unwrap();
+    for farm in &farms {
+        assert_eq!(installed(farm).unwrap(), first, "the same certificate");
+        let pem = farm.join(&format!("var/lib/srvctl/certs/{SITE}.pem"));
+        assert_eq!(
+            fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let listed: serde_json::Value =
+            serde_json::from_str(&farm.sc_ok(&["certificates", "--json"])).unwrap();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == SITE)
+            .cloned()
+            .unwrap_or_else(|| panic!("{SITE} not listed: {listed}"));
+        assert_eq!(row["source"], "acme", "{row}");
+    }
+    assert!(first.starts_with(stored["chain_pem"].as_str().unwrap().trim_end()));
+    assert!(first.contains(stored["key_pem"].as_str().unwrap().trim_end()));
+
+    // A second run on every host orders nothing.
+    let again = renew_at_once(&farms);
+    for (ok, log) in &again {
+        assert!(ok, "{log}");
+        assert!(!log.contains("ordering"), "{log}");
+        assert!(log.contains(&format!("{SITE}: renew after")), "{log}");
+    }
+    assert_eq!(pebble.procs.logs().matches("POST /order-plz").count(), 1);
+    let printed: Vec<String> = syncs.into_iter().map(SyncService::stop).collect();
+    assert!(
+        printed[2].contains(&format!("installed the cluster's certificate of {SITE}")),
+        "h3's srvctl-sync installs it:\n{}",
+        printed[2]
+    );
+    pebble.stop();
+}
