@@ -76,49 +76,66 @@ fn renew_at_once(farms: &[&Farm]) -> Vec<(bool, String)> {
         .collect()
 }
 
-#[test]
-fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
-    if !etcd::available("acme_cluster") {
-        return;
+/// pebble (validating on h3's `acme_listen`), three hosts with their etcd members and
+/// srvctl-sync, and a site placed on h1 that every cache has; `None` when etcd or pebble is
+/// missing outside CI.
+fn hosts(test: &str) -> Option<(Pebble, EtcdCluster, Vec<SyncService>)> {
+    if !etcd::available(test) {
+        return None;
     }
     if !Path::new(PEBBLE).exists() && std::env::var_os("CI").is_none() {
-        eprintln!("acme_cluster: skipped: pebble is not installed (scripts/test-deps.sh)");
-        return;
+        eprintln!("{test}: skipped: pebble is not installed (scripts/test-deps.sh)");
+        return None;
     }
     common::real::require_tool(PEBBLE);
     common::real::require_tool(CHALLTESTSRV);
     let answering = free_port();
-    let mut pebble = Pebble::start(answering, None);
+    let pebble = Pebble::start(answering, None);
     let cluster = EtcdCluster::start(3);
-    let farms: Vec<&Farm> = (0..3).map(|i| cluster.farm(i)).collect();
-    for (i, farm) in farms.iter().enumerate() {
+    for i in 0..3 {
         let listen = if i == 2 { answering } else { free_port() };
-        let settings = serde_json::json!({
-            "acme_directory": pebble.directory,
-            "acme_ca_file": pebble.tls_ca(),
-            "acme_listen": format!("127.0.0.1:{listen}"),
-            "acme_assume_resolved": true,
-        });
-        fs::write(farm.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
+        write_settings(cluster.farm(i), &pebble.directory, &pebble, listen);
     }
-    let syncs: Vec<SyncService> = farms.iter().map(|f| SyncService::start(f)).collect();
+    let syncs: Vec<SyncService> = (0..3)
+        .map(|i| SyncService::start(cluster.farm(i)))
+        .collect();
     let connected = |farm: &Farm| {
         fs::read_to_string(farm.join("run/srvctl/sync.json"))
             .is_ok_and(|s| s.contains("\"connected\": true"))
     };
-    for farm in &farms {
+    for i in 0..3 {
         until(Duration::from_secs(15), "srvctl-sync is up", || {
-            connected(farm)
+            connected(cluster.farm(i))
         });
     }
-    farms[0].sc_ok(&["add-ve", SITE]);
-    for farm in &farms {
+    cluster.farm(0).sc_ok(&["add-ve", SITE]);
+    for i in 0..3 {
         until(
             Duration::from_secs(5),
             "the site reaches every cache",
-            || fs::read_to_string(farm.datastore_path()).is_ok_and(|d| d.contains(SITE)),
+            || fs::read_to_string(cluster.farm(i).datastore_path()).is_ok_and(|d| d.contains(SITE)),
         );
     }
+    Some((pebble, cluster, syncs))
+}
+
+/// settings.json of `farm`: the ACME directory, pebble's TLS CA, the responder on `listen`.
+fn write_settings(farm: &Farm, directory: &str, pebble: &Pebble, listen: u16) {
+    let settings = serde_json::json!({
+        "acme_directory": directory,
+        "acme_ca_file": pebble.tls_ca(),
+        "acme_listen": format!("127.0.0.1:{listen}"),
+        "acme_assume_resolved": true,
+    });
+    fs::write(farm.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
+}
+
+#[test]
+fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
+    let Some((mut pebble, cluster, syncs)) = hosts("acme_cluster") else {
+        return;
+    };
+    let farms: Vec<&Farm> = (0..3).map(|i| cluster.farm(i)).collect();
 
     // h1 and h2 renew at once: one of them orders.
     let runs = renew_at_once(&farms[..2]);
@@ -226,5 +243,69 @@ fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
         "h3's srvctl-sync installs it:\n{}",
         printed[2]
     );
+    pebble.stop();
+}
+
+#[test]
+fn a_host_that_dies_while_ordering_frees_the_name_when_its_lease_expires() {
+    let Some((mut pebble, cluster, _syncs)) = hosts("acme_cluster_lease") else {
+        return;
+    };
+    // h2's CA accepts connections and never answers: its order hangs with the lock held.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let directory = format!("https://{}/dir", silent.local_addr().unwrap());
+    write_settings(cluster.farm(1), &directory, &pebble, free_port());
+    let mut h2 = cluster
+        .farm(1)
+        .command_of(SC, &["certificates", "renew"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = format!("acme/lock/{SITE}");
+    let holder = |cluster: &EtcdCluster| {
+        acme_keys(cluster)
+            .into_iter()
+            .find(|(k, _)| *k == lock)
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+    };
+    until(Duration::from_secs(10), "h2 takes the lock", || {
+        holder(&cluster).as_deref() == Some("h2.test")
+    });
+    // h2 dies: nothing revokes its lease.
+    h2.kill().unwrap();
+    h2.wait().unwrap();
+    let died = std::time::Instant::now();
+    let busy = renew_at_once(&[cluster.farm(0)]);
+    assert!(busy[0].0, "{}", busy[0].1);
+    assert!(
+        busy[0]
+            .1
+            .contains(&format!("{SITE}: h2.test orders it now")),
+        "{}",
+        busy[0].1
+    );
+    let freed = until(Duration::from_secs(45), "the lease expires", || {
+        holder(&cluster).is_none()
+    });
+    let freed = died.elapsed().max(freed);
+    eprintln!("the lock of a host killed while ordering was free after {freed:?}");
+    assert!(
+        freed >= Duration::from_secs(20),
+        "freed before its lease ended: {freed:?}"
+    );
+    let after = renew_at_once(&[cluster.farm(0)]);
+    assert!(after[0].0, "{}\n{}", after[0].1, pebble.procs.logs());
+    assert!(
+        after[0].1.contains(&format!("{SITE}: installed")),
+        "{}",
+        after[0].1
+    );
+    for i in 0..3 {
+        until(Duration::from_secs(10), "every host installs it", || {
+            installed(cluster.farm(i)).is_some_and(|p| p.contains("PRIVATE KEY"))
+        });
+    }
+    drop(silent);
     pebble.stop();
 }
