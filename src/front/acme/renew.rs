@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use crate::front::acme::testutil::{Fixed, NOW, decide, t};
     use crate::front::acme::{AcmeState, DomainState, LocalAcme};
+    use crate::front::certs::CertSource;
     use std::path::Path;
 
     #[test]
@@ -309,6 +310,141 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// A cluster's store as a fake: the lock held by `busy` if set, `stored` as the
+    /// certificate another host put.
+    #[derive(Default)]
+    struct Shared {
+        busy: Option<String>,
+        stored: Option<StoredCert>,
+    }
+
+    impl AcmeStore for Shared {
+        fn cluster_wide(&self) -> bool {
+            true
+        }
+        fn account(&self, _: &str) -> Result<Option<Vec<u8>>, AcmeError> {
+            Ok(None)
+        }
+        fn put_account(&self, _: &str, json: &[u8]) -> Result<Vec<u8>, AcmeError> {
+            Ok(json.to_vec())
+        }
+        fn lock(&self, _: &str) -> Result<Locked, AcmeError> {
+            Ok(match &self.busy {
+                Some(h) => Locked::Busy(h.clone()),
+                None => Locked::Held(None),
+            })
+        }
+        fn publish(&self, _: &str, _: &str) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn withdraw(&self, _: &str) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn history(&self) -> Result<AcmeState, AcmeError> {
+            Ok(AcmeState::default())
+        }
+        fn record(&self, _: &str, _: Option<&DomainState>) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn certificate(&self, _: &str) -> Result<Option<StoredCert>, AcmeError> {
+            Ok(self.stored.clone())
+        }
+        fn put_certificate(&self, _: &str, _: &StoredCert) -> Result<(), AcmeError> {
+            unreachable!("nothing is ordered here")
+        }
+    }
+
+    #[test]
+    fn a_name_another_host_orders_or_just_stored_is_not_ordered_again() {
+        use crate::front::certs::CertMeta;
+        use crate::system::Recording;
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        // An order would fail at once: nothing listens on port 1.
+        let settings = AcmeSettings {
+            directory: "https://127.0.0.1:1/directory".into(),
+            ..AcmeSettings::default()
+        };
+        let action = decide(None, &Resolution::Here, None, false);
+        let row = Row {
+            name: "a.example.com".into(),
+            names: vec!["a.example.com".to_owned()],
+            source: None,
+            not_after: None,
+            next_action: action.describe(),
+            last_error: None,
+            failures: 0,
+            action,
+        };
+        let run = |store: &Shared| {
+            let mut lines = Vec::new();
+            let report = renew(
+                &sys,
+                &paths,
+                &settings,
+                store,
+                std::slice::from_ref(&row),
+                false,
+                &|| t(NOW),
+                &mut |l| lines.push(l.to_owned()),
+            )
+            .unwrap();
+            (report, lines)
+        };
+        let busy = Shared {
+            busy: Some("h2.test".into()),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&busy);
+        assert_eq!(
+            report.elsewhere,
+            [("a.example.com".into(), "h2.test".into())]
+        );
+        assert!(report.installed.is_empty() && report.failed.is_empty());
+        assert_eq!(lines, ["a.example.com: h2.test orders it now"]);
+
+        let stored = StoredCert {
+            chain_pem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----".into(),
+            key_pem: "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----".into(),
+            meta: CertMeta {
+                source: CertSource::Acme,
+                names: vec!["a.example.com".into()],
+                not_after: "2026-09-01T00:00:00Z".into(),
+                issued: NOW.into(),
+            },
+        };
+        let fresh = Shared {
+            stored: Some(stored.clone()),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&fresh);
+        assert_eq!(report.installed, ["a.example.com"], "{lines:?}");
+        assert!(report.failed.is_empty(), "nothing was ordered: {lines:?}");
+        assert!(
+            lines[0].contains("installed the cluster's certificate"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            certs::read_meta(&sys, &paths, "a.example.com").unwrap(),
+            Some(stored.meta.clone())
+        );
+
+        // A stored certificate that is due itself is ordered anew.
+        let due = Shared {
+            stored: Some(StoredCert {
+                meta: CertMeta {
+                    not_after: "2026-06-10T00:00:00Z".into(),
+                    ..stored.meta
+                },
+                ..stored
+            }),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&due);
+        assert_eq!(report.failed.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("ordering"), "{lines:?}");
     }
 
     #[test]
