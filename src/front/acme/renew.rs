@@ -238,7 +238,6 @@ mod tests {
     use super::*;
     use crate::front::acme::testutil::{Fixed, NOW, decide, t};
     use crate::front::acme::{AcmeState, DomainState, LocalAcme};
-    use crate::front::certs::CertSource;
     use std::path::Path;
 
     #[test]
