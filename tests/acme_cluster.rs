@@ -1,8 +1,10 @@
 //! ACME stored once for a cluster: three hosts with real etcd members (127.0.0.11..13, real
 //! TLS), each running srvctl-sync, and a real ACME CA (Debian's `pebble`) on loopback.
 //!
-//! pebble validates HTTP-01 on 127.0.0.1 at one port, which is h3's `acme_listen`: only h3's
-//! responder (its srvctl-sync's) can answer, while h1 and h2 are the hosts that order.
+//! `pebble-challtestsrv` is the DNS of srvctl (`acme_resolvers`) and of pebble: the site's
+//! names point at h3 (127.0.0.13) alone, which is a host of the cluster, so h1 and h2 may
+//! order it, and pebble fetches the tokens from h3's responder (its srvctl-sync's, on
+//! 127.0.0.13 at pebble's `httpPort`; h1's and h2's listen on their own addresses).
 //!
 //! Proves: h1 and h2 renewing at the same time make exactly one order reach pebble (the
 //! other host finds the name's lock taken, or the certificate already stored); h3's
@@ -93,8 +95,11 @@ fn hosts(test: &str) -> Option<(Pebble, EtcdCluster, Vec<SyncService>)> {
     let pebble = Pebble::start(answering, None);
     let cluster = EtcdCluster::start(3);
     for i in 0..3 {
-        let listen = if i == 2 { answering } else { free_port() };
-        write_settings(cluster.farm(i), &pebble.directory, &pebble, listen);
+        let listen = format!("{}:{answering}", etcd::host_ip(i));
+        write_settings(cluster.farm(i), &pebble.directory, &pebble, &listen);
+    }
+    for name in [SITE.to_owned(), format!("www.{SITE}")] {
+        pebble.add_a(&name, &etcd::host_ip(2).to_string());
     }
     let syncs: Vec<SyncService> = (0..3)
         .map(|i| SyncService::start(cluster.farm(i)))
@@ -119,20 +124,21 @@ fn hosts(test: &str) -> Option<(Pebble, EtcdCluster, Vec<SyncService>)> {
     Some((pebble, cluster, syncs))
 }
 
-/// settings.json of `farm`: the ACME directory, pebble's TLS CA, the responder on `listen`.
-fn write_settings(farm: &Farm, directory: &str, pebble: &Pebble, listen: u16) {
+/// settings.json of `farm`: the ACME directory, pebble's TLS CA and DNS, the responder on
+/// `listen`.
+fn write_settings(farm: &Farm, directory: &str, pebble: &Pebble, listen: &str) {
     let settings = serde_json::json!({
         "acme_directory": directory,
         "acme_ca_file": pebble.tls_ca(),
-        "acme_listen": format!("127.0.0.1:{listen}"),
-        "acme_assume_resolved": true,
+        "acme_listen": listen,
+        "acme_resolvers": [pebble.dns],
     });
     fs::write(farm.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
 }
 
 #[test]
 fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
-    let Some((mut pebble, cluster, syncs)) = hosts("acme_cluster") else {
+    let Some((pebble, cluster, syncs)) = hosts("acme_cluster") else {
         return;
     };
     let farms: Vec<&Farm> = (0..3).map(|i| cluster.farm(i)).collect();
@@ -249,18 +255,18 @@ fn two_hosts_renew_at_once_one_orders_a_third_answers_and_all_serve_it() {
         "h3's srvctl-sync installs it:\n{}",
         printed[2]
     );
-    pebble.stop();
 }
 
 #[test]
 fn a_host_that_dies_while_ordering_frees_the_name_when_its_lease_expires() {
-    let Some((mut pebble, cluster, _syncs)) = hosts("acme_cluster_lease") else {
+    let Some((pebble, cluster, _syncs)) = hosts("acme_cluster_lease") else {
         return;
     };
     // h2's CA accepts connections and never answers: its order hangs with the lock held.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let directory = format!("https://{}/dir", silent.local_addr().unwrap());
-    write_settings(cluster.farm(1), &directory, &pebble, free_port());
+    let listen = format!("{}:{}", etcd::host_ip(1), free_port());
+    write_settings(cluster.farm(1), &directory, &pebble, &listen);
     let mut h2 = cluster
         .farm(1)
         .command_of(SC, &["certificates", "renew"])
@@ -313,5 +319,4 @@ fn a_host_that_dies_while_ordering_frees_the_name_when_its_lease_expires() {
         });
     }
     drop(silent);
-    pebble.stop();
 }

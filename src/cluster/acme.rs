@@ -159,6 +159,7 @@ pub struct EtcdAcme<'a> {
     system: &'a dyn System,
     paths: &'a Paths,
     me: String,
+    others: Vec<std::net::IpAddr>,
     shared: Shared,
 }
 
@@ -171,10 +172,16 @@ impl<'a> EtcdAcme<'a> {
         me: &str,
     ) -> Result<Self, AcmeError> {
         let conn = Connection::open(system, paths, clusters, me).map_err(refused)?;
+        let others = super::members(clusters, me)
+            .iter()
+            .skip(1)
+            .map(|h| std::net::IpAddr::V4(h.host_ip))
+            .collect();
         Ok(Self {
             system,
             paths,
             me: me.to_owned(),
+            others,
             shared: Shared(Arc::new(Mutex::new(conn))),
         })
     }
@@ -183,6 +190,10 @@ impl<'a> EtcdAcme<'a> {
 impl AcmeStore for EtcdAcme<'_> {
     fn cluster_wide(&self) -> bool {
         true
+    }
+
+    fn other_hosts(&self) -> Vec<std::net::IpAddr> {
+        self.others.clone()
     }
 
     fn account(&self, directory: &str) -> Result<Option<Vec<u8>>, AcmeError> {

@@ -61,9 +61,10 @@ pub fn survey(
         })
         .map(|(name, _)| (name.as_str(), certs::names_of(state, name, &site)))
         .collect();
-    let here = public_ip(host, settings);
+    let mut here = vec![public_ip(host, settings)];
+    here.extend(store.other_hosts());
     let resolved: Vec<(Resolution, Vec<String>)> =
-        parallel(&mine, |(_, names)| resolution(resolver, names, here));
+        parallel(&mine, |(_, names)| resolution(resolver, names, &here));
     let mut rows = Vec::with_capacity(mine.len());
     for ((name, _), (resolved, names)) in mine.into_iter().zip(resolved) {
         let current =
@@ -322,6 +323,9 @@ mod tests {
     impl AcmeStore for Shared {
         fn cluster_wide(&self) -> bool {
             true
+        }
+        fn other_hosts(&self) -> Vec<std::net::IpAddr> {
+            Vec::new()
         }
         fn account(&self, _: &str) -> Result<Option<Vec<u8>>, AcmeError> {
             Ok(None)

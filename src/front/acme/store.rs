@@ -55,6 +55,9 @@ pub trait AcmeStore {
     /// Whether the store is the cluster's: every host's front serves every site, so the
     /// certificates of every container are this host's concern.
     fn cluster_wide(&self) -> bool;
+    /// The addresses of the other hosts that share the store: a name that points at one of
+    /// them is as good as one that points here (their responders answer the challenges too).
+    fn other_hosts(&self) -> Vec<std::net::IpAddr>;
     /// The stored account for `directory` (JSON), if any.
     fn account(&self, directory: &str) -> Result<Option<Vec<u8>>, AcmeError>;
     /// Store a new account for `directory` unless one is stored already; the account stored
@@ -106,6 +109,10 @@ impl<'a> LocalAcme<'a> {
 impl AcmeStore for LocalAcme<'_> {
     fn cluster_wide(&self) -> bool {
         false
+    }
+
+    fn other_hosts(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
     }
 
     fn account(&self, _directory: &str) -> Result<Option<Vec<u8>>, AcmeError> {
