@@ -12,7 +12,7 @@
 #   nftables           nft, to load srvctl's masquerade rules (tests/mesh_traffic.rs)
 #   util-linux, mount  unshare, setpriv; mount (private mount namespaces of the tests)
 #   kmod               modprobe tun, when /dev/net/tun is missing
-#   pebble             a test ACME CA and its mock DNS, pebble-challtestsrv (tests/acme_pebble.rs)
+#   pebble             a test ACME CA and its mock DNS, pebble-challtestsrv (tests/acme_pebble.rs, tests/acme_cluster.rs)
 #   openssl, curl      verify the issued chain, fetch pebble's root (tests/acme_pebble.rs)
 #   haproxy            haproxy -c and the HTTPS front in a namespace (tests/haproxy_front.rs,
 #                      benches/haproxy.rs); openssl and curl check its certificates and redirects
@@ -20,7 +20,7 @@
 #   openssh-client     ssh-keygen for real test keys, ssh to log in (tests/publickeys.rs)
 #   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
 #                      (tests/publickeys.rs)
-#   etcd-server        real etcd members on loopback for the cluster datastore (tests/cluster_*.rs)
+#   etcd-server        real etcd members on loopback for the cluster datastore (tests/cluster_*.rs, tests/acme_cluster.rs)
 #   etcd-client        etcdctl, the client that checks the members' health and TLS (tests/cluster_etcd.rs)
 set -euo pipefail
 

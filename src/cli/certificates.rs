@@ -3,14 +3,30 @@
 use crate::failure::FailureKind;
 
 use super::{Failure, Invocation};
-use crate::front::acme::{self, AcmeSettings, AcmeState, DnsResolver, Row};
+use crate::front::acme::{self, AcmeSettings, AcmeStore, DnsResolver, Row};
 use crate::system::{LockKind, Request, System};
+
+/// The ACME store of this host: the cluster's, or its own files.
+fn store<'a>(
+    inv: &'a Invocation,
+    system: &'a dyn System,
+    settings: &AcmeSettings,
+) -> Result<Box<dyn AcmeStore + 'a>, Failure> {
+    let clusters = inv.clusters()?;
+    Ok(crate::cluster::acme::store(
+        system,
+        &inv.paths,
+        &clusters,
+        &inv.hostname,
+        settings,
+    )?)
+}
 
 fn rows(
     inv: &Invocation,
     system: &dyn System,
     settings: &AcmeSettings,
-    history: &AcmeState,
+    store: &dyn AcmeStore,
     only: Option<&str>,
     force: bool,
 ) -> Result<Vec<Row>, Failure> {
@@ -29,7 +45,7 @@ fn rows(
         && !state
             .containers
             .iter()
-            .any(|(n, c)| n.as_str() == name && c.host == host.name)
+            .any(|(n, c)| n.as_str() == name && (store.cluster_wide() || c.host == host.name))
     {
         return Err(Failure::new(
             FailureKind::NotFound,
@@ -44,7 +60,7 @@ fn rows(
         host,
         settings,
         &resolver,
-        history,
+        store,
         system.now(),
         only,
         force,
@@ -55,8 +71,8 @@ fn rows(
 pub fn list(inv: &Invocation, json: bool) -> Result<(), Failure> {
     let system = inv.system();
     let settings = AcmeSettings::load(system, &inv.paths)?;
-    let history = AcmeState::load(system, &inv.paths)?;
-    let rows = rows(inv, system, &settings, &history, None, false)?;
+    let store = store(inv, system, &settings)?;
+    let rows = rows(inv, system, &settings, store.as_ref(), None, false)?;
     if json {
         Failure::print(&serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
@@ -118,15 +134,15 @@ pub fn renew(inv: &Invocation, json: bool, only: Option<&str>, force: bool) -> R
             ),
             _ => Failure::new(FailureKind::System, format!("{}: {e}", lock_path.display())),
         })?;
-    let mut history = AcmeState::load(system, &inv.paths)?;
-    let rows = rows(inv, system, &settings, &history, only, force)?;
+    let store = store(inv, system, &settings)?;
+    let rows = rows(inv, system, &settings, store.as_ref(), only, force)?;
     let report = acme::renew(
         system,
         &inv.paths,
         &settings,
+        store.as_ref(),
         &rows,
         only.is_some(),
-        &mut history,
         &|| system.now(),
         &mut |line| eprintln!("sc: certificates: {line}"),
     )?;

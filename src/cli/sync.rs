@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
+use crate::cluster::acme::challenge_lookup;
+use crate::cluster::etcd::Connection;
 use crate::cluster::feed::EtcdFeed;
 use crate::cluster::sync::Sync;
 use crate::config::cluster::Clusters;
+use crate::front::acme::{AcmeSettings, Responder};
 use crate::ops::audit::{self, AuditRecord};
 use crate::ops::{Audit, Services};
 use crate::store::Etcd;
@@ -53,6 +56,30 @@ impl Audit for SyncAudit<'_> {
     }
 }
 
+/// The HTTP-01 responder of this host on `acme_listen`, answering the cluster's challenge
+/// tokens (whichever host orders), or `None` (said why) when it cannot listen.
+fn challenge_responder(
+    system: &dyn System,
+    paths: &Paths,
+    clusters: &Clusters,
+    host: &str,
+) -> Option<Responder> {
+    let listen = match AcmeSettings::load(system, paths) {
+        Ok(s) => s.listen,
+        Err(e) => {
+            eprintln!("srvctl-sync: no ACME challenge responder: {e}");
+            return None;
+        }
+    };
+    let rooted = paths.root().is_some();
+    let (paths, clusters, host) = (paths.clone(), clusters.clone(), host.to_owned());
+    let lookup =
+        challenge_lookup(move || Connection::open(&Local::new(rooted), &paths, &clusters, &host));
+    Responder::serving(listen, Some(lookup))
+        .map_err(|e| eprintln!("srvctl-sync: no ACME challenge responder on {listen}: {e}"))
+        .ok()
+}
+
 /// Run the sync service until SIGTERM.
 pub fn sync_main() -> ExitCode {
     let args = Args::parse();
@@ -95,6 +122,7 @@ pub fn sync_main() -> ExitCode {
         audit: &audit,
         live_systemd: paths.root().is_none(),
     };
+    let _responder = challenge_responder(&system, &paths, &clusters, &host);
     let mut feed = EtcdFeed::new(|| Etcd::new(&system, &paths, &clusters, &host));
     Sync::new(env, &clusters, &host).serve(&mut feed, &|| STOP.load(Ordering::Relaxed));
     ExitCode::SUCCESS

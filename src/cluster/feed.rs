@@ -1,6 +1,7 @@
 //! The sync service's [`Feed`] over etcd: the cluster store refreshes the cache, one watch
-//! stream follows `doc/head` (every commit puts it), `regenerate` and the certificate
-//! renewals, and the live state goes to `live/<host>`.
+//! stream follows `doc/head` (every commit puts it), `regenerate`, the certificate
+//! renewals and the cluster's ACME certificates (`acme/head`), and the live state goes to
+//! `live/<host>`.
 
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ impl<'s> EtcdFeed<'s> {
         }
     }
 
-    /// A watch of `doc/head`, `regenerate` and the certificate renewals (`csr/`, `cert/`) from
+    /// A watch of `doc/head`, `regenerate`, `acme/head` and the certificate renewals (`csr/`,
+    /// `cert/`) from
     /// just after the last refresh.
     fn open_watch(&self) -> Result<WatchStream, String> {
         let conn = self.store.connection().map_err(|e| e.to_string())?;
@@ -65,11 +67,13 @@ impl<'s> EtcdFeed<'s> {
                 client.watch(format!("{prefix}{}", keys::HEAD), Some(from.clone())),
             )
             .map_err(|e| e.to_string())?;
-        conn.request(
-            "the watch",
-            stream.watch(format!("{prefix}{REGENERATE}"), Some(from.clone())),
-        )
-        .map_err(|e| e.to_string())?;
+        for key in [REGENERATE, super::acme::HEAD] {
+            conn.request(
+                "the watch",
+                stream.watch(format!("{prefix}{key}"), Some(from.clone())),
+            )
+            .map_err(|e| e.to_string())?;
+        }
         for renewal in [renew::CSR, renew::CERT] {
             conn.request(
                 "the watch",
@@ -169,6 +173,19 @@ impl Feed for EtcdFeed<'_> {
                 Some((key.to_owned(), value))
             })
             .collect())
+    }
+
+    fn revision(&mut self, key: &str) -> Result<i64, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let full = format!("{}{key}", conn.prefix());
+        let mut kv = conn.kv();
+        let found = conn
+            .request(
+                "reading a revision",
+                kv.get(full, Some(GetOptions::new().with_keys_only())),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(found.kvs().first().map_or(0, |kv| kv.mod_revision()))
     }
 
     fn put(&mut self, key: &str, value: &str) -> Result<(), String> {

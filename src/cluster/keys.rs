@@ -137,7 +137,7 @@ fn is_plain(b: u8) -> bool {
 }
 
 /// Percent-encode every byte but `A-Z a-z 0-9 . _ -`.
-fn encode(key: &str) -> String {
+pub fn encode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         if is_plain(b) {

@@ -3,6 +3,7 @@
 //! A host is in a *replicated* cluster when its cluster in clusters.json has more than one
 //! host; a single host keeps the local JSON alone and runs none of this.
 
+pub mod acme;
 pub mod enrol;
 pub mod etcd;
 pub mod feed;

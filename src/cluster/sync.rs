@@ -53,6 +53,9 @@ pub trait Feed {
     /// Every key below `prefix` (below the cluster's prefix) and its value, keyed by the rest
     /// of the key after `prefix`.
     fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String>;
+    /// The etcd revision at which `key` (below the cluster's prefix) was last written (0: it
+    /// does not exist).
+    fn revision(&mut self, key: &str) -> Result<i64, String>;
     /// Put `value` at `key` (below the cluster's prefix).
     fn put(&mut self, key: &str, value: &str) -> Result<(), String>;
     /// Delete `key` (below the cluster's prefix).
@@ -130,6 +133,7 @@ pub struct Sync<'a> {
     renewal_log: Vec<String>,
     published: Option<(LiveReport, Duration)>,
     ready: bool,
+    certificates: super::acme::install::Installer,
 }
 
 impl<'a> Sync<'a> {
@@ -152,6 +156,7 @@ impl<'a> Sync<'a> {
             },
             published: None,
             ready: false,
+            certificates: super::acme::install::Installer::default(),
         }
     }
 
@@ -182,8 +187,9 @@ impl<'a> Sync<'a> {
 
     /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
     /// publish the live state, write the status, then renew host identities
-    /// ([`super::renew`]). Returns the cached revision, or `None` when
-    /// etcd could not be reached.
+    /// ([`super::renew`]) and install the cluster's ACME certificates
+    /// ([`super::acme::install`]). Returns the cached revision, or `None` when etcd could not
+    /// be reached.
     pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
         let refreshed = match feed.refresh() {
             Ok(r) => r,
@@ -212,6 +218,7 @@ impl<'a> Sync<'a> {
             refreshed.revision
         ));
         self.renew(feed);
+        self.install_certificates(feed);
         Some(refreshed.revision)
     }
 
@@ -250,6 +257,31 @@ impl<'a> Sync<'a> {
         self.renewal_log = renewed.log;
         for request in renewed.restarts {
             self.ask(request);
+        }
+    }
+
+    /// Install the cluster's ACME certificates that changed; haproxy picks them up with the
+    /// regenerate that follows.
+    fn install_certificates(&mut self, feed: &mut dyn Feed) {
+        let state = match self.env.store.load() {
+            Ok(s) => s,
+            Err(e) => return eprintln!("srvctl-sync: {e}"),
+        };
+        let installed = match self
+            .certificates
+            .round(self.system, self.paths, &state, feed)
+        {
+            Ok(i) => i,
+            Err(e) => return eprintln!("srvctl-sync: the cluster's certificates: {e}"),
+        };
+        for e in &installed.errors {
+            eprintln!("srvctl-sync: {}", e.replace(['\n', '\r'], " "));
+        }
+        for name in &installed.names {
+            eprintln!("srvctl-sync: installed the cluster's certificate of {name}");
+        }
+        if !installed.names.is_empty() {
+            self.ask(Request::Start(REGENERATE_UNIT.into()));
         }
     }
 

@@ -9,9 +9,9 @@
 //! wherever it runs, gets a certificate of the site issuer (srvctl's internal CA) at once
 //! ([`ensure_internal`], run by srvctl-regenerate before rendering), so HTTPS answers the moment
 //! a site exists. For now each host issues these with its own site issuer, for the containers
-//! of other hosts too; a certificate store shared by the cluster (one certificate per site,
-//! served by every host) is a later phase. [`crate::front::acme`] replaces the certificate of
-//! a container of this host with an ACME one once the names resolve here. A valid ACME certificate is never replaced by an internal one. [`DEFAULT`] is the
+//! of other hosts too; [`crate::front::acme`] replaces a container's certificate with an
+//! ACME one once the names resolve here; in a cluster that one is stored once in etcd and
+//! every host installs it ([`crate::cluster::acme`]). A valid ACME certificate is never replaced by an internal one. [`DEFAULT`] is the
 //! certificate haproxy presents for a name it does not know: an internal one for the host name.
 
 use std::collections::{BTreeMap, BTreeSet};

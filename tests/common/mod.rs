@@ -24,6 +24,7 @@ use srvctl::model::State;
 
 pub mod etcd;
 pub mod real;
+pub mod sync;
 pub mod tree;
 pub mod trust;
 

@@ -29,6 +29,8 @@ pub(crate) struct Scripted {
     pub(crate) refreshes: VecDeque<Result<Refreshed, String>>,
     pub(crate) published: Vec<LiveReport>,
     pub(crate) keys: BTreeMap<String, String>,
+    /// The revision of each key, as the puts made them.
+    pub(crate) revisions: BTreeMap<String, i64>,
 }
 
 impl Feed for Scripted {
@@ -49,8 +51,13 @@ impl Feed for Scripted {
             .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
             .collect())
     }
+    fn revision(&mut self, key: &str) -> Result<i64, String> {
+        Ok(self.revisions.get(key).copied().unwrap_or(0))
+    }
     fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
         self.keys.insert(key.to_owned(), value.to_owned());
+        let next = self.revisions.values().max().copied().unwrap_or(0) + 1;
+        self.revisions.insert(key.to_owned(), next);
         Ok(())
     }
     fn delete(&mut self, key: &str) -> Result<(), String> {

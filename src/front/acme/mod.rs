@@ -3,20 +3,24 @@
 //! certificate has more than [`RENEW_BEFORE`] left, and with an exponential back-off after
 //! failures so a broken domain does not hammer the CA.
 //!
-//! State lives under `/var/lib/srvctl/acme/` (0700): `account.json` (the account's key, 0600)
-//! and `state.json` (per container: failures, last error, next attempt). Host settings come
+//! A host alone keeps its state under `/var/lib/srvctl/acme/` (0700): `account.json` (the
+//! account's key, 0600) and `state.json` (per container: failures, last error, next attempt).
+//! The hosts of a cluster keep it once, in etcd: one account, the certificates, the history,
+//! the challenge tokens and the order lock of each name ([`AcmeStore`]). Host settings come
 //! from `/etc/srvctl/settings.json`: `acme_directory`, `acme_ca_file`, `acme_listen`,
 //! `acme_resolvers`, `acme_public_ip`. Whether a name points at this host is asked of DNS,
 //! never of the hosts file ([`resolve`]).
 //!
 //! haproxy forwards `/.well-known/acme-challenge/` of every host to [`DEFAULT_LISTEN`], where
-//! [`Responder`] answers from memory while an order runs.
+//! a [`Responder`] answers: on a host alone from memory while an order runs, on a host of a
+//! cluster (srvctl-sync's) from the tokens in etcd, whichever host ordered.
 
 use std::io;
 use std::path::Path;
 
 use jiff::SignedDuration;
 
+mod lock;
 mod order;
 mod policy;
 mod renew;
@@ -24,14 +28,17 @@ mod resolve;
 mod responder;
 mod settings;
 mod state;
+mod store;
 
+pub use lock::{KEEP_ALIVE, LEASE_TTL, Leases, NameLock, try_lock};
 pub use order::{Issued, leaf_not_after, obtain};
 pub use policy::{Action, Candidate, Resolution, plan};
 pub use renew::{RenewReport, Row, renew, survey};
 pub use resolve::{DnsResolver, Resolver, public_ip, resolution};
-pub use responder::Responder;
+pub use responder::{Lookup, Responder};
 pub use settings::{AcmeSettings, settings_path};
 pub use state::{AcmeState, DomainState, acme_dir, backoff};
+pub use store::{AcmeStore, LocalAcme, Locked, StoredCert};
 
 /// Let's Encrypt's production directory.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";

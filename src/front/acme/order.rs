@@ -1,18 +1,15 @@
-//! Ordering a certificate from the CA: the account, the order over HTTP-01, installing it.
+//! Ordering a certificate from the CA: the account, the order over HTTP-01.
 
+use std::future::Future;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{AcmeError, AcmeSettings, Responder, acme_dir, io_at};
-use crate::front::certs::{self, CertMeta, CertSource};
-use crate::system::System;
-use crate::system::paths::Paths;
+use super::{AcmeError, AcmeSettings, AcmeStore};
 
-fn account_path(paths: &Paths) -> std::path::PathBuf {
-    acme_dir(paths).join("account.json")
-}
+/// How long one order may take, from the account to the certificate.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A certificate obtained from the CA.
 #[derive(Debug, Clone)]
@@ -38,59 +35,118 @@ fn builder(settings: &AcmeSettings) -> Result<instant_acme::AccountBuilder, Acme
     })
 }
 
-/// The account for the configured directory: loaded from `account.json`, or created there.
-async fn account(
-    system: &dyn System,
-    paths: &Paths,
+/// The steps of one order, each run to its end on the order's runtime, so that the store
+/// (which may talk to etcd on a runtime of its own) is only called between them.
+struct Steps {
+    runtime: tokio::runtime::Runtime,
+    deadline: tokio::time::Instant,
+}
+
+impl Steps {
+    fn new() -> Result<Self, AcmeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AcmeError::Io("async runtime".into(), e))?;
+        Ok(Self {
+            runtime,
+            deadline: tokio::time::Instant::now() + ORDER_TIMEOUT,
+        })
+    }
+
+    /// Run `step`, within what is left of the order's time.
+    fn run<T>(&self, step: impl Future<Output = Result<T, AcmeError>>) -> Result<T, AcmeError> {
+        self.runtime
+            .block_on(async { tokio::time::timeout_at(self.deadline, step).await })
+            .map_err(|_| AcmeError::Protocol("the order took more than 5 minutes".into()))?
+    }
+}
+
+/// The account for the configured directory: the store's, or a new one stored there (when
+/// another host stored one first, that one).
+fn account(
+    steps: &Steps,
+    store: &dyn AcmeStore,
     settings: &AcmeSettings,
 ) -> Result<instant_acme::Account, AcmeError> {
-    let path = account_path(paths);
-    if let Some(bytes) = system.read(&path).map_err(io_at(&path))? {
+    let from = |bytes: Vec<u8>| -> Result<Option<instant_acme::Account>, AcmeError> {
         let stored: StoredAccount = serde_json::from_slice(&bytes)
-            .map_err(|e| AcmeError::Parse(path.display().to_string(), e))?;
-        if stored.directory == settings.directory {
-            return Ok(builder(settings)?
-                .from_credentials(stored.credentials)
-                .await?);
+            .map_err(|e| AcmeError::Parse("the stored ACME account".into(), e))?;
+        if stored.directory != settings.directory {
+            return Ok(None);
         }
+        let account = steps.run(async {
+            Ok(builder(settings)?
+                .from_credentials(stored.credentials)
+                .await?)
+        })?;
+        Ok(Some(account))
+    };
+    if let Some(bytes) = store.account(&settings.directory)?
+        && let Some(account) = from(bytes)?
+    {
+        return Ok(account);
     }
-    let (account, credentials) = builder(settings)?
-        .create(
-            &instant_acme::NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            settings.directory.clone(),
-            None,
-        )
-        .await?;
+    let (account, credentials) = steps.run(async {
+        Ok(builder(settings)?
+            .create(
+                &instant_acme::NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                settings.directory.clone(),
+                None,
+            )
+            .await?)
+    })?;
     let stored = StoredAccount {
         directory: settings.directory.clone(),
         credentials,
     };
-    let dir = acme_dir(paths);
-    system.create_dir(&dir, 0o700).map_err(io_at(&dir))?;
     let json = serde_json::to_vec_pretty(&stored).expect("credentials serialise");
-    system
-        .write(&path, &json, 0o600, true)
-        .map_err(io_at(&path))?;
-    Ok(account)
+    let kept = store.put_account(&settings.directory, &json)?;
+    if kept == json {
+        return Ok(account);
+    }
+    from(kept)?
+        .ok_or_else(|| AcmeError::Protocol("the stored account is of another directory".into()))
 }
 
-/// Order a certificate for `names` over HTTP-01, answering challenges with `responder`.
-async fn order(
-    account: &instant_acme::Account,
-    responder: &Responder,
+/// Order a certificate for `names` over HTTP-01 from the configured CA, with the store's
+/// account, publishing the challenges through the store (and withdrawing them after).
+pub fn obtain(
+    store: &dyn AcmeStore,
+    settings: &AcmeSettings,
     names: &[String],
+) -> Result<Issued, AcmeError> {
+    let steps = Steps::new()?;
+    let account = account(&steps, store, settings)?;
+    let mut published = Vec::new();
+    let issued = order(&steps, store, &account, names, &mut published);
+    for token in &published {
+        if let Err(e) = store.withdraw(token) {
+            eprintln!("srvctl: withdrawing an ACME challenge: {e}");
+        }
+    }
+    issued
+}
+
+fn order(
+    steps: &Steps,
+    store: &dyn AcmeStore,
+    account: &instant_acme::Account,
+    names: &[String],
+    published: &mut Vec<String>,
 ) -> Result<Issued, AcmeError> {
     use instant_acme::{
         AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
     };
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut order =
+        steps.run(async { Ok(account.new_order(&NewOrder::new(&identifiers)).await?) })?;
     let mut authorizations = order.authorizations();
-    while let Some(authz) = authorizations.next().await {
+    while let Some(authz) = steps.run(async { Ok(authorizations.next().await) })? {
         let mut authz = authz?;
         match authz.status {
             AuthorizationStatus::Pending => {}
@@ -102,21 +158,25 @@ async fn order(
         let mut challenge = authz
             .challenge(ChallengeType::Http01)
             .ok_or_else(|| AcmeError::Protocol("the CA offers no http-01 challenge".to_owned()))?;
-        responder.add(&challenge.token, challenge.key_authorization().as_str());
-        challenge.set_ready().await?;
+        store.publish(&challenge.token, challenge.key_authorization().as_str())?;
+        published.push(challenge.token.clone());
+        steps.run(async { Ok(challenge.set_ready().await?) })?;
     }
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .timeout(Duration::from_secs(90));
-    let status = order.poll_ready(&retry).await?;
+    let status = steps.run(async { Ok(order.poll_ready(&retry).await?) })?;
     if status != OrderStatus::Ready {
-        return Err(AcmeError::Protocol(order_failure(&mut order, status).await));
+        let why = steps.run(async { Ok(order_failure(&mut order, status).await) })?;
+        return Err(AcmeError::Protocol(why));
     }
     let key = rcgen::KeyPair::generate()?;
     let params = rcgen::CertificateParams::new(names.to_vec())?;
     let csr = params.serialize_request(&key)?;
-    order.finalize_csr(csr.der()).await?;
-    let chain_pem = order.poll_certificate(&retry).await?;
+    let chain_pem = steps.run(async {
+        order.finalize_csr(csr.der()).await?;
+        Ok(order.poll_certificate(&retry).await?)
+    })?;
     let not_after = leaf_not_after(&chain_pem)?;
     Ok(Issued {
         chain_pem,
@@ -161,44 +221,4 @@ pub fn leaf_not_after(chain_pem: &str) -> Result<Timestamp, AcmeError> {
         .map_err(|e| bad(e.to_string()))?;
     let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
     Timestamp::from_second(cert.validity().not_after.timestamp()).map_err(|e| bad(e.to_string()))
-}
-
-/// Obtain and install a certificate for container `name` covering `names`.
-pub fn obtain(
-    system: &dyn System,
-    paths: &Paths,
-    settings: &AcmeSettings,
-    name: &str,
-    names: &[String],
-    now: Timestamp,
-) -> Result<CertMeta, AcmeError> {
-    let responder = Responder::start(settings.listen)
-        .map_err(|e| AcmeError::Io(format!("challenge responder on {}", settings.listen), e))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| AcmeError::Io("async runtime".into(), e))?;
-    let issued = runtime.block_on(async {
-        let account = account(system, paths, settings).await?;
-        tokio::time::timeout(Duration::from_secs(300), order(&account, &responder, names))
-            .await
-            .map_err(|_| AcmeError::Protocol("the order took more than 5 minutes".into()))?
-    })?;
-    let meta = CertMeta {
-        source: CertSource::Acme,
-        names: names.to_vec(),
-        not_after: issued.not_after.to_string(),
-        issued: now.to_string(),
-    };
-    let _lock = certs::lock(system, paths).map_err(io_at(&certs::dir(paths)))?;
-    certs::install(
-        system,
-        paths,
-        name,
-        &issued.chain_pem,
-        &issued.key_pem,
-        &meta,
-    )
-    .map_err(io_at(&certs::pem_path(paths, name)))?;
-    Ok(meta)
 }

@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{
-    AcmeError, AcmeSettings, AcmeState, Action, Candidate, Resolution, Resolver, io_at, obtain,
-    plan, public_ip, resolution,
+    AcmeError, AcmeSettings, AcmeStore, Action, Candidate, Locked, Resolution, Resolver,
+    StoredCert, io_at, obtain, plan, public_ip, resolution,
 };
 use crate::front::certs::{self, CertSource};
 use crate::system::System;
@@ -33,8 +33,8 @@ pub struct Row {
     pub action: Action,
 }
 
-/// The certificates of this host's containers (or only `only`) and the policy's decision for
-/// each at `now`.
+/// The certificates of this host's containers (of every container of the cluster when the
+/// store is the cluster's), or only `only`, and the policy's decision for each at `now`.
 #[allow(clippy::too_many_arguments)]
 pub fn survey(
     system: &dyn System,
@@ -43,7 +43,7 @@ pub fn survey(
     host: &crate::config::cluster::Host,
     settings: &AcmeSettings,
     resolver: &dyn Resolver,
-    history: &AcmeState,
+    store: &dyn AcmeStore,
     now: Timestamp,
     only: Option<&str>,
     force: bool,
@@ -51,15 +51,20 @@ pub fn survey(
     // A broken settings.json is reported by srvctl-regenerate; here it only loses the preview
     // names.
     let site = crate::config::site::Settings::load(system, paths).unwrap_or_default();
+    let history = store.history()?;
+    let everywhere = store.cluster_wide();
     let mine: Vec<(&str, Vec<String>)> = state
         .containers
         .iter()
-        .filter(|(name, c)| c.host == host.name && only.is_none_or(|o| o == name.as_str()))
+        .filter(|(name, c)| {
+            (everywhere || c.host == host.name) && only.is_none_or(|o| o == name.as_str())
+        })
         .map(|(name, _)| (name.as_str(), certs::names_of(state, name, &site)))
         .collect();
-    let here = public_ip(host, settings);
+    let mut here = vec![public_ip(host, settings)];
+    here.extend(store.other_hosts());
     let resolved: Vec<(Resolution, Vec<String>)> =
-        parallel(&mine, |(_, names)| resolution(resolver, names, here));
+        parallel(&mine, |(_, names)| resolution(resolver, names, &here));
     let mut rows = Vec::with_capacity(mine.len());
     for ((name, _), (resolved, names)) in mine.into_iter().zip(resolved) {
         let current =
@@ -109,32 +114,37 @@ fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R>
 /// What a renewal run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RenewReport {
-    /// Containers that got a new certificate.
+    /// Containers that got a new certificate (ordered here, or the cluster's, installed).
     pub installed: Vec<String>,
     /// Containers whose order failed, with the error.
     pub failed: Vec<(String, String)>,
+    /// Containers that another host of the cluster orders now, with that host.
+    pub elsewhere: Vec<(String, String)>,
 }
 
-/// Order a certificate for every row whose action is [`Action::Order`], recording failures in
-/// the state and reporting progress through `progress`. Unless the rows are `only` some of the
-/// host's containers, the state forgets containers that are not among them.
+/// Order a certificate for every row whose action is [`Action::Order`], once its name's
+/// order lock is this host's, recording failures in the store's history and reporting
+/// progress through `progress`. A certificate that another host stored in the meantime is
+/// installed instead of ordered. Unless the rows are `only` some of the containers, the
+/// history forgets containers that are not among them.
 #[allow(clippy::too_many_arguments)]
 pub fn renew(
     system: &dyn System,
     paths: &Paths,
     settings: &AcmeSettings,
+    store: &dyn AcmeStore,
     rows: &[Row],
     only: bool,
-    history: &mut AcmeState,
     now: &dyn Fn() -> Timestamp,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RenewReport, AcmeError> {
     let mut report = RenewReport::default();
+    let history = store.history()?;
     if !only {
-        let before = history.domains.len();
-        history.retain(rows);
-        if history.domains.len() != before {
-            history.save(system, paths)?;
+        for name in history.domains.keys() {
+            if !rows.iter().any(|r| &r.name == name) {
+                store.record(name, None)?;
+            }
         }
     }
     for row in rows {
@@ -142,25 +152,54 @@ pub fn renew(
             progress(&format!("{}: {}", row.name, row.next_action));
             continue;
         };
+        let _held = match store.lock(&row.name)? {
+            Locked::Held(lock) => lock,
+            Locked::Busy(holder) => {
+                progress(&format!("{}: {holder} orders it now", row.name));
+                report.elsewhere.push((row.name.clone(), holder));
+                continue;
+            }
+        };
+        if let Some(stored) = newer_in_store(store, row, now())? {
+            stored.install(system, paths, &row.name)?;
+            progress(&format!(
+                "{}: installed the cluster's certificate, valid until {}",
+                row.name, stored.meta.not_after
+            ));
+            report.installed.push(row.name.clone());
+            continue;
+        }
         progress(&format!(
             "{}: ordering a certificate for {} ({why}) from {}",
             row.name,
             row.names.join(", "),
             settings.directory
         ));
-        match obtain(system, paths, settings, &row.name, &row.names, now()) {
-            Ok(meta) => {
+        match obtain(store, settings, &row.names) {
+            Ok(issued) => {
+                let cert = StoredCert {
+                    meta: crate::front::certs::CertMeta {
+                        source: CertSource::Acme,
+                        names: row.names.clone(),
+                        not_after: issued.not_after.to_string(),
+                        issued: now().to_string(),
+                    },
+                    chain_pem: issued.chain_pem,
+                    key_pem: issued.key_pem,
+                };
+                store.put_certificate(&row.name, &cert)?;
                 progress(&format!(
                     "{}: installed, valid until {}",
-                    row.name, meta.not_after
+                    row.name, cert.meta.not_after
                 ));
-                history.domains.remove(&row.name);
+                store.record(&row.name, None)?;
                 report.installed.push(row.name.clone());
             }
             Err(e) => {
                 let error = e.to_string();
-                let entry = history.domains.entry(row.name.clone()).or_default();
+                let mut entry = history.domains.get(&row.name).cloned().unwrap_or_default();
                 entry.failed(now(), &error);
+                store.record(&row.name, Some(&entry))?;
                 progress(&format!(
                     "{}: failed ({error}); next attempt after {}",
                     row.name,
@@ -169,16 +208,37 @@ pub fn renew(
                 report.failed.push((row.name.clone(), error));
             }
         }
-        history.save(system, paths)?;
     }
     Ok(report)
+}
+
+/// The certificate the store holds for `row` if it is not the one the survey saw and the
+/// policy would keep it (another host ordered it since).
+fn newer_in_store(
+    store: &dyn AcmeStore,
+    row: &Row,
+    now: Timestamp,
+) -> Result<Option<StoredCert>, AcmeError> {
+    let Some(stored) = store.certificate(&row.name)? else {
+        return Ok(None);
+    };
+    if row.not_after.as_deref() == Some(stored.meta.not_after.as_str()) {
+        return Ok(None);
+    }
+    let keep = Candidate {
+        names: &row.names,
+        current: Some(&stored.meta),
+        resolution: &Resolution::Here,
+        history: None,
+    };
+    Ok(matches!(plan(&keep, now, false), Action::RenewAt(_)).then_some(stored))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::acme::DomainState;
     use crate::front::acme::testutil::{Fixed, NOW, decide, t};
+    use crate::front::acme::{AcmeState, DomainState, LocalAcme};
     use std::path::Path;
 
     #[test]
@@ -204,17 +264,20 @@ mod tests {
             failures: 0,
             action,
         };
-        let mut history = AcmeState {
+        AcmeState {
             domains: [("gone.example.com".to_owned(), DomainState::default())].into(),
-        };
+        }
+        .save(&sys, &paths)
+        .unwrap();
+        let store = LocalAcme::new(&sys, &paths, &settings);
         let mut lines = Vec::new();
         let report = renew(
             &sys,
             &paths,
             &settings,
+            &store,
             std::slice::from_ref(&row),
             false,
-            &mut history,
             &|| t(NOW),
             &mut |l| lines.push(l.to_owned()),
         )
@@ -224,7 +287,6 @@ mod tests {
         assert!(lines[0].contains("ordering"), "{lines:?}");
         assert!(lines[1].contains("failed"), "{lines:?}");
         let saved = AcmeState::load(&sys, &paths).unwrap();
-        assert_eq!(saved, history);
         assert_eq!(
             saved.domains.len(),
             1,
@@ -248,6 +310,144 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// A cluster's store as a fake: the lock held by `busy` if set, `stored` as the
+    /// certificate another host put.
+    #[derive(Default)]
+    struct Shared {
+        busy: Option<String>,
+        stored: Option<StoredCert>,
+    }
+
+    impl AcmeStore for Shared {
+        fn cluster_wide(&self) -> bool {
+            true
+        }
+        fn other_hosts(&self) -> Vec<std::net::IpAddr> {
+            Vec::new()
+        }
+        fn account(&self, _: &str) -> Result<Option<Vec<u8>>, AcmeError> {
+            Ok(None)
+        }
+        fn put_account(&self, _: &str, json: &[u8]) -> Result<Vec<u8>, AcmeError> {
+            Ok(json.to_vec())
+        }
+        fn lock(&self, _: &str) -> Result<Locked, AcmeError> {
+            Ok(match &self.busy {
+                Some(h) => Locked::Busy(h.clone()),
+                None => Locked::Held(None),
+            })
+        }
+        fn publish(&self, _: &str, _: &str) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn withdraw(&self, _: &str) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn history(&self) -> Result<AcmeState, AcmeError> {
+            Ok(AcmeState::default())
+        }
+        fn record(&self, _: &str, _: Option<&DomainState>) -> Result<(), AcmeError> {
+            Ok(())
+        }
+        fn certificate(&self, _: &str) -> Result<Option<StoredCert>, AcmeError> {
+            Ok(self.stored.clone())
+        }
+        fn put_certificate(&self, _: &str, _: &StoredCert) -> Result<(), AcmeError> {
+            unreachable!("nothing is ordered here")
+        }
+    }
+
+    #[test]
+    fn a_name_another_host_orders_or_just_stored_is_not_ordered_again() {
+        use crate::front::certs::CertMeta;
+        use crate::system::Recording;
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        // An order would fail at once: nothing listens on port 1.
+        let settings = AcmeSettings {
+            directory: "https://127.0.0.1:1/directory".into(),
+            ..AcmeSettings::default()
+        };
+        let action = decide(None, &Resolution::Here, None, false);
+        let row = Row {
+            name: "a.example.com".into(),
+            names: vec!["a.example.com".to_owned()],
+            source: None,
+            not_after: None,
+            next_action: action.describe(),
+            last_error: None,
+            failures: 0,
+            action,
+        };
+        let run = |store: &Shared| {
+            let mut lines = Vec::new();
+            let report = renew(
+                &sys,
+                &paths,
+                &settings,
+                store,
+                std::slice::from_ref(&row),
+                false,
+                &|| t(NOW),
+                &mut |l| lines.push(l.to_owned()),
+            )
+            .unwrap();
+            (report, lines)
+        };
+        let busy = Shared {
+            busy: Some("h2.test".into()),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&busy);
+        assert_eq!(
+            report.elsewhere,
+            [("a.example.com".into(), "h2.test".into())]
+        );
+        assert!(report.installed.is_empty() && report.failed.is_empty());
+        assert_eq!(lines, ["a.example.com: h2.test orders it now"]);
+
+        let stored = StoredCert {
+            chain_pem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----".into(),
+            key_pem: "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----".into(),
+            meta: CertMeta {
+                source: CertSource::Acme,
+                names: vec!["a.example.com".into()],
+                not_after: "2026-09-01T00:00:00Z".into(),
+                issued: NOW.into(),
+            },
+        };
+        let fresh = Shared {
+            stored: Some(stored.clone()),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&fresh);
+        assert_eq!(report.installed, ["a.example.com"], "{lines:?}");
+        assert!(report.failed.is_empty(), "nothing was ordered: {lines:?}");
+        assert!(
+            lines[0].contains("installed the cluster's certificate"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            certs::read_meta(&sys, &paths, "a.example.com").unwrap(),
+            Some(stored.meta.clone())
+        );
+
+        // A stored certificate that is due itself is ordered anew.
+        let due = Shared {
+            stored: Some(StoredCert {
+                meta: CertMeta {
+                    not_after: "2026-06-10T00:00:00Z".into(),
+                    ..stored.meta
+                },
+                ..stored
+            }),
+            ..Shared::default()
+        };
+        let (report, lines) = run(&due);
+        assert_eq!(report.failed.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("ordering"), "{lines:?}");
     }
 
     #[test]
@@ -283,7 +483,7 @@ mod tests {
                 host,
                 settings,
                 &resolver,
-                &AcmeState::default(),
+                &LocalAcme::new(&sys, &paths, settings),
                 t(NOW),
                 None,
                 false,

@@ -159,16 +159,17 @@ pub fn public_ip(host: &Host, settings: &AcmeSettings) -> IpAddr {
     settings.public_ip.unwrap_or(IpAddr::V4(host.host_ip))
 }
 
-/// Whether `name` resolves to `host_ip` (and to no other address of the same family, which
-/// would make validation fail half the time); else how it resolves.
-fn resolves_here(resolver: &dyn Resolver, name: &str, host_ip: IpAddr) -> Result<(), Resolution> {
+/// Whether `name` resolves to an address of `here` (and to no other address of the same
+/// family, which would make validation fail half the time); else how it resolves. `here` is
+/// this host's address, and in a cluster those of the other hosts too (each answers the
+/// cluster's challenges).
+fn resolves_here(resolver: &dyn Resolver, name: &str, here: &[IpAddr]) -> Result<(), Resolution> {
     let ips = resolver
         .lookup(name)
         .map_err(|why| Resolution::Unknown(name.to_owned(), why))?;
-    let here = ips.contains(&host_ip)
-        && ips
-            .iter()
-            .all(|ip| *ip == host_ip || ip.is_ipv4() != host_ip.is_ipv4());
+    let ours = |ip: &IpAddr| here.contains(ip);
+    let family_here = |ip: &IpAddr| here.iter().any(|h| h.is_ipv4() == ip.is_ipv4());
+    let here = ips.iter().any(ours) && ips.iter().all(|ip| ours(ip) || !family_here(ip));
     if here {
         Ok(())
     } else {
@@ -177,23 +178,23 @@ fn resolves_here(resolver: &dyn Resolver, name: &str, host_ip: IpAddr) -> Result
 }
 
 /// How a container's names resolve: [`Resolution::Here`] once its own name (the first)
-/// resolves to `host_ip`, with the names that resolve here (the certificate covers those; a
+/// resolves to an address of `here`, with the names that resolve here (the certificate covers those; a
 /// `www.` or alternative name that does not point here yet is added by a later order once it
 /// does).
 pub fn resolution(
     resolver: &dyn Resolver,
     names: &[String],
-    host_ip: IpAddr,
+    here: &[IpAddr],
 ) -> (Resolution, Vec<String>) {
     let Some(primary) = names.first() else {
         return (Resolution::Elsewhere(String::new(), Vec::new()), Vec::new());
     };
-    if let Err(not_here) = resolves_here(resolver, primary, host_ip) {
+    if let Err(not_here) = resolves_here(resolver, primary, here) {
         return (not_here, Vec::new());
     }
     let here = names
         .iter()
-        .filter(|n| resolves_here(resolver, n, host_ip).is_ok())
+        .filter(|n| resolves_here(resolver, n, here).is_ok())
         .cloned()
         .collect();
     (Resolution::Here, here)
@@ -207,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_certificate_covers_the_names_that_resolve_here_once_the_main_one_does() {
-        let here: IpAddr = "192.0.2.11".parse().unwrap();
+        let here: &[IpAddr] = &["192.0.2.11".parse().unwrap()];
         let r = Fixed(vec![
             ("a.example.com", "192.0.2.11"),
             ("a.example.com", "2001:db8::1"),
@@ -246,6 +247,12 @@ mod tests {
                 Resolution::Unknown("timeout.example.com".into(), "timed out".into()),
                 Vec::new()
             )
+        );
+        // In a cluster, a name that points at two of its hosts is every host's.
+        let cluster: &[IpAddr] = &["192.0.2.11".parse().unwrap(), "192.0.2.12".parse().unwrap()];
+        assert_eq!(
+            resolution(&r, &names(&["b.example.com"]), cluster),
+            (Resolution::Here, names(&["b.example.com"]))
         );
         // A further name that cannot be looked up is left out, like one that points elsewhere.
         assert_eq!(

@@ -10,7 +10,12 @@ use std::time::Duration;
 /// The challenge path prefix.
 const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// A tiny HTTP server answering `GET /.well-known/acme-challenge/TOKEN` from memory.
+/// Where a responder finds the tokens it did not get from [`Responder::add`] (the cluster's,
+/// in etcd).
+pub type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A tiny HTTP server answering `GET /.well-known/acme-challenge/TOKEN` from memory, then
+/// from its [`Lookup`] if it has one.
 pub struct Responder {
     tokens: Arc<Mutex<HashMap<String, String>>>,
     stop: Arc<AtomicBool>,
@@ -19,22 +24,32 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Listen on `addr` (port 0: any free port).
+    /// Listen on `addr` (port 0: any free port), answering from memory.
     pub fn start(addr: SocketAddr) -> io::Result<Self> {
+        Self::serving(addr, None)
+    }
+
+    /// Listen on `addr`, answering from memory, then from `lookup`.
+    pub fn serving(addr: SocketAddr, lookup: Option<Lookup>) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (t, s) = (tokens.clone(), stop.clone());
+        let memory = tokens.clone();
+        let find: Lookup = Arc::new(move |token: &str| {
+            let known = memory.lock().ok()?.get(token).cloned();
+            known.or_else(|| lookup.as_ref().and_then(|l| l(token)))
+        });
+        let s = stop.clone();
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(conn) = conn {
-                    let t = t.clone();
+                    let find = find.clone();
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &t);
+                        let _ = serve(conn, find.as_ref());
                     });
                 }
             }
@@ -59,6 +74,11 @@ impl Responder {
             .expect("not poisoned")
             .insert(token.to_owned(), key_authorization.to_owned());
     }
+
+    /// Stop answering `token`.
+    pub fn remove(&self, token: &str) {
+        self.tokens.lock().expect("not poisoned").remove(token);
+    }
 }
 
 impl Drop for Responder {
@@ -72,7 +92,7 @@ impl Drop for Responder {
     }
 }
 
-fn serve(conn: TcpStream, tokens: &Mutex<HashMap<String, String>>) -> io::Result<()> {
+fn serve(conn: TcpStream, find: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
@@ -87,7 +107,7 @@ fn serve(conn: TcpStream, tokens: &Mutex<HashMap<String, String>>) -> io::Result
     let answer = target
         .strip_prefix(CHALLENGE_PREFIX)
         .filter(|_| method == "GET" || method == "HEAD")
-        .and_then(|token| tokens.lock().ok()?.get(token).cloned());
+        .and_then(find);
     let mut conn = conn;
     match answer {
         Some(body) => write!(
@@ -121,5 +141,22 @@ mod tests {
         assert!(ok.ends_with("\r\n\r\ntok.thumb"), "{ok}");
         assert!(get("/.well-known/acme-challenge/other").starts_with("HTTP/1.1 404"));
         assert!(get("/tok").starts_with("HTTP/1.1 404"));
+        r.remove("tok");
+        assert!(get("/.well-known/acme-challenge/tok").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn a_responder_with_a_lookup_answers_the_tokens_it_finds_there() {
+        let lookup: Lookup = Arc::new(|t: &str| (t == "far").then(|| "far.thumb".to_owned()));
+        let r = Responder::serving("127.0.0.1:0".parse().unwrap(), Some(lookup)).unwrap();
+        let get = |path: &str| {
+            let mut s = TcpStream::connect(r.addr()).unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\n\r\n").unwrap();
+            let mut out = String::new();
+            io::Read::read_to_string(&mut s, &mut out).unwrap();
+            out
+        };
+        assert!(get("/.well-known/acme-challenge/far").ends_with("\r\n\r\nfar.thumb"));
+        assert!(get("/.well-known/acme-challenge/near").starts_with("HTTP/1.1 404"));
     }
 }

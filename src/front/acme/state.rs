@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{AcmeError, BACKOFF_FIRST, BACKOFF_MAX, Row, io_at};
+use super::{AcmeError, BACKOFF_FIRST, BACKOFF_MAX, io_at};
 use crate::system::System;
 use crate::system::paths::Paths;
 
@@ -75,12 +75,6 @@ impl AcmeState {
                 .map_err(|e| AcmeError::Parse(path.display().to_string(), e)),
             None => Ok(Self::default()),
         }
-    }
-
-    /// Forget the containers not in `keep` (destroyed, or moved to another host).
-    pub fn retain(&mut self, keep: &[Row]) {
-        self.domains
-            .retain(|name, _| keep.iter().any(|r| &r.name == name));
     }
 
     /// Write the state atomically.
