@@ -331,6 +331,9 @@ fn main() -> ExitCode {
                 &state,
                 me,
                 &site_settings,
+                srvctl::front::acme::DEFAULT_LISTEN
+                    .parse()
+                    .expect("an address"),
                 &installed,
                 &templates,
             )

@@ -251,7 +251,8 @@ impl Classify for crate::engine::regenerate::RegenerateError {
             RegenerateError::Cluster(_)
             | RegenerateError::UnknownHost(_)
             | RegenerateError::Template(_)
-            | RegenerateError::Settings(_) => FailureKind::Config,
+            | RegenerateError::Settings(_)
+            | RegenerateError::Acme(_) => FailureKind::Config,
             RegenerateError::Pki(_)
             | RegenerateError::Certs(_)
             | RegenerateError::Read(_)

@@ -486,7 +486,7 @@ fn with_hosts_block(ns: &Netns, root: &Farm, argv: &[&str]) -> Command {
 /// it out: `/etc/hosts` carries srvctl's block (the site at its container address), DNS
 /// (pebble-challtestsrv on 127.0.0.1:53, the host's `dns1`) says the site is at the host's
 /// address. pebble validates there on port 80, haproxy forwards `/.well-known/acme-challenge/`
-/// to the responder of `sc certificates renew`; after the next regenerate and reload haproxy
+/// to the responder of `sc certificates renew` at `acme_listen`; after the next regenerate and reload haproxy
 /// serves the new certificate, which verifies against pebble's root.
 #[test]
 fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
@@ -506,7 +506,13 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
         CLUSTERS.replace(r#""hostnet":1"#, r#""hostnet":1,"dns1":"127.0.0.1""#),
     )
     .unwrap();
+    // The responder on a port of its own: haproxy must forward challenges there.
+    let mut settings: serde_json::Value = serde_json::from_str(SETTINGS).unwrap();
+    settings["acme_listen"] = "127.0.0.1:8499".into();
+    fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
     root.sc_ok(&["regenerate"]);
+    let cfg = fs::read_to_string(root.join("etc/haproxy/haproxy.cfg")).unwrap();
+    assert!(cfg.contains("server responder 127.0.0.1:8499"), "{cfg}");
     let ns = Netns::new(&unique("hac"));
     ns.ip(&["addr", "add", &format!("{HOST_IP}/32"), "dev", "lo"]);
     let logs = tempfile::tempdir().unwrap();
@@ -528,7 +534,6 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     let pebble = Pebble::start(80, Some(&ns));
     pebble.add_a(SITE, HOST_IP);
     pebble.add_a(&format!("www.{SITE}"), HOST_IP);
-    let mut settings: serde_json::Value = serde_json::from_str(SETTINGS).unwrap();
     settings["acme_directory"] = pebble.directory.clone().into();
     settings["acme_ca_file"] = pebble.tls_ca().display().to_string().into();
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();

@@ -111,6 +111,9 @@ pub enum RegenerateError {
     /// settings.json is wrong.
     #[error(transparent)]
     Settings(#[from] crate::config::site::SettingsError),
+    /// The ACME part of settings.json is wrong.
+    #[error(transparent)]
+    Acme(#[from] crate::front::acme::AcmeError),
     /// Reading the current files failed.
     #[error("reading current files: {0}")]
     Read(std::io::Error),
@@ -178,6 +181,7 @@ fn run_once(
         ));
     }
     let site = crate::config::site::Settings::load(system, paths)?;
+    let acme = crate::front::acme::AcmeSettings::load(system, paths)?;
     // Every container the front serves (of every host) has a certificate before haproxy is
     // rendered: one of the internal CA unless a valid ACME one is installed.
     let certificates = crate::front::certs::lock(system, paths).map_err(RegenerateError::Read)?;
@@ -195,6 +199,7 @@ fn run_once(
         clusters: &clusters,
         me,
         settings: &site,
+        acme_listen: acme.listen,
         templates: &templates,
         certificates: &installed,
         cluster_identity,

@@ -32,6 +32,9 @@ pub struct Inputs<'a> {
     pub me: &'a Host,
     /// settings.json.
     pub settings: &'a Settings,
+    /// Where the ACME challenge responder listens (`acme_listen`), which the proxy forwards
+    /// challenges to.
+    pub acme_listen: std::net::SocketAddr,
     /// The templates (built in or overridden).
     pub templates: &'a Templates,
     /// The certificates installed for the containers the front serves (every container of the
@@ -275,6 +278,7 @@ mod tests {
             clusters: &clusters,
             me: &me,
             settings: &settings,
+            acme_listen: crate::front::acme::DEFAULT_LISTEN.parse().unwrap(),
             templates: &templates,
             certificates: &certificates,
             cluster_identity: false,

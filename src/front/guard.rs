@@ -166,6 +166,7 @@ impl Module for Front {
             inputs.state,
             inputs.me,
             inputs.settings,
+            inputs.acme_listen,
             inputs.certificates,
             inputs.templates,
         )
