@@ -3,7 +3,7 @@
 use crate::failure::FailureKind;
 
 use super::{Failure, Invocation};
-use crate::front::acme::{self, AcmeSettings, AcmeState, DnsResolver, Row};
+use crate::front::acme::{self, AcmeRenewalInfo, AcmeSettings, AcmeState, DnsResolver, Row};
 use crate::system::{LockKind, Request, System};
 
 fn rows(
@@ -37,6 +37,7 @@ fn rows(
         ));
     }
     let resolver = DnsResolver::for_host(system, &inv.paths, host, settings);
+    let ari = AcmeRenewalInfo::new(system, &inv.paths, settings)?;
     Ok(acme::survey(
         system,
         &inv.paths,
@@ -44,6 +45,7 @@ fn rows(
         host,
         settings,
         &resolver,
+        &ari,
         history,
         system.now(),
         only,

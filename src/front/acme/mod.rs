@@ -1,6 +1,7 @@
 //! Certificates from an ACME CA (Let's Encrypt by default) over HTTP-01, with the policy that
 //! decides when to order: only for names that resolve to this host, never while a valid ACME
-//! certificate has more than [`RENEW_BEFORE`] left, and with an exponential back-off after
+//! certificate is not yet due (the CA's renewal window from ARI, else [`RENEW_BEFORE`] before
+//! expiry), and with an exponential back-off after
 //! failures so a broken domain does not hammer the CA.
 //!
 //! State lives under `/var/lib/srvctl/acme/` (0700): `account.json` (the account's key, 0600)
@@ -17,6 +18,7 @@ use std::path::Path;
 
 use jiff::SignedDuration;
 
+mod ari;
 mod order;
 mod policy;
 mod renew;
@@ -25,6 +27,7 @@ mod responder;
 mod settings;
 mod state;
 
+pub use ari::{AcmeRenewalInfo, NoRenewalInfo, RenewalInfo, Window, renew_at};
 pub use order::{Issued, leaf_not_after, obtain};
 pub use policy::{Action, Candidate, Resolution, plan};
 pub use renew::{RenewReport, Row, renew, survey};
@@ -37,7 +40,7 @@ pub use state::{AcmeState, DomainState, acme_dir, backoff};
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Where haproxy forwards `/.well-known/acme-challenge/`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8402";
-/// A certificate is renewed once it has less than this left.
+/// A certificate is renewed once it has less than this left, unless the CA suggests a window.
 pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// The wait after the first failure; it doubles with each further failure…
 pub const BACKOFF_FIRST: SignedDuration = SignedDuration::from_hours(1);
@@ -80,7 +83,7 @@ mod testutil {
 
     use jiff::Timestamp;
 
-    use super::{Action, Candidate, DomainState, Resolution, Resolver, plan};
+    use super::{Action, Candidate, DomainState, Resolution, Resolver, Window, plan};
     use crate::front::certs::{CertMeta, CertSource};
 
     pub fn t(s: &str) -> Timestamp {
@@ -120,10 +123,21 @@ mod testutil {
         history: Option<&DomainState>,
         force: bool,
     ) -> Action {
+        decide_in(current, None, resolution, history, force)
+    }
+
+    pub fn decide_in(
+        current: Option<&CertMeta>,
+        window: Option<&Window>,
+        resolution: &Resolution,
+        history: Option<&DomainState>,
+        force: bool,
+    ) -> Action {
         let names = vec!["a.example.com".to_owned()];
         let c = Candidate {
             names: &names,
             current,
+            window,
             resolution,
             history,
         };

@@ -38,22 +38,38 @@ fn builder(settings: &AcmeSettings) -> Result<instant_acme::AccountBuilder, Acme
     })
 }
 
+/// The account for the configured directory in `account.json`, if there is one.
+pub(super) async fn stored_account(
+    system: &dyn System,
+    paths: &Paths,
+    settings: &AcmeSettings,
+) -> Result<Option<instant_acme::Account>, AcmeError> {
+    let path = account_path(paths);
+    let Some(bytes) = system.read(&path).map_err(io_at(&path))? else {
+        return Ok(None);
+    };
+    let stored: StoredAccount = serde_json::from_slice(&bytes)
+        .map_err(|e| AcmeError::Parse(path.display().to_string(), e))?;
+    if stored.directory != settings.directory {
+        return Ok(None);
+    }
+    Ok(Some(
+        builder(settings)?
+            .from_credentials(stored.credentials)
+            .await?,
+    ))
+}
+
 /// The account for the configured directory: loaded from `account.json`, or created there.
 async fn account(
     system: &dyn System,
     paths: &Paths,
     settings: &AcmeSettings,
 ) -> Result<instant_acme::Account, AcmeError> {
-    let path = account_path(paths);
-    if let Some(bytes) = system.read(&path).map_err(io_at(&path))? {
-        let stored: StoredAccount = serde_json::from_slice(&bytes)
-            .map_err(|e| AcmeError::Parse(path.display().to_string(), e))?;
-        if stored.directory == settings.directory {
-            return Ok(builder(settings)?
-                .from_credentials(stored.credentials)
-                .await?);
-        }
+    if let Some(account) = stored_account(system, paths, settings).await? {
+        return Ok(account);
     }
+    let path = account_path(paths);
     let (account, credentials) = builder(settings)?
         .create(
             &instant_acme::NewAccount {
