@@ -28,16 +28,6 @@ pub trait RenewalInfo: Sync {
     fn window(&self, chain_pem: &str) -> Option<Window>;
 }
 
-/// No windows: the fixed rule only.
-#[derive(Debug, Default)]
-pub struct NoRenewalInfo;
-
-impl RenewalInfo for NoRenewalInfo {
-    fn window(&self, _chain_pem: &str) -> Option<Window> {
-        None
-    }
-}
-
 /// A number in 0..1000 fixed by `name` (FNV-1a).
 fn spread(name: &str) -> i64 {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {

@@ -27,7 +27,7 @@ mod responder;
 mod settings;
 mod state;
 
-pub use ari::{AcmeRenewalInfo, NoRenewalInfo, RenewalInfo, Window, renew_at};
+pub use ari::{AcmeRenewalInfo, RenewalInfo, Window, renew_at};
 pub use order::{Issued, leaf_not_after, obtain};
 pub use policy::{Action, Candidate, Resolution, plan};
 pub use renew::{RenewReport, Row, renew, survey};
@@ -83,7 +83,7 @@ mod testutil {
 
     use jiff::Timestamp;
 
-    use super::{Action, Candidate, DomainState, Resolution, Resolver, Window, plan};
+    use super::{Action, Candidate, DomainState, RenewalInfo, Resolution, Resolver, Window, plan};
     use crate::front::certs::{CertMeta, CertSource};
 
     pub fn t(s: &str) -> Timestamp {
@@ -100,6 +100,15 @@ mod testutil {
     }
 
     pub const NOW: &str = "2026-06-01T00:00:00Z";
+
+    /// A CA without renewal information: the fixed rule only.
+    pub struct NoRenewalInfo;
+
+    impl RenewalInfo for NoRenewalInfo {
+        fn window(&self, _chain_pem: &str) -> Option<Window> {
+            None
+        }
+    }
 
     pub struct Fixed(pub Vec<(&'static str, &'static str)>);
 

@@ -196,8 +196,8 @@ pub fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::acme::testutil::{Fixed, NOW, decide, t};
-    use crate::front::acme::{DomainState, NoRenewalInfo, Window};
+    use crate::front::acme::testutil::{Fixed, NOW, NoRenewalInfo, decide, t};
+    use crate::front::acme::{DomainState, Window};
     use std::path::Path;
 
     #[test]
