@@ -257,8 +257,9 @@ pub enum Command {
 /// What `sc certificates` can do besides listing.
 #[derive(Debug, Subcommand)]
 pub enum CertificatesAction {
-    /// Order ACME certificates that are due (no certificate, an internal one, or one that
-    /// expires within 30 days) for names that resolve to this host; progress on stderr.
+    /// Order ACME certificates that are due (no certificate, an internal one, or one in the
+    /// renewal window its CA suggests, else within 30 days of expiry) for names that resolve
+    /// to this host; progress on stderr.
     Renew {
         /// Only this container.
         name: Option<String>,

@@ -3,7 +3,7 @@
 use crate::failure::FailureKind;
 
 use super::{Failure, Invocation};
-use crate::front::acme::{self, AcmeSettings, AcmeStore, DnsResolver, Row};
+use crate::front::acme::{self, AcmeRenewalInfo, AcmeSettings, AcmeStore, DnsResolver, Row};
 use crate::system::{LockKind, Request, System};
 
 /// The ACME store of this host: the cluster's, or its own files.
@@ -53,6 +53,7 @@ fn rows(
         ));
     }
     let resolver = DnsResolver::for_host(system, &inv.paths, host, settings);
+    let ari = AcmeRenewalInfo::new(store, settings)?;
     Ok(acme::survey(
         system,
         &inv.paths,
@@ -61,6 +62,7 @@ fn rows(
         settings,
         &resolver,
         store,
+        &ari,
         system.now(),
         only,
         force,

@@ -1,6 +1,7 @@
 //! Certificates from an ACME CA (Let's Encrypt by default) over HTTP-01, with the policy that
 //! decides when to order: only for names that resolve to this host, never while a valid ACME
-//! certificate has more than [`RENEW_BEFORE`] left, and with an exponential back-off after
+//! certificate is not yet due (the CA's renewal window from ARI, else [`RENEW_BEFORE`] before
+//! expiry), and with an exponential back-off after
 //! failures so a broken domain does not hammer the CA.
 //!
 //! A host alone keeps its state under `/var/lib/srvctl/acme/` (0700): `account.json` (the
@@ -20,6 +21,7 @@ use std::path::Path;
 
 use jiff::SignedDuration;
 
+mod ari;
 mod lock;
 mod order;
 mod policy;
@@ -30,6 +32,7 @@ mod settings;
 mod state;
 mod store;
 
+pub use ari::{AcmeRenewalInfo, RenewalInfo, Window, renew_at};
 pub use lock::{KEEP_ALIVE, LEASE_TTL, Leases, NameLock, try_lock};
 pub use order::{Issued, leaf_not_after, obtain};
 pub use policy::{Action, Candidate, Resolution, plan};
@@ -44,7 +47,7 @@ pub use store::{AcmeStore, LocalAcme, Locked, StoredCert};
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Where haproxy forwards `/.well-known/acme-challenge/`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8402";
-/// A certificate is renewed once it has less than this left.
+/// A certificate is renewed once it has less than this left, unless the CA suggests a window.
 pub const RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// The wait after the first failure; it doubles with each further failure…
 pub const BACKOFF_FIRST: SignedDuration = SignedDuration::from_hours(1);
@@ -87,7 +90,7 @@ mod testutil {
 
     use jiff::Timestamp;
 
-    use super::{Action, Candidate, DomainState, Resolution, Resolver, plan};
+    use super::{Action, Candidate, DomainState, RenewalInfo, Resolution, Resolver, Window, plan};
     use crate::front::certs::{CertMeta, CertSource};
 
     pub fn t(s: &str) -> Timestamp {
@@ -104,6 +107,15 @@ mod testutil {
     }
 
     pub const NOW: &str = "2026-06-01T00:00:00Z";
+
+    /// A CA without renewal information: the fixed rule only.
+    pub struct NoRenewalInfo;
+
+    impl RenewalInfo for NoRenewalInfo {
+        fn window(&self, _chain_pem: &str) -> Option<Window> {
+            None
+        }
+    }
 
     pub struct Fixed(pub Vec<(&'static str, &'static str)>);
 
@@ -127,10 +139,21 @@ mod testutil {
         history: Option<&DomainState>,
         force: bool,
     ) -> Action {
+        decide_in(current, None, resolution, history, force)
+    }
+
+    pub fn decide_in(
+        current: Option<&CertMeta>,
+        window: Option<&Window>,
+        resolution: &Resolution,
+        history: Option<&DomainState>,
+        force: bool,
+    ) -> Action {
         let names = vec!["a.example.com".to_owned()];
         let c = Candidate {
             names: &names,
             current,
+            window,
             resolution,
             history,
         };

@@ -62,6 +62,35 @@ impl Steps {
     }
 }
 
+/// The credentials of the store's account for the configured directory, if it has one.
+pub(super) fn stored_credentials(
+    store: &dyn AcmeStore,
+    settings: &AcmeSettings,
+) -> Result<Option<instant_acme::AccountCredentials>, AcmeError> {
+    match store.account(&settings.directory)? {
+        Some(bytes) => credentials_of(&bytes, settings),
+        None => Ok(None),
+    }
+}
+
+/// The credentials in a stored account, if it is one of the configured directory.
+fn credentials_of(
+    bytes: &[u8],
+    settings: &AcmeSettings,
+) -> Result<Option<instant_acme::AccountCredentials>, AcmeError> {
+    let stored: StoredAccount = serde_json::from_slice(bytes)
+        .map_err(|e| AcmeError::Parse("the stored ACME account".into(), e))?;
+    Ok((stored.directory == settings.directory).then_some(stored.credentials))
+}
+
+/// The account of `credentials` at the CA of `settings`.
+pub(super) async fn from_credentials(
+    settings: &AcmeSettings,
+    credentials: instant_acme::AccountCredentials,
+) -> Result<instant_acme::Account, AcmeError> {
+    Ok(builder(settings)?.from_credentials(credentials).await?)
+}
+
 /// The account for the configured directory: the store's, or a new one stored there (when
 /// another host stored one first, that one).
 fn account(
@@ -69,23 +98,8 @@ fn account(
     store: &dyn AcmeStore,
     settings: &AcmeSettings,
 ) -> Result<instant_acme::Account, AcmeError> {
-    let from = |bytes: Vec<u8>| -> Result<Option<instant_acme::Account>, AcmeError> {
-        let stored: StoredAccount = serde_json::from_slice(&bytes)
-            .map_err(|e| AcmeError::Parse("the stored ACME account".into(), e))?;
-        if stored.directory != settings.directory {
-            return Ok(None);
-        }
-        let account = steps.run(async {
-            Ok(builder(settings)?
-                .from_credentials(stored.credentials)
-                .await?)
-        })?;
-        Ok(Some(account))
-    };
-    if let Some(bytes) = store.account(&settings.directory)?
-        && let Some(account) = from(bytes)?
-    {
-        return Ok(account);
+    if let Some(credentials) = stored_credentials(store, settings)? {
+        return steps.run(from_credentials(settings, credentials));
     }
     let (account, credentials) = steps.run(async {
         Ok(builder(settings)?
@@ -109,8 +123,9 @@ fn account(
     if kept == json {
         return Ok(account);
     }
-    from(kept)?
-        .ok_or_else(|| AcmeError::Protocol("the stored account is of another directory".into()))
+    let credentials = credentials_of(&kept, settings)?
+        .ok_or_else(|| AcmeError::Protocol("the stored account is of another directory".into()))?;
+    steps.run(from_credentials(settings, credentials))
 }
 
 /// Order a certificate for `names` over HTTP-01 from the configured CA, with the store's

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
-use super::{DomainState, RENEW_BEFORE};
+use super::{DomainState, Window, renew_at};
 use crate::front::certs::{CertMeta, CertSource};
 
 /// How a name resolves, as far as the policy is concerned.
@@ -25,6 +25,8 @@ pub struct Candidate<'a> {
     pub names: &'a [String],
     /// The installed certificate, if any.
     pub current: Option<&'a CertMeta>,
+    /// The CA's renewal window for it (ARI), if it gives one.
+    pub window: Option<&'a Window>,
     /// Whether its names resolve here.
     pub resolution: &'a Resolution,
     /// Its order history.
@@ -83,16 +85,19 @@ pub fn plan(c: &Candidate<'_>, now: Timestamp, force: bool) -> Action {
         (Some(_), false, _) => "names changed".to_owned(),
         (Some(_), true, None) => "unreadable expiry".to_owned(),
         (Some(_), true, Some(t)) => {
-            let renew_at = t - RENEW_BEFORE;
+            let own = c.names.first().map_or("", String::as_str);
+            let renew_at = renew_at(own, t, c.window);
             if now < renew_at && !force {
                 return Action::RenewAt(renew_at);
             }
             if now < renew_at {
                 "forced".to_owned()
-            } else if now < t {
-                format!("expires {}", t.strftime("%Y-%m-%d"))
-            } else {
+            } else if now >= t {
                 "expired".to_owned()
+            } else if c.window.is_some() {
+                "the CA's renewal window".to_owned()
+            } else {
+                format!("expires {}", t.strftime("%Y-%m-%d"))
             }
         }
     };
@@ -109,7 +114,7 @@ pub fn plan(c: &Candidate<'_>, now: Timestamp, force: bool) -> Action {
 mod tests {
     use super::*;
     use crate::front::acme::backoff;
-    use crate::front::acme::testutil::{NOW, decide, meta, t};
+    use crate::front::acme::testutil::{NOW, decide, decide_in, meta, t};
     use jiff::SignedDuration;
 
     #[test]
@@ -184,6 +189,28 @@ mod tests {
     }
 
     #[test]
+    fn the_cas_renewal_window_replaces_the_30_days() {
+        let valid = meta(CertSource::Acme, &["a.example.com"], "2026-08-01T00:00:00Z");
+        let later = Window {
+            start: t("2026-07-20T00:00:00Z"),
+            end: t("2026-07-20T00:00:00Z"),
+        };
+        assert_eq!(
+            decide_in(Some(&valid), Some(&later), &Resolution::Here, None, false),
+            Action::RenewAt(t("2026-07-20T00:00:00Z"))
+        );
+        // A window that has begun (the CA wants the certificate replaced early): order now.
+        let now = Window {
+            start: t("2026-05-01T00:00:00Z"),
+            end: t("2026-05-01T00:00:00Z"),
+        };
+        assert_eq!(
+            decide_in(Some(&valid), Some(&now), &Resolution::Here, None, false),
+            Action::Order("the CA's renewal window".into())
+        );
+    }
+
+    #[test]
     fn failures_back_off_exponentially_up_to_a_day() {
         assert_eq!(backoff(1), SignedDuration::from_hours(1));
         assert_eq!(backoff(2), SignedDuration::from_hours(2));
@@ -207,6 +234,7 @@ mod tests {
         let later = Candidate {
             names: &names,
             current: None,
+            window: None,
             resolution: &Resolution::Here,
             history: Some(&h),
         };

@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{
-    AcmeError, AcmeSettings, AcmeStore, Action, Candidate, Locked, Resolution, Resolver,
-    StoredCert, io_at, obtain, plan, public_ip, resolution,
+    AcmeError, AcmeSettings, AcmeStore, Action, Candidate, Locked, RenewalInfo, Resolution,
+    Resolver, StoredCert, io_at, obtain, plan, public_ip, resolution,
 };
 use crate::front::certs::{self, CertSource};
 use crate::system::System;
@@ -34,7 +34,8 @@ pub struct Row {
 }
 
 /// The certificates of this host's containers (of every container of the cluster when the
-/// store is the cluster's), or only `only`, and the policy's decision for each at `now`.
+/// store is the cluster's), or only `only`, and the policy's decision for each at `now`, with
+/// the CA's renewal windows from `ari`.
 #[allow(clippy::too_many_arguments)]
 pub fn survey(
     system: &dyn System,
@@ -44,6 +45,7 @@ pub fn survey(
     settings: &AcmeSettings,
     resolver: &dyn Resolver,
     store: &dyn AcmeStore,
+    ari: &dyn RenewalInfo,
     now: Timestamp,
     only: Option<&str>,
     force: bool,
@@ -65,15 +67,33 @@ pub fn survey(
     here.extend(store.other_hosts());
     let resolved: Vec<(Resolution, Vec<String>)> =
         parallel(&mine, |(_, names)| resolution(resolver, names, &here));
+    let mut current = Vec::with_capacity(mine.len());
+    for (name, _) in &mine {
+        let pem_path = certs::pem_path(paths, name);
+        let meta = certs::read_meta(system, paths, name).map_err(io_at(&pem_path))?;
+        // The chain of an ACME certificate, whose renewal window the CA may suggest.
+        let chain = match &meta {
+            Some(m) if m.source == CertSource::Acme => system
+                .read(&pem_path)
+                .map_err(io_at(&pem_path))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        };
+        current.push((meta, chain));
+    }
+    let windows = parallel(&current, |(_, chain)| {
+        chain.as_deref().and_then(|c| ari.window(c))
+    });
     let mut rows = Vec::with_capacity(mine.len());
-    for ((name, _), (resolved, names)) in mine.into_iter().zip(resolved) {
-        let current =
-            certs::read_meta(system, paths, name).map_err(io_at(&certs::pem_path(paths, name)))?;
+    for ((((name, _), (resolved, names)), (current, _)), window) in
+        mine.into_iter().zip(resolved).zip(current).zip(windows)
+    {
         let h = history.domains.get(name);
         let action = plan(
             &Candidate {
                 names: &names,
                 current: current.as_ref(),
+                window: window.as_ref(),
                 resolution: &resolved,
                 history: h,
             },
@@ -228,6 +248,7 @@ fn newer_in_store(
     let keep = Candidate {
         names: &row.names,
         current: Some(&stored.meta),
+        window: None,
         resolution: &Resolution::Here,
         history: None,
     };
@@ -237,8 +258,8 @@ fn newer_in_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::acme::testutil::{Fixed, NOW, decide, t};
-    use crate::front::acme::{AcmeState, DomainState, LocalAcme};
+    use crate::front::acme::testutil::{Fixed, NOW, NoRenewalInfo, decide, t};
+    use crate::front::acme::{AcmeState, DomainState, LocalAcme, Window};
     use std::path::Path;
 
     #[test]
@@ -484,6 +505,7 @@ mod tests {
                 settings,
                 &resolver,
                 &LocalAcme::new(&sys, &paths, settings),
+                &NoRenewalInfo,
                 t(NOW),
                 None,
                 false,
@@ -507,5 +529,85 @@ mod tests {
                 .contains("resolves to 192.0.2.11, not to this host"),
             "{rows:?}"
         );
+    }
+
+    /// A CA that suggests one window for every chain it is shown, and records them.
+    struct Suggests(Window, std::sync::Mutex<Vec<String>>);
+
+    impl RenewalInfo for Suggests {
+        fn window(&self, chain_pem: &str) -> Option<Window> {
+            self.1.lock().unwrap().push(chain_pem.to_owned());
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn an_acme_certificate_is_renewed_in_the_window_the_ca_suggests() {
+        use crate::front::acme::testutil::meta;
+        use crate::system::Recording;
+        let state = crate::model::State::from_json(
+            br#"{"schema_version": 1, "containers": {
+              "web.example.com": {"user": "root", "host": "h1.test", "ip": "10.16.0.2",
+                "created": "t", "created_by": "root"}}}"#,
+        )
+        .unwrap();
+        let clusters = crate::config::cluster::Clusters::parse(
+            Path::new("clusters.json"),
+            r#"{"c": {"h1.test": {"host_ip": "192.0.2.11", "hostnet": 1}}}"#,
+        )
+        .unwrap();
+        let host = clusters.host("h1.test").unwrap();
+        let resolver = Fixed(vec![
+            ("web.example.com", "192.0.2.11"),
+            ("www.web.example.com", "192.0.2.11"),
+        ]);
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let names = ["web.example.com", "www.web.example.com"];
+        let installed = meta(CertSource::Acme, &names, "2026-08-31T00:00:00Z");
+        const CHAIN: &str = "-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n";
+        const KEY: &str = "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n";
+        certs::install(&sys, &paths, "web.example.com", CHAIN, KEY, &installed).unwrap();
+        let window = Window {
+            start: t("2026-07-10T00:00:00Z"),
+            end: t("2026-07-10T00:00:00Z"),
+        };
+        let ca = Suggests(window, Default::default());
+        let settings = AcmeSettings::default();
+        let store = LocalAcme::new(&sys, &paths, &settings);
+        let rows = survey(
+            &sys,
+            &paths,
+            &state,
+            host,
+            &settings,
+            &resolver,
+            &store,
+            &ca,
+            t(NOW),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(rows[0].action, Action::RenewAt(window.start), "{rows:?}");
+        let shown = ca.1.lock().unwrap().clone();
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].starts_with(CHAIN), "{shown:?}");
+        // Without a window: 30 days before expiry.
+        let rows = survey(
+            &sys,
+            &paths,
+            &state,
+            host,
+            &settings,
+            &resolver,
+            &store,
+            &NoRenewalInfo,
+            t(NOW),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(rows[0].action, Action::RenewAt(t("2026-08-01T00:00:00Z")));
     }
 }
