@@ -362,7 +362,7 @@ fn main() -> ExitCode {
             std::fs::write(checked_dir.join(entry.file_name()), text).expect("write");
         }
     }
-    let cfg = std::fs::read_to_string(root.join("etc/haproxy/haproxy.cfg")).expect("cfg");
+    let cfg = std::fs::read_to_string(root.join(srvctl::front::haproxy::CONFIG)).expect("cfg");
     let cfg = srvctl::front::haproxy::relocate(&cfg, &hdir, &certs).replace(
         &format!("crt-list {}/crt-list", hdir.display()),
         &format!("crt-list {}/crt-list", checked_dir.display()),
@@ -462,7 +462,7 @@ fn main() -> ExitCode {
     cmd.arg(&root)
         .arg(&haproxy)
         .args(["-W", "-db", "-f"])
-        .arg(root.join("etc/haproxy/haproxy.cfg"))
+        .arg(root.join(srvctl::front::haproxy::CONFIG))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log);

@@ -511,7 +511,7 @@ fn pebble_issues_through_haproxy_and_the_proxy_serves_the_certificate() {
     settings["acme_listen"] = "127.0.0.1:8499".into();
     fs::write(root.join("etc/srvctl/settings.json"), settings.to_string()).unwrap();
     root.sc_ok(&["regenerate"]);
-    let cfg = fs::read_to_string(root.join("etc/haproxy/haproxy.cfg")).unwrap();
+    let cfg = fs::read_to_string(root.join(srvctl::front::haproxy::CONFIG)).unwrap();
     assert!(cfg.contains("server responder 127.0.0.1:8499"), "{cfg}");
     let ns = Netns::new(&unique("hac"));
     ns.ip(&["addr", "add", &format!("{HOST_IP}/32"), "dev", "lo"]);
