@@ -99,5 +99,8 @@ echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl restart systemd-sysctl.service
+    # The host limits many containers hit (inotify, pid_max, keys, neighbour tables): raised
+    # to srvctl's floors now, and by srvctl-regenerate at every boot; never lowered.
+    "$PREFIX/bin/srvctl-regenerate" --raise-limits
     echo "install: systemd reloaded; next: write /etc/srvctl/clusters.json (see $share/doc/srvctl/example-conf)"
 fi
