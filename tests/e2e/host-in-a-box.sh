@@ -50,9 +50,11 @@ srvctl_site_image || fail "the site image has no srvctl-site.service"
 figure "site image build" "$SRVCTL_IMAGE_SECONDS"
 
 step "boot h1.test"
-# A real host may raise its kernel limits (srvctl does, see src/containers/limits.rs): give the
-# box's systemd a writable /proc/sys, as a booted host has.
-export SYSTEMD_NSPAWN_API_VFS_WRITABLE=1
+# The box's kernel is this machine's, and its /proc/sys is read-only: srvctl raises the limits
+# many containers hit (src/containers/limits.rs) here, on the host of the box, as install.sh
+# does on a host. (A writable /proc/sys in the box would also make /sys writable, and
+# systemd-networkd then waits for a udev that is not there.)
+"$repo/target/release/srvctl-regenerate" --raise-limits
 box_start h1.test
 figure "host boot" "$BOX_BOOT_SECONDS s"
 
@@ -106,8 +108,8 @@ figure "memory of an idle container (PSS)" "$((memory_kib / 1024)) MiB"
 step "host limits and 18 more containers (20 in all)"
 instances=$(box_run cat /proc/sys/fs/inotify/max_user_instances)
 [ "$instances" -ge 16384 ] || fail "fs.inotify.max_user_instances is $instances: srvctl did not raise it"
-box_run grep -qx 'fs.inotify.max_user_instances = 16384' /run/sysctl.d/60-srvctl-limits.conf \
-    || [ "$instances" -gt 16384 ] || fail "no floor in /run/sysctl.d/60-srvctl-limits.conf"
+box_run grep -q '^# fs.inotify.max_user_instances\|^fs.inotify.max_user_instances = 16384$' \
+    /run/sysctl.d/60-srvctl-limits.conf || fail "no inotify floor in /run/sysctl.d/60-srvctl-limits.conf"
 more=()
 for i in $(seq 3 20); do more+=("site$i.example.com"); done
 t=${EPOCHREALTIME/./}
