@@ -66,7 +66,7 @@ pss_kib=$(box_sh '
         find "/sys/fs/cgroup$cg" -name cgroup.procs -exec cat {} + | sort -u | while read -r pid; do
             awk "/^Pss:/ {print \$2}" "/proc/$pid/smaps_rollup" 2>/dev/null
         done
-    done | awk -v n=$# "{s += \$1} END {printf \"%d\", s / n}"' sh "${names[@]}")
+    done | awk -v n=$# "{s += \$1} END {printf \"%d\", s / n}"' "${names[@]}")
 
 status_ms=$(box_sh '
     t0=$(date +%s%N)

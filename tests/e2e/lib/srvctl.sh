@@ -106,5 +106,5 @@ srvctl_wait_sites() {
             [ -z "$pending" ] && exit 0
             [ "$(date +%s)" -ge "$deadline" ] && { echo "$pending"; exit 1; }
             sleep 0.2
-        done' sh "$secs" "$@"
+        done' "$secs" "$@"
 }
