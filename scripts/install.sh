@@ -110,6 +110,9 @@ echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl restart systemd-sysctl.service
+    # The host limits many containers hit (inotify, pid_max, keys, neighbour tables): raised
+    # to srvctl's floors now, and by srvctl-regenerate at every boot; never lowered.
+    "$PREFIX/bin/srvctl-regenerate" --raise-limits
     # A haproxy that runs keeps the command line it started with across reloads: one started
     # before the drop-in (the distribution's configuration) is restarted once, so it runs
     # srvctl's front, or stops until srvctl has rendered one (the drop-in's condition).

@@ -237,6 +237,12 @@ impl Classify for crate::containers::image::ImageError {
     }
 }
 
+impl Classify for crate::containers::boot::NotBooted {
+    fn kind(&self) -> FailureKind {
+        FailureKind::System
+    }
+}
+
 impl Classify for crate::system::systemd::SystemdError {
     fn kind(&self) -> FailureKind {
         FailureKind::System

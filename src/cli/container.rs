@@ -4,6 +4,7 @@ use crate::failure::FailureKind;
 
 use super::output::Output;
 use super::{Failure, Invocation};
+use crate::containers::boot;
 use crate::containers::units::container_unit;
 use crate::gateway::enter;
 use crate::model::names::{ContainerLogin, ContainerName};
@@ -173,10 +174,13 @@ fn account(
 /// Refuse unless container `name` runs (when systemd is asked at all): an account is made
 /// inside a running container.
 fn require_running(inv: &Invocation, name: &ContainerName) -> Result<(), Failure> {
-    let Some(units) = live_states(inv.system())?.filter(|_| inv.paths.root().is_none()) else {
+    let unit = container_unit(name);
+    let Some(units) =
+        live_states(inv.system(), Some(unit.as_str()))?.filter(|_| inv.paths.root().is_none())
+    else {
         return Ok(());
     };
-    match units.get(&container_unit(name)) {
+    match units.get(&unit) {
         Some(u) if u.active == "active" => Ok(()),
         _ => Err(Failure::new(
             FailureKind::System,
@@ -244,9 +248,10 @@ pub fn act(
     }
     let system = inv.system();
     let unit = container_unit(name);
+    let live = inv.paths.root().is_none();
     match action {
         Action::Status => {
-            let live = live_states(system)?;
+            let live = live_states(system, Some(unit.as_str()))?;
             let rows: Vec<_> = views::status(&held.state, &inv.hostname, &live, None)
                 .into_iter()
                 .filter(|r| r.name == name.as_str())
@@ -261,10 +266,10 @@ pub fn act(
                 .unwrap_or_else(|| crate::containers::image::DEFAULT_IMAGE.into());
             let identity = container.rootfs_identity(name);
             follow_up::provision(system, &inv.paths, name, &image, &identity)?;
-            system.systemd(&Request::Start(unit))?;
+            boot::start(system, name, &Request::Start(unit), live)?;
         }
         Action::Stop => system.systemd(&Request::Stop(unit))?,
-        Action::Restart => system.systemd(&Request::Restart(unit))?,
+        Action::Restart => boot::start(system, name, &Request::Restart(unit), live)?,
         Action::Kill => system.systemd(&Request::Kill(unit))?,
         Action::Enable | Action::Disable => {
             // The change takes the writer lock itself.
@@ -406,9 +411,10 @@ fn interactive(inv: &Invocation, command: &CommandLine) -> Result<(), Failure> {
     }
 }
 
-/// The live states of this host's container units; `None` when systemd is not asked.
-pub fn live_states(system: &dyn System) -> Result<views::Live, Failure> {
-    let units = system.unit_states("systemd-nspawn@*.service")?;
+/// The live states of this host's container units (one call to systemd), or of the one unit
+/// `only` names (with the time it entered its state); `None` when systemd is not asked.
+pub fn live_states(system: &dyn System, only: Option<&str>) -> Result<views::Live, Failure> {
+    let units = system.unit_states(only.unwrap_or("systemd-nspawn@*.service"))?;
     Ok(Some(
         units.into_iter().map(|u| (u.name.clone(), u)).collect(),
     ))

@@ -401,7 +401,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             let live = if inv.paths.root().is_some() {
                 None
             } else {
-                container::live_states(inv.system())?
+                container::live_states(inv.system(), None)?
             };
             let elsewhere = match live {
                 Some(_) => cluster_reports(inv),

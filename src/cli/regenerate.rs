@@ -29,6 +29,10 @@ struct Args {
     /// (srvctl-bridges.service runs this at boot, before the containers start).
     #[arg(long)]
     wait_bridges: bool,
+    /// Only raise the host limits many containers hit to srvctl's floors, for the containers
+    /// this host has (scripts/install.sh runs this; every run of regenerate does it too).
+    #[arg(long, conflicts_with = "wait_bridges")]
+    raise_limits: bool,
 }
 
 /// Run regenerate in this process and print what it did.
@@ -89,6 +93,8 @@ pub fn regenerate_main() -> ExitCode {
     let system = Local::new(paths.root().is_some());
     let result = if args.wait_bridges {
         wait_bridges(&system, &paths)
+    } else if args.raise_limits {
+        raise_limits(&system, &paths)
     } else {
         run_here(&system, &paths, &mut Output::new(args.json))
     };
@@ -96,6 +102,23 @@ pub fn regenerate_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("srvctl-regenerate", args.json),
     }
+}
+
+/// `srvctl-regenerate --raise-limits`: a value that cannot be raised is reported, not an
+/// error (the install goes on; regenerate tries again at every run).
+fn raise_limits(system: &dyn System, paths: &Paths) -> Result<(), Failure> {
+    use crate::containers::limits;
+    let state = crate::store::read(system, paths)?;
+    let current = limits::read_current(system, paths);
+    let wanted = limits::limits(limits::containers_of(&state, &system.hostname()), &current);
+    let done = limits::raise(system, paths, &wanted);
+    for line in &done.raised {
+        eprintln!("srvctl-regenerate: raised {line}");
+    }
+    for line in &done.failed {
+        eprintln!("srvctl-regenerate: note: {line}");
+    }
+    Ok(())
 }
 
 /// `srvctl-regenerate --wait-bridges`: never fails the boot; a missing bridge is reported.

@@ -6,6 +6,9 @@
 //! container is created). The account `www` owns `/var/www/html`, so the site's files can be
 //! uploaded with `sftp -P 2222 USER_CONTAINER_www@host` (docs/ssh-gateway.md). Debian images are built with debootstrap; Fedora images with
 //! `dnf --installroot` (written, not tested: no Fedora mirror is reachable from the CI machines).
+//! Nothing runs in an idle container that a site does not need: its journal is kept in memory
+//! and capped ([`JOURNALD_CONF`]), and no getty waits on its console (a login goes through
+//! `sc NAME shell` or SSH).
 //! An image is built beside the old one and swapped in by rename, so a failed or interrupted
 //! build never leaves a half image in place.
 
@@ -81,6 +84,12 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 ";
+
+/// journald of a container: in memory (the host keeps no copy to link), at most 8 MiB.
+const JOURNALD_CONF: &str = "[Journal]\nStorage=volatile\nRuntimeMaxUse=8M\n";
+
+/// Units an image masks: the getty on the container's console, which nothing logs in through.
+const MASKED: &[&str] = &["console-getty.service"];
 
 /// The account that owns the site's files (systemd-sysusers: a system account, its UID
 /// picked in the image).
@@ -248,6 +257,13 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
         "<!doctype html><title>srvctl</title><h1>srvctl</h1>\n",
     )?;
     write("etc/sysusers.d/srvctl-www.conf", WWW_SYSUSERS)?;
+    write("etc/systemd/journald.conf.d/50-srvctl.conf", JOURNALD_CONF)?;
+    for unit in MASKED {
+        let rel = format!("etc/systemd/system/{unit}");
+        system
+            .symlink(&root.join(&rel), Path::new("/dev/null"))
+            .map_err(step(&rel))?;
+    }
     write("etc/tmpfiles.d/srvctl-www.conf", WWW_TMPFILES)?;
     let sysusers = CommandLine::new("systemd-sysusers", [format!("--root={}", root.display())]);
     system

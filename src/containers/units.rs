@@ -1,5 +1,7 @@
 //! What `srvctl-generator` writes into systemd's generator directory: the container units
-//! that boot starts, the drop-ins with their limits, and the srvctl units they need.
+//! that boot starts, the drop-ins with their limits (the defaults of every container unit:
+//! boot timeout, tasks, open files; and each container's own), and the srvctl units they
+//! need.
 //!
 //! Containers start in batches of [`STAGGER_BATCH`], so a host with hundreds of containers
 //! starts them a few at a time instead of all at once (which makes plain nspawn farms hit start
@@ -18,6 +20,15 @@ use crate::model::names::ContainerName;
 
 /// How many containers start at the same time at boot.
 pub const STAGGER_BATCH: usize = 8;
+/// How long a container may take to boot before its start job fails (`TimeoutStartSec=` of
+/// every container unit; its start job ends when the container's systemd reports ready).
+pub const BOOT_TIMEOUT: &str = "120s";
+/// The tasks a container may run (the distributions' systemd-nspawn@.service says the same;
+/// srvctl does not depend on it). A container's `tasks_max` setting overrides it.
+pub const TASKS_MAX: u32 = 16384;
+/// The open files of a container's processes (hard limit; the container's systemd raises
+/// its services' soft limits itself).
+pub const OPEN_FILES: u32 = 524_288;
 /// Where the distribution's units live (both Debian and Fedora, merged /usr).
 const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
 
@@ -31,6 +42,13 @@ struct Limits<'a> {
     memory_max: Option<&'a str>,
     cpu_weight: Option<u32>,
     tasks_max: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    boot_timeout: &'static str,
+    tasks_max: u32,
+    open_files: u32,
 }
 
 #[derive(Serialize)]
@@ -101,6 +119,15 @@ pub fn render(
         );
     }
     if !wanted.is_empty() {
+        let defaults = Defaults {
+            boot_timeout: BOOT_TIMEOUT,
+            tasks_max: TASKS_MAX,
+            open_files: OPEN_FILES,
+        };
+        tree.file(
+            "systemd-nspawn@.service.d/40-srvctl-defaults.conf",
+            templates.render("nspawn-defaults.conf", &defaults)?,
+        );
         tree.link(
             "multi-user.target.wants/machines.target",
             format!("{SYSTEM_UNITS}/machines.target"),

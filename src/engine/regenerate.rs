@@ -38,6 +38,8 @@ pub struct Outcome {
     pub certificates_issued: Vec<String>,
     /// Home directories created for accounts that had none.
     pub homes_created: Vec<String>,
+    /// Host limits raised to srvctl's floors (`key old → new`).
+    pub limits_raised: Vec<String>,
     /// Things the operator should know (e.g. haproxy is not installed, so not checked).
     pub notes: Vec<String>,
     /// Why a module's new configuration was not applied: its guard refused it (the front's
@@ -66,6 +68,12 @@ impl Outcome {
         if !self.homes_created.is_empty() {
             s.push_str(&format!("; {} home(s) created", self.homes_created.len()));
         }
+        if !self.limits_raised.is_empty() {
+            s.push_str(&format!(
+                "; host limits raised: {}",
+                self.limits_raised.join(", ")
+            ));
+        }
         if !self.reloads.is_empty() {
             s.push_str(&format!("; reloaded: {}", self.reloads.join(", ")));
         }
@@ -84,6 +92,7 @@ impl Outcome {
             && self.removed.is_empty()
             && self.certificates_issued.is_empty()
             && self.homes_created.is_empty()
+            && self.limits_raised.is_empty()
     }
 }
 
@@ -194,6 +203,7 @@ fn run_once(
     // (crate::front::certs::installed, which re-reads only the certificates that changed).
     let installed = ensured.installed;
     let joined = crate::cluster::enrol::Joined::load(system, paths);
+    let sysctl = crate::containers::limits::read_current(system, paths);
     let inputs = Inputs {
         state: &state,
         clusters: &clusters,
@@ -204,6 +214,7 @@ fn run_once(
         certificates: &installed,
         cluster_identity,
         joined: joined.as_ref(),
+        sysctl: &sysctl,
     };
     let rendered = registry::render(MODULES, &inputs)?;
     let base = paths.host("/");
@@ -223,6 +234,14 @@ fn run_once(
     let homes = crate::accounts::homes::ensure(system, paths, &state);
     outcome.homes_created = homes.created;
     outcome.notes.extend(homes.failed);
+    // Host limits are only ever raised, the same way.
+    let limits = crate::containers::limits::limits(
+        crate::containers::limits::containers_of(&state, hostname),
+        &sysctl,
+    );
+    let raised = crate::containers::limits::raise(system, paths, &limits);
+    outcome.limits_raised = raised.raised;
+    outcome.notes.extend(raised.failed);
     for (_, op) in plan.ops() {
         let list = match op {
             changeset::Op::Remove { .. } => &mut outcome.removed,

@@ -46,6 +46,9 @@ pub struct Inputs<'a> {
     /// The membership this host's etcd member joined a running cluster with, if it was added
     /// to one ([`crate::cluster::enrol`]).
     pub joined: Option<&'a crate::cluster::enrol::Joined>,
+    /// The host's current values of the kernel settings srvctl keeps floors for
+    /// ([`crate::containers::limits`]).
+    pub sysctl: &'a crate::containers::limits::Current,
 }
 
 /// What a module's guard decided about the module's planned changes.
@@ -94,6 +97,7 @@ pub trait Module: Sync {
 pub static MODULES: &[&dyn Module] = &[
     &crate::containers::render::Containers,
     &crate::containers::nat::Nat,
+    &crate::containers::limits::Limits,
     &crate::accounts::userdb::Accounts,
     &crate::mesh::openvpn::Mesh,
     &crate::mesh::hosts_file::HostsFile,
@@ -283,6 +287,7 @@ mod tests {
             certificates: &certificates,
             cluster_identity: false,
             joined: None,
+            sysctl: &Default::default(),
         };
         let base = Path::new("/r");
         let manifest = base.join("run/m");

@@ -34,6 +34,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/nspawn-unit.conf"),
     ),
     (
+        "nspawn-defaults.conf",
+        include_str!("../../templates/nspawn-defaults.conf"),
+    ),
+    (
         "start-batch.target",
         include_str!("../../templates/start-batch.target"),
     ),

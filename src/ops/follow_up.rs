@@ -91,15 +91,15 @@ pub enum FollowUpError {
         /// What failed.
         source: std::io::Error,
     },
-    /// The container did not start; its record stays.
+    /// The container did not boot; its record stays.
     #[error(
-        "container {name} is recorded but did not start: {source}; retry with `sc {name} start`, or remove it with `sc destroy-ve {name}`"
+        "container {name} is recorded but did not start: {source}\nRetry with `sc {name} start`, or remove it with `sc destroy-ve {name}`."
     )]
     NotStarted {
         /// The container.
         name: ContainerName,
-        /// systemd's answer.
-        source: crate::system::systemd::SystemdError,
+        /// The unit, its state and its journal.
+        source: crate::containers::boot::NotBooted,
     },
     /// systemd refused or failed a request.
     #[error(transparent)]
@@ -234,12 +234,13 @@ fn perform_one(env: &Services<'_>, step: &Step) -> Result<(), FollowUpError> {
         }
         Step::StartContainer(name) => {
             if system.kind(&rootfs::machine_dir(env.paths, name)) == Some(FileKind::Dir) {
-                system
-                    .systemd(&Request::Start(container_unit(name)))
-                    .map_err(|source| FollowUpError::NotStarted {
+                let start = Request::Start(container_unit(name));
+                crate::containers::boot::start(system, name, &start, env.live_systemd).map_err(
+                    |source| FollowUpError::NotStarted {
                         name: name.clone(),
                         source,
-                    })?;
+                    },
+                )?;
             }
             Ok(())
         }

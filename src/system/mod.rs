@@ -66,8 +66,9 @@ pub trait System: fmt::Debug {
     fn run(&self, command: &CommandLine) -> io::Result<()>;
     /// Ask systemd for something. Under a scratch root this prints what would be asked.
     fn systemd(&self, request: &Request) -> Result<(), systemd::SystemdError>;
-    /// The state of every loaded unit whose name matches `pattern` (a glob). Under a scratch
-    /// root there is no systemd to ask: the list is empty.
+    /// The state of every loaded unit whose name matches `pattern` (a glob), asked in one
+    /// call; the time a unit entered its state only when `pattern` names that one unit. Under
+    /// a scratch root there is no systemd to ask: the list is empty.
     fn unit_states(&self, pattern: &str) -> Result<Vec<systemd::UnitState>, systemd::SystemdError>;
 
     /// What is at `path` (following links), or `None` when nothing is there or it cannot be

@@ -34,8 +34,11 @@ pub struct Recording {
     pub writes: RefCell<Vec<PathBuf>>,
     /// Every program run, in order.
     pub commands: RefCell<Vec<CommandLine>>,
-    /// What `unit_states` answers.
+    /// What `unit_states` answers, besides the units started through it.
     pub units: Vec<UnitState>,
+    /// Units started (or restarted) through it and not stopped since, which `unit_states`
+    /// answers as active unless `units` lists them.
+    pub started: RefCell<BTreeSet<String>>,
     /// Jobs that end badly: the unit, and the result its start, stop or restart job ends
     /// with (`failed`, `dependency`, `timeout`, `canceled`).
     pub failing_jobs: BTreeMap<String, String>,
@@ -202,11 +205,22 @@ impl System for Recording {
 
     fn unit_states(&self, pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
         let prefix = pattern.trim_end_matches('*');
+        let started = self.started.borrow();
+        let running = started
+            .iter()
+            .filter(|name| !self.units.iter().any(|u| &u.name == *name))
+            .map(|name| UnitState {
+                name: name.clone(),
+                active: "active".into(),
+                sub: "running".into(),
+                since_usec: 0,
+            });
         Ok(self
             .units
             .iter()
-            .filter(|u| u.name.starts_with(prefix))
             .cloned()
+            .chain(running)
+            .filter(|u| u.name.starts_with(prefix))
             .collect())
     }
 
@@ -214,10 +228,16 @@ impl System for Recording {
         self.requests.borrow_mut().push(request.clone());
         match request {
             Request::Start(unit) | Request::Stop(unit) | Request::Restart(unit) => {
-                match self.failing_jobs.get(unit) {
-                    Some(result) => super::systemd::job_outcome(request, unit, result),
-                    None => Ok(()),
+                if let Some(result) = self.failing_jobs.get(unit) {
+                    return super::systemd::job_outcome(request, unit, result);
                 }
+                let mut started = self.started.borrow_mut();
+                if matches!(request, Request::Stop(_)) {
+                    started.remove(unit);
+                } else {
+                    started.insert(unit.clone());
+                }
+                Ok(())
             }
             _ => Ok(()),
         }

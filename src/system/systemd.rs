@@ -323,7 +323,8 @@ pub struct UnitState {
     pub active: String,
     /// `running`, `dead`, `exited`, …
     pub sub: String,
-    /// When it entered its current active state (µs since the epoch), if known.
+    /// When it entered its current active state (µs since the epoch); 0 when not known
+    /// (inactive, or listed by a pattern of several units).
     pub since_usec: u64,
 }
 
@@ -340,8 +341,10 @@ type ListedUnit = (
     OwnedObjectPath,
 );
 
-/// Every loaded unit matching `pattern`, with one D-Bus call for the list and one per active
-/// unit for its start time.
+/// Every loaded unit matching `pattern`, with one D-Bus call (`ListUnitsByPatterns`), however
+/// many units match: `sc status` on a host with hundreds of containers asks systemd once.
+/// When `pattern` names one unit (no glob), a second call gives the time it entered its
+/// state; a list has none ([`UnitState::since_usec`] is 0).
 pub fn unit_states(pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
     let err = |e: zbus::Error| SystemdError {
         request: format!("list units {pattern}"),
@@ -361,8 +364,9 @@ pub fn unit_states(pattern: &str) -> Result<Vec<UnitState>, SystemdError> {
             .map_err(err)?;
         let units: Vec<ListedUnit> = reply.body().deserialize().map_err(err)?;
         let mut out = Vec::with_capacity(units.len());
+        let single = !pattern.contains(['*', '?', '[']);
         for (name, _, _, active, sub, _, path, _, _, _) in units {
-            let since_usec = if active == "inactive" {
+            let since_usec = if active == "inactive" || !single {
                 0
             } else {
                 let value = property(

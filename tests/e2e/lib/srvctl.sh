@@ -88,3 +88,35 @@ srvctl_front_owned() {
         ! grep -q srvctl /etc/haproxy/haproxy.cfg ||
             { echo "/etc/haproxy/haproxy.cfg was changed" >&2; exit 1; }'
 }
+
+# srvctl_add_sites USER NAME...: `sc add-ve NAME --user USER` for each NAME in turn (each
+# returns once its container has booted); fails at the first that fails.
+srvctl_add_sites() {
+    local user=$1 name
+    shift
+    for name in "$@"; do
+        box_run sc add-ve "$name" --user "$user" >/dev/null || return 1
+    done
+}
+
+# srvctl_wait_sites SECS NAME...: wait until every NAME answers HTTP at its address (asked
+# inside the box, all in one loop); prints the names still silent when SECS ran out.
+srvctl_wait_sites() {
+    local secs=$1
+    shift
+    box_sh '
+        deadline=$(( $(date +%s) + $1 )); shift
+        pending=""
+        for n in "$@"; do pending="$pending $n=$(sc get container "$n" ip)"; done
+        while [ -n "$pending" ]; do
+            left=""
+            for p in $pending; do
+                curl -fsS --max-time 2 "http://${p#*=}/" 2>/dev/null | grep -q "<h1>${p%%=*}</h1>" \
+                    || left="$left $p"
+            done
+            pending=$left
+            [ -z "$pending" ] && exit 0
+            [ "$(date +%s)" -ge "$deadline" ] && { echo "$pending"; exit 1; }
+            sleep 0.2
+        done' "$secs" "$@"
+}
