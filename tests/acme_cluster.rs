@@ -31,23 +31,7 @@ const SITE: &str = "site.example.com";
 
 /// Every key below the cluster's `acme/`, after the prefix, with its value.
 fn acme_keys(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)> {
-    let conn = cluster.connect(0).expect("connect");
-    let mut kv = conn.kv();
-    let options = etcd_client::GetOptions::new().with_prefix();
-    let all = conn
-        .request(
-            "the test's read",
-            kv.get(format!("{}acme/", conn.prefix()), Some(options)),
-        )
-        .expect("read acme/");
-    all.kvs()
-        .iter()
-        .map(|kv| {
-            let key = String::from_utf8_lossy(kv.key());
-            let key = key.strip_prefix(conn.prefix()).unwrap().to_owned();
-            (key, kv.value().to_vec())
-        })
-        .collect()
+    cluster.keys_under(0, "acme/")
 }
 
 fn installed(farm: &Farm) -> Option<String> {

@@ -205,15 +205,21 @@ impl EtcdCluster {
 
     /// Every key of the cluster under `doc/` (after the prefix), read straight from etcd.
     pub fn document_keys(&self, i: usize) -> Vec<(String, Vec<u8>)> {
+        self.keys_under(i, "doc/")
+    }
+
+    /// Every key of the cluster under `dir` (after the prefix), read straight from etcd
+    /// through member `i`.
+    pub fn keys_under(&self, i: usize, dir: &str) -> Vec<(String, Vec<u8>)> {
         let conn = self.connect(i).expect("connect");
         let mut kv = conn.kv();
         let options = etcd_client::GetOptions::new().with_prefix();
         let all = conn
             .request(
                 "the test's read",
-                kv.get(format!("{}doc/", conn.prefix()), Some(options)),
+                kv.get(format!("{}{dir}", conn.prefix()), Some(options)),
             )
-            .expect("read the document");
+            .unwrap_or_else(|e| panic!("read {dir}: {e}"));
         all.kvs()
             .iter()
             .map(|kv| {
