@@ -253,6 +253,14 @@ EOF2
         --cacert /var/lib/srvctl/pki/ca.crt "https://$two/") || fail "no HTTPS answer for $two through h1"
     grep -q "<h1>$two</h1>" <<<"$page" || fail "h1 served the wrong page for $two: $page"
 
+    step "cluster: every host's srvctl-sync answers ACME challenges behind its haproxy"
+    # An unknown token: 404 from srvctl-sync's responder (503 from haproxy if none listened).
+    for h in h1.test h2.test h3.test; do
+        n=$(cluster__on "$h" curl -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+            --resolve "$two:80:127.0.0.1" "http://$two/.well-known/acme-challenge/no-such-token") || true
+        [ "$n" = 404 ] || fail "$h: an ACME challenge got $n, not the responder's 404"
+    done
+
     step "cluster: h2 reboots while etcd is out of its reach"
     cluster__on h1.test systemctl stop srvctl-etcd.service
     cluster__on h3.test systemctl stop srvctl-etcd.service
