@@ -432,3 +432,47 @@ proptest! {
         }
     }
 }
+
+/// `sc version` asks this host's package manager, the real one: each driven package's version
+/// is the one `dpkg-query` itself reports. Without a known distribution it reports srvctl's.
+#[test]
+fn version_reports_srvctl_and_the_driven_packages_from_dpkg() {
+    let farm = Farm::new();
+    let bare: serde_json::Value =
+        serde_json::from_str(&farm.sc_ok(&["version", "--json"])).unwrap();
+    assert_eq!(bare["srvctl"], env!("CARGO_PKG_VERSION"), "{bare}");
+    assert_eq!(bare["package_manager"], serde_json::Value::Null, "{bare}");
+
+    std::fs::create_dir_all(farm.join("etc")).unwrap();
+    std::fs::write(farm.join("etc/os-release"), "ID=debian\n").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&farm.sc_ok(&["version", "--json"])).unwrap();
+    assert_eq!(v["package_manager"], "dpkg", "{v}");
+    let packages = v["packages"].as_array().unwrap();
+    assert!(packages.iter().any(|p| p["name"] == "haproxy"), "{v}");
+    for p in packages {
+        let name = p["name"].as_str().unwrap();
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f=${Status} ${Version}", name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let expected = text
+            .strip_prefix("install ok installed ")
+            .map(serde_json::Value::from)
+            .unwrap_or(serde_json::Value::Null);
+        assert_eq!(p["version"], expected, "{name}: {v}");
+    }
+    assert_eq!(packages[0]["name"], "systemd");
+    assert!(
+        packages[0]["version"].is_string(),
+        "systemd is installed: {v}"
+    );
+    let text = farm.sc_ok(&["version"]);
+    assert!(
+        text.starts_with(&format!("srvctl {}\nsystemd ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+
+    let refused = farm.sc(&["add-ve", "version"]).refused().to_owned();
+    assert!(refused.contains("version"), "{refused}");
+}

@@ -236,6 +236,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Print srvctl's version and the installed versions of the packages it drives (systemd,
+    /// haproxy, openvpn, etcd, ...), as the package manager (dpkg or rpm) reports them.
+    Version,
     /// Print a shell completion script.
     Completion {
         /// The shell.

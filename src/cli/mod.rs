@@ -414,6 +414,7 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 elsewhere.as_ref(),
             ))
         }
+        Command::Version => out.versions(&ops::versions::versions(inv.system(), &inv.paths)),
         Command::Certificates { action: None } => certificates::list(inv, cli.json),
         Command::Certificates {
             action: Some(args::CertificatesAction::Renew { name, force }),
@@ -566,6 +567,7 @@ fn request(cmd: &Command) -> Change<'_> {
         Command::Get { .. }
         | Command::Out { .. }
         | Command::Status
+        | Command::Version
         | Command::Regenerate { .. }
         | Command::Certificates { .. }
         | Command::Cluster { .. }

@@ -74,6 +74,22 @@ impl Output {
         self.line(text.trim_end())
     }
 
+    /// Print srvctl's version and the driven packages': one `NAME VERSION` line each.
+    pub fn versions(&mut self, versions: &crate::ops::versions::Versions) -> Result<(), Failure> {
+        if self.json {
+            return self.json(versions);
+        }
+        self.line(&format!("srvctl {}", versions.srvctl))?;
+        if versions.package_manager.is_none() {
+            return self.line("(no package manager known on this host: dpkg or rpm)");
+        }
+        for p in &versions.packages {
+            let version = p.version.as_deref().unwrap_or("not installed");
+            self.line(&format!("{} {version}", p.name))?;
+        }
+        Ok(())
+    }
+
     /// Print a list: one item a line, or a JSON array.
     pub fn list(&mut self, items: &[String]) -> Result<(), Failure> {
         if self.json {
