@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Farm, Run, SC, SRVCTL};
+use common::{Farm, Run, SC, SRVCTL, lines_with};
 use proptest::prelude::*;
 
 /// The worked example of the address plan, run with `bin` (`sc` or `srvctl`).
@@ -475,4 +475,53 @@ fn version_reports_srvctl_and_the_driven_packages_from_dpkg() {
 
     let refused = farm.sc(&["add-ve", "version"]).refused().to_owned();
     assert!(refused.contains("version"), "{refused}");
+}
+
+/// `sc exec-all` and `sc all-containers` take the containers of this host only: exec-all and
+/// start/restart skip a disabled one, stop takes it too. Under a scratch root nothing runs
+/// inside, and systemd's requests are only printed, one per container.
+#[test]
+fn bulk_commands_take_this_hosts_containers() {
+    let farm = Farm::new().with_alice_and_bob();
+    for name in ["a.ve", "b.ve"] {
+        farm.sc_ok(&["add-ve", name, "--user", "bob", "--no-start"]);
+    }
+    farm.sc_ok(&["add-ve", "op.ve", "--no-start"]);
+    farm.sc_ok(&["add-ve", "far.ve", "--no-start", "--host", "h2.test"]);
+    farm.sc_ok(&["put", "container", "b.ve", "disabled", "true"]);
+
+    let run = farm.sc(&["--json", "exec-all", "--", "uname", "-a"]);
+    let results: Vec<serde_json::Value> = serde_json::from_str(run.ok()).unwrap();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["container"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.ve", "op.ve"], "{results:?}");
+    assert_eq!(
+        lines_with(&run.stderr, "would run: systemd-run").len(),
+        2,
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("--machine=a.ve --uid=root"), "{run:?}");
+    assert!(run.stderr.contains("-- uname -a"), "{run:?}");
+
+    let stop = farm.sc(&["all-containers", "stop"]);
+    assert_eq!(stop.ok(), "a.ve: stopped\nb.ve: stopped\nop.ve: stopped\n");
+    assert_eq!(
+        lines_with(&stop.stderr, "would ask systemd: stop systemd-nspawn@").len(),
+        3
+    );
+    let restart = farm.sc(&["all-containers", "restart"]);
+    assert_eq!(restart.ok(), "a.ve: restarted\nop.ve: restarted\n");
+    assert!(!restart.stderr.contains("b.ve"), "{restart:?}");
+
+    assert!(farm.sc(&["exec-all"]).refused().contains("required"));
+    assert!(
+        farm.sc(&["all-containers", "pause"])
+            .refused()
+            .contains("pause")
+    );
+    for word in ["exec-all", "all-containers"] {
+        assert!(farm.sc(&["add-ve", word]).refused().contains(word));
+    }
 }

@@ -90,6 +90,24 @@ impl Output {
         Ok(())
     }
 
+    /// Print what a bulk command did: each container's output lines and then its outcome,
+    /// every line prefixed with the container's name; or a JSON array.
+    pub fn bulk(&mut self, results: &[super::bulk::BulkResult]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&results);
+        }
+        for r in results {
+            for line in r.output.iter().flat_map(|o| o.lines()) {
+                self.line(&format!("{}: {line}", r.container))?;
+            }
+            self.line(&format!("{}: {}", r.container, r.outcome))?;
+        }
+        if results.is_empty() {
+            self.line("(no container of yours on this host to act on)")?;
+        }
+        Ok(())
+    }
+
     /// Print a list: one item a line, or a JSON array.
     pub fn list(&mut self, items: &[String]) -> Result<(), Failure> {
         if self.json {
