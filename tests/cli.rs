@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Farm, Run, SC, SRVCTL};
+use common::{Farm, Run, SC, SRVCTL, lines_with};
 use proptest::prelude::*;
 
 /// The worked example of the address plan, run with `bin` (`sc` or `srvctl`).
@@ -430,5 +430,98 @@ proptest! {
             run.refused();
             prop_assert_eq!(farm.json_files(), before);
         }
+    }
+}
+
+/// `sc version` asks this host's package manager, the real one: each driven package's version
+/// is the one `dpkg-query` itself reports. Without a known distribution it reports srvctl's.
+#[test]
+fn version_reports_srvctl_and_the_driven_packages_from_dpkg() {
+    let farm = Farm::new();
+    let bare: serde_json::Value =
+        serde_json::from_str(&farm.sc_ok(&["version", "--json"])).unwrap();
+    assert_eq!(bare["srvctl"], env!("CARGO_PKG_VERSION"), "{bare}");
+    assert_eq!(bare["package_manager"], serde_json::Value::Null, "{bare}");
+
+    std::fs::create_dir_all(farm.join("etc")).unwrap();
+    std::fs::write(farm.join("etc/os-release"), "ID=debian\n").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&farm.sc_ok(&["version", "--json"])).unwrap();
+    assert_eq!(v["package_manager"], "dpkg", "{v}");
+    let packages = v["packages"].as_array().unwrap();
+    assert!(packages.iter().any(|p| p["name"] == "haproxy"), "{v}");
+    for p in packages {
+        let name = p["name"].as_str().unwrap();
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f=${Status} ${Version}", name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let expected = text
+            .strip_prefix("install ok installed ")
+            .map(serde_json::Value::from)
+            .unwrap_or(serde_json::Value::Null);
+        assert_eq!(p["version"], expected, "{name}: {v}");
+    }
+    assert_eq!(packages[0]["name"], "systemd");
+    assert!(
+        packages[0]["version"].is_string(),
+        "systemd is installed: {v}"
+    );
+    let text = farm.sc_ok(&["version"]);
+    assert!(
+        text.starts_with(&format!("srvctl {}\nsystemd ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+
+    let refused = farm.sc(&["add-ve", "version"]).refused().to_owned();
+    assert!(refused.contains("version"), "{refused}");
+}
+
+/// `sc exec-all` and `sc all-containers` take the containers of this host only: exec-all and
+/// start/restart skip a disabled one, stop takes it too. Under a scratch root nothing runs
+/// inside, and systemd's requests are only printed, one per container.
+#[test]
+fn bulk_commands_take_this_hosts_containers() {
+    let farm = Farm::new().with_alice_and_bob();
+    for name in ["a.ve", "b.ve"] {
+        farm.sc_ok(&["add-ve", name, "--user", "bob", "--no-start"]);
+    }
+    farm.sc_ok(&["add-ve", "op.ve", "--no-start"]);
+    farm.sc_ok(&["add-ve", "far.ve", "--no-start", "--host", "h2.test"]);
+    farm.sc_ok(&["put", "container", "b.ve", "disabled", "true"]);
+
+    let run = farm.sc(&["--json", "exec-all", "--", "uname", "-a"]);
+    let results: Vec<serde_json::Value> = serde_json::from_str(run.ok()).unwrap();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["container"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.ve", "op.ve"], "{results:?}");
+    assert_eq!(
+        lines_with(&run.stderr, "would run: systemd-run").len(),
+        2,
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("--machine=a.ve --uid=root"), "{run:?}");
+    assert!(run.stderr.contains("-- uname -a"), "{run:?}");
+
+    let stop = farm.sc(&["all-containers", "stop"]);
+    assert_eq!(stop.ok(), "a.ve: stopped\nb.ve: stopped\nop.ve: stopped\n");
+    assert_eq!(
+        lines_with(&stop.stderr, "would ask systemd: stop systemd-nspawn@").len(),
+        3
+    );
+    let restart = farm.sc(&["all-containers", "restart"]);
+    assert_eq!(restart.ok(), "a.ve: restarted\nop.ve: restarted\n");
+    assert!(!restart.stderr.contains("b.ve"), "{restart:?}");
+
+    assert!(farm.sc(&["exec-all"]).refused().contains("required"));
+    assert!(
+        farm.sc(&["all-containers", "pause"])
+            .refused()
+            .contains("pause")
+    );
+    for word in ["exec-all", "all-containers"] {
+        assert!(farm.sc(&["add-ve", word]).refused().contains(word));
     }
 }

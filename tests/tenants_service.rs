@@ -518,3 +518,36 @@ fn socket_activated_the_service_serves_and_exits_when_idle() {
     }
     assert!(exited, "the service did not exit when idle");
 }
+
+/// `sc exec-all` and `sc all-containers` through the service act on the caller's scope only:
+/// bob his own container, alice her user bob's and her own, carol hers; the operator all.
+#[test]
+fn bulk_commands_act_only_in_the_callers_scope() {
+    let Some(t) = Tenants::start("bulk_commands_act_only_in_the_callers_scope") else {
+        return;
+    };
+    t.sc_ok("bob", &["add-ve", BOB_SITE, "--no-start"]);
+    t.sc_ok("carol", &["add-ve", CAROL_SITE, "--no-start"]);
+    t.sc_ok("alice", &["add-ve", "alice.example.com", "--no-start"]);
+    t.farm.sc_ok(&["add-ve", "root.example.com", "--no-start"]);
+    let names = |user: &str, args: &[&str]| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(&t.sc_ok(user, args)).unwrap();
+        let rows = json.as_array().expect("one result per container");
+        rows.iter()
+            .map(|r| r["container"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let exec = ["--json", "exec-all", "true"];
+    assert_eq!(names("bob", &exec), [BOB_SITE]);
+    assert_eq!(names("carol", &exec), [CAROL_SITE]);
+    assert_eq!(names("alice", &exec), ["alice.example.com", BOB_SITE]);
+    let stop = ["--json", "all-containers", "stop"];
+    assert_eq!(names("bob", &stop), [BOB_SITE]);
+    assert_eq!(names("carol", &stop), [CAROL_SITE]);
+    assert_eq!(
+        t.sc_ok("bob", &["all-containers", "stop"]),
+        format!("{BOB_SITE}: stopped\n")
+    );
+    let all = t.farm.sc_ok(&["all-containers", "stop"]);
+    assert_eq!(all.lines().count(), 4, "{all}");
+}

@@ -236,6 +236,28 @@ pub enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Run CMD as root in every running container of this host that you may act on, one
+    /// after the other (as `sc NAME exec CMD…`): each container's output lines and its exit
+    /// code, prefixed with its name; the exit status is 1 when CMD failed in any of them.
+    ExecAll {
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Start, stop or restart every container of this host that you may act on (start and
+    /// restart: those not disabled), one line each; the exit status is 1 when any failed.
+    AllContainers {
+        /// What to do.
+        action: PowerAction,
+    },
+    /// Print srvctl's version and the installed versions of the packages it drives (systemd,
+    /// haproxy, openvpn, etcd, ...), as the package manager (dpkg or rpm) reports them.
+    Version,
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -252,6 +274,17 @@ pub enum Command {
     /// DOMAIN`, `sc NAME aliases|altnames`.
     #[command(external_subcommand)]
     Container(Vec<String>),
+}
+
+/// What `sc all-containers` does to each container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PowerAction {
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Restart it.
+    Restart,
 }
 
 /// What `sc certificates` can do besides listing.

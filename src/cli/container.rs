@@ -238,17 +238,10 @@ pub fn act(
     name: &ContainerName,
     action: Action,
 ) -> Result<(), Failure> {
-    let held = hold(inv, name, action == Action::Status)?;
+    let held = held_here(inv, name, &action)?;
     let container = &held.state.containers[name];
-    if container.host != inv.hostname && !action.is_data() {
-        return Err(Failure::new(
-            FailureKind::Invalid,
-            format!("{name} lives on {}; run this there", container.host),
-        ));
-    }
     let system = inv.system();
     let unit = container_unit(name);
-    let live = inv.paths.root().is_none();
     match action {
         Action::Status => {
             let live = live_states(system, Some(unit.as_str()))?;
@@ -258,19 +251,9 @@ pub fn act(
                 .collect();
             return out.status(&rows);
         }
-        Action::Start => {
-            let image = container
-                .settings
-                .image
-                .clone()
-                .unwrap_or_else(|| crate::containers::image::DEFAULT_IMAGE.into());
-            let identity = container.rootfs_identity(name);
-            follow_up::provision(system, &inv.paths, name, &image, &identity)?;
-            boot::start(system, name, &Request::Start(unit), live)?;
+        Action::Start | Action::Stop | Action::Restart | Action::Kill => {
+            power(inv, name, container, &action)?;
         }
-        Action::Stop => system.systemd(&Request::Stop(unit))?,
-        Action::Restart => boot::start(system, name, &Request::Restart(unit), live)?,
-        Action::Kill => system.systemd(&Request::Kill(unit))?,
         Action::Enable | Action::Disable => {
             // The change takes the writer lock itself.
             drop(held);
@@ -370,6 +353,88 @@ pub fn act(
     }
     inv.audit("ok");
     out.value(&format!("{name}: done"))
+}
+
+/// The datastore held against writers with `name` in it ([`hold`]), refused unless the
+/// container lives on this host or `action` only touches its data.
+fn held_here(inv: &Invocation, name: &ContainerName, action: &Action) -> Result<Held, Failure> {
+    let held = hold(inv, name, *action == Action::Status)?;
+    let host = &held.state.containers[name].host;
+    if *host != inv.hostname && !action.is_data() {
+        return Err(Failure::new(
+            FailureKind::Invalid,
+            format!("{name} lives on {host}; run this there"),
+        ));
+    }
+    Ok(held)
+}
+
+/// Start (making its root filesystem first if it has none), stop, restart or kill
+/// `container`, named `name`; any other action is no power action and does nothing.
+fn power(
+    inv: &Invocation,
+    name: &ContainerName,
+    container: &crate::model::Container,
+    action: &Action,
+) -> Result<(), Failure> {
+    let system = inv.system();
+    let unit = container_unit(name);
+    let live = inv.paths.root().is_none();
+    match action {
+        Action::Start => {
+            let image = container
+                .settings
+                .image
+                .clone()
+                .unwrap_or_else(|| crate::containers::image::DEFAULT_IMAGE.into());
+            let identity = container.rootfs_identity(name);
+            follow_up::provision(system, &inv.paths, name, &image, &identity)?;
+            boot::start(system, name, &Request::Start(unit), live)?;
+        }
+        Action::Stop => system.systemd(&Request::Stop(unit))?,
+        Action::Restart => boot::start(system, name, &Request::Restart(unit), live)?,
+        Action::Kill => system.systemd(&Request::Kill(unit))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`power`] of container `name` of this host, held against writers meanwhile, without
+/// printing or auditing: one step of `sc all-containers`.
+pub fn power_one(inv: &Invocation, name: &ContainerName, action: &Action) -> Result<(), Failure> {
+    let held = held_here(inv, name, action)?;
+    power(inv, name, &held.state.containers[name], action)
+}
+
+/// How a program run inside ended: its exit code (`None`: a signal ended it) and its standard
+/// output.
+pub type Ran = (Option<i32>, Vec<u8>);
+
+/// Run `command` as root inside container `name` of this host (checked and held as for
+/// `sc NAME exec`, released while it runs), with nothing on its standard input: its exit code
+/// (`None`: a signal ended it) and standard output. `None` under a scratch root, where it is
+/// only printed: one step of `sc exec-all`.
+pub fn exec_captured(
+    inv: &Invocation,
+    name: &ContainerName,
+    command: &[String],
+) -> Result<Option<Ran>, Failure> {
+    let action = Action::Exec {
+        login: None,
+        command: command.to_vec(),
+    };
+    let held = held_here(inv, name, &action)?;
+    let login = account(&held.state.containers[name], name, None)?;
+    drop(held);
+    let line = enter::exec(name, &login, command.to_vec());
+    if inv.paths.root().is_some() {
+        eprintln!("would run: {line}");
+        return Ok(None);
+    }
+    let ran = inv.system().capture(&line);
+    Ok(Some(ran.map_err(|e| {
+        Failure::new(FailureKind::System, e.to_string())
+    })?))
 }
 
 /// Audit how a session inside a container ended, and pass that on.

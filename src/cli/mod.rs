@@ -2,6 +2,7 @@
 
 mod args;
 mod authorized_keys;
+mod bulk;
 mod certificates;
 mod client;
 mod cluster;
@@ -414,6 +415,16 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 elsewhere.as_ref(),
             ))
         }
+        Command::ExecAll { command } => bulk::exec_all(inv, out, command),
+        Command::AllContainers { action } => {
+            let action = match action {
+                args::PowerAction::Start => container::Action::Start,
+                args::PowerAction::Stop => container::Action::Stop,
+                args::PowerAction::Restart => container::Action::Restart,
+            };
+            bulk::all_containers(inv, out, &action)
+        }
+        Command::Version => out.versions(&ops::versions::versions(inv.system(), &inv.paths)),
         Command::Certificates { action: None } => certificates::list(inv, cli.json),
         Command::Certificates {
             action: Some(args::CertificatesAction::Renew { name, force }),
@@ -566,6 +577,9 @@ fn request(cmd: &Command) -> Change<'_> {
         Command::Get { .. }
         | Command::Out { .. }
         | Command::Status
+        | Command::Version
+        | Command::ExecAll { .. }
+        | Command::AllContainers { .. }
         | Command::Regenerate { .. }
         | Command::Certificates { .. }
         | Command::Cluster { .. }

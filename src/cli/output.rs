@@ -74,6 +74,40 @@ impl Output {
         self.line(text.trim_end())
     }
 
+    /// Print srvctl's version and the driven packages': one `NAME VERSION` line each.
+    pub fn versions(&mut self, versions: &crate::ops::versions::Versions) -> Result<(), Failure> {
+        if self.json {
+            return self.json(versions);
+        }
+        self.line(&format!("srvctl {}", versions.srvctl))?;
+        if versions.package_manager.is_none() {
+            return self.line("(no package manager known on this host: dpkg or rpm)");
+        }
+        for p in &versions.packages {
+            let version = p.version.as_deref().unwrap_or("not installed");
+            self.line(&format!("{} {version}", p.name))?;
+        }
+        Ok(())
+    }
+
+    /// Print what a bulk command did: each container's output lines and then its outcome,
+    /// every line prefixed with the container's name; or a JSON array.
+    pub fn bulk(&mut self, results: &[super::bulk::BulkResult]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&results);
+        }
+        for r in results {
+            for line in r.output.iter().flat_map(|o| o.lines()) {
+                self.line(&format!("{}: {line}", r.container))?;
+            }
+            self.line(&format!("{}: {}", r.container, r.outcome))?;
+        }
+        if results.is_empty() {
+            self.line("(no container of yours on this host to act on)")?;
+        }
+        Ok(())
+    }
+
     /// Print a list: one item a line, or a JSON array.
     pub fn list(&mut self, items: &[String]) -> Result<(), Failure> {
         if self.json {

@@ -56,6 +56,8 @@ pub const COMMAND_WORDS: &[&str] = &[
     "remove-publickey",
     "help",
     "version",
+    "exec-all",
+    "all-containers",
     // container actions and their arguments
     "start",
     "stop",

@@ -8,6 +8,7 @@ mod edit;
 pub mod follow_up;
 pub mod import_v3;
 pub mod transaction;
+pub mod versions;
 pub mod views;
 
 pub use edit::*;

@@ -380,6 +380,15 @@ impl System for Local {
         Ok(status.code())
     }
 
+    fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)> {
+        let out = self::command(command)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(spawn_error(command))?;
+        Ok((out.status.code(), out.stdout))
+    }
+
     fn exec(&self, command: &CommandLine) -> io::Error {
         use std::os::unix::process::CommandExt;
         spawn_error(command)(self::command(command).exec())

@@ -107,6 +107,9 @@ pub trait System: fmt::Debug {
     /// Run a program with this terminal (standard input, output and error passed through) and
     /// return its exit code (`None` when a signal ended it).
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>>;
+    /// Run a program with nothing on its standard input, its standard error going to ours;
+    /// return its exit code (`None` when a signal ended it) and its standard output.
+    fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)>;
     /// Replace this process with a program (found in `PATH`), which keeps the environment,
     /// the terminal and the process's place for its parent; returns only when it could not.
     fn exec(&self, command: &CommandLine) -> io::Error;

@@ -56,7 +56,7 @@ pub struct Recording {
     pub hostname: String,
     /// Every notification to the service manager, in order.
     pub notifications: RefCell<Vec<String>>,
-    /// What `exchange` prints, per program.
+    /// What `exchange` and `capture` print, per program.
     pub answers: BTreeMap<String, Vec<u8>>,
     /// What `exchange` was given, in order.
     pub exchanged: RefCell<Vec<Vec<u8>>>,
@@ -340,6 +340,14 @@ impl System for Recording {
 
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
         self.run(command).map(|()| Some(0))
+    }
+
+    fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)> {
+        if self.run(command).is_err() {
+            return Ok((Some(1), Vec::new()));
+        }
+        let stdout = self.answers.get(&command.program).cloned();
+        Ok((Some(0), stdout.unwrap_or_default()))
     }
 
     fn exec(&self, command: &CommandLine) -> io::Error {
