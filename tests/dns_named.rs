@@ -145,8 +145,9 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
         "the serial did not grow"
     );
 
-    // A zone named-checkzone refuses (as a render bug would make it): refused by the guard
-    // with the real checkers, so nothing of it replaces the live files.
+    // A render named-checkzone refuses (as a bug would make it: a zone without SOA, and the
+    // other zones gone): through the engine's plan, guard (with the real checkers) and apply,
+    // nothing of it replaces, or removes, the live files.
     let system = srvctl::system::Local::new(true);
     let paths = srvctl::system::paths::Paths::rooted(root.root());
     let mut tree = srvctl::engine::tree::Tree::default();
@@ -159,15 +160,35 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
         &broken,
         "$TTL 300\nweb.example.com. IN NS ns.web.example.com.\n".into(),
     );
-    let changes =
-        srvctl::engine::changeset::plan(&tree, root.root(), &Default::default(), &system).unwrap();
-    let checkers = srvctl::dns::guard::Checkers::find(&system).expect("bind9-utils installed");
-    let verdict = srvctl::dns::guard::guard(&system, &paths, &tree, &changes, Some(&checkers));
-    let Verdict::Refuse(msg) = verdict else {
-        panic!("a zone without SOA was accepted: {verdict:?}")
+    let dns: &'static dyn srvctl::engine::registry::Module = &srvctl::dns::Dns;
+    let previous = srvctl::engine::apply::read_manifest(
+        &system,
+        &root.join(srvctl::engine::regenerate::MANIFEST),
+        &[dns],
+    )
+    .unwrap();
+    assert!(previous.iter().any(|p| p.ends_with("example.net.zone")));
+    let mut plan =
+        srvctl::engine::changeset::plan_modules(vec![(dns, tree)], root.root(), &previous, &system)
+            .unwrap();
+    let said = srvctl::engine::registry::guard(&mut plan, &system, &paths);
+    let [(_, Verdict::Refuse(msg))] = &said[..] else {
+        panic!("a zone without SOA was accepted: {said:?}")
     };
     assert!(msg.contains("zone web.example.com"), "{msg}");
+    assert!(plan.reloads().is_empty(), "named would be reloaded");
+    srvctl::engine::apply::apply(
+        &system,
+        root.root(),
+        &plan,
+        Path::new("run/dns-test.manifest"),
+    )
+    .unwrap();
     assert!(!root.join(srvctl::dns::guard::STAGING).exists());
+    assert!(
+        zones.join("example.net.zone").exists(),
+        "a live zone was removed"
+    );
     // The live zone is the one named serves still.
     let live = fs::read_to_string(root.join(&broken)).unwrap();
     assert!(live.contains(" IN SOA "), "{live}");
