@@ -21,6 +21,8 @@
 #   /usr/lib/systemd/system/haproxy.service.d/srvctl.conf   haproxy runs srvctl's front
 #                                          (/run/srvctl/haproxy/haproxy.cfg); the distribution's
 #                                          /etc/haproxy/haproxy.cfg is left alone
+#   /usr/lib/systemd/system/named.service.d/srvctl.conf     named starts after srvctl-regenerate
+#                                          (its zones, docs/dns.md)
 #   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
 #                                          loose reverse-path filter (the mesh routes asymmetrically)
 #                                          srvctl-certificates.service and .timer (the

@@ -21,10 +21,13 @@
 #   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
 #                      (tests/publickeys.rs)
 #   etcd-server        real etcd members on loopback for the cluster datastore (tests/cluster_*.rs, tests/acme_cluster.rs)
+#   bind9              named, named-checkconf, named-checkzone: the DNS master's zones checked and
+#                      served in a namespace (tests/dns_named.rs)
+#   bind9-dnsutils     dig, to ask that named (tests/dns_named.rs)
 #   etcd-client        etcdctl, the client that checks the members' health and TLS (tests/cluster_etcd.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod containers;
+pub mod dns;
 pub mod engine;
 pub mod failure;
 pub mod front;

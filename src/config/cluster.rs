@@ -45,9 +45,21 @@ pub struct Host {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub ca: bool,
+    /// The host's part in serving the cluster's DNS (`"dns": "master"`), if any: only such a
+    /// host renders zones ([`crate::dns`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsRole>,
     /// Every other scalar field, kept as text (e.g. `dns_server`, `reverse_proxy`).
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
+}
+
+/// What a host does for the cluster's DNS (`"dns"` in clusters.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsRole {
+    /// It serves every site's zone authoritatively from the datastore, with BIND.
+    Master,
 }
 
 fn ca_role<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
@@ -261,6 +273,7 @@ fn parse_host(
         dns1: ip("dns1", false)?,
         dns2: ip("dns2", false)?,
         ca: role(fields, &err)?,
+        dns: dns_role(fields, &err)?,
         extra: extra_fields(fields, &err)?,
     })
 }
@@ -280,8 +293,26 @@ fn role(
     }
 }
 
+/// The host's `dns`: absent (no DNS here) or `"master"`. Slaves are not built yet, so
+/// `"slave"` is refused like any other word rather than silently serving nothing.
+fn dns_role(
+    fields: &Map<String, Value>,
+    err: &dyn Fn(&str, String) -> ClusterError,
+) -> Result<Option<DnsRole>, ClusterError> {
+    match fields.get("dns") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s == "master" => Ok(Some(DnsRole::Master)),
+        Some(other) => Err(err(
+            "dns",
+            format!(
+                "{other} is not a DNS role; the only one is \"master\" (zones from the datastore)"
+            ),
+        )),
+    }
+}
+
 const KNOWN_FIELDS: &[&str] = &[
-    "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2", "role",
+    "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2", "role", "dns",
 ];
 
 fn extra_fields(
@@ -397,5 +428,21 @@ mod tests {
             "{e}"
         );
         assert!(two_hosts(r#","role":"ca""#, r#","role":true"#).is_err());
+    }
+
+    #[test]
+    fn the_dns_role_is_master_or_absent() {
+        let c = two_hosts(r#","role":"ca","dns":"master""#, "").unwrap();
+        let h1 = c.host("h1.test").unwrap();
+        assert_eq!(h1.dns, Some(DnsRole::Master));
+        assert!(!h1.extra.contains_key("dns"));
+        assert_eq!(serde_json::to_value(h1).unwrap()["dns"], "master");
+        assert_eq!(c.host("h2.test").unwrap().dns, None);
+        for bad in [r#""slave""#, r#""Master""#, "true", r#""master\n""#] {
+            let e = two_hosts(r#","role":"ca""#, &format!(r#","dns":{bad}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("h2.test") && e.contains("\"dns\""), "{e}");
+        }
     }
 }

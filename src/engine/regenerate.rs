@@ -42,8 +42,9 @@ pub struct Outcome {
     pub limits_raised: Vec<String>,
     /// Things the operator should know (e.g. haproxy is not installed, so not checked).
     pub notes: Vec<String>,
-    /// Why a module's new configuration was not applied: its guard refused it (the front's
-    /// guard is `haproxy -c`, the only guard today; the name is kept for scripts).
+    /// Why modules' new configurations were not applied: their guards refused them (the
+    /// front's `haproxy -c`, the DNS module's named-checkzone; one line each, the name is kept
+    /// for scripts).
     pub haproxy_error: Option<String>,
 }
 
@@ -215,6 +216,7 @@ fn run_once(
         cluster_identity,
         joined: joined.as_ref(),
         sysctl: &sysctl,
+        datastore_time: store::written_at(system, paths),
     };
     let rendered = registry::render(MODULES, &inputs)?;
     let base = paths.host("/");
@@ -225,7 +227,13 @@ fn run_once(
     for (_, verdict) in registry::guard(&mut plan, system, paths) {
         match verdict {
             Verdict::Note(note) => outcome.notes.push(note),
-            Verdict::Refuse(error) => outcome.haproxy_error = Some(error),
+            Verdict::Refuse(error) => {
+                let all = outcome.haproxy_error.get_or_insert_with(String::new);
+                if !all.is_empty() {
+                    all.push('\n');
+                }
+                all.push_str(&error);
+            }
             Verdict::Accept => {}
         }
     }

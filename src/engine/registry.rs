@@ -49,6 +49,9 @@ pub struct Inputs<'a> {
     /// The host's current values of the kernel settings srvctl keeps floors for
     /// ([`crate::containers::limits`]).
     pub sysctl: &'a crate::containers::limits::Current,
+    /// When the datastore was last written, in seconds since the epoch (0 when it does not
+    /// exist): a number that grows with every change of the data, the DNS zones' serial.
+    pub datastore_time: u32,
 }
 
 /// What a module's guard decided about the module's planned changes.
@@ -103,6 +106,7 @@ pub static MODULES: &[&dyn Module] = &[
     &crate::mesh::hosts_file::HostsFile,
     &crate::cluster::member::Etcd,
     &crate::front::guard::Front,
+    &crate::dns::Dns,
 ];
 
 /// The module of `modules` that owns `path`, if any.
@@ -272,6 +276,7 @@ mod tests {
             dns1: None,
             dns2: None,
             ca: true,
+            dns: None,
             extra: BTreeMap::new(),
         };
         let settings = Settings::default();
@@ -288,6 +293,7 @@ mod tests {
             cluster_identity: false,
             joined: None,
             sysctl: &Default::default(),
+            datastore_time: 0,
         };
         let base = Path::new("/r");
         let manifest = base.join("run/m");

@@ -42,11 +42,7 @@ pub enum Verdict {
 
 /// The haproxy program, if installed.
 pub fn haproxy_program(system: &dyn System) -> Option<PathBuf> {
-    let path = system.env("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join("haproxy"))
-        .find(|p| system.kind(p) == Some(crate::system::FileKind::File))
+    crate::system::program(system, "haproxy")
 }
 
 /// Check the front rendered in `tree`, whose planned changes are `changes`. The verdict only

@@ -64,6 +64,17 @@ pub fn read(system: &dyn System, paths: &Paths) -> Result<State, StoreError> {
     read_bytes(system, paths).map(|(state, _)| state)
 }
 
+/// When the datastore document was last written, in whole seconds since the epoch; 0 when
+/// there is none (or its time is before 1970 or after 2106).
+pub fn written_at(system: &dyn System, paths: &Paths) -> u32 {
+    system
+        .stamp(&paths.datastore())
+        .ok()
+        .flatten()
+        .and_then(|s| u32::try_from(s.modified.div_euclid(1_000_000_000)).ok())
+        .unwrap_or(0)
+}
+
 /// Read only the accounts of the datastore, without locking ([`State::load_accounts`]): what
 /// a reader at every SSH login needs, at a fraction of the cost of [`read`].
 pub fn read_accounts(system: &dyn System, paths: &Paths) -> Result<State, StoreError> {

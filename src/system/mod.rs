@@ -27,6 +27,17 @@ pub use local::Local;
 pub use recording::{Clock, Node, Recording};
 pub use systemd::Request;
 
+/// The installed program `name`: the first file of that name on `PATH`, then in `/usr/sbin`
+/// and `/usr/local/sbin` (where checkers such as haproxy and named-checkzone live, often
+/// outside a service's `PATH`).
+pub fn program(system: &dyn System, name: &str) -> Option<PathBuf> {
+    let path = system.env("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| system.kind(p) == Some(FileKind::File))
+}
+
 /// What srvctl asks of the machine. Paths are real paths (already re-rooted).
 pub trait System: fmt::Debug {
     /// The bytes of a file, or `None` if it does not exist.

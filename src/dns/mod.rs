@@ -1,0 +1,84 @@
+//! A module: authoritative DNS with BIND on the host whose clusters.json entry says
+//! `"dns": "master"`: the zones of every site from the datastore ([`zones`]), checked with
+//! named-checkconf and named-checkzone before they replace the live ones ([`guard`]), and a
+//! reload of named when any of them changed. Every other host renders nothing.
+//!
+//! The serial of every zone is the time of the datastore's last write (seconds since the
+//! epoch), which grows with every change of the data.
+
+pub mod guard;
+pub mod zones;
+
+use std::path::Path;
+
+use crate::config::cluster::DnsRole;
+use crate::engine::changeset::Changes;
+use crate::engine::registry::{Inputs, Module, Verdict};
+use crate::engine::templates::TemplateError;
+use crate::engine::tree::Tree;
+use crate::system::paths::Paths;
+use crate::system::{Request, System};
+
+/// The systemd unit that runs named (Debian's bind9.service is an alias of it; Fedora's is
+/// named.service too).
+pub const UNIT: &str = "named.service";
+
+/// The DNS module.
+pub struct Dns;
+
+impl Module for Dns {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn render(&self, inputs: &Inputs, tree: &mut Tree) -> Result<(), TemplateError> {
+        if inputs.me.dns != Some(DnsRole::Master) {
+            return Ok(());
+        }
+        let zones = zones::zones(
+            inputs.state,
+            inputs.clusters,
+            inputs.me,
+            inputs.settings.company_domain.as_ref(),
+        );
+        for zone in zones.values() {
+            tree.file(
+                format!("{}/{}.zone", zones::ZONES, zone.origin),
+                zones::zone_file(
+                    zone,
+                    &inputs.me.name,
+                    inputs.me.host_ip,
+                    inputs.datastore_time,
+                ),
+            );
+        }
+        tree.file(zones::CONFIG, zones::named_conf(zones.keys()));
+        Ok(())
+    }
+
+    fn owned_dirs(&self) -> &'static [&'static str] {
+        &[zones::DIR]
+    }
+
+    /// A plain reload of named (`rndc reload` of every zone, through its unit) when any file
+    /// changed; nothing when named does not run.
+    fn reloads(&self, changed: &[&Path]) -> Vec<Request> {
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        vec![Request::Reload(UNIT.into())]
+    }
+
+    fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {
+        guard::guard(
+            system,
+            paths,
+            tree,
+            changes,
+            guard::Checkers::find(system).as_ref(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+use crate::engine::changeset;
+use crate::system::Recording;
+use std::collections::BTreeSet;
+
+fn tree() -> Tree {
+    let mut t = Tree::default();
+    t.file(zones::CONFIG, "zone \"a.test\" { };\n".into());
+    t.file(
+        format!("{}/a.test.zone", zones::ZONES),
+        "a.test. IN NS h1.test.\n".into(),
+    );
+    t
+}
+
+fn checkers() -> guard::Checkers {
+    guard::Checkers {
+        checkconf: "/usr/sbin/named-checkconf".into(),
+        checkzone: "/usr/sbin/named-checkzone".into(),
+    }
+}
+
+#[test]
+fn the_staged_fragment_and_each_written_zone_are_checked() {
+    let sys = Recording::default();
+    let paths = Paths::rooted("/r");
+    let t = tree();
+    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
+    assert_eq!(v, Verdict::Accept);
+    let commands: Vec<String> = sys
+        .commands
+        .borrow()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "/usr/sbin/named-checkconf /r/run/srvctl/dns.check/named.conf",
+            "/usr/sbin/named-checkzone -i local -k fail a.test /r/run/srvctl/dns.check/a.test.zone",
+        ]
+    );
+    assert!(
+        sys.read(Path::new("/r/run/srvctl/dns.check/named.conf"))
+            .unwrap()
+            .is_none()
+    );
+    // Nothing written: nothing checked.
+    let none = changeset::Changes::default();
+    assert_eq!(guard::guard(&sys, &paths, &t, &none, None), Verdict::Accept);
+    assert_eq!(sys.commands.borrow().len(), 2);
+    // No checkers: written with a note.
+    assert!(matches!(
+        guard::guard(&sys, &paths, &t, &changes, None),
+        Verdict::Note(_)
+    ));
+}
+
+#[test]
+fn a_zone_named_checkzone_refuses_is_not_applied() {
+    let sys = Recording {
+        failing_programs: [(
+            "/usr/sbin/named-checkzone".into(),
+            "a.test: NS 'x' has no address records".into(),
+        )]
+        .into(),
+        ..Recording::default()
+    };
+    let paths = Paths::rooted("/r");
+    let t = tree();
+    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
+        panic!("not refused")
+    };
+    assert!(
+        msg.contains("zone a.test") && msg.contains("no address records"),
+        "{msg}"
+    );
+    assert!(msg.contains("the running zones are kept"), "{msg}");
+}
+
+#[test]
+fn any_change_reloads_named() {
+    assert_eq!(Dns.reloads(&[]), []);
+    assert_eq!(
+        Dns.reloads(&[Path::new(zones::CONFIG)]),
+        [Request::Reload(UNIT.into())]
+    );
+}

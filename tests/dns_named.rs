@@ -1,0 +1,214 @@
+//! Authoritative DNS with the real BIND: on a host with `"dns": "master"`, named-checkconf and
+//! named-checkzone accept what srvctl renders, and a real named on loopback in a network
+//! namespace, loading the rendered fragment and zones, answers `dig` for a site's A (apex,
+//! `www`, preview name), MX, SPF and DMARC records and for an alias domain; after `sc add-ve`
+//! and a reload it answers for the new zone with a larger serial. A zone named-checkzone
+//! refuses is never applied: the guard refuses it, and the running zones keep answering.
+//!
+//! The fragment names absolute paths (`/run/srvctl/dns/zones/…`): named runs in a private
+//! mount namespace where the scratch root's `/run/srvctl` is bound at that path.
+
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::Farm;
+use common::real::{Netns, Procs, output, require_root, require_tool, unique, wait_for};
+use srvctl::engine::registry::Verdict;
+
+const NAMED: &str = "/usr/sbin/named";
+const DIG: &str = "/usr/bin/dig";
+
+const CLUSTERS: &str = r#"{"dns":{"h1.test":{"host_ip":"192.0.2.11","hostnet":1,"dns":"master"}}}"#;
+const SETTINGS: &str = r#"{"company_domain": "company.net"}"#;
+
+/// `dig @127.0.0.1 +short TYPE NAME` inside `ns`: the answers, one a line.
+fn dig(ns: &Netns, kind: &str, name: &str) -> String {
+    let out = output(&mut ns.exec(&[
+        DIG,
+        "@127.0.0.1",
+        "-p",
+        "53",
+        "+short",
+        "+time=1",
+        "+tries=1",
+        kind,
+        name,
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The serial in the SOA `name` answers.
+fn serial(ns: &Netns, name: &str) -> u64 {
+    let soa = dig(ns, "SOA", name);
+    soa.split(' ')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA for {name}: {soa:?}"))
+}
+
+#[test]
+fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
+    if !require_root("dns_named") {
+        return;
+    }
+    require_tool(NAMED);
+    require_tool(DIG);
+    let root = Farm::with_clusters(CLUSTERS);
+    fs::write(root.join("etc/srvctl/settings.json"), SETTINGS).unwrap();
+    root.sc_ok(&["add-ve", "web.example.com"]);
+    root.sc_ok(&["web.example.com", "alias", "add", "example.net"]);
+    let out = root.sc_ok(&["regenerate", "--json"]);
+    let outcome: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome["haproxy_error"], serde_json::Value::Null, "{out}");
+    let notes = outcome["notes"].to_string();
+    assert!(
+        !notes.contains("named"),
+        "the zones were not checked: {notes}"
+    );
+    let zones = root.join("run/srvctl/dns/zones");
+    for zone in ["web.example.com", "example.net", "company.net"] {
+        assert!(zones.join(format!("{zone}.zone")).exists(), "{zone}");
+    }
+
+    // named in a namespace of its own, serving the rendered fragment.
+    let ns = Netns::new(&unique("dns"));
+    let work = root.tmp().join("named");
+    fs::create_dir_all(&work).unwrap();
+    let conf = work.join("named.conf");
+    fs::write(
+        &conf,
+        format!(
+            "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; \
+             listen-on port 53 {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; }};\n\
+             include \"/run/srvctl/dns/named.conf\";\n",
+            dir = work.display()
+        ),
+    )
+    .unwrap();
+    let mut procs = Procs::default();
+    let named = ns.exec_at_host_paths(
+        root.root(),
+        &["/run/srvctl"],
+        &[],
+        &[NAMED, "-g", "-c", conf.to_str().unwrap()],
+    );
+    procs.spawn("named", named, work.join("named.log"));
+    let up = wait_for(&mut procs, Duration::from_secs(15), || {
+        dig(&ns, "A", "web.example.com") == "192.0.2.11"
+    });
+    assert!(up, "named did not answer:\n{}", procs.logs());
+
+    assert_eq!(dig(&ns, "A", "www.web.example.com"), "192.0.2.11");
+    assert_eq!(
+        dig(&ns, "MX", "web.example.com"),
+        "10 mail.web.example.com."
+    );
+    assert_eq!(dig(&ns, "A", "mail.web.example.com"), "192.0.2.11");
+    assert_eq!(dig(&ns, "TXT", "web.example.com"), "\"v=spf1 mx -all\"");
+    assert_eq!(
+        dig(&ns, "TXT", "_dmarc.web.example.com"),
+        "\"v=DMARC1; p=quarantine; rua=mailto:postmaster@web.example.com\""
+    );
+    assert_eq!(dig(&ns, "NS", "web.example.com"), "h1.test.");
+    // The alias domain, and the preview name in the company's zone.
+    assert_eq!(dig(&ns, "A", "example.net"), "192.0.2.11");
+    assert_eq!(dig(&ns, "A", "www.example.net"), "192.0.2.11");
+    assert_eq!(dig(&ns, "MX", "example.net"), "10 mail.example.net.");
+    assert!(dig(&ns, "TXT", "_dmarc.example.net").contains("v=DMARC1"));
+    assert_eq!(dig(&ns, "A", "web-example-com.company.net"), "192.0.2.11");
+    // Not ours: refused, no answer.
+    assert_eq!(dig(&ns, "A", "other.example.org"), "");
+    let first = serial(&ns, "web.example.com");
+
+    // A new site: its zone after regenerate and a reload of named, with a larger serial.
+    std::thread::sleep(Duration::from_millis(1100));
+    root.sc_ok(&["add-ve", "new.example.org"]);
+    root.sc_ok(&["regenerate"]);
+    // named reloads its configuration and zones on SIGHUP (what `rndc reload` asks).
+    signal_named(&ns);
+    let reloaded = wait_for(&mut procs, Duration::from_secs(10), || {
+        dig(&ns, "A", "new.example.org") == "192.0.2.11"
+    });
+    assert!(
+        reloaded,
+        "named did not load the new zone:\n{}",
+        procs.logs()
+    );
+    assert!(
+        serial(&ns, "web.example.com") > first,
+        "the serial did not grow"
+    );
+
+    // A render named-checkzone refuses (as a bug would make it: a zone without SOA, and the
+    // other zones gone): through the engine's plan, guard (with the real checkers) and apply,
+    // nothing of it replaces, or removes, the live files.
+    let system = srvctl::system::Local::new(true);
+    let paths = srvctl::system::paths::Paths::rooted(root.root());
+    let mut tree = srvctl::engine::tree::Tree::default();
+    tree.file(
+        srvctl::dns::zones::CONFIG,
+        fs::read_to_string(root.join(srvctl::dns::zones::CONFIG)).unwrap(),
+    );
+    let broken = format!("{}/web.example.com.zone", srvctl::dns::zones::ZONES);
+    tree.file(
+        &broken,
+        "$TTL 300\nweb.example.com. IN NS ns.web.example.com.\n".into(),
+    );
+    let dns: &'static dyn srvctl::engine::registry::Module = &srvctl::dns::Dns;
+    let previous = srvctl::engine::apply::read_manifest(
+        &system,
+        &root.join(srvctl::engine::regenerate::MANIFEST),
+        &[dns],
+    )
+    .unwrap();
+    assert!(previous.iter().any(|p| p.ends_with("example.net.zone")));
+    let mut plan =
+        srvctl::engine::changeset::plan_modules(vec![(dns, tree)], root.root(), &previous, &system)
+            .unwrap();
+    let said = srvctl::engine::registry::guard(&mut plan, &system, &paths);
+    let [(_, Verdict::Refuse(msg))] = &said[..] else {
+        panic!("a zone without SOA was accepted: {said:?}")
+    };
+    assert!(msg.contains("zone web.example.com"), "{msg}");
+    assert!(plan.reloads().is_empty(), "named would be reloaded");
+    srvctl::engine::apply::apply(
+        &system,
+        root.root(),
+        &plan,
+        Path::new("run/dns-test.manifest"),
+    )
+    .unwrap();
+    assert!(!root.join(srvctl::dns::guard::STAGING).exists());
+    assert!(
+        zones.join("example.net.zone").exists(),
+        "a live zone was removed"
+    );
+    // The live zone is the one named serves still.
+    let live = fs::read_to_string(root.join(&broken)).unwrap();
+    assert!(live.contains(" IN SOA "), "{live}");
+    assert_eq!(dig(&ns, "A", "web.example.com"), "192.0.2.11");
+    procs.kill_all();
+}
+
+/// SIGHUP to the named running in `ns`: it reloads its configuration and zones.
+fn signal_named(ns: &Netns) {
+    let out = output(std::process::Command::new("ip").args(["netns", "pids", ns.name()]));
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let comm =
+            fs::read_to_string(Path::new("/proc").join(pid).join("comm")).unwrap_or_default();
+        if comm.trim() == "named" {
+            let pid: i32 = pid.parse().unwrap();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGHUP,
+            )
+            .unwrap();
+        }
+    }
+}
