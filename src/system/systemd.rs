@@ -201,15 +201,25 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                 Ok(())
             }
             Request::ReloadNetworkd => {
-                let reply = bus
-                    .call_method(
-                        Some("org.freedesktop.network1"),
-                        "/org/freedesktop/network1",
-                        Some("org.freedesktop.network1.Manager"),
-                        "Reload",
-                        &(),
-                    )
-                    .await;
+                // Without auto-start: early at boot D-Bus would otherwise start networkd for
+                // the call, which is ordered after srvctl-regenerate, and the call would time
+                // out after 25 s and fail the regenerate.
+                let reply = async {
+                    zbus::proxy::Builder::<zbus::Proxy<'_>>::new(&bus)
+                        .destination("org.freedesktop.network1")
+                        .path("/org/freedesktop/network1")
+                        .interface("org.freedesktop.network1.Manager")
+                        .cache_properties(zbus::proxy::CacheProperties::No)
+                        .build()
+                        .await?
+                        .call_with_flags::<_, _, ()>(
+                            "Reload",
+                            zbus::proxy::MethodFlags::NO_AUTO_START,
+                            &(),
+                        )
+                        .await
+                }
+                .await;
                 match reply {
                     Ok(_) => Ok(()),
                     // networkd is not running (e.g. early at boot): it reads the files when it starts.

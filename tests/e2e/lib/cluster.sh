@@ -266,6 +266,8 @@ EOF2
     cluster__on h3.test systemctl stop srvctl-etcd.service
     box_use h2.test
     box_reboot || fail "h2 did not come back"
+    [ "$(cluster__on h2.test systemctl is-active srvctl-regenerate.service)" != failed ] ||
+        fail "h2's srvctl-regenerate failed at boot without etcd: $(cluster__on h2.test journalctl -b -u srvctl-regenerate --no-pager -n 5)"
     t=${EPOCHREALTIME/./}
     cluster__wait_http "$two" "$ip2" 90 h2.test || fail "after the reboot without etcd, $two does not answer"
     figure "h2 rebooted without etcd: boot to its site answering" "$(cluster__since "$t") s"
