@@ -229,6 +229,15 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                     {
                         Ok(())
                     }
+                    Err(zbus::Error::FDO(e))
+                        if matches!(
+                            *e,
+                            zbus::fdo::Error::ServiceUnknown(_)
+                                | zbus::fdo::Error::NameHasNoOwner(_)
+                        ) =>
+                    {
+                        Ok(())
+                    }
                     Err(e) => Err(err(e)),
                 }
             }
