@@ -689,8 +689,9 @@ box_copy_in() {
         tar -C "$src" --numeric-owner --xattrs --xattrs-include='*' -cf - . \
             | box_run tar -C "$tdir/$name" --numeric-owner --xattrs --xattrs-include='*' -xpf -
     else
-        stage=$(mktemp -d "${TMPDIR:-/tmp}/box-copy.XXXXXX")
-        cp -a "$src" "$stage/$name"
+        box__init_run_dir
+        stage=$(mktemp -d "$BOX__RUN_DIR/copy.XXXXXX")
+        cp -al "$src" "$stage/$name" 2>/dev/null || cp -a "$src" "$stage/$name"
         local rc=0
         tar -C "$stage" --numeric-owner --xattrs --xattrs-include='*' -cf - "$name" \
             | box_run tar -C "$tdir" --numeric-owner --xattrs --xattrs-include='*' -xpf - || rc=$?

@@ -40,14 +40,18 @@ srvctl_site_image() {
 
 srvctl_install_in_box() {
     local stage
-    stage=$(mktemp -d)
+    # Staged beside the boxes (not in /tmp, which may be a small tmpfs), the binaries
+    # hard-linked where the file system allows: a release build is hundreds of megabytes.
+    box__init_run_dir
+    stage=$(mktemp -d "$BOX__RUN_DIR/install.XXXXXX")
     mkdir -p "$stage/srvctl/target/release"
     # Everything install.sh reads: the work tree without its build output and history.
     tar -C "$SRVCTL_REPO" --exclude=./target --exclude=./.git -cf - . | tar -C "$stage/srvctl" -xf -
     local bin
     for bin in $(cd "$SRVCTL_REPO" && cargo metadata --no-deps --format-version 1 --offline |
         grep -o '"kind":\["bin"\][^}]*"name":"[^"]*"' | sed 's/.*"name":"//; s/"$//'); do
-        cp "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/"
+        cp -l "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/" 2>/dev/null ||
+            cp "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/"
     done
     box_copy_in "$stage/srvctl" /opt/srvctl
     rm -rf "$stage"
