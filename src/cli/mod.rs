@@ -705,7 +705,23 @@ fn change(
     ops::follow_up::perform(&env, &done.steps).map_err(|e| match e {
         FollowUpError::NotStarted { .. } => Failure::from(e),
         e => Failure::from(e).context("the datastore is updated, but "),
-    })
+    })?;
+    if let Some(call) = &done.hook {
+        warn_after_hooks("sc", &ops::hooks::after(
+            inv.system(),
+            &inv.paths,
+            &inv.hostname,
+            call,
+        ));
+    }
+    Ok(())
+}
+
+/// Report the failures of after hooks: warnings, the change stays.
+fn warn_after_hooks(program: &str, failures: &[ops::hooks::HookError]) {
+    for failure in failures {
+        eprintln!("{program}: warning: {failure}; the change stays");
+    }
 }
 
 /// The fields of a record. The outer error is a datastore or clusters.json that cannot be

@@ -136,10 +136,7 @@ fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Res
             staging.join("haproxy.cfg").into_os_string(),
         ];
         system
-            .run(&CommandLine {
-                program: program.to_string_lossy().into_owned(),
-                args,
-            })
+            .run(&CommandLine::new(&program.to_string_lossy(), args))
             .map_err(|e| e.to_string())
     })();
     let _ = system.remove_tree(&staging);

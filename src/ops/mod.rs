@@ -6,6 +6,7 @@
 pub mod audit;
 mod edit;
 pub mod follow_up;
+pub mod hooks;
 pub mod import_v3;
 pub mod transaction;
 pub mod versions;
