@@ -173,6 +173,15 @@ impl Classify for crate::ops::hooks::HookError {
     }
 }
 
+impl Classify for crate::ops::custom::CustomError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            crate::ops::custom::CustomError::Untrusted { .. } => FailureKind::Permission,
+            _ => FailureKind::Invalid,
+        }
+    }
+}
+
 impl Classify for crate::accounts::keys::KeyArgumentError {
     fn kind(&self) -> FailureKind {
         FailureKind::Invalid

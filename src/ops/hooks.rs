@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::trusted;
 use crate::system::paths::Paths;
 use crate::system::{CommandLine, FileKind, Ownership, Program, System};
 
@@ -216,35 +217,12 @@ fn stdin(event: &str, hostname: &str, call: &HookCall) -> Vec<u8> {
     bytes
 }
 
-/// The ownership of `path` when it is a `kind` owned by root and writable by no one else.
+/// The ownership of `path` when it is a `kind` srvctl may run as root ([`trusted::check`]).
 fn safe(system: &dyn System, path: &Path, kind: FileKind) -> Result<Ownership, HookError> {
-    let unsafe_because = |why: &str| HookError::Unsafe {
+    trusted::check(system, path, kind, &[0]).map_err(|why| HookError::Unsafe {
         hook: path.display().to_string(),
-        why: why.to_owned(),
-    };
-    if system.kind(path) != Some(kind) {
-        return Err(unsafe_because(match kind {
-            FileKind::Dir => "not a directory",
-            _ => "not a regular file",
-        }));
-    }
-    let ownership = system
-        .ownership(path)
-        .map_err(|e| unrunnable(path, &e))?
-        .ok_or_else(|| unsafe_because("it went away"))?;
-    if ownership.uid != 0 {
-        return Err(unsafe_because(&format!(
-            "owned by uid {}, not root",
-            ownership.uid
-        )));
-    }
-    if ownership.mode & 0o022 != 0 {
-        return Err(unsafe_because(&format!(
-            "mode {:04o} lets group or others write it",
-            ownership.mode
-        )));
-    }
-    Ok(ownership)
+        why,
+    })
 }
 
 fn unrunnable(path: &Path, e: &std::io::Error) -> HookError {
