@@ -11,8 +11,10 @@ mod output;
 mod regenerate;
 mod service;
 mod sync;
+mod tools;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -269,31 +271,79 @@ fn local_caller(system: &dyn System, uid: u32) -> Caller {
 /// a request to the privileged service.
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    let json = wants_json(&argv);
+    let uid = nix::unistd::getuid().as_raw();
+    // Help lists the custom commands of whoever runs sc, found where `--root` says.
+    let probe = Local::new(true);
+    let root = root_argument(&argv).or_else(|| probe.env("SRVCTL_ROOT").map(PathBuf::from));
+    let includes = tools::Includes::of(&probe, &rooted(root), uid);
+    let help = includes.as_ref().map(|i| i.help_section(&probe));
+    let cli = match parse_with_custom_commands(&argv, help.as_deref().unwrap_or_default()) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e, "sc", wants_json(&argv)),
+        Err(e) => return usage_error(e, "sc", json),
     };
-    let paths = cli
-        .root
-        .clone()
-        .map(Paths::rooted)
-        .unwrap_or_else(Paths::system);
+    let paths = rooted(cli.root.clone());
     // The one machine of this run: systemd requests are only printed under a scratch root.
     let system = Local::new(paths.root().is_some());
+    let includes = tools::Includes::of(&system, &paths, uid);
+    if let (Command::Container(words), Some(includes)) = (&cli.command, &includes)
+        && let Some(result) = includes.run(&system, &paths, &words[0], &words[1..])
+    {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => f.exit("sc", cli.json),
+        };
+    }
     let args: Vec<String> = argv.into_iter().skip(1).collect();
     if paths.root().is_none()
         && !nix::unistd::geteuid().is_root()
         && !cli.command.is_self_description()
+        && !cli.command.runs_as_caller()
     {
         return ExitCode::from(client::request(&system, &args, cli.json));
     }
-    let caller = local_caller(&system, nix::unistd::getuid().as_raw());
+    let caller = local_caller(&system, uid);
     let inv = Invocation::detect(&system, paths, args, caller);
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("sc", cli.json),
     }
+}
+
+/// The paths of this run: under `root` when one is given.
+fn rooted(root: Option<PathBuf>) -> Paths {
+    root.map(Paths::rooted).unwrap_or_else(Paths::system)
+}
+
+/// The value of `--root DIR` or `--root=DIR` before any `--` or command words, for finding
+/// the custom commands that `sc --help` lists before the command line is parsed.
+fn root_argument(argv: &[String]) -> Option<PathBuf> {
+    let mut words = argv.iter().skip(1).take_while(|a| *a != "--");
+    while let Some(word) = words.next() {
+        if word == "--root" {
+            return words.next().map(PathBuf::from);
+        }
+        if let Some(dir) = word.strip_prefix("--root=") {
+            return Some(PathBuf::from(dir));
+        }
+    }
+    None
+}
+
+/// Parse `argv` with `custom` (the custom commands' section) added to the help.
+fn parse_with_custom_commands(argv: &[String], custom: &str) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut command = Cli::command();
+    if !custom.is_empty() {
+        let help = format!(
+            "{}{custom}",
+            command.get_after_help().map(|h| h.to_string()).unwrap_or_default()
+        );
+        command = command.after_help(help);
+    }
+    let matches = command.try_get_matches_from(argv)?;
+    Cli::from_arg_matches(&matches)
 }
 
 /// Run one request of the privileged service: `args` (without the program name) for the
@@ -392,7 +442,23 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     if cli.command.is_self_description() {
         return describe(&cli.command);
     }
+    if inv.through_service
+        && (cli.command.runs_as_caller() || matches!(cli.command, Command::ExecFunction { .. }))
+    {
+        return Err(Failure::new(
+            FailureKind::Permission,
+            "this command runs as its caller in sc itself, never through the srvctl service \
+             (exec-function: run it as root)",
+        ));
+    }
     match &cli.command {
+        Command::Diagnose => tools::diagnose(inv, out),
+        Command::ExecFunction { command } => tools::exec_function(inv, command),
+        Command::Ls { dir } => tools::ls(inv.system(), out, dir.as_deref()),
+        Command::Customize { name, print } => {
+            let includes = tools::Includes::of(inv.system(), &inv.paths, inv.caller.uid);
+            tools::customize(inv.system(), includes.as_ref(), out, name, *print)
+        }
         Command::Get { kind, name, field } => get(inv, out, *kind, name, field),
         Command::Out { kind, name } => {
             let fields = record_fields(inv, *kind, name)?;
@@ -588,6 +654,10 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Publickeys { .. }
         | Command::AddPublickey { .. }
         | Command::Completion { .. }
+        | Command::Ls { .. }
+        | Command::Diagnose
+        | Command::ExecFunction { .. }
+        | Command::Customize { .. }
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")
         }

@@ -10,7 +10,7 @@ use crate::config::cluster::Clusters;
 use crate::containers::units::container_unit;
 use crate::front::certs::{self, CertSource};
 use crate::model::State;
-use crate::system::CommandLine;
+use crate::system::{CommandLine, Program};
 
 /// One check.
 pub type Check = fn(&Probe<'_>) -> Vec<Finding>;
@@ -38,6 +38,9 @@ pub const SPACE_PROBLEM_PERCENT: u64 = 5;
 /// ... and below this one a warning.
 pub const SPACE_WARNING_PERCENT: u64 = 15;
 
+/// How long a program asked (timedatectl) may take.
+const PROGRAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The packages without which srvctl cannot serve a site.
 const NEEDED_PACKAGES: [&str; 3] = ["systemd", "systemd-container", "haproxy"];
 
@@ -60,11 +63,11 @@ pub fn versions(probe: &Probe<'_>) -> Vec<Finding> {
         .iter()
         .filter_map(|p| Some(format!("{} {}", p.name, p.version.as_deref()?)))
         .collect();
-    let mut found = vec![Finding::new(
-        "versions",
-        Level::Info,
-        format!("srvctl {}; {}", v.srvctl, installed.join(", ")),
-    )];
+    let mut summary = format!("srvctl {}", v.srvctl);
+    if !installed.is_empty() {
+        summary = format!("{summary}; {}", installed.join(", "));
+    }
+    let mut found = vec![Finding::new("versions", Level::Info, summary)];
     let Some(manager) = v.package_manager else {
         found.push(Finding::new(
             "versions",
@@ -508,12 +511,12 @@ pub fn host_dns(probe: &Probe<'_>) -> Vec<Finding> {
     let Ok(clusters) = Clusters::load(probe.system, &probe.paths.clusters()) else {
         return Vec::new();
     };
-    let Some(host) = clusters.host(probe.hostname) else {
+    let (Some(host), Some(dns)) = (clusters.host(probe.hostname), probe.dns) else {
         return Vec::new();
     };
     let ip = IpAddr::V4(host.host_ip);
     let mut found = Vec::new();
-    match probe.dns.lookup(&host.name) {
+    match dns.lookup(&host.name) {
         Err(e) => found.push(Finding::fault(
             "dns",
             Level::Warning,
@@ -536,7 +539,7 @@ pub fn host_dns(probe: &Probe<'_>) -> Vec<Finding> {
             format!("add an A record {} → {ip} in its zone", host.name),
         )),
     }
-    match probe.dns.reverse(ip) {
+    match dns.reverse(ip) {
         Err(e) => found.push(Finding::fault(
             "dns",
             Level::Warning,
@@ -572,16 +575,25 @@ fn shown_ips(ips: &[IpAddr]) -> String {
 /// The clock is synchronised by NTP, as `timedatectl show` says.
 pub fn time_sync(probe: &Probe<'_>) -> Vec<Finding> {
     let command = CommandLine::new("timedatectl", ["show", "-p", "NTPSynchronized", "--value"]);
-    let answer = match probe.system.capture(&command) {
-        Ok((Some(0), out)) => String::from_utf8_lossy(&out).trim().to_owned(),
-        Ok((code, _)) => {
+    let asked = probe.system.run_program(&Program {
+        command: &command,
+        input: b"",
+        timeout: PROGRAM_TIMEOUT,
+    });
+    let answer = match asked {
+        Ok(f) if f.code == Some(0) => String::from_utf8_lossy(&f.stdout).trim().to_owned(),
+        Ok(f) => {
+            let why = match (f.timed_out, f.code) {
+                (true, _) => format!("no answer in {} s", PROGRAM_TIMEOUT.as_secs()),
+                (_, Some(c)) => format!("exit {c}"),
+                (_, None) => "ended by a signal".to_owned(),
+            };
+            let stderr = String::from_utf8_lossy(&f.stderr);
+            let said = stderr.lines().next().map(str::trim).unwrap_or_default();
             return vec![Finding::fault(
                 "time",
                 Level::Warning,
-                format!(
-                    "timedatectl could not tell ({})",
-                    code.map_or("a signal".to_owned(), |c| format!("exit {c}"))
-                ),
+                format!("timedatectl could not tell ({why}): {said}"),
                 "timedatectl timesync-status",
             )];
         }

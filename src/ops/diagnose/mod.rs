@@ -90,8 +90,9 @@ pub struct Probe<'a> {
     pub hostname: &'a str,
     /// Whether systemd is there to ask (not under a scratch root).
     pub live_systemd: bool,
-    /// The resolver that answers for the host's DNS records.
-    pub dns: &'a dyn Resolver,
+    /// The resolver that answers for the host's DNS records (none when this host is not in
+    /// clusters.json, which the settings check reports).
+    pub dns: Option<&'a dyn Resolver>,
 }
 
 /// The report: every finding, in the order of the checks.

@@ -113,7 +113,7 @@ fn report(system: &Recording, paths: &Paths, dns: &Dns) -> Report {
         paths,
         hostname: "h1.test",
         live_systemd: true,
-        dns,
+        dns: Some(dns),
     })
 }
 
