@@ -338,7 +338,10 @@ fn parse_with_custom_commands(argv: &[String], custom: &str) -> Result<Cli, clap
     if !custom.is_empty() {
         let help = format!(
             "{}{custom}",
-            command.get_after_help().map(|h| h.to_string()).unwrap_or_default()
+            command
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default()
         );
         command = command.after_help(help);
     }
@@ -777,12 +780,10 @@ fn change(
         e => Failure::from(e).context("the datastore is updated, but "),
     })?;
     if let Some(call) = &done.hook {
-        warn_after_hooks("sc", &ops::hooks::after(
-            inv.system(),
-            &inv.paths,
-            &inv.hostname,
-            call,
-        ));
+        warn_after_hooks(
+            "sc",
+            &ops::hooks::after(inv.system(), &inv.paths, &inv.hostname, call),
+        );
     }
     Ok(())
 }

@@ -59,7 +59,10 @@ pub fn run_here(system: &dyn System, paths: &Paths, out: &mut Output) -> Result<
     }
     out.regenerated(&outcome)?;
     call.record = serde_json::to_value(&outcome).unwrap_or_default();
-    super::warn_after_hooks("srvctl-regenerate", &hooks::after(system, paths, &hostname, &call));
+    super::warn_after_hooks(
+        "srvctl-regenerate",
+        &hooks::after(system, paths, &hostname, &call),
+    );
     match &outcome.haproxy_error {
         Some(error) => Err(Failure::new(FailureKind::Config, error.clone())),
         None => Ok(()),

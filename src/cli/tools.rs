@@ -19,9 +19,9 @@ pub fn diagnose(inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     let system = inv.system();
     let clusters = Clusters::load(system, &inv.paths.clusters()).unwrap_or_default();
     let settings = crate::front::acme::AcmeSettings::load(system, &inv.paths).unwrap_or_default();
-    let resolver = clusters.host(&inv.hostname).map(|host| {
-        crate::front::acme::DnsResolver::for_host(system, &inv.paths, host, &settings)
-    });
+    let resolver = clusters
+        .host(&inv.hostname)
+        .map(|host| crate::front::acme::DnsResolver::for_host(system, &inv.paths, host, &settings));
     let report = diagnose::diagnose(&diagnose::Probe {
         system,
         paths: &inv.paths,
@@ -44,7 +44,10 @@ pub fn ls(system: &dyn System, out: &mut Output, dir: Option<&Path>) -> Result<(
     if system.kind(dir) != Some(crate::system::FileKind::Dir) {
         return Err(Failure::new(
             FailureKind::NotFound,
-            format!("{}: no such directory", crate::model::names::shown(&dir.to_string_lossy())),
+            format!(
+                "{}: no such directory",
+                crate::model::names::shown(&dir.to_string_lossy())
+            ),
         ));
     }
     let (entries, unreadable) = listing::newest_last(system, dir);
@@ -56,7 +59,11 @@ pub fn ls(system: &dyn System, out: &mut Output, dir: Option<&Path>) -> Result<(
 }
 
 /// srvctl's context for a program this host's operator runs ([`context::variables`]).
-fn context_of(system: &dyn System, paths: &Paths, hostname: &str) -> Vec<(String, std::ffi::OsString)> {
+fn context_of(
+    system: &dyn System,
+    paths: &Paths,
+    hostname: &str,
+) -> Vec<(String, std::ffi::OsString)> {
     let clusters = Clusters::load(system, &paths.clusters()).unwrap_or_default();
     context::variables(system, paths, hostname, &clusters)
 }
@@ -75,8 +82,11 @@ fn run_passing_status(system: &dyn System, command: &CommandLine) -> Result<(), 
 pub fn exec_function(inv: &Invocation, command: &[String]) -> Result<(), Failure> {
     crate::access::operator_only(&inv.caller, "exec-function")?;
     let (program, args) = command.split_first().expect("clap requires CMD");
-    let line = CommandLine::new(program, args)
-        .with_env(context_of(inv.system(), &inv.paths, &inv.hostname));
+    let line = CommandLine::new(program, args).with_env(context_of(
+        inv.system(),
+        &inv.paths,
+        &inv.hostname,
+    ));
     run_passing_status(inv.system(), &line)
 }
 
@@ -106,7 +116,11 @@ impl Includes {
         if commands.is_empty() {
             return String::new();
         }
-        let width = commands.iter().map(|c| c.name.as_str().len()).max().unwrap_or(0);
+        let width = commands
+            .iter()
+            .map(|c| c.name.as_str().len())
+            .max()
+            .unwrap_or(0);
         let mut text = format!(
             "\n\nCustom commands (sc NAME ARGS..., from {}):",
             self.dir.display()
@@ -171,5 +185,9 @@ pub fn customize(
         run_passing_status(system, &CommandLine::new(&editor, [file.as_os_str()]))?;
     }
     let what = if created { "created" } else { "exists" };
-    out.value(&format!("{what} {} (run it as sc {})", file.display(), name.as_str()))
+    out.value(&format!(
+        "{what} {} (run it as sc {})",
+        file.display(),
+        name.as_str()
+    ))
 }

@@ -37,7 +37,9 @@ pub enum CustomError {
     #[error("{0} is a command of sc itself; choose another name for a custom command")]
     Builtin(String),
     /// The file is not safe to run.
-    #[error("custom command {path} is not run: {why} (it and its directory must be owned by you or root and not writable by group or others)")]
+    #[error(
+        "custom command {path} is not run: {why} (it and its directory must be owned by you or root and not writable by group or others)"
+    )]
     Untrusted {
         /// The file.
         path: String,
@@ -193,13 +195,30 @@ mod tests {
         for good in ["backup", "db-dump", "x1_2"] {
             CustomName::new(good).unwrap();
         }
-        for bad in ["", "../x", "a/b", "..", ".hidden", "Up", "a.b", "-x", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "..",
+            ".hidden",
+            "Up",
+            "a.b",
+            "-x",
+            &"x".repeat(41),
+        ] {
             assert!(
                 matches!(CustomName::new(bad), Err(CustomError::Invalid(_))),
                 "{bad}"
             );
         }
-        for word in ["status", "ls", "add-ve", "customize", "diagnose", "exec-function"] {
+        for word in [
+            "status",
+            "ls",
+            "add-ve",
+            "customize",
+            "diagnose",
+            "exec-function",
+        ] {
             assert_eq!(
                 CustomName::new(word),
                 Err(CustomError::Builtin(word.into()))

@@ -183,11 +183,12 @@ fn run(
     let mut failures = Vec::new();
     for name in names.iter().filter(|n| !ignored(n)) {
         let hook = dir.join(name);
-        let result = safe(system, &hook, FileKind::File)
-            .and_then(|ownership| match ownership.mode & 0o111 {
+        let result = safe(system, &hook, FileKind::File).and_then(|ownership| {
+            match ownership.mode & 0o111 {
                 0 => Ok(()),
                 _ => run_one(system, paths, hostname, &event, phase, call, &hook, &input),
-            });
+            }
+        });
         if let Err(e) = result {
             failures.push(e);
             if stop {
@@ -377,9 +378,7 @@ mod tests {
         let (mut system, paths) = with_hooks(&[]);
         let dir = dir(&paths, Phase::After, Event::AddVe);
         for name in ["1", "2"] {
-            system
-                .write(&dir.join(name), b"", 0o755, false)
-                .unwrap();
+            system.write(&dir.join(name), b"", 0o755, false).unwrap();
         }
         system.hanging_programs = [dir.join("1").display().to_string()].into();
         let failures = after(&system, &paths, "h", &call());

@@ -77,8 +77,12 @@ mod tests {
     fn files_below_are_listed_and_links_not_followed() {
         let system = Recording::default();
         let dir = Path::new("/d");
-        system.write(&dir.join("b/inner.txt"), b"12345", 0o644, false).unwrap();
-        system.write(&dir.join("a.txt"), b"1", 0o644, false).unwrap();
+        system
+            .write(&dir.join("b/inner.txt"), b"12345", 0o644, false)
+            .unwrap();
+        system
+            .write(&dir.join("a.txt"), b"1", 0o644, false)
+            .unwrap();
         system.symlink(&dir.join("loop"), Path::new(".")).unwrap();
         let (entries, unreadable) = newest_last(&system, dir);
         assert_eq!(unreadable, 0);

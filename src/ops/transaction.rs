@@ -242,7 +242,9 @@ pub fn run(
 /// The hooks a change that made `report` runs, told about its record in `state`.
 fn hook_call(state: &State, report: &Report) -> Option<HookCall> {
     let record = |value: Option<serde_json::Result<serde_json::Value>>| {
-        value.and_then(Result::ok).unwrap_or(serde_json::Value::Null)
+        value
+            .and_then(Result::ok)
+            .unwrap_or(serde_json::Value::Null)
     };
     let (event, name, value) = match report {
         Report::Container(added) => (

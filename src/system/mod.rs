@@ -247,7 +247,11 @@ impl CommandLine {
 
     /// The value this command sets for the variable `name`, if it sets one.
     pub fn env_var(&self, name: &str) -> Option<&OsString> {
-        self.env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 

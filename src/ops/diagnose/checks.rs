@@ -116,7 +116,11 @@ pub fn configuration(probe: &Probe<'_>) -> Vec<Finding> {
             None => found.push(Finding::fault(
                 "settings",
                 Level::Problem,
-                format!("this host ({}) is not in {}", probe.hostname, path.display()),
+                format!(
+                    "this host ({}) is not in {}",
+                    probe.hostname,
+                    path.display()
+                ),
                 format!(
                     "add \"{}\": {{\"host_ip\": ..., \"hostnet\": ...}} to a cluster in {}",
                     probe.hostname,
@@ -162,7 +166,12 @@ pub fn uptime(probe: &Probe<'_>) -> Vec<Finding> {
         .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
         .map(|s| {
             let s = s as u64;
-            format!("up {} d {} h {} min", s / 86400, s % 86400 / 3600, s % 3600 / 60)
+            format!(
+                "up {} d {} h {} min",
+                s / 86400,
+                s % 86400 / 3600,
+                s % 3600 / 60
+            )
         })
         .unwrap_or_else(|| "uptime unknown".into());
     let kernel = read("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
@@ -260,7 +269,9 @@ pub fn containers(probe: &Probe<'_>) -> Vec<Finding> {
         let how = units
             .iter()
             .find(|u| u.name == unit)
-            .map_or("not loaded".to_owned(), |u| format!("{} ({})", u.active, u.sub));
+            .map_or("not loaded".to_owned(), |u| {
+                format!("{} ({})", u.active, u.sub)
+            });
         if !how.starts_with("active") {
             found.push(Finding::fault(
                 "containers",
@@ -274,7 +285,10 @@ pub fn containers(probe: &Probe<'_>) -> Vec<Finding> {
         found.push(Finding::new(
             "containers",
             Level::Ok,
-            format!("all {} containers that should run are running", wanted.len()),
+            format!(
+                "all {} containers that should run are running",
+                wanted.len()
+            ),
         ));
     }
     found
@@ -324,16 +338,16 @@ pub fn certificates(probe: &Probe<'_>) -> Vec<Finding> {
             Ok(d) if d.is_negative() => format!("expired at {}", meta.not_after),
             Ok(d) => format!(
                 "expires in {} days (at {})",
-                d.as_hours() / 24,
+                (d.as_secs() + 86_399) / 86_400,
                 meta.not_after
             ),
             Err(_) => format!("has an unreadable expiry {:?}", meta.not_after),
         };
         let hint = match meta.source {
             CertSource::Internal => "sc regenerate re-issues it".to_owned(),
-            CertSource::Acme => format!(
-                "sc certificates renew {name}; sc certificates shows the last error"
-            ),
+            CertSource::Acme => {
+                format!("sc certificates renew {name}; sc certificates shows the last error")
+            }
         };
         found.push(Finding::fault(
             "certificates",
@@ -369,15 +383,17 @@ pub fn certificates(probe: &Probe<'_>) -> Vec<Finding> {
 
 /// `haproxy -c` on the configuration srvctl-regenerate installed.
 pub fn proxy(probe: &Probe<'_>) -> Vec<Finding> {
-    let installed = probe.paths.host(&format!("/{}", crate::front::haproxy::CONFIG));
-    let Ok(Some(text)) = probe.system.read(&installed) else {
+    let installed = probe
+        .paths
+        .host(&format!("/{}", crate::front::haproxy::CONFIG));
+    if probe.system.kind(&installed).is_none() {
         return vec![Finding::fault(
             "proxy",
             Level::Warning,
             format!("no proxy configuration at {}", installed.display()),
             "sc regenerate writes it",
         )];
-    };
+    }
     let Some(haproxy) = crate::front::guard::haproxy_program(probe.system) else {
         return vec![Finding::fault(
             "proxy",
@@ -386,51 +402,30 @@ pub fn proxy(probe: &Probe<'_>) -> Vec<Finding> {
             "install the haproxy package",
         )];
     };
-    // Under a scratch root the file names the host's paths: it is checked as relocated there.
-    let checked = match probe.paths.root() {
-        None => installed.clone(),
-        Some(_) => {
-            let dir = probe.paths.host(&format!("/{}", crate::front::haproxy::DIR));
-            let text = crate::front::haproxy::relocate(
-                &String::from_utf8_lossy(&text),
-                &dir,
-                &certs::dir(probe.paths),
-            );
-            let staged = probe.paths.host("/run/srvctl/diagnose/haproxy.cfg");
-            if let Err(e) = probe.system.write(&staged, text.as_bytes(), 0o600, false) {
-                return vec![Finding::new(
-                    "proxy",
-                    Level::Warning,
-                    format!("cannot stage {}: {e}", staged.display()),
-                )];
-            }
-            staged
-        }
-    };
-    let command = CommandLine::new(
-        &haproxy.to_string_lossy(),
-        ["-c", "-q", "-f"]
-            .map(std::ffi::OsString::from)
-            .into_iter()
-            .chain([checked.clone().into_os_string()]),
-    );
-    let result = probe.system.run(&command);
-    if checked != installed {
-        let _ = probe.system.remove(&checked);
-    }
-    vec![match result {
-        Ok(()) => Finding::new(
-            "proxy",
-            Level::Ok,
-            format!("haproxy -c accepts {}", installed.display()),
-        ),
-        Err(e) => Finding::fault(
-            "proxy",
-            Level::Problem,
-            format!("haproxy -c refuses {}: {e}", installed.display()),
-            "sc regenerate writes it again; journalctl -u srvctl-regenerate shows what it refused",
-        ),
-    }]
+    let dir = probe
+        .paths
+        .host(&format!("/{}", crate::front::haproxy::DIR));
+    let files: Vec<_> = crate::ops::listing::newest_last(probe.system, &dir)
+        .0
+        .into_iter()
+        .filter(|e| !e.link)
+        .map(|e| e.path)
+        .collect();
+    vec![
+        match crate::front::guard::check_installed(probe.system, probe.paths, &haproxy, &files) {
+            Ok(()) => Finding::new(
+                "proxy",
+                Level::Ok,
+                format!("haproxy -c accepts {}", installed.display()),
+            ),
+            Err(e) => Finding::fault(
+                "proxy",
+                Level::Problem,
+                format!("haproxy -c refuses {}: {e}", installed.display()),
+                "sc regenerate writes it again; journalctl -u srvctl-regenerate shows what it refused",
+            ),
+        },
+    ]
 }
 
 /// Datastore records set aside because they break a rule.
@@ -546,15 +541,23 @@ pub fn host_dns(probe: &Probe<'_>) -> Vec<Finding> {
             format!("cannot resolve {ip} back: {e}"),
             "set dns1 for this host in clusters.json, or acme_resolvers in settings.json",
         )),
-        Ok(names) if names.iter().any(|n| n.eq_ignore_ascii_case(&host.name)) => found.push(
-            Finding::new("dns", Level::Ok, format!("{ip} resolves back to {}", host.name)),
-        ),
+        Ok(names) if names.iter().any(|n| n.eq_ignore_ascii_case(&host.name)) => {
+            found.push(Finding::new(
+                "dns",
+                Level::Ok,
+                format!("{ip} resolves back to {}", host.name),
+            ))
+        }
         Ok(names) => found.push(Finding::fault(
             "dns",
             Level::Problem,
             match names.is_empty() {
                 true => format!("{ip} has no reverse record (PTR)"),
-                false => format!("{ip} resolves back to {} instead of {}", names.join(", "), host.name),
+                false => format!(
+                    "{ip} resolves back to {} instead of {}",
+                    names.join(", "),
+                    host.name
+                ),
             },
             format!(
                 "ask whoever holds {ip}'s address block (the provider) for a PTR record {ip} → {}",
@@ -568,7 +571,11 @@ pub fn host_dns(probe: &Probe<'_>) -> Vec<Finding> {
 fn shown_ips(ips: &[IpAddr]) -> String {
     match ips.is_empty() {
         true => "nothing".into(),
-        false => ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", "),
+        false => ips
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

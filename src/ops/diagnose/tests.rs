@@ -11,7 +11,10 @@ use crate::system::systemd::UnitState;
 use crate::system::{Clock, Recording};
 
 /// Answers the host's records: name → address, and address → name.
-struct Dns(Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>);
+struct Dns(
+    Vec<(&'static str, &'static str)>,
+    Vec<(&'static str, &'static str)>,
+);
 
 impl Resolver for Dns {
     fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
@@ -56,7 +59,11 @@ fn healthy() -> (Recording, Paths) {
     };
     system.environment = [("PATH".to_owned(), "/usr/sbin".into())].into();
     system.answers = [("timedatectl".to_owned(), b"yes\n".to_vec())].into();
-    system.units = vec![unit("systemd-nspawn@web.example.com.service", "active", "running")];
+    system.units = vec![unit(
+        "systemd-nspawn@web.example.com.service",
+        "active",
+        "running",
+    )];
     let write = |path: std::path::PathBuf, text: &str| {
         system.write(&path, text.as_bytes(), 0o644, false).unwrap();
     };
@@ -150,7 +157,7 @@ fn a_healthy_host_has_no_problem() {
     }
     assert!(
         system.commands.borrow().iter().any(|c| c.to_string()
-            == "/usr/sbin/haproxy -c -q -f /r/run/srvctl/diagnose/haproxy.cfg"),
+            == "/usr/sbin/haproxy -c -f /r/run/srvctl/haproxy.diagnose/haproxy.cfg"),
         "{:?}",
         system.commands.borrow()
     );
@@ -208,8 +215,16 @@ fn five_planted_faults_are_each_found_with_a_hint() {
         "certificate of web.example.com expires in 5 days",
         "sc regenerate",
     );
-    has("datastore", "record \"bad name\" of containers is set aside", "correct or remove it");
-    has("dns", "192.0.2.1 has no reverse record (PTR)", "PTR record 192.0.2.1 → h1.test");
+    has(
+        "datastore",
+        "record \"bad name\" of containers is set aside",
+        "correct or remove it",
+    );
+    has(
+        "dns",
+        "192.0.2.1 has no reverse record (PTR)",
+        "PTR record 192.0.2.1 → h1.test",
+    );
     assert_eq!(found.len(), 5, "{found:#?}");
     // The disabled container is not expected to run.
     assert!(!found.iter().any(|(_, m, _)| m.contains("off.example.com")));
@@ -225,8 +240,13 @@ fn the_other_checks_find_their_faults() {
     )]
     .into();
     system.space = Some((3_000_000_000, 100_000_000_000));
-    system.remove(&crate::front::certs::meta_path(&paths, "off.example.com")).unwrap();
-    let dns = Dns(vec![("h1.test", "198.51.100.7")], vec![("192.0.2.1", "h1.test")]);
+    system
+        .remove(&crate::front::certs::meta_path(&paths, "off.example.com"))
+        .unwrap();
+    let dns = Dns(
+        vec![("h1.test", "198.51.100.7")],
+        vec![("192.0.2.1", "h1.test")],
+    );
     let report = report(&system, &paths, &dns);
     let found = problems(&report);
     let checks: Vec<_> = found.iter().map(|(c, _, _)| *c).collect();
@@ -238,7 +258,11 @@ fn the_other_checks_find_their_faults() {
     assert!(found[0].1.contains("off.example.com has no certificate"));
     assert!(found[1].1.contains("unknown keyword"));
     assert!(found[2].1.contains("3.0 GB free of 100.0 GB (3 %)"));
-    assert!(found[3].1.contains("resolves to 198.51.100.7 instead of its host_ip 192.0.2.1"));
+    assert!(
+        found[3]
+            .1
+            .contains("resolves to 198.51.100.7 instead of its host_ip 192.0.2.1")
+    );
     assert!(found[4].2.contains("timedatectl set-ntp true"));
 }
 
