@@ -117,6 +117,36 @@ fn after_hooks_see_the_record_as_json_and_their_failure_only_warns() {
 }
 
 #[test]
+fn a_before_hook_may_read_the_datastore_with_sc_while_the_change_waits() {
+    let farm = Farm::new().with_alice_and_bob();
+    farm.sc_ok(&["add-ve", "one.example.com", "--user", "bob"]);
+    let seen = farm.tmp().join("status.txt");
+    hook(
+        &farm,
+        "before-add-ve",
+        "10-count",
+        &format!(
+            "\"$SC_UNDER_TEST\" --root \"$SRVCTL_ROOT\" status > {}",
+            seen.display()
+        ),
+        0o755,
+    );
+    let run = common::Run::from_output(
+        farm.command(&["add-ve", "two.example.com", "--user", "bob"])
+            .env("SC_UNDER_TEST", common::SC)
+            .output()
+            .unwrap(),
+    );
+    assert!(run.success(), "{run:#?}");
+    let status = std::fs::read_to_string(&seen).unwrap();
+    assert!(status.contains("one.example.com"), "{status}");
+    assert!(
+        !status.contains("two.example.com"),
+        "not committed yet: {status}"
+    );
+}
+
+#[test]
 fn before_hooks_guard_destroy_ve_and_add_user_too() {
     let farm = Farm::new().with_alice_and_bob();
     farm.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);

@@ -180,13 +180,14 @@ fn run(
     }
     let event = format!("{}-{}", phase.name(), call.event.name());
     let input = stdin(&event, hostname, call);
+    let env = environment(paths, hostname, &event, phase, call);
     let mut failures = Vec::new();
     for name in names.iter().filter(|n| !ignored(n)) {
         let hook = dir.join(name);
         let result = safe(system, &hook, FileKind::File).and_then(|ownership| {
             match ownership.mode & 0o111 {
                 0 => Ok(()),
-                _ => run_one(system, paths, hostname, &event, phase, call, &hook, &input),
+                _ => run_one(system, &hook, &env, &input),
             }
         });
         if let Err(e) = result {
@@ -233,18 +234,14 @@ fn unrunnable(path: &Path, e: &std::io::Error) -> HookError {
     }
 }
 
-/// Run one hook to its end.
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    system: &dyn System,
+/// The environment of the hooks of `call` in `phase`, besides srvctl's own.
+fn environment(
     paths: &Paths,
     hostname: &str,
     event: &str,
     phase: Phase,
     call: &HookCall,
-    hook: &Path,
-    input: &[u8],
-) -> Result<(), HookError> {
+) -> Vec<(String, OsString)> {
     let mut env = vec![
         ("SRVCTL_EVENT".to_owned(), OsString::from(event)),
         ("SRVCTL_PHASE".to_owned(), phase.name().into()),
@@ -257,7 +254,18 @@ fn run_one(
     if let Some(root) = paths.root() {
         env.push(("SRVCTL_ROOT".to_owned(), root.as_os_str().to_owned()));
     }
-    let command = CommandLine::new(&hook.to_string_lossy(), Vec::<OsString>::new()).with_env(env);
+    env
+}
+
+/// Run one hook to its end, with `env` added to its environment and `input` on its stdin.
+fn run_one(
+    system: &dyn System,
+    hook: &Path,
+    env: &[(String, OsString)],
+    input: &[u8],
+) -> Result<(), HookError> {
+    let command = CommandLine::new(&hook.to_string_lossy(), Vec::<OsString>::new())
+        .with_env(env.iter().cloned());
     let finished = system
         .run_program(&Program {
             command: &command,

@@ -56,9 +56,6 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
     })
 }
 
-/// How often [`Local::run_program`] looks whether its program has ended.
-const POLL: Duration = Duration::from_millis(5);
-
 fn spawn_error(line: &CommandLine) -> impl FnOnce(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", line.program))
 }
@@ -416,17 +413,18 @@ impl System for Local {
         let writer = std::thread::spawn(move || drop(stdin.write_all(&input)));
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
-        let deadline = Instant::now() + program.timeout;
-        let (status, timed_out) = loop {
-            if let Some(status) = child.try_wait().map_err(spawn_error(line))? {
-                break (status, false);
-            }
-            if Instant::now() >= deadline {
-                let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        // Waited for in a thread of its own, so the end is seen at once and the time limit
+        // is a plain timeout on the answer.
+        let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || drop(done.send(child.wait())));
+        let (status, timed_out) = match ended.recv_timeout(program.timeout) {
+            Ok(status) => (status.map_err(spawn_error(line))?, false),
+            Err(_) => {
                 let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-                break (child.wait().map_err(spawn_error(line))?, true);
+                let status = ended.recv().map_err(io::Error::other)?;
+                (status.map_err(spawn_error(line))?, true)
             }
-            std::thread::sleep(POLL);
         };
         let _ = writer.join();
         Ok(Finished {
