@@ -273,13 +273,12 @@ pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let json = wants_json(&argv);
     let uid = nix::unistd::getuid().as_raw();
-    // Help lists the custom commands of whoever runs sc, found where `--root` says.
-    let probe = Local::new(true);
-    let root = root_argument(&argv).or_else(|| probe.env("SRVCTL_ROOT").map(PathBuf::from));
-    let includes = tools::Includes::of(&probe, &rooted(root), uid);
-    let help = includes.as_ref().map(|i| i.help_section(&probe));
-    let cli = match parse_with_custom_commands(&argv, help.as_deref().unwrap_or_default()) {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
+        // The help of sc lists the custom commands of whoever runs it.
+        Err(e) if is_top_help(&e) => {
+            return usage_error(help_with_custom_commands(&argv, uid), "sc", json);
+        }
         Err(e) => return usage_error(e, "sc", json),
     };
     let paths = rooted(cli.root.clone());
@@ -331,13 +330,27 @@ fn root_argument(argv: &[String]) -> Option<PathBuf> {
     None
 }
 
-/// Parse `argv` with `custom` (the custom commands' section) added to the help.
-fn parse_with_custom_commands(argv: &[String], custom: &str) -> Result<Cli, clap::Error> {
-    use clap::FromArgMatches;
+/// Whether clap answered with a help text (`sc`, `sc --help`, `sc help`, `sc CMD --help`).
+fn is_top_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// Clap's answer to `argv` (a request for help) with the custom commands of user `uid`,
+/// found where `--root` says, added to the help of `sc`.
+fn help_with_custom_commands(argv: &[String], uid: u32) -> clap::Error {
+    let system = Local::new(true);
+    let root = root_argument(argv).or_else(|| system.env("SRVCTL_ROOT").map(PathBuf::from));
+    let section = tools::Includes::of(&system, &rooted(root), uid)
+        .map(|i| i.help_section(&system))
+        .unwrap_or_default();
     let mut command = Cli::command();
-    if !custom.is_empty() {
+    if !section.is_empty() {
         let help = format!(
-            "{}{custom}",
+            "{}{section}",
             command
                 .get_after_help()
                 .map(|h| h.to_string())
@@ -345,8 +358,10 @@ fn parse_with_custom_commands(argv: &[String], custom: &str) -> Result<Cli, clap
         );
         command = command.after_help(help);
     }
-    let matches = command.try_get_matches_from(argv)?;
-    Cli::from_arg_matches(&matches)
+    match command.try_get_matches_from(argv) {
+        Err(e) => e,
+        Ok(_) => unreachable!("the same command line asks for help again"),
+    }
 }
 
 /// Run one request of the privileged service: `args` (without the program name) for the
