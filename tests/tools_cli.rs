@@ -223,3 +223,40 @@ fn exec_function_runs_a_command_with_srvctls_context() {
     let run = farm.sc(&["exec-function", "sh", "-c", "exit 4"]);
     assert_eq!(run.code, Some(4));
 }
+
+#[test]
+fn a_users_custom_commands_live_in_its_home_and_run_as_it() {
+    if !common::real::require_root("a_users_custom_commands_live_in_its_home") {
+        return;
+    }
+    let farm = Farm::with_clusters(ONE_HOST);
+    farm.sc_ok(&["customize", "roots-own", "--print"]);
+    let home = farm.tmp().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(farm.tmp(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(common::SC)
+            .arg("--root")
+            .arg(farm.root())
+            .args(args)
+            .env("HOME", &home)
+            .env("SRVCTL_HOSTNAME", common::HOSTNAME);
+        Run::from_output(cmd.output().unwrap())
+    };
+    let made = as_nobody(&["customize", "mine", "--print"]);
+    assert!(made.success(), "{made:#?}");
+    let file = home.join("srvctl-includes/mine.sh");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), 65534);
+    let run = as_nobody(&["mine"]);
+    assert_eq!(
+        run.stdout,
+        format!("custom command mine on h1.test: edit {}\n", file.display())
+    );
+    let help = as_nobody(&["--help"]).stdout;
+    assert!(help.contains("  mine  mine: say here"), "{help}");
+    assert!(!help.contains("roots-own"), "{help}");
+}
