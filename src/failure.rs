@@ -43,6 +43,9 @@ pub enum FailureKind {
     Unavailable,
     /// `sc get`: the field is known but not set.
     Unset,
+    /// A hook of /etc/srvctl/hooks refused the command (a before hook failed, ran out of time
+    /// or is not safe to run): nothing was changed.
+    Hook,
 }
 
 impl FailureKind {
@@ -60,6 +63,7 @@ impl FailureKind {
         Self::Datastore,
         Self::System,
         Self::Unavailable,
+        Self::Hook,
         Self::Unset,
     ];
 
@@ -78,6 +82,7 @@ impl FailureKind {
             Self::Datastore => 10,
             Self::System => 11,
             Self::Unavailable => 12,
+            Self::Hook => 13,
             Self::Unset => 100,
         }
     }
@@ -97,6 +102,7 @@ impl FailureKind {
             Self::Datastore => "datastore",
             Self::System => "system",
             Self::Unavailable => "unavailable",
+            Self::Hook => "hook",
             Self::Unset => "unset",
         }
     }
@@ -117,6 +123,7 @@ impl FailureKind {
             Self::System => "the machine did not do what was asked, or stands in the way",
             Self::Unavailable => "the cluster datastore is unreachable or has no quorum",
             Self::Unset => "sc get: the field is known but not set",
+            Self::Hook => "a before hook of /etc/srvctl/hooks refused the command",
         }
     }
 }
@@ -155,6 +162,22 @@ impl Classify for crate::ops::OpError {
             OpError::Machine(_) => FailureKind::System,
             OpError::Claim(e) => e.kind(),
             OpError::Denied(_) => FailureKind::Permission,
+            OpError::Hook(_) => FailureKind::Hook,
+        }
+    }
+}
+
+impl Classify for crate::ops::hooks::HookError {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Hook
+    }
+}
+
+impl Classify for crate::ops::custom::CustomError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            crate::ops::custom::CustomError::Untrusted { .. } => FailureKind::Permission,
+            _ => FailureKind::Invalid,
         }
     }
 }

@@ -205,8 +205,48 @@ pub enum Command {
         name: String,
     },
     /// One row per container: name, owner, reseller, host, address, live state and since when.
-    #[command(visible_alias = "ls")]
     Status,
+    /// List every file under DIR (default: the current directory), recursively, oldest first
+    /// and newest last: modification time (UTC), size, path. Symbolic links are listed, never
+    /// followed. Runs as you, on your files.
+    Ls {
+        /// The directory.
+        dir: Option<PathBuf>,
+    },
+    /// A first-aid report of this host (operator only): versions and settings, uptime and
+    /// kernel, srvctl's failed units, containers that should run and don't, certificates
+    /// missing or expiring within 14 days and failing ACME orders, `haproxy -c` of the front's
+    /// configuration, set-aside datastore records, free space where containers live, the host
+    /// name's forward and reverse DNS records, NTP sync. Each problem comes with a fix; the exit
+    /// status is 1 when any finding is a problem.
+    Diagnose,
+    /// Run CMD with srvctl's context in its environment (operator only, never through the
+    /// srvctl service): SRVCTL_HOST, SRVCTL_CLUSTER, SRVCTL_HOSTNET, SRVCTL_HOST_IP,
+    /// SRVCTL_ROOT, SRVCTL_CONFIG_DIR, SRVCTL_CLUSTERS, SRVCTL_SETTINGS, SRVCTL_STATE_DIR,
+    /// SRVCTL_DATASTORE, SRVCTL_AUDIT_LOG, SRVCTL_VERSION and SRVCTL_SETTING_<KEY> for each
+    /// value of settings.json. CMD's exit status is passed through.
+    ExecFunction {
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Create a custom command NAME (from a commented template, unless it exists) and open it
+    /// in $VISUAL or $EDITOR on a terminal: /root/srvctl-includes/NAME.sh for root,
+    /// ~/srvctl-includes/NAME.sh for a user. `sc NAME ARGS…` runs it with bash, as you, with
+    /// the context of `sc exec-function`; `sc --help` lists yours with their `# description:`
+    /// line. NAME: lower-case letters, digits, '-' and '_', no word of sc.
+    Customize {
+        /// The custom command's name.
+        name: String,
+        /// Only create it and print its path; open no editor.
+        #[arg(long)]
+        print: bool,
+    },
     /// Import a srvctl 3 datastore (users.json, containers.json, hosts.json in DIR).
     ImportV3 {
         /// Directory of the srvctl 3 datastore, e.g. /var/srvctl3/datastore.
@@ -367,6 +407,12 @@ impl Command {
     /// Whether the command only prints something about srvctl itself and needs no privilege.
     pub fn is_self_description(&self) -> bool {
         matches!(self, Self::Completion { .. } | Self::Man)
+    }
+
+    /// Whether the command acts on the caller's own files as the caller, so it runs in `sc`
+    /// itself and never through the privileged service.
+    pub fn runs_as_caller(&self) -> bool {
+        matches!(self, Self::Ls { .. } | Self::Customize { .. })
     }
 }
 

@@ -11,8 +11,10 @@ mod output;
 mod regenerate;
 mod service;
 mod sync;
+mod tools;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -269,30 +271,96 @@ fn local_caller(system: &dyn System, uid: u32) -> Caller {
 /// a request to the privileged service.
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
+    let json = wants_json(&argv);
+    let uid = nix::unistd::getuid().as_raw();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e, "sc", wants_json(&argv)),
+        // The help of sc lists the custom commands of whoever runs it.
+        Err(e) if is_top_help(&e) => {
+            return usage_error(help_with_custom_commands(&argv, uid), "sc", json);
+        }
+        Err(e) => return usage_error(e, "sc", json),
     };
-    let paths = cli
-        .root
-        .clone()
-        .map(Paths::rooted)
-        .unwrap_or_else(Paths::system);
+    let paths = rooted(cli.root.clone());
     // The one machine of this run: systemd requests are only printed under a scratch root.
     let system = Local::new(paths.root().is_some());
+    let includes = tools::Includes::of(&system, &paths, uid);
+    if let (Command::Container(words), Some(includes)) = (&cli.command, &includes)
+        && let Some(result) = includes.run(&system, &paths, &words[0], &words[1..])
+    {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => f.exit("sc", cli.json),
+        };
+    }
     let args: Vec<String> = argv.into_iter().skip(1).collect();
     if paths.root().is_none()
         && !nix::unistd::geteuid().is_root()
         && !cli.command.is_self_description()
+        && !cli.command.runs_as_caller()
     {
         return ExitCode::from(client::request(&system, &args, cli.json));
     }
-    let caller = local_caller(&system, nix::unistd::getuid().as_raw());
+    let caller = local_caller(&system, uid);
     let inv = Invocation::detect(&system, paths, args, caller);
     let mut out = Output::new(cli.json);
     match run(&cli, &inv, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("sc", cli.json),
+    }
+}
+
+/// The paths of this run: under `root` when one is given.
+fn rooted(root: Option<PathBuf>) -> Paths {
+    root.map(Paths::rooted).unwrap_or_else(Paths::system)
+}
+
+/// The value of `--root DIR` or `--root=DIR` before any `--` or command words, for finding
+/// the custom commands that `sc --help` lists before the command line is parsed.
+fn root_argument(argv: &[String]) -> Option<PathBuf> {
+    let mut words = argv.iter().skip(1).take_while(|a| *a != "--");
+    while let Some(word) = words.next() {
+        if word == "--root" {
+            return words.next().map(PathBuf::from);
+        }
+        if let Some(dir) = word.strip_prefix("--root=") {
+            return Some(PathBuf::from(dir));
+        }
+    }
+    None
+}
+
+/// Whether clap answered with a help text (`sc`, `sc --help`, `sc help`, `sc CMD --help`).
+fn is_top_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// Clap's answer to `argv` (a request for help) with the custom commands of user `uid`,
+/// found where `--root` says, added to the help of `sc`.
+fn help_with_custom_commands(argv: &[String], uid: u32) -> clap::Error {
+    let system = Local::new(true);
+    let root = root_argument(argv).or_else(|| system.env("SRVCTL_ROOT").map(PathBuf::from));
+    let section = tools::Includes::of(&system, &rooted(root), uid)
+        .map(|i| i.help_section(&system))
+        .unwrap_or_default();
+    let mut command = Cli::command();
+    if !section.is_empty() {
+        let help = format!(
+            "{}{section}",
+            command
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        );
+        command = command.after_help(help);
+    }
+    match command.try_get_matches_from(argv) {
+        Err(e) => e,
+        Ok(_) => unreachable!("the same command line asks for help again"),
     }
 }
 
@@ -392,7 +460,23 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     if cli.command.is_self_description() {
         return describe(&cli.command);
     }
+    if inv.through_service
+        && (cli.command.runs_as_caller() || matches!(cli.command, Command::ExecFunction { .. }))
+    {
+        return Err(Failure::new(
+            FailureKind::Permission,
+            "this command runs as its caller in sc itself, never through the srvctl service \
+             (exec-function: run it as root)",
+        ));
+    }
     match &cli.command {
+        Command::Diagnose => tools::diagnose(inv, out),
+        Command::ExecFunction { command } => tools::exec_function(inv, command),
+        Command::Ls { dir } => tools::ls(inv.system(), out, dir.as_deref()),
+        Command::Customize { name, print } => {
+            let includes = tools::Includes::of(inv.system(), &inv.paths, inv.caller.uid);
+            tools::customize(inv.system(), includes.as_ref(), out, name, *print)
+        }
         Command::Get { kind, name, field } => get(inv, out, *kind, name, field),
         Command::Out { kind, name } => {
             let fields = record_fields(inv, *kind, name)?;
@@ -588,6 +672,10 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Publickeys { .. }
         | Command::AddPublickey { .. }
         | Command::Completion { .. }
+        | Command::Ls { .. }
+        | Command::Diagnose
+        | Command::ExecFunction { .. }
+        | Command::Customize { .. }
         | Command::Man => {
             unreachable!("read-only commands are dispatched in run()")
         }
@@ -705,7 +793,21 @@ fn change(
     ops::follow_up::perform(&env, &done.steps).map_err(|e| match e {
         FollowUpError::NotStarted { .. } => Failure::from(e),
         e => Failure::from(e).context("the datastore is updated, but "),
-    })
+    })?;
+    if let Some(call) = &done.hook {
+        warn_after_hooks(
+            "sc",
+            &ops::hooks::after(inv.system(), &inv.paths, &inv.hostname, call),
+        );
+    }
+    Ok(())
+}
+
+/// Report the failures of after hooks: warnings, the change stays.
+fn warn_after_hooks(program: &str, failures: &[ops::hooks::HookError]) {
+    for failure in failures {
+        eprintln!("{program}: warning: {failure}; the change stays");
+    }
 }
 
 /// The fields of a record. The outer error is a datastore or clusters.json that cannot be

@@ -10,6 +10,15 @@ pub use crate::ops::Report;
 use crate::ops::import_v3::ImportReport;
 use crate::ops::views::{self, Fields, Kind, StatusRow};
 
+/// `text` as it is, or escaped (quoted, control characters visible) when it holds any, so
+/// that it stays one line.
+fn one_line(text: &str) -> String {
+    match text.chars().any(char::is_control) {
+        true => format!("{text:?}"),
+        false => text.to_owned(),
+    }
+}
+
 /// The printer.
 pub struct Output {
     json: bool,
@@ -104,6 +113,49 @@ impl Output {
         }
         if results.is_empty() {
             self.line("(no container of yours on this host to act on)")?;
+        }
+        Ok(())
+    }
+
+    /// Print the report of `sc diagnose`: one line per finding (`LEVEL check: message`), its
+    /// hint indented below, and a last line that sums up; or the JSON object.
+    pub fn diagnosis(&mut self, report: &crate::ops::diagnose::Report) -> Result<(), Failure> {
+        use crate::ops::diagnose::Level;
+        if self.json {
+            return self.json(report);
+        }
+        for f in &report.findings {
+            self.line(&format!(
+                "{:<8} {}: {}",
+                f.level.word(),
+                f.check,
+                one_line(&f.message)
+            ))?;
+            if let Some(hint) = &f.hint {
+                self.line(&format!("{:<8}   fix: {}", "", one_line(hint)))?;
+            }
+        }
+        let count = |level| report.findings.iter().filter(|f| f.level == level).count();
+        self.line(&match report.healthy {
+            true => format!("healthy ({} warnings)", count(Level::Warning)),
+            false => format!(
+                "NOT HEALTHY: {} problems, {} warnings",
+                count(Level::Problem),
+                count(Level::Warning)
+            ),
+        })
+    }
+
+    /// Print the files of `sc ls`: `MODIFIED SIZE PATH` lines, newest last; or a JSON array.
+    pub fn listing(&mut self, entries: &[crate::ops::listing::Entry]) -> Result<(), Failure> {
+        if self.json {
+            return self.json(&entries);
+        }
+        for e in entries {
+            let time = e.modified.strftime("%Y-%m-%d %H:%M:%S");
+            let path = one_line(&e.path.to_string_lossy());
+            let link = if e.link { " (link)" } else { "" };
+            self.line(&format!("{time} {:>12} {path}{link}", e.size))?;
         }
         Ok(())
     }

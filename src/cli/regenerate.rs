@@ -9,6 +9,7 @@ use clap::Parser;
 use super::Failure;
 use super::output::Output;
 use crate::engine::regenerate;
+use crate::ops::hooks;
 use crate::system::paths::Paths;
 use crate::system::{Local, Request, System};
 
@@ -36,8 +37,17 @@ struct Args {
 }
 
 /// Run regenerate in this process and print what it did.
+/// The before-regenerate hooks may refuse it (nothing is written then); the
+/// after-regenerate hooks are told what it did.
 pub fn run_here(system: &dyn System, paths: &Paths, out: &mut Output) -> Result<(), Failure> {
-    let outcome = regenerate::run(system, paths, &system.hostname())?;
+    let hostname = system.hostname();
+    let mut call = hooks::HookCall {
+        event: hooks::Event::Regenerate,
+        name: None,
+        record: serde_json::Value::Null,
+    };
+    hooks::before(system, paths, &hostname, &call)?;
+    let outcome = regenerate::run(system, paths, &hostname)?;
     for s in &outcome.skipped {
         eprintln!(
             "srvctl-regenerate: skipped invalid record {}",
@@ -48,6 +58,11 @@ pub fn run_here(system: &dyn System, paths: &Paths, out: &mut Output) -> Result<
         eprintln!("srvctl-regenerate: note: {note}");
     }
     out.regenerated(&outcome)?;
+    call.record = serde_json::to_value(&outcome).unwrap_or_default();
+    super::warn_after_hooks(
+        "srvctl-regenerate",
+        &hooks::after(system, paths, &hostname, &call),
+    );
     match &outcome.haproxy_error {
         Some(error) => Err(Failure::new(FailureKind::Config, error.clone())),
         None => Ok(()),

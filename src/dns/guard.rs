@@ -121,9 +121,6 @@ fn check(
 
 fn run(system: &dyn System, program: &Path, args: Vec<std::ffi::OsString>) -> Result<(), String> {
     system
-        .run(&CommandLine {
-            program: program.to_string_lossy().into_owned(),
-            args,
-        })
+        .run(&CommandLine::new(&program.to_string_lossy(), args))
         .map_err(|e| e.to_string())
 }

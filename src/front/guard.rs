@@ -77,13 +77,15 @@ pub fn guard(
     if system.read(&stamp).ok().flatten().as_deref() == Some(print.as_bytes()) {
         return Verdict::CheckedBefore;
     }
-    match check(system, paths, tree, program) {
+    match check(system, paths, tree, program, STAGING) {
         Ok(()) => {
             // Losing the stamp only costs a check next time.
             let _ = system.write(&stamp, print.as_bytes(), 0o600, true);
             Verdict::Checked
         }
-        Err(msg) => Verdict::Refused(msg),
+        Err(msg) => Verdict::Refused(format!(
+            "haproxy refused the new configuration; the running one is kept: {msg}"
+        )),
     }
 }
 
@@ -101,9 +103,45 @@ fn fingerprint(tree: &Tree) -> String {
     format!("{:016x}\n", h.finish())
 }
 
-/// Stage the front of `tree` and run `haproxy -c` on it.
-fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Result<(), String> {
-    let staging = paths.host(&format!("/{STAGING}"));
+/// Where `sc diagnose` stages the installed front (not [`STAGING`], which a regenerate running
+/// at the same time may be using).
+pub const DIAGNOSE_STAGING: &str = "run/srvctl/haproxy.diagnose";
+
+/// Check the front this host has installed with `haproxy -c`, as the guard checks a new one:
+/// its `files` (paths relative to the front's directory) read back and staged, with srvctl's
+/// paths moved there.
+pub fn check_installed(
+    system: &dyn System,
+    paths: &Paths,
+    program: &Path,
+    files: &[PathBuf],
+) -> Result<(), String> {
+    let dir = paths.host(&format!("/{DIR}"));
+    let mut tree = Tree::default();
+    for file in files {
+        let path = dir.join(file);
+        let bytes = system
+            .read(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .unwrap_or_default();
+        tree.file(
+            format!("{DIR}/{}", file.to_string_lossy()),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        );
+    }
+    check(system, paths, &tree, program, DIAGNOSE_STAGING)
+}
+
+/// Stage the front of `tree` under `staging` (relative to the host root) and run
+/// `haproxy -c` on it.
+fn check(
+    system: &dyn System,
+    paths: &Paths,
+    tree: &Tree,
+    program: &Path,
+    staging: &str,
+) -> Result<(), String> {
+    let staging = paths.host(&format!("/{staging}"));
     let certs_dir = crate::front::certs::dir(paths);
     let result = (|| {
         system
@@ -136,15 +174,11 @@ fn check(system: &dyn System, paths: &Paths, tree: &Tree, program: &Path) -> Res
             staging.join("haproxy.cfg").into_os_string(),
         ];
         system
-            .run(&CommandLine {
-                program: program.to_string_lossy().into_owned(),
-                args,
-            })
+            .run(&CommandLine::new(&program.to_string_lossy(), args))
             .map_err(|e| e.to_string())
     })();
     let _ = system.remove_tree(&staging);
     result
-        .map_err(|e| format!("haproxy refused the new configuration; the running one is kept: {e}"))
 }
 
 /// The front module: haproxy.cfg and what it reads under `/run/srvctl/haproxy/`, checked by

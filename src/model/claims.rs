@@ -58,6 +58,9 @@ pub const COMMAND_WORDS: &[&str] = &[
     "version",
     "exec-all",
     "all-containers",
+    "customize",
+    "diagnose",
+    "exec-function",
     // container actions and their arguments
     "start",
     "stop",

@@ -87,6 +87,9 @@ pub enum OpError {
     /// An SSH public key was refused.
     #[error(transparent)]
     Key(#[from] crate::model::keys::KeyError),
+    /// A before hook refused the change.
+    #[error(transparent)]
+    Hook(#[from] crate::ops::hooks::HookError),
 }
 
 /// A reseller was added.

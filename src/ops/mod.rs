@@ -4,10 +4,16 @@
 //! [`crate::system::System`]).
 
 pub mod audit;
+pub mod context;
+pub mod custom;
+pub mod diagnose;
 mod edit;
 pub mod follow_up;
+pub mod hooks;
 pub mod import_v3;
+pub mod listing;
 pub mod transaction;
+pub mod trusted;
 pub mod versions;
 pub mod views;
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::edit::{self, Context, OpError};
 use super::follow_up::{self, Step};
+use super::hooks::{self, Event, HookCall};
 use crate::accounts::keys;
 use crate::config::cluster::Clusters;
 use crate::model::State;
@@ -200,6 +201,9 @@ pub struct Done {
     pub report: Report,
     /// What should follow, in order.
     pub steps: Vec<Step>,
+    /// The hooks of the change (add-ve, destroy-ve, add-user): its before hooks ran before
+    /// the commit; its after hooks are the front end's to run once the steps are done.
+    pub hook: Option<HookCall>,
 }
 
 /// Run `change` in one transaction: lock, load, check it against the caller's role and scope
@@ -217,8 +221,12 @@ pub fn run(
     let result = retried(env.system, || {
         let (mut tx, mut state) = env.store.begin()?;
         let change = crate::access::authorize(ctx.caller, &state, change)?;
-        let done = apply(env, &mut state, ctx, &change)?;
+        let mut done = apply(env, &mut state, ctx, &change)?;
+        done.hook = hook_call(&state, &done.report);
         if !dry_run {
+            if let Some(call) = &done.hook {
+                hooks::before(env.system, env.paths, ctx.hostname, call)?;
+            }
             tx.commit(&state)?;
         }
         Ok(done)
@@ -229,6 +237,42 @@ pub fn run(
         Err(e) => env.audit.record(&format!("error: {e}")),
     }
     result
+}
+
+/// The hooks a change that made `report` runs, told about its record in `state`.
+fn hook_call(state: &State, report: &Report) -> Option<HookCall> {
+    let record = |value: Option<serde_json::Result<serde_json::Value>>| {
+        value
+            .and_then(Result::ok)
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let (event, name, value) = match report {
+        Report::Container(added) => (
+            Event::AddVe,
+            added.name.to_string(),
+            record(state.containers.get(&added.name).map(serde_json::to_value)),
+        ),
+        Report::User(added) => (
+            Event::AddUser,
+            added.name.to_string(),
+            record(state.users.get(&added.name).map(serde_json::to_value)),
+        ),
+        Report::Removed(removed) if removed.kind == "container" => {
+            let container = ContainerName::new(&removed.name).ok();
+            let found = container.and_then(|n| state.containers.get(&n));
+            (
+                Event::DestroyVe,
+                removed.name.clone(),
+                record(found.map(serde_json::to_value)),
+            )
+        }
+        _ => return None,
+    };
+    Some(HookCall {
+        event,
+        name: Some(name),
+        record: value,
+    })
 }
 
 /// The second transaction of a destroy: remove the record of `name`, which must be marked as
@@ -286,7 +330,13 @@ fn apply(
     ctx: &Context<'_>,
     change: &Change<'_>,
 ) -> Result<Done, OpError> {
-    let done = |report, steps| Ok(Done { report, steps });
+    let done = |report, steps| {
+        Ok(Done {
+            report,
+            steps,
+            hook: None,
+        })
+    };
     match *change {
         Change::AddReseller { name } => {
             let added = edit::add_reseller(state, ctx, name)?;
@@ -433,6 +483,7 @@ fn add_container(
         return Ok(Done {
             report: Report::Container(added),
             steps,
+            hook: None,
         });
     }
     let dir = crate::containers::rootfs::machine_dir(env.paths, &added.name);
@@ -452,6 +503,7 @@ fn add_container(
     Ok(Done {
         report: Report::Container(added),
         steps,
+        hook: None,
     })
 }
 

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::systemd::{self, Request, SystemdError, UnitState};
-use super::{Btrfs, CommandLine, FileKind, FileLock, FileStamp, Fresh, LockKind, System};
+use super::{
+    Btrfs, CommandLine, FileKind, FileLock, FileStamp, Finished, Fresh, LockKind, Ownership,
+    Program, System,
+};
 
 /// The machine. With `dry_systemd`, systemd requests are printed to stderr instead of sent
 /// (used under `--root`). Each program builds one, in its entry point.
@@ -37,7 +40,20 @@ const BTRFS_SUBVOLUME_INODE: u64 = 256;
 fn command(line: &CommandLine) -> Command {
     let mut command = Command::new(&line.program);
     command.args(&line.args);
+    command.envs(line.env.iter().map(|(k, v)| (k, v)));
     command
+}
+
+/// Read all of `pipe` in a thread of its own (so that neither output can fill up and block
+/// the program while we wait for the other).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 fn spawn_error(line: &CommandLine) -> impl FnOnce(io::Error) -> io::Error + '_ {
@@ -378,6 +394,75 @@ impl System for Local {
             .status()
             .map_err(spawn_error(command))?;
         Ok(status.code())
+    }
+
+    fn run_program(&self, program: &Program<'_>) -> io::Result<Finished> {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let line = program.command;
+        // A process group of its own: the time limit ends whatever it started too.
+        let mut child = self::command(line)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(spawn_error(line))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = program.input.to_vec();
+        // A program that exits without reading its input is no error of ours.
+        let writer = std::thread::spawn(move || drop(stdin.write_all(&input)));
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        // Waited for in a thread of its own, so the end is seen at once and the time limit
+        // is a plain timeout on the answer.
+        let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || drop(done.send(child.wait())));
+        let (status, timed_out) = match ended.recv_timeout(program.timeout) {
+            Ok(status) => (status.map_err(spawn_error(line))?, false),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+                let status = ended.recv().map_err(io::Error::other)?;
+                (status.map_err(spawn_error(line))?, true)
+            }
+        };
+        let _ = writer.join();
+        Ok(Finished {
+            code: if timed_out || status.signal().is_some() {
+                None
+            } else {
+                status.code()
+            },
+            timed_out,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    }
+
+    fn ownership(&self, path: &Path) -> io::Result<Option<Ownership>> {
+        Ok(missing_ok(fs::metadata(path))?.map(|m| Ownership {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+        }))
+    }
+
+    fn modified(&self, path: &Path) -> io::Result<Option<Timestamp>> {
+        let Some(m) = missing_ok(fs::symlink_metadata(path))? else {
+            return Ok(None);
+        };
+        Timestamp::new(m.mtime(), m.mtime_nsec() as i32)
+            .map(Some)
+            .map_err(io::Error::other)
+    }
+
+    fn free_space(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let s = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+        let block = s.fragment_size() as u64;
+        Ok((
+            s.blocks_available() as u64 * block,
+            s.blocks() as u64 * block,
+        ))
     }
 
     fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)> {

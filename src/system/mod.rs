@@ -118,6 +118,17 @@ pub trait System: fmt::Debug {
     /// Run a program with this terminal (standard input, output and error passed through) and
     /// return its exit code (`None` when a signal ended it).
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>>;
+    /// Run a program with `input` on its standard input and both outputs captured, killing it
+    /// (and the processes it started) when it outlives its time limit.
+    fn run_program(&self, program: &Program<'_>) -> io::Result<Finished>;
+    /// The owner and permission bits of what is at `path` (following links), or `None` when
+    /// nothing is there.
+    fn ownership(&self, path: &Path) -> io::Result<Option<Ownership>>;
+    /// The modification time of what is at `path` (not following a final link), or `None`
+    /// when nothing is there.
+    fn modified(&self, path: &Path) -> io::Result<Option<Timestamp>>;
+    /// The bytes free to unprivileged users on the file system that holds `path`, and its size.
+    fn free_space(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// Run a program with nothing on its standard input, its standard error going to ours;
     /// return its exit code (`None` when a signal ended it) and its standard output.
     fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)>;
@@ -207,13 +218,15 @@ pub struct FileStamp {
     pub changed: i64,
 }
 
-/// A program and its arguments.
+/// A program, its arguments, and variables set in its environment (besides ours).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLine {
     /// The program.
     pub program: String,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// Variables added to (or replaced in) the environment it inherits.
+    pub env: Vec<(String, OsString)>,
 }
 
 impl CommandLine {
@@ -222,8 +235,60 @@ impl CommandLine {
         Self {
             program: program.to_owned(),
             args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
         }
     }
+
+    /// The same command with `vars` set in its environment.
+    pub fn with_env(mut self, vars: impl IntoIterator<Item = (String, OsString)>) -> Self {
+        self.env.extend(vars);
+        self
+    }
+
+    /// The value this command sets for the variable `name`, if it sets one.
+    pub fn env_var(&self, name: &str) -> Option<&OsString> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A program run to its end by [`System::run_program`], with its standard input given and a
+/// time limit after which it is killed, with every process it started.
+#[derive(Debug, Clone, Copy)]
+pub struct Program<'a> {
+    /// The command.
+    pub command: &'a CommandLine,
+    /// Its whole standard input.
+    pub input: &'a [u8],
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+/// How a [`Program`] ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// Its exit code (`None`: a signal ended it, or the time limit).
+    pub code: Option<i32>,
+    /// Whether it ran out of time and was killed.
+    pub timed_out: bool,
+    /// What it printed on its standard output.
+    pub stdout: Vec<u8>,
+    /// What it printed on its standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// The owner and permission bits of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// The owning user.
+    pub uid: u32,
+    /// The owning group.
+    pub gid: u32,
+    /// The permission bits (`0o7777` of the mode).
+    pub mode: u32,
 }
 
 impl fmt::Display for CommandLine {

@@ -10,7 +10,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::systemd::{Request, SystemdError, UnitState};
-use super::{Btrfs, CommandLine, FileKind, FileLock, FileStamp, Fresh, LockKind, System};
+use super::{
+    Btrfs, CommandLine, FileKind, FileLock, FileStamp, Finished, Fresh, LockKind, Ownership,
+    Program, System,
+};
 
 /// What the recording system holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +47,8 @@ pub struct Recording {
     pub failing_jobs: BTreeMap<String, String>,
     /// Programs that fail: the program, and the last line of its standard error.
     pub failing_programs: BTreeMap<String, String>,
-    /// The owner (uid, gid) of every directory made by `create_owned_dir`.
+    /// The owner (uid, gid) of every directory made by `create_owned_dir`, and of files a
+    /// test says are not root's (every other path is root's).
     pub owners: RefCell<BTreeMap<PathBuf, (u32, u32)>>,
     /// Every lock taken, in order.
     pub locks: RefCell<Vec<(PathBuf, LockKind)>>,
@@ -58,8 +62,12 @@ pub struct Recording {
     pub notifications: RefCell<Vec<String>>,
     /// What `exchange` and `capture` print, per program.
     pub answers: BTreeMap<String, Vec<u8>>,
-    /// What `exchange` was given, in order.
+    /// What `exchange` and `run_program` were given, in order.
     pub exchanged: RefCell<Vec<Vec<u8>>>,
+    /// Programs that `run_program` finds still running at their time limit.
+    pub hanging_programs: BTreeSet<String>,
+    /// What `free_space` answers: (free, size) in bytes; by default half of 100 GB free.
+    pub space: Option<(u64, u64)>,
 }
 
 /// The recording system's clock: it stands still, by default at [`Clock::START`].
@@ -340,6 +348,56 @@ impl System for Recording {
 
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
         self.run(command).map(|()| Some(0))
+    }
+
+    fn run_program(&self, program: &Program<'_>) -> io::Result<Finished> {
+        self.exchanged.borrow_mut().push(program.input.to_vec());
+        if self.hanging_programs.contains(&program.command.program) {
+            self.commands.borrow_mut().push(program.command.clone());
+            return Ok(Finished {
+                timed_out: true,
+                ..Finished::default()
+            });
+        }
+        Ok(match self.run(program.command) {
+            Err(_) => Finished {
+                code: Some(1),
+                stderr: self.failing_programs[&program.command.program]
+                    .clone()
+                    .into_bytes(),
+                ..Finished::default()
+            },
+            Ok(()) => Finished {
+                code: Some(0),
+                stdout: self
+                    .answers
+                    .get(&program.command.program)
+                    .cloned()
+                    .unwrap_or_default(),
+                ..Finished::default()
+            },
+        })
+    }
+
+    fn ownership(&self, path: &Path) -> io::Result<Option<Ownership>> {
+        let mode = match self.nodes.borrow().get(path) {
+            Some(Node::File(_, mode) | Node::Dir(mode)) => *mode,
+            Some(Node::Link(_)) => 0o777,
+            None if self.file_kind(path) == Some(FileKind::Dir) => 0o755,
+            None => return Ok(None),
+        };
+        let (uid, gid) = self.owners.borrow().get(path).copied().unwrap_or((0, 0));
+        Ok(Some(Ownership { uid, gid, mode }))
+    }
+
+    /// Every file in memory was written at the clock's time.
+    fn modified(&self, path: &Path) -> io::Result<Option<Timestamp>> {
+        let there = self.nodes.borrow().contains_key(path) || self.file_kind(path).is_some();
+        Ok(there.then_some(self.clock.0))
+    }
+
+    fn free_space(&self, _path: &Path) -> io::Result<(u64, u64)> {
+        Ok(self.space.unwrap_or((50_000_000_000, 100_000_000_000)))
     }
 
     fn capture(&self, command: &CommandLine) -> io::Result<(Option<i32>, Vec<u8>)> {

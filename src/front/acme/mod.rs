@@ -131,6 +131,15 @@ mod testutil {
                 .map(|(_, ip)| ip.parse().unwrap())
                 .collect())
         }
+
+        fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(_, a)| a.parse::<IpAddr>() == Ok(ip))
+                .map(|(n, _)| (*n).to_owned())
+                .collect())
+        }
     }
 
     pub fn decide(

@@ -26,6 +26,9 @@ pub trait Resolver: Sync {
     /// The addresses `name` resolves to (empty when it has none), or why the resolver could
     /// not tell.
     fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String>;
+    /// The names `ip` resolves back to (its PTR records, without the final dot; empty when
+    /// it has none), or why the resolver could not tell.
+    fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String>;
 }
 
 /// The resolv.conf files read when neither the settings nor clusters.json name a resolver:
@@ -147,6 +150,23 @@ impl Resolver for DnsResolver {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match runtime.block_on(resolver.lookup_ip(fqdn.as_str())) {
             Ok(found) => Ok(found.iter().collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String> {
+        use hickory_resolver::proto::rr::RData;
+        let (runtime, resolver) = self.0.as_ref().map_err(Clone::clone)?;
+        match runtime.block_on(resolver.reverse_lookup(ip)) {
+            Ok(found) => Ok(found
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::PTR(ptr) => Some(ptr.0.to_string().trim_end_matches('.').to_owned()),
+                    _ => None,
+                })
+                .collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(e.to_string()),
         }
