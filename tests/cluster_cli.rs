@@ -57,15 +57,22 @@ fn a_host_joins_through_standard_input_and_output() {
     let signed: serde_json::Value = serde_json::from_str(signed.ok()).unwrap();
     assert_eq!(signed["host"], "h2.test");
     let bundle = signed["bundle"].as_str().unwrap();
-    assert_eq!(bundle.matches("BEGIN CERTIFICATE-----").count(), 2);
+    assert_eq!(
+        bundle.matches("BEGIN CERTIFICATE-----").count(),
+        4,
+        "the host's identity and the cluster CA, the host's site issuer and the site root"
+    );
     let accepted = sc_with_input(&h2, &["cluster", "accept", "-"], bundle);
     assert!(
         accepted
             .ok()
-            .starts_with("h2.test: cluster certificate installed")
+            .starts_with("h2.test: cluster certificate and site issuer")
     );
     let names: Vec<String> = trust_root(&h2).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["ca.crt", "host.crt", "host.csr", "host.key"]);
+    assert_eq!(
+        names,
+        ["ca.crt", "host.crt", "host.csr", "host.key", "site-ca.crt"]
+    );
 }
 
 /// `sc cluster join` with `ssh` on PATH standing in for the way to the CA host: it checks the
@@ -115,9 +122,14 @@ fn a_host_joins_in_one_step_through_the_ca_hosts_sc_cluster_sign() {
     let accepted: serde_json::Value = serde_json::from_str(run.ok()).unwrap();
     assert_eq!(accepted["host"], "h2.test");
     let names: Vec<String> = trust_root(&h2).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["ca.crt", "host.crt", "host.csr", "host.key"]);
-    // The CA key stayed on the CA host; h2's key never left h2.
+    assert_eq!(
+        names,
+        ["ca.crt", "host.crt", "host.csr", "host.key", "site-ca.crt"]
+    );
+    // The CA keys stayed on the CA host; h2's key never left h2.
     assert!(!h2.join(PKI).join("ca.key").exists());
+    assert!(!h2.join(PKI).join("site-ca.key").exists());
+    assert!(h1.join(PKI).join("site-ca.key").exists());
     assert_ne!(read(&h1, "host.key"), read(&h2, "host.key"));
     // A CA host that cannot be reached: the error names it.
     let h2b = Farm::for_host(TWO_HOSTS, "h2.test");

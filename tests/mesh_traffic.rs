@@ -16,7 +16,8 @@
 //!   container that matches only the sender's own address (10.16.0.2, 10.32.0.2) counts the
 //!   echo requests: a masqueraded packet (from the tunnel address 10.15.2.1) would not count;
 //! - h1 itself pings c2 at its plan address, and h1's haproxy, running the configuration
-//!   regenerate rendered, serves c2's site over HTTPS (a certificate of h1's site issuer) from
+//!   regenerate rendered, serves c2's site over HTTPS (a certificate of h1's site issuer,
+//!   verified against the cluster's site root that h2 holds too) from
 //!   an HTTP server in c2, across the mesh: both datastores hold both containers, as a
 //!   replicated one would;
 //! - c1 pings 192.0.2.1: the reply can only come back if the packet left h1 with h1's uplink
@@ -269,7 +270,19 @@ fn the_mesh_keeps_addresses_and_each_front_serves_every_site() {
         haproxy(&h1.ns, &h1.root),
         scratch.path().join("h1-haproxy.log"),
     );
-    let ca = h1.root.join("var/lib/srvctl/pki/ca.crt");
+    // The certificate, issued by h1's own site issuer, verifies against the cluster's site
+    // root as every host holds it (here h2's copy), whose key only the CA host has.
+    let ca = h2.root.join("var/lib/srvctl/pki/cluster/site-ca.crt");
+    assert!(
+        !h2.root
+            .join("var/lib/srvctl/pki/cluster/site-ca.key")
+            .exists()
+    );
+    assert!(
+        h1.root
+            .join("var/lib/srvctl/pki/cluster/site-ca.key")
+            .exists()
+    );
     let ca = ca.to_string_lossy();
     let curl = [
         CURL,

@@ -109,8 +109,16 @@ fn accept(
         answer["etcd"] = serde_json::to_value(&enrolment)?;
         Failure::print(&serde_json::to_string_pretty(&answer)?)
     } else {
+        let site = if accepted.site_issuer_installed {
+            format!(
+                " and site issuer ({})",
+                crate::cluster::pki::site::ROOT_CERT
+            )
+        } else {
+            String::new()
+        };
         Failure::print(&format!(
-            "{}: cluster certificate installed ({}); its etcd member, sync service and mesh tunnels are starting",
+            "{}: cluster certificate{site} installed ({}); its etcd member, sync service and mesh tunnels are starting",
             accepted.host,
             pki::HOST_CERT
         ))

@@ -47,7 +47,6 @@ fn url(ip: Ipv4Addr, port: u16) -> String {
     format!("https://{ip}:{port}")
 }
 
-/// Whether `me` runs an etcd member: in a replicated cluster, once it holds its identity.
 /// What systemd is asked once a host holds its cluster certificate (`sc cluster accept`, or
 /// `sc cluster request` on the CA host): the generator now wants the member, the sync service
 /// and the mesh tunnels, regenerate renders their configuration, and they are started without
@@ -67,6 +66,7 @@ pub fn bring_up(clusters: &Clusters, me: &Host) -> Vec<Request> {
     requests
 }
 
+/// Whether `me` runs an etcd member: in a replicated cluster, once it holds its identity.
 pub fn runs_member(clusters: &Clusters, me: &Host, identity: bool) -> bool {
     identity && clusters.is_replicated(me)
 }

@@ -10,8 +10,12 @@
 //! ```
 //!
 //! On the CA host `sc cluster request` makes the CA (on first use) and signs the host's own
-//! certificate directly. The internal CA of `/var/lib/srvctl/pki` stays the site issuer of the
-//! HTTPS front; a site certificate is never a host identity.
+//! certificate directly. The same request asks for the host's site issuer ([`site`]): the
+//! internal CA of `/var/lib/srvctl/pki`, the issuer of the HTTPS front's internal certificates,
+//! becomes an intermediate of the cluster's site root, a second root apart from the cluster
+//! CA, so a site certificate is never a host identity.
+
+pub mod site;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -78,6 +82,15 @@ pub enum PkiError {
     Refused(String),
 }
 
+impl From<crate::mesh::pki::PkiError> for PkiError {
+    fn from(e: crate::mesh::pki::PkiError) -> Self {
+        match e {
+            crate::mesh::pki::PkiError::Io(path, e) => Self::Io(path, e),
+            crate::mesh::pki::PkiError::Cert(e) => Self::Cert(e),
+        }
+    }
+}
+
 impl crate::failure::Classify for PkiError {
     fn kind(&self) -> crate::failure::FailureKind {
         use crate::failure::FailureKind;
@@ -120,6 +133,8 @@ struct Files {
     host_key_next: PathBuf,
     host_csr: PathBuf,
     host_cert: PathBuf,
+    site_cert: PathBuf,
+    site_key: PathBuf,
 }
 
 impl Files {
@@ -132,6 +147,8 @@ impl Files {
             host_key_next: paths.host(HOST_KEY_NEXT),
             host_csr: paths.host(HOST_CSR),
             host_cert: paths.host(HOST_CERT),
+            site_cert: paths.host(site::ROOT_CERT),
+            site_key: paths.host(site::ROOT_KEY),
         }
     }
 }
@@ -149,8 +166,8 @@ pub struct Requested {
     pub host: String,
     /// Whether the host key was made just now.
     pub key_created: bool,
-    /// The CSR (PEM) to take to the CA host; `None` on the CA host, whose certificate was
-    /// signed directly.
+    /// The CSRs (PEM: the host's identity, then its site issuer) to take to the CA host;
+    /// `None` on the CA host, whose certificates were signed directly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csr: Option<String>,
     /// Whether the host's certificate was installed (on the CA host).
@@ -158,8 +175,9 @@ pub struct Requested {
 }
 
 /// `sc cluster request` on host `me`: make the host key if absent and the CSR for `me`
-/// (CN = fqdn, SAN = fqdn and host_ip). On the CA host, also make the cluster CA if absent and
-/// install the host's own certificate, signed directly.
+/// (CN = fqdn, SAN = fqdn and host_ip), followed by the CSR of its site issuer. On the CA
+/// host, also make the cluster CA and the site root if absent and install the host's own
+/// certificates, signed directly.
 pub fn request(
     system: &dyn System,
     paths: &Paths,
@@ -172,6 +190,7 @@ pub fn request(
         .map_err(io(&files.dir))?;
     let (key, key_created) = key_at(system, &files.host_key)?;
     let csr = host_params(me)?.serialize_request(&key)?.pem()?;
+    let csr = format!("{csr}{}", site::request(system, paths, me)?);
     write(system, &files.host_csr, &csr, 0o644)?;
     if !me.ca {
         return Ok(Requested {
@@ -182,7 +201,7 @@ pub fn request(
         });
     }
     let signed = sign(system, paths, clusters, me, &csr, HOST_VALIDITY_DAYS)?;
-    accept_bundle(system, &files, &files.host_key, me, &signed.bundle)?;
+    accept_bundle(system, paths, &files, &files.host_key, me, &signed.bundle)?;
     Ok(Requested {
         host: me.name.clone(),
         key_created,
@@ -204,15 +223,17 @@ fn key_at(system: &dyn System, path: &Path) -> Result<(KeyPair, bool), PkiError>
 }
 
 /// The renewal of host `me`'s identity: the CSR (PEM) for its names and its next key
-/// ([`HOST_KEY_NEXT`], made if absent). The working key stays in place until
-/// [`accept_renewal`] installs the certificate for the next one.
+/// ([`HOST_KEY_NEXT`], made if absent), followed by the CSR of its site issuer (whose key
+/// stays). The working key stays in place until [`accept_renewal`] installs the certificate
+/// for the next one.
 pub fn renewal_request(system: &dyn System, paths: &Paths, me: &Host) -> Result<String, PkiError> {
     let files = Files::new(paths);
     system
         .create_dir(&files.dir, 0o700)
         .map_err(io(&files.dir))?;
     let (key, _) = key_at(system, &files.host_key_next)?;
-    Ok(host_params(me)?.serialize_request(&key)?.pem()?)
+    let csr = host_params(me)?.serialize_request(&key)?.pem()?;
+    Ok(format!("{csr}{}", site::request(system, paths, me)?))
 }
 
 /// Whether a renewal of this host's identity is pending (its next key exists).
@@ -246,31 +267,41 @@ fn ca_issuer(
     system: &dyn System,
     files: &Files,
 ) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
+    root_issuer(system, files, &files.ca_cert, &files.ca_key, (CA_NAME, 0))
+}
+
+/// The self-signed root named `name` at `cert_path` and `key_path`, made on first use (on
+/// the CA host only), with `levels` CAs allowed below it: the cluster CA (0) signs host
+/// identities only, the site root (1) signs site issuers, which sign site certificates.
+fn root_issuer(
+    system: &dyn System,
+    files: &Files,
+    cert_path: &Path,
+    key_path: &Path,
+    (name, levels): (&str, u8),
+) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     system
         .create_dir(&files.dir, 0o700)
         .map_err(io(&files.dir))?;
-    let (cert, key) = match (
-        read_text(system, &files.ca_cert)?,
-        read_text(system, &files.ca_key)?,
-    ) {
+    let (cert, key) = match (read_text(system, cert_path)?, read_text(system, key_path)?) {
         (Some(cert), Some(key)) => (cert, key),
         (Some(_), None) => {
             return Err(refused(format!(
                 "{} exists without its key: this host holds another CA host's certificate; \
                  only the CA host signs",
-                files.ca_cert.display()
+                cert_path.display()
             )));
         }
         _ => {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.distinguished_name.push(DnType::CommonName, CA_NAME);
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(levels));
+            params.distinguished_name.push(DnType::CommonName, name);
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             params.not_after = rcgen::date_time_ymd(2050, 1, 1);
             let cert = params.self_signed(&key)?.pem();
-            write(system, &files.ca_key, &key.serialize_pem(), 0o600)?;
-            write(system, &files.ca_cert, &cert, 0o644)?;
+            write(system, key_path, &key.serialize_pem(), 0o600)?;
+            write(system, cert_path, &cert, 0o644)?;
             (cert, key.serialize_pem())
         }
     };
@@ -285,7 +316,8 @@ fn ca_issuer(
 pub struct Signed {
     /// The host the certificate is for.
     pub host: String,
-    /// The host's certificate and then the cluster CA's (PEM), for `sc cluster accept`.
+    /// The host's certificate and then the cluster CA's, then (when asked for) the host's
+    /// site issuer and the cluster's site root (PEM), for `sc cluster accept`.
     pub bundle: String,
 }
 
@@ -308,13 +340,13 @@ pub fn sign(
             host: me.name.clone(),
         });
     }
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-        refused(format!(
-            "not a valid certificate request (PEM, signed by its key, names only): {e}"
-        ))
-    })?;
+    let (csr, site_csr) = parse_requests(csr_pem)?;
     let host = requested_host(clusters, me, &csr.params)?;
-    let (issuer, ca_pem) = ca_issuer(system, &Files::new(paths))?;
+    if let Some(site_csr) = &site_csr {
+        site::check_request(&site_csr.params, host)?;
+    }
+    let files = Files::new(paths);
+    let (issuer, ca_pem) = ca_issuer(system, &files)?;
     let mut params = host_params(host)?;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -329,10 +361,54 @@ pub fn sign(
     params.not_before = ymd(day(system.now(), -1));
     params.not_after = ymd(day(system.now(), valid_days));
     let cert = params.signed_by(&csr.public_key, &issuer)?;
+    let site = match &site_csr {
+        Some(site_csr) => site::issue(system, &files, host, &site_csr.public_key, valid_days)?,
+        None => String::new(),
+    };
     Ok(Signed {
         host: host.name.clone(),
-        bundle: format!("{}{ca_pem}", cert.pem()),
+        bundle: format!("{}{ca_pem}{site}", cert.pem()),
     })
+}
+
+/// The certificate requests of `text`: the host's identity, then (optionally) its site
+/// issuer's; anything else is refused.
+fn parse_requests(
+    text: &str,
+) -> Result<
+    (
+        CertificateSigningRequestParams,
+        Option<CertificateSigningRequestParams>,
+    ),
+    PkiError,
+> {
+    let invalid = |e: String| {
+        refused(format!(
+            "not a valid certificate request (PEM, signed by its key, names only): {e}"
+        ))
+    };
+    let blocks = pem::parse_many(text).map_err(|e| invalid(e.to_string()))?;
+    let mut requests = blocks.iter().map(|block| {
+        if block.tag() != "CERTIFICATE REQUEST" {
+            return Err(invalid(format!(
+                "a {} block",
+                crate::model::names::shown(block.tag())
+            )));
+        }
+        CertificateSigningRequestParams::from_der(&block.contents().into())
+            .map_err(|e| invalid(e.to_string()))
+    });
+    let host = requests
+        .next()
+        .ok_or_else(|| invalid("no PEM block".to_owned()))??;
+    let site = requests.next().transpose()?;
+    if requests.next().is_some() {
+        return Err(refused(
+            "a certificate request holds at most two requests: the host's identity, then its \
+             site issuer",
+        ));
+    }
+    Ok((host, site))
 }
 
 /// The day `days` from `now` (UTC), as rcgen takes it.
@@ -414,12 +490,15 @@ pub struct Accepted {
     pub host: String,
     /// Whether the cluster CA's certificate was new on this host.
     pub ca_installed: bool,
+    /// Whether the bundle made this host's site issuer one of the cluster's site root.
+    pub site_issuer_installed: bool,
 }
 
 /// `sc cluster accept` on host `me` (not the CA host): install the bundle `sc cluster sign`
-/// printed, once it is checked: two certificates (the host's, then the CA's), the host's
-/// issued by that CA for this host's names and this host's key, the CA the one this host
-/// already trusts if it trusts one. Anything else is refused and nothing changes.
+/// printed, once it is checked: the host's certificate, then the CA's, the host's issued by
+/// that CA for this host's names and this host's key, the CA the one this host already trusts
+/// if it trusts one; then, when the request asked for it, this host's site issuer and the
+/// cluster's site root ([`site::check`]). Anything else is refused and nothing changes.
 pub fn accept(
     system: &dyn System,
     paths: &Paths,
@@ -433,7 +512,7 @@ pub fn accept(
         )));
     }
     let files = Files::new(paths);
-    accept_bundle(system, &files, &files.host_key, me, bundle)
+    accept_bundle(system, paths, &files, &files.host_key, me, bundle)
 }
 
 /// The end of a renewal on host `me`: install `bundle` as [`accept`] does, but checked
@@ -446,7 +525,7 @@ pub fn accept_renewal(
     bundle: &str,
 ) -> Result<Accepted, PkiError> {
     let files = Files::new(paths);
-    let accepted = accept_bundle(system, &files, &files.host_key_next, me, bundle)?;
+    let accepted = accept_bundle(system, paths, &files, &files.host_key_next, me, bundle)?;
     system
         .rename(&files.host_key_next, &files.host_key)
         .map_err(io(&files.host_key))?;
@@ -456,6 +535,7 @@ pub fn accept_renewal(
 /// Check `bundle` against the key at `key_path` and install it.
 fn accept_bundle(
     system: &dyn System,
+    paths: &Paths,
     files: &Files,
     key_path: &Path,
     me: &Host,
@@ -468,13 +548,16 @@ fn accept_bundle(
         ))
     })?;
     let key = KeyPair::from_pem(&key)?;
-    let (host_der, ca_der) = split_bundle(bundle)?;
+    let (host_der, ca_der, site_ders) = split_bundle(bundle)?;
     let (_, host_cert) = X509Certificate::from_der(&host_der)
         .map_err(|e| refused(format!("the host certificate does not parse: {e}")))?;
     let (_, ca_cert) = X509Certificate::from_der(&ca_der)
         .map_err(|e| refused(format!("the CA certificate does not parse: {e}")))?;
-    check_ca(&ca_cert)?;
+    check_root(&ca_cert, CA_NAME, "second")?;
     check_host_cert(&host_cert, &ca_cert, &key, me, system.now())?;
+    let site = site_ders
+        .map(|(issuer, root)| site::check(system, paths, files, me, &issuer, &root))
+        .transpose()?;
     let existing = read_text(system, &files.ca_cert)?;
     let ca_pem = certificate_pem(&ca_der);
     if let Some(existing) = &existing
@@ -490,9 +573,14 @@ fn accept_bundle(
         write(system, &files.ca_cert, &ca_pem, 0o644)?;
     }
     write(system, &files.host_cert, &certificate_pem(&host_der), 0o644)?;
+    let site_issuer_installed = site.is_some();
+    if let Some(site) = site {
+        site.install(system, paths, files)?;
+    }
     Ok(Accepted {
         host: me.name.clone(),
         ca_installed: existing.is_none(),
+        site_issuer_installed,
     })
 }
 
@@ -510,15 +598,31 @@ fn split_pems(text: &str) -> Result<Vec<Vec<u8>>, PkiError> {
         .collect()
 }
 
-/// The host's and the CA's certificate of a bundle.
-fn split_bundle(bundle: &str) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
-    match <[Vec<u8>; 2]>::try_from(split_pems(bundle)?) {
-        Ok([host, ca]) => Ok((host, ca)),
-        Err(found) => Err(refused(format!(
-            "the bundle must hold two certificates (the host's, then the cluster CA's); it holds {}",
-            found.len()
-        ))),
-    }
+/// A bundle's certificates that are not the host's and the cluster CA's: the site issuer and
+/// the site root.
+type SiteDers = Option<(Vec<u8>, Vec<u8>)>;
+
+/// The host's and the CA's certificate of a bundle, and the site issuer's and site root's
+/// when it holds them.
+fn split_bundle(bundle: &str) -> Result<(Vec<u8>, Vec<u8>, SiteDers), PkiError> {
+    let mut ders = split_pems(bundle)?;
+    let site = match ders.len() {
+        2 => None,
+        4 => {
+            let root = ders.pop().unwrap_or_default();
+            let issuer = ders.pop().unwrap_or_default();
+            Some((issuer, root))
+        }
+        n => {
+            return Err(refused(format!(
+                "the bundle must hold two certificates (the host's, then the cluster CA's), \
+                 or four (then the host's site issuer and the cluster's site root); it holds {n}"
+            )));
+        }
+    };
+    let ca = ders.pop().unwrap_or_default();
+    let host = ders.pop().unwrap_or_default();
+    Ok((host, ca, site))
 }
 
 fn certificate_pem(der: &[u8]) -> String {
@@ -528,8 +632,9 @@ fn certificate_pem(der: &[u8]) -> String {
     )
 }
 
-/// The CA certificate of a bundle must be a self-signed CA named as the cluster CA.
-fn check_ca(ca: &X509Certificate<'_>) -> Result<(), PkiError> {
+/// A root certificate of a bundle (its `position`: "second" for the cluster CA) must be a
+/// self-signed CA named `name`.
+fn check_root(ca: &X509Certificate<'_>, name: &str, position: &str) -> Result<(), PkiError> {
     let is_ca = ca
         .basic_constraints()
         .ok()
@@ -538,10 +643,10 @@ fn check_ca(ca: &X509Certificate<'_>) -> Result<(), PkiError> {
     let named = ca
         .subject()
         .iter_common_name()
-        .any(|cn| cn.as_str() == Ok(CA_NAME));
+        .any(|cn| cn.as_str() == Ok(name));
     if !is_ca || !named || ca.verify_signature(None).is_err() {
         return Err(refused(format!(
-            "the bundle's second certificate is not a {CA_NAME} (a self-signed CA certificate)"
+            "the bundle's {position} certificate is not a {name} (a self-signed CA certificate)"
         )));
     }
     Ok(())

@@ -6,7 +6,9 @@
 //!                                                      sign`), puts cert/h2: the bundle, or
 //!    installs the bundle against host.key.next  ◄────  the reason it was refused
 //!    host.key.next → host.key, deletes csr/h2 and
-//!    cert/h2, try-restarts srvctl-etcd and the mesh
+//!    cert/h2, try-restarts srvctl-etcd and the mesh,
+//!    runs srvctl-regenerate (the site issuer, renewed
+//!    with the identity, re-issues the front's certificates)
 //! ```
 //!
 //! Only the request and the certificates travel; no key leaves its host. The first join of a
@@ -36,7 +38,8 @@ pub const CERT: &str = "cert/";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Answer {
-    /// The host's certificate and then the cluster CA's (PEM), as `sc cluster sign` prints.
+    /// The host's certificate and then the cluster CA's, then the host's site issuer and the
+    /// site root (PEM), as `sc cluster sign` prints.
     Bundle(String),
     /// Why the request was refused.
     Refused(String),
@@ -205,7 +208,8 @@ pub fn round(
 }
 
 /// The services that hold the host identity: the etcd member and the mesh tunnels, restarted
-/// if they run.
+/// if they run; then srvctl-regenerate, which issues the front's internal certificates again
+/// with the renewed site issuer.
 fn restarts(system: &dyn System) -> Vec<Request> {
     let tunnels = system
         .unit_states("srvctl-mesh@*")
@@ -215,6 +219,9 @@ fn restarts(system: &dyn System) -> Vec<Request> {
     std::iter::once(super::member::UNIT.to_owned())
         .chain(tunnels)
         .map(Request::TryRestart)
+        .chain([Request::Start(
+            crate::ops::follow_up::REGENERATE_UNIT.into(),
+        )])
         .collect()
 }
 

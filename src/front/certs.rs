@@ -60,6 +60,11 @@ pub struct CertMeta {
     pub not_after: String,
     /// When it was installed (RFC 3339).
     pub issued: String,
+    /// For an internal certificate: the SHA-256 fingerprint of the site issuer that signed
+    /// it (hex), so that a new site issuer (a host that joined a cluster, or renewed its site
+    /// issuer) has every internal certificate issued again, with the new chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 impl CertMeta {
@@ -348,15 +353,23 @@ pub fn installed(
 }
 
 /// Whether a certificate described by `current` must be replaced by an internal one covering
-/// `wanted` at `now`.
-fn needs_internal(current: Option<&CertMeta>, wanted: &[String], now: Timestamp) -> bool {
+/// `wanted` at `now`, by the site issuer whose fingerprint is `issuer` (`None` while there is
+/// none yet).
+fn needs_internal(
+    current: Option<&CertMeta>,
+    wanted: &[String],
+    now: Timestamp,
+    issuer: Option<&str>,
+) -> bool {
     match current {
         None => true,
         Some(m) if m.source == CertSource::Acme => !m.valid_for(now, SignedDuration::ZERO),
         Some(m) => {
             let have: BTreeSet<&String> = m.names.iter().collect();
             let want: BTreeSet<&String> = wanted.iter().collect();
-            have != want || !m.valid_for(now, INTERNAL_RENEW_BEFORE)
+            have != want
+                || !m.valid_for(now, INTERNAL_RENEW_BEFORE)
+                || m.issuer.as_deref() != issuer
         }
     }
 }
@@ -389,6 +402,7 @@ pub fn ensure_internal(
         crate::front::routes::served(state)
             .map(|(name, _)| (name.to_string(), served.remove(name).unwrap_or_default())),
     );
+    let issuer = pki::issuer_fingerprint(system, paths)?;
     let mut index = Index::load(system, paths);
     let mut todo: Vec<(String, Vec<String>)> = Vec::new();
     let mut out = Ensured::default();
@@ -396,7 +410,7 @@ pub fn ensure_internal(
         let meta = index
             .meta(system, paths, &name)
             .map_err(|e| CertError::Io(meta_path(paths, &name), e))?;
-        if needs_internal(meta.as_ref(), &names, now) {
+        if needs_internal(meta.as_ref(), &names, now, issuer.as_deref()) {
             todo.push((name, names));
         } else if let Some(meta) = meta {
             out.installed.insert(name, meta);
@@ -470,6 +484,7 @@ pub fn issue_internal(
         names: names.to_vec(),
         not_after: not_after.to_string(),
         issued: now.to_string(),
+        issuer: Some(pki::fingerprint(ca_pem)),
     };
     Ok((chain, key.serialize_pem(), meta))
 }
@@ -562,6 +577,7 @@ mod tests {
             names: vec!["web.example.com".into()],
             not_after: (sys.now() + SignedDuration::from_hours(24 * 60)).to_string(),
             issued: sys.now().to_string(),
+            issuer: None,
         };
         install(&sys, &paths, "web.example.com", CHAIN, KEY, &acme).unwrap();
         assert!(
@@ -590,6 +606,58 @@ mod tests {
             ["web.example.com"]
         );
         assert!(install(&sys, &paths, "../etc", "C", "K", &expired).is_err());
+    }
+
+    #[test]
+    fn a_new_site_issuer_has_every_internal_certificate_issued_again_but_no_acme_one() {
+        let sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let s = state();
+        ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        let acme = CertMeta {
+            source: CertSource::Acme,
+            names: vec!["far.example.com".into()],
+            not_after: (sys.now() + SignedDuration::from_hours(24 * 60)).to_string(),
+            issued: sys.now().to_string(),
+            issuer: None,
+        };
+        install(&sys, &paths, "far.example.com", CHAIN, KEY, &acme).unwrap();
+        // The host's site issuer is replaced (as accepting a cluster's bundle does).
+        let ca = paths.host(&format!("/{}", pki::CA_CERT));
+        let key = KeyPair::from_pem(
+            &String::from_utf8(
+                sys.read(&paths.host(&format!("/{}", pki::CA_KEY)))
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "another issuer");
+        let other = params.self_signed(&key).unwrap().pem();
+        sys.write(&ca, other.as_bytes(), 0o644, false).unwrap();
+        let ensured = ensure_internal(&sys, &paths, &s, "h1.test").unwrap();
+        assert_eq!(ensured.issued, ["_default", "web.example.com"]);
+        let pem = sys
+            .read(&pem_path(&paths, "web.example.com"))
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8(pem).unwrap().contains(other.trim_end()));
+        assert_eq!(
+            ensured.installed["web.example.com"].issuer,
+            Some(pki::fingerprint(&other))
+        );
+        assert_eq!(ensured.installed["far.example.com"], acme);
+        assert!(
+            ensure_internal(&sys, &paths, &s, "h1.test")
+                .unwrap()
+                .issued
+                .is_empty()
+        );
     }
 
     #[test]

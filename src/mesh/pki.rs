@@ -1,5 +1,7 @@
 //! srvctl's internal certificate authority: the *site issuer* of the HTTPS front only (the
-//! certificates of sites that have no ACME certificate). It is never a host identity: the mesh
+//! certificates of sites that have no ACME certificate). On a host alone it is its own root;
+//! on a host of a cluster it becomes an intermediate of the cluster's site root
+//! ([`crate::cluster::pki::site`]), with the same key. It is never a host identity: the mesh
 //! and etcd trust only the cluster CA ([`crate::cluster::pki`]), so a site certificate cannot
 //! join them.
 //!
@@ -79,6 +81,28 @@ pub fn issuer(
     let (ca_cert, ca_key, created) = ensure_ca(system, paths)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
     Ok((issuer, ca_cert, created))
+}
+
+/// The SHA-256 fingerprint (hex) of the first certificate of `pem_text` (of the text itself
+/// if it holds no PEM block): what names a site issuer in a certificate's metadata.
+pub fn fingerprint(pem_text: &str) -> String {
+    use sha2::Digest;
+    let der = pem::parse(pem_text)
+        .map(|p| p.into_contents())
+        .unwrap_or_else(|_| pem_text.as_bytes().to_vec());
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The [`fingerprint`] of the internal CA's certificate, `None` while there is none.
+pub fn issuer_fingerprint(system: &dyn System, paths: &Paths) -> Result<Option<String>, PkiError> {
+    let path = paths.host(&format!("/{CA_CERT}"));
+    Ok(system
+        .read(&path)
+        .map_err(io(&path))?
+        .map(|pem| fingerprint(&String::from_utf8_lossy(&pem))))
 }
 
 fn write(system: &dyn System, path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {

@@ -99,6 +99,7 @@ mod tests {
                 names: vec!["web.example.com".into()],
                 not_after: not_after.into(),
                 issued: "2026-06-01T00:00:00Z".into(),
+                issuer: None,
             },
         }
     }

@@ -30,6 +30,13 @@ fn file(sys: &Recording, paths: &Paths, rel: &str) -> Option<Vec<u8>> {
     sys.read(&paths.host(rel)).unwrap()
 }
 
+/// Each PEM block of `text`, as text.
+fn pems(text: &str) -> Vec<String> {
+    text.split_inclusive("-----END CERTIFICATE-----\n")
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A CSR for `names` (CN first) by a fresh key.
 fn csr_for(cn: &str, sans: Vec<SanType>) -> String {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -172,12 +179,8 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
         .unwrap()
         .signed_by(&issuer)
         .unwrap();
-    let host_pem = signed
-        .bundle
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .next()
-        .unwrap();
-    let ca_pem = &signed.bundle[host_pem.len()..];
+    let blocks = pems(&signed.bundle);
+    let [host_pem, ca_pem, site_pem, root_pem] = [0, 1, 2, 3].map(|i| blocks[i].as_str());
     let before = sys2.writes.borrow().len();
     for (bundle, said) in [
         (foreign.bundle.clone(), "not for this host's key"),
@@ -189,6 +192,19 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
         (format!("{host_pem}{ca_pem}{ca_pem}"), "two certificates"),
         (format!("{ca_pem}{ca_pem}"), "not for this host's key"),
         (format!("{host_pem}{host_pem}"), "not a srvctl cluster CA"),
+        (format!("{host_pem}{ca_pem}{site_pem}"), "two certificates"),
+        (
+            format!("{host_pem}{ca_pem}{site_pem}{site_pem}"),
+            "fourth certificate is not a srvctl cluster site root",
+        ),
+        (
+            format!("{host_pem}{ca_pem}{site_pem}{ca_pem}"),
+            "fourth certificate is not a srvctl cluster site root",
+        ),
+        (
+            format!("{host_pem}{ca_pem}{host_pem}{root_pem}"),
+            "not issued by the bundle's site root",
+        ),
     ] {
         let e = accept(sys2, paths2, me, &bundle).unwrap_err().to_string();
         assert!(e.contains(said), "{said}: {e}");
@@ -209,4 +225,134 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
     );
     let e = accept(ca_sys, ca_paths, host(&h, "h1.test"), &signed.bundle).unwrap_err();
     assert!(e.to_string().contains("is the CA host"), "{e}");
+}
+
+/// The certificate of each PEM block of `text`, parsed.
+fn certs_of(text: &str) -> Vec<Vec<u8>> {
+    split_pems(text).unwrap()
+}
+
+fn verifies(cert: &[u8], by: &[u8]) -> bool {
+    let (_, cert) = X509Certificate::from_der(cert).unwrap();
+    let (_, by) = X509Certificate::from_der(by).unwrap();
+    cert.verify_signature(Some(by.public_key())).is_ok()
+}
+
+#[test]
+fn every_host_s_site_issuer_chains_to_the_one_site_root_whose_key_stays_on_the_ca_host() {
+    let h = hosts();
+    let (ca_sys, ca_paths) = &h.ca;
+    let (sys2, paths2) = &h.h2;
+    request(ca_sys, ca_paths, &h.clusters, host(&h, "h1.test")).unwrap();
+    let asked = request(sys2, paths2, &h.clusters, host(&h, "h2.test")).unwrap();
+    let csr = asked.csr.unwrap();
+    assert_eq!(csr.matches("BEGIN CERTIFICATE REQUEST").count(), 2, "{csr}");
+    let signed = sign(
+        ca_sys,
+        ca_paths,
+        &h.clusters,
+        host(&h, "h1.test"),
+        &csr,
+        HOST_VALIDITY_DAYS,
+    )
+    .unwrap();
+    accept(sys2, paths2, host(&h, "h2.test"), &signed.bundle).unwrap();
+
+    let root = file(ca_sys, ca_paths, site::ROOT_CERT).unwrap();
+    assert_eq!(file(sys2, paths2, site::ROOT_CERT), Some(root.clone()));
+    assert!(file(ca_sys, ca_paths, site::ROOT_KEY).is_some());
+    assert_eq!(
+        file(sys2, paths2, site::ROOT_KEY),
+        None,
+        "the site root's key moved"
+    );
+    let root = certs_of(&String::from_utf8(root).unwrap()).remove(0);
+    let cluster_ca =
+        certs_of(&String::from_utf8(file(ca_sys, ca_paths, CA_CERT).unwrap()).unwrap()).remove(0);
+    assert_ne!(root, cluster_ca, "the site root is not the cluster CA");
+
+    // Each host's own site issuer, with its own key, issued by the one root, so a site
+    // certificate issued on either host verifies against it, and not against the cluster CA.
+    let ca_rel = format!("/{}", crate::mesh::pki::CA_KEY);
+    let key1 = file(ca_sys, ca_paths, &ca_rel).unwrap();
+    let key2 = file(sys2, paths2, &ca_rel).unwrap();
+    assert_ne!(key1, key2);
+    for (sys, paths) in [&h.ca, &h.h2] {
+        let (issuer, issuer_pem, created) = crate::mesh::pki::issuer(sys, paths).unwrap();
+        assert!(!created);
+        let issuer_der = certs_of(&issuer_pem).remove(0);
+        assert!(verifies(&issuer_der, &root));
+        assert!(!verifies(&issuer_der, &cluster_ca));
+        let names = ["web.example.com".to_owned()];
+        let (chain, _, meta) =
+            crate::front::certs::issue_internal(&issuer, &issuer_pem, &names, sys.now()).unwrap();
+        let chain = certs_of(&chain);
+        assert_eq!(chain.len(), 2, "leaf, then the site issuer");
+        assert!(verifies(&chain[0], &chain[1]) && chain[1] == issuer_der);
+        assert_eq!(
+            meta.issuer,
+            Some(crate::mesh::pki::fingerprint(&issuer_pem))
+        );
+    }
+}
+
+#[test]
+fn a_site_issuer_for_another_host_or_key_is_refused_and_changes_nothing() {
+    let h = hosts();
+    let (ca_sys, ca_paths) = &h.ca;
+    let (sys2, paths2) = &h.h2;
+    let ca = host(&h, "h1.test");
+    let me = host(&h, "h2.test");
+    let csr = request(sys2, paths2, &h.clusters, me).unwrap().csr.unwrap();
+    let host_csr = csr
+        .split_inclusive("-----END CERTIFICATE REQUEST-----\n")
+        .next()
+        .unwrap();
+    let sign_it = |csr: &str| sign(ca_sys, ca_paths, &h.clusters, ca, csr, HOST_VALIDITY_DAYS);
+    for (csr, said) in [
+        (
+            format!(
+                "{host_csr}{}",
+                csr_for("srvctl site issuer of h1.test", vec![])
+            ),
+            "the site issuer of h2.test",
+        ),
+        (
+            format!(
+                "{host_csr}{}",
+                csr_for(
+                    "srvctl site issuer of h2.test",
+                    vec![SanType::DnsName("h2.test".try_into().unwrap())]
+                )
+            ),
+            "no other names",
+        ),
+        (format!("{csr}{host_csr}"), "at most two requests"),
+    ] {
+        let e = sign_it(&csr).unwrap_err().to_string();
+        assert!(e.contains(said), "{said}: {e}");
+    }
+    assert!(
+        file(ca_sys, ca_paths, site::ROOT_KEY).is_none(),
+        "a refused request made a root"
+    );
+
+    // A site issuer for another key than h2's internal CA.
+    let foreign = sign_it(&format!(
+        "{host_csr}{}",
+        csr_for("srvctl site issuer of h2.test", vec![])
+    ))
+    .unwrap();
+    let before = sys2.writes.borrow().len();
+    let e = accept(sys2, paths2, me, &foreign.bundle)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not for this host's internal CA key"), "{e}");
+    assert_eq!(
+        sys2.writes.borrow().len(),
+        before,
+        "a refused bundle wrote something"
+    );
+    let good = sign_it(&csr).unwrap();
+    accept(sys2, paths2, me, &good.bundle).unwrap();
 }

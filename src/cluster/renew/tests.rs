@@ -114,6 +114,8 @@ fn a_host_near_expiry_gets_a_new_certificate_through_the_ca_host() {
     let mut feed = Scripted::default();
     let old_key = file(&h.h2, pki::HOST_KEY);
     let old_cert = file(&h.h2, pki::HOST_CERT);
+    let site_issuer = format!("/{}", crate::mesh::pki::CA_CERT);
+    let old_site_issuer = file(&h.h2, &site_issuer);
 
     let asked = h.round("h2.test", &mut feed);
     assert_eq!(asked.restarts, []);
@@ -138,10 +140,16 @@ fn a_host_near_expiry_gets_a_new_certificate_through_the_ca_host() {
         [
             Request::TryRestart("srvctl-etcd.service".into()),
             Request::TryRestart("srvctl-mesh@client-1.service".into()),
+            Request::Start("srvctl-regenerate.service".into()),
         ]
     );
     assert!(feed.keys.is_empty(), "{:?}", feed.keys);
     assert_ne!(file(&h.h2, pki::HOST_CERT), old_cert);
+    assert_ne!(
+        file(&h.h2, &site_issuer),
+        old_site_issuer,
+        "the site issuer is renewed with the identity"
+    );
     let Node::File(next_key, _) = next else {
         unreachable!()
     };

@@ -103,6 +103,7 @@ mod testutil {
             names: names.iter().map(|n| n.to_string()).collect(),
             not_after: not_after.to_owned(),
             issued: "2026-01-01T00:00:00Z".to_owned(),
+            issuer: None,
         }
     }
 

@@ -203,6 +203,7 @@ pub fn renew(
                         names: row.names.clone(),
                         not_after: issued.not_after.to_string(),
                         issued: now().to_string(),
+                        issuer: None,
                     },
                     chain_pem: issued.chain_pem,
                     key_pem: issued.key_pem,
@@ -437,6 +438,7 @@ mod tests {
                 names: vec!["a.example.com".into()],
                 not_after: "2026-09-01T00:00:00Z".into(),
                 issued: NOW.into(),
+                issuer: None,
             },
         };
         let fresh = Shared {

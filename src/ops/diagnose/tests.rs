@@ -95,6 +95,7 @@ fn plant_certificate(system: &Recording, paths: &Paths, name: &str, left: Signed
         names: vec![name.into()],
         not_after: (system.now() + left).to_string(),
         issued: system.now().to_string(),
+        issuer: None,
     };
     system
         .write(

@@ -113,12 +113,17 @@ cluster__converged() {
 cluster__write() { cluster__on "$1" sc add-user "$2"; }
 
 cluster_check() {
-    local h i pids=() want took n
+    local h i pids=() want took n root
 
-    step "cluster: the CA key stays on h1"
+    step "cluster: the CA keys stay on h1; every host holds the same site root"
     cluster__on h1.test test -f /var/lib/srvctl/pki/cluster/ca.key || fail "h1 has no cluster CA key"
+    cluster__on h1.test test -f /var/lib/srvctl/pki/cluster/site-ca.key || fail "h1 has no site root key"
+    root=$(cluster__on h1.test cat /var/lib/srvctl/pki/cluster/site-ca.crt) || fail "h1 has no site root"
     for h in h2.test h3.test; do
         cluster__on "$h" test ! -e /var/lib/srvctl/pki/cluster/ca.key || fail "$h holds the cluster CA key"
+        cluster__on "$h" test ! -e /var/lib/srvctl/pki/cluster/site-ca.key || fail "$h holds the site root key"
+        [ "$(cluster__on "$h" cat /var/lib/srvctl/pki/cluster/site-ca.crt)" = "$root" ] ||
+            fail "$h does not hold h1's site root"
         n=$(cluster__on "$h" grep -rl 'PRIVATE KEY' /var/lib/srvctl/pki/cluster | wc -l)
         [ "$n" = 1 ] || fail "$h holds $n private keys under pki/cluster, expected its own host key only"
     done
@@ -248,10 +253,15 @@ EOF2
     [ "${n#packets }" -gt 0 ] || fail "no packet from $ip1 arrived at $ip2 with its own address ($n)"
     cluster__on h2.test nft delete table inet e2e
 
-    step "cluster: h1's haproxy serves the site of h2's container"
+    step "cluster: h1's haproxy serves the site of h2's container, h2's the site of h1's"
+    # Each front's certificate is its own host's site issuer's, and verifies against the
+    # cluster's one site root (the root alone: the chain comes from the front).
     page=$(cluster__on h1.test curl -fsS --max-time 5 --resolve "$two:443:127.0.0.1" \
-        --cacert /var/lib/srvctl/pki/ca.crt "https://$two/") || fail "no HTTPS answer for $two through h1"
+        --cacert /var/lib/srvctl/pki/cluster/site-ca.crt "https://$two/") || fail "no HTTPS answer for $two through h1"
     grep -q "<h1>$two</h1>" <<<"$page" || fail "h1 served the wrong page for $two: $page"
+    page=$(cluster__on h2.test curl -fsS --max-time 5 --resolve "$one:443:127.0.0.1" \
+        --cacert /var/lib/srvctl/pki/cluster/site-ca.crt "https://$one/") || fail "no HTTPS answer for $one through h2"
+    grep -q "<h1>$one</h1>" <<<"$page" || fail "h2 served the wrong page for $one: $page"
 
     step "cluster: every host's srvctl-sync answers ACME challenges behind its haproxy"
     # An unknown token: 404 from srvctl-sync's responder (503 from haproxy if none listened).
