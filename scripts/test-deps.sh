@@ -24,10 +24,11 @@
 #   bind9              named, named-checkconf, named-checkzone: the DNS master's zones checked and
 #                      served in a namespace (tests/dns_named.rs)
 #   bind9-dnsutils     dig, to ask that named (tests/dns_named.rs)
+#   testssl.sh         a TLS scan of the HTTPS front (tests/front_tls_scan.rs)
 #   etcd-client        etcdctl, the client that checks the members' health and TLS (tests/cluster_etcd.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -185,24 +185,11 @@ fn haproxy_routes_redirects_serves_certificates_and_reloads_hitlessly() {
     // behind a veth pair standing in for their bridge.
     let ns = Netns::new(&unique("hfr"));
     let cns = Netns::new(&unique("hfc"));
-    ns.ip(&[
-        "link",
-        "add",
-        "sc-br",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "host0",
-        "netns",
-        cns.name(),
-    ]);
+    ns.veth("sc-br", &cns, "host0");
     ns.ip(&["addr", "add", "10.16.0.1/24", "dev", "sc-br"]);
-    ns.ip(&["link", "set", "sc-br", "up"]);
     for a in [&web_ip, &blog_ip] {
         cns.ip(&["addr", "add", &format!("{a}/24"), "dev", "host0"]);
     }
-    cns.ip(&["link", "set", "host0", "up"]);
     let logs = tempfile::tempdir().unwrap();
     let mut procs = Procs::default();
     // The two "containers", and the ACME challenge responder haproxy forwards to.

@@ -85,14 +85,6 @@ fn address(root: &Farm, name: &str) -> String {
         .to_owned()
 }
 
-/// A veth pair `a` (in `left`) – `b` (moved to `right`), both up.
-fn veth(left: &Netns, a: &str, right: &Netns, b: &str) {
-    left.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
-    left.ip(&["link", "set", b, "netns", right.name()]);
-    left.ip(&["link", "set", a, "up"]);
-    right.ip(&["link", "set", b, "up"]);
-}
-
 /// A container namespace at `ip` behind the bridge `bridge` (gateway `gateway`) of `host`;
 /// `tag` (from [`unique`]) names it and its veth pair.
 fn container(host: &Netns, bridge: &str, gateway: &str, ip: &str, tag: &str) -> Netns {
@@ -101,7 +93,7 @@ fn container(host: &Netns, bridge: &str, gateway: &str, ip: &str, tag: &str) -> 
     host.ip(&["addr", "add", &format!("{gateway}/24"), "dev", bridge]);
     host.ip(&["link", "set", bridge, "up"]);
     let (outer, inner) = (format!("{tag}h"), format!("{tag}c"));
-    veth(host, &outer, &ns, &inner);
+    host.veth(&outer, &ns, &inner);
     host.ip(&["link", "set", &outer, "master", bridge]);
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", &inner]);
     ns.ip(&["route", "add", "default", "via", gateway]);
@@ -200,12 +192,13 @@ fn the_mesh_keeps_addresses_and_each_front_serves_every_site() {
     };
     let internet = Netns::new(&format!("srvctl-test-{tag}-i"));
     // The hosts' link, and h1's uplink with its default route into "the internet".
-    veth(&h1.ns, &format!("{tag}a"), &h2.ns, &format!("{tag}b"));
+    h1.ns.veth(&format!("{tag}a"), &h2.ns, &format!("{tag}b"));
     h1.ns
         .ip(&["addr", "add", "172.31.98.1/24", "dev", &format!("{tag}a")]);
     h2.ns
         .ip(&["addr", "add", "172.31.98.2/24", "dev", &format!("{tag}b")]);
-    veth(&h1.ns, &format!("{tag}u"), &internet, &format!("{tag}w"));
+    h1.ns
+        .veth(&format!("{tag}u"), &internet, &format!("{tag}w"));
     h1.ns
         .ip(&["addr", "add", "198.51.100.1/24", "dev", &format!("{tag}u")]);
     h1.ns

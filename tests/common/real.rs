@@ -123,6 +123,15 @@ impl Netns {
         &self.name
     }
 
+    /// A veth pair: `a` here, `b` moved to `other`, both up.
+    #[track_caller]
+    pub fn veth(&self, a: &str, other: &Netns, b: &str) {
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        self.ip(&["link", "set", b, "netns", other.name()]);
+        self.ip(&["link", "set", a, "up"]);
+        other.ip(&["link", "set", b, "up"]);
+    }
+
     /// Run `ip -n NS ARGS…` and assert that it succeeded; returns its stdout.
     #[track_caller]
     pub fn ip(&self, args: &[&str]) -> String {
