@@ -7,8 +7,9 @@
 //! uploaded with `sftp -P 2222 USER_CONTAINER_www@host` (docs/ssh-gateway.md). Debian images are built with debootstrap; Fedora images with
 //! `dnf --installroot` (written, not tested: no Fedora mirror is reachable from the CI machines).
 //! Nothing runs in an idle container that a site does not need: its journal is kept in memory
-//! and capped ([`JOURNALD_CONF`]), and no getty waits on its console (a login goes through
-//! `sc NAME shell` or SSH).
+//! and capped ([`JOURNALD_CONF`]), no getty waits on its console (a login goes through
+//! `sc NAME shell` or SSH), and sshd starts from its socket for each connection instead of
+//! idling.
 //! An image is built beside the old one and swapped in by rename, so a failed or interrupted
 //! build never leaves a half image in place.
 
@@ -78,11 +79,18 @@ Restart=on-failure
 WantedBy=multi-user.target
 ";
 
-/// Make the SSH host keys inside the container at its first boot, before sshd checks them.
-const SSH_KEYGEN_DROP_IN: &str = "[Service]
-ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
-ExecStartPre=/usr/sbin/sshd -t
+/// Make the SSH host keys inside the container at its first boot (only the missing ones, so
+/// at later boots it does nothing), before sshd's socket takes connections.
+const SSH_KEYGEN_UNIT: &str = "[Unit]
+Description=SSH host keys of this container (srvctl)
+Before=ssh.socket sshd.socket
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
 ";
 
 /// journald of a container: in memory (the host keeps no copy to link), at most 8 MiB.
@@ -249,8 +257,8 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
         "sshd"
     };
     write(
-        &format!("etc/systemd/system/{ssh}.service.d/srvctl-keygen.conf"),
-        SSH_KEYGEN_DROP_IN,
+        "etc/systemd/system/srvctl-ssh-keygen.service",
+        SSH_KEYGEN_UNIT,
     )?;
     write(
         "var/www/html/index.html",
@@ -270,18 +278,28 @@ fn configure(system: &dyn System, root: &Path, distro: Distro) -> Result<(), Ima
         .run(&sysusers)
         .map_err(step("creating the www account"))?;
     write("etc/machine-id", "")?;
-    let enable = CommandLine::new(
-        "systemctl",
-        [
-            format!("--root={}", root.display()),
-            "enable".into(),
-            "systemd-networkd.service".into(),
-            "srvctl-site.service".into(),
-            format!("{ssh}.service"),
-        ],
-    );
+    // sshd starts per connection from its socket (the distribution's `Accept=yes` socket
+    // and template service) instead of idling in every container; the package's own
+    // enabling of the daemon is undone.
+    let systemctl = |verb: &str, units: &[String]| {
+        CommandLine::new(
+            "systemctl",
+            [format!("--root={}", root.display()), verb.into()]
+                .into_iter()
+                .chain(units.iter().cloned()),
+        )
+    };
     system
-        .run(&enable)
+        .run(&systemctl("disable", &[format!("{ssh}.service")]))
+        .map_err(step("disabling the idle sshd in the image"))?;
+    let enabled = [
+        "systemd-networkd.service".to_owned(),
+        "srvctl-site.service".to_owned(),
+        "srvctl-ssh-keygen.service".to_owned(),
+        format!("{ssh}.socket"),
+    ];
+    system
+        .run(&systemctl("enable", &enabled))
         .map_err(step("enabling services in the image"))?;
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let _ = system.remove_tree(&root.join(dir));
