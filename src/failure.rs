@@ -150,7 +150,9 @@ impl Classify for crate::ops::OpError {
     fn kind(&self) -> FailureKind {
         use crate::ops::OpError;
         match self {
-            OpError::Name(_) | OpError::Setting(_) | OpError::Key(_) => FailureKind::Invalid,
+            OpError::Name(_) | OpError::Setting(_) | OpError::Key(_) | OpError::Dns(_) => {
+                FailureKind::Invalid
+            }
             OpError::Exists { .. } => FailureKind::Exists,
             OpError::NotFound { .. } => FailureKind::NotFound,
             OpError::Exhausted(_) => FailureKind::Exhausted,

@@ -129,6 +129,20 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     // A new site: its zone after regenerate and a reload of named, with a larger serial.
     std::thread::sleep(Duration::from_millis(1100));
     root.sc_ok(&["add-ve", "new.example.org"]);
+    // The site's own records, through `sc NAME dns add`, escaped as named reads them back.
+    for record in [
+        &["--name", "_acme-challenge", "TXT", "tok \"quoted\" \\ end"][..],
+        &["MX", "20", "mx.example.net"],
+        &["--name", "shop", "CNAME", "shops.example.net"],
+        &["--name", "v6", "AAAA", "2001:db8::7"],
+        &["CAA", "0", "issue", "letsencrypt.org"],
+    ] {
+        let args: Vec<&str> = ["web.example.com", "dns", "add"]
+            .into_iter()
+            .chain(record.iter().copied())
+            .collect();
+        root.sc_ok(&args);
+    }
     root.sc_ok(&["regenerate"]);
     // named reloads its configuration and zones on SIGHUP (what `rndc reload` asks).
     signal_named(&ns);
@@ -143,6 +157,27 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     assert!(
         serial(&ns, "web.example.com") > first,
         "the serial did not grow"
+    );
+    assert_eq!(
+        dig(&ns, "TXT", "_acme-challenge.web.example.com"),
+        r#""tok \"quoted\" \\ end""#
+    );
+    let mx = dig(&ns, "MX", "web.example.com");
+    let mut mxs: Vec<&str> = mx.lines().collect();
+    mxs.sort();
+    assert_eq!(
+        mxs,
+        ["10 mail.web.example.com.", "20 mx.example.net."],
+        "{mx}"
+    );
+    assert_eq!(
+        dig(&ns, "CNAME", "shop.web.example.com"),
+        "shops.example.net."
+    );
+    assert_eq!(dig(&ns, "AAAA", "v6.web.example.com"), "2001:db8::7");
+    assert_eq!(
+        dig(&ns, "CAA", "web.example.com"),
+        "0 issue \"letsencrypt.org\""
     );
 
     // A render named-checkzone refuses (as a bug would make it: a zone without SOA, and the

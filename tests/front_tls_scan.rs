@@ -128,7 +128,12 @@ fn the_front_offers_tls_1_2_and_1_3_only_with_forward_secrecy_http2_and_hsts() {
     });
     assert!(up, "haproxy did not serve:\n{}", procs.logs());
 
-    let found = scan(&ns, logs.path(), "web.example.com", &["-p", "-s", "-f", "-h"]);
+    let found = scan(
+        &ns,
+        logs.path(),
+        "web.example.com",
+        &["-p", "-s", "-f", "-h"],
+    );
     let shown = format!("{found:#?}");
     for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
         assert_eq!(

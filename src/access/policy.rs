@@ -123,6 +123,7 @@ pub fn authorize<'a>(
         Change::DestroyContainer { name } => container_named(caller, state, name),
         Change::SetRedirect { name, .. }
         | Change::ChangeNames { name, .. }
+        | Change::ChangeDns { name, .. }
         | Change::AddLogin { name, .. } => container(caller, state, name),
         Change::AddPublicKey { account, .. } | Change::RemovePublicKey { account, .. } => {
             keys_of(caller, state, account)

@@ -350,6 +350,20 @@ fn rows() -> Vec<Row> {
             Some(Container("bob.ve")),
         ),
         row(
+            "bob.ve dns add TXT token",
+            |f, c| {
+                let name = container_name("bob.ve");
+                let record = Change::ChangeDns {
+                    name: &name,
+                    add: true,
+                    record: ("@", "TXT", "token"),
+                };
+                change(f, c, record)
+            },
+            "yyyn",
+            Some(Container("bob.ve")),
+        ),
+        row(
             "add-publickey bob KEY",
             |f, c| {
                 let key = Change::AddPublicKey {

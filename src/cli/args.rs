@@ -24,7 +24,10 @@ use crate::ops::views::Kind;
         sc NAME shell|exec|sftp --login LOGIN  as an account inside (default root)\n  \
         sc NAME users, sc NAME add-user LOGIN  the accounts inside; add one (home, owner's keys)\n  \
         sc NAME http-redirect|https-redirect [none|http|https|URL]\n  \
-        sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames\n\n\
+        sc NAME alias|altname add|remove DOMAIN, sc NAME aliases|altnames\n  \
+        sc NAME dns [list], sc NAME dns add|remove [--name LABEL] TYPE VALUE\n    \
+        the site's own DNS records (A, AAAA, CNAME, MX, TXT, CAA; LABEL relative to NAME, \
+        default @)\n\n\
         Names: every name a site answers for (its name, www. of it, its aliases and altnames and \
         their www., its preview name under the company domain) belongs to one container. No \
         container takes a cluster host's name, the company domain, localhost or an sc word \
@@ -311,7 +314,8 @@ pub enum Command {
     /// with `sc NAME add-user LOGIN`; `sc NAME users` lists them); the shorthands `?`, `+`, `-`, `!` stand for status, start, stop,
     /// restart (also as `sc + NAME`). The web front: `sc NAME http-redirect|https-redirect
     /// [none|http|https|URL]` (no value: the default), `sc NAME alias|altname add|remove
-    /// DOMAIN`, `sc NAME aliases|altnames`.
+    /// DOMAIN`, `sc NAME aliases|altnames`. The site's own DNS records: `sc NAME dns [list]`,
+    /// `sc NAME dns add|remove [--name LABEL] TYPE VALUE`.
     #[command(external_subcommand)]
     Container(Vec<String>),
 }

@@ -66,6 +66,11 @@ pub enum Action {
         /// `Some((true, d))` adds `d`, `Some((false, d))` removes it; `None` lists.
         change: Option<(bool, String)>,
     },
+    /// List the site's own DNS records, or add or remove one.
+    Dns {
+        /// `Some((add, [name, type, value]))` adds or removes that record; `None` lists.
+        change: Option<(bool, [String; 3])>,
+    },
 }
 
 impl Action {
@@ -125,6 +130,20 @@ impl Action {
                 };
                 Self::Names { list, change }
             }
+            "dns" => Self::Dns {
+                change: match rest {
+                    [] => None,
+                    [op] if op == "list" => None,
+                    [op, rest @ ..] => {
+                        let add = match op.as_str() {
+                            "add" => true,
+                            "remove" | "rm" | "del" => false,
+                            _ => return None,
+                        };
+                        Some((add, dns_record(rest)?))
+                    }
+                },
+            },
             _ => return None,
         })
     }
@@ -133,8 +152,28 @@ impl Action {
     fn is_data(&self) -> bool {
         matches!(
             self,
-            Self::Status | Self::Redirect { .. } | Self::Names { .. } | Self::Users
+            Self::Status
+                | Self::Redirect { .. }
+                | Self::Names { .. }
+                | Self::Dns { .. }
+                | Self::Users
         )
+    }
+}
+
+/// `[--name LABEL] TYPE VALUE…` of `sc NAME dns add|remove`: the owner name (default `@`,
+/// the site's own name), the type, and the value's words joined by spaces (`MX 10 mx.example.net`).
+fn dns_record(args: &[String]) -> Option<[String; 3]> {
+    let (name, rest) = match args {
+        [flag, name, rest @ ..] if flag == "--name" => (name.clone(), rest),
+        [flag, rest @ ..] if flag.starts_with("--name=") => {
+            (flag["--name=".len()..].to_owned(), rest)
+        }
+        _ => ("@".to_owned(), args),
+    };
+    match rest {
+        [kind, value @ ..] if !value.is_empty() => Some([name, kind.clone(), value.join(" ")]),
+        _ => None,
     }
 }
 
@@ -195,7 +234,7 @@ pub fn parse(args: &[String]) -> Result<(ContainerName, Action), Failure> {
         Failure::new(
             FailureKind::Usage,
             format!(
-                "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|sftp|users|add-user LOGIN|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D]; shell, exec and sftp take --login LOGIN)",
+                "unknown command {}; see 'sc --help' (container actions: sc NAME status|start|stop|restart|enable|disable|kill|shell|exec CMD…|sftp|users|add-user LOGIN|http-redirect V|https-redirect V|alias[es] [add|remove D]|altname[s] [add|remove D]|dns [add|remove [--name LABEL] TYPE VALUE]; shell, exec and sftp take --login LOGIN)",
                 crate::model::names::shown(args.first().map(String::as_str).unwrap_or(""))
             ),
         )
@@ -300,6 +339,21 @@ pub fn act(
                 list,
                 add,
                 domain: &domain,
+            };
+            return super::change(inv, out, false, None, &change);
+        }
+        Action::Dns { change: None } => {
+            let records: Vec<String> = container.dns.iter().map(ToString::to_string).collect();
+            return out.list(&records);
+        }
+        Action::Dns {
+            change: Some((add, [owner, kind, value])),
+        } => {
+            drop(held);
+            let change = Change::ChangeDns {
+                name,
+                add,
+                record: (&owner, &kind, &value),
             };
             return super::change(inv, out, false, None, &change);
         }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use crate::config::cluster::{Clusters, Host};
 use crate::front::routes::{Route, routes};
 use crate::model::State;
+use crate::model::dns::DnsRecord;
 use crate::model::web::{Domain, preview_name};
 
 /// The directory of the module's files, relative to the host root.
@@ -37,6 +38,8 @@ pub struct Zone {
     pub site: Option<Ipv4Addr>,
     /// Preview names in this zone, with their addresses.
     pub previews: Vec<(Domain, Ipv4Addr)>,
+    /// The site's own records (`sc NAME dns add`), in the zone of its name only.
+    pub records: Vec<DnsRecord>,
 }
 
 /// Every zone the master serves, by apex: the names of their own of every container the front
@@ -64,6 +67,11 @@ pub fn zones(
             out.insert(
                 domain.clone(),
                 Zone {
+                    records: if domain.as_str() == name.as_str() {
+                        c.dns.clone()
+                    } else {
+                        Vec::new()
+                    },
                     origin: domain,
                     site: Some(address(&c.host)),
                     previews: Vec::new(),
@@ -81,6 +89,7 @@ pub fn zones(
                     origin: company.clone(),
                     site: None,
                     previews: Vec::new(),
+                    records: Vec::new(),
                 })
                 .previews
                 .push((preview, address(&c.host)));
@@ -98,7 +107,8 @@ fn sub(label: &str, zone: &Domain) -> Option<String> {
 /// The zone file of `zone`: SOA (primary name server `ns`, the master host at `ns_ip`;
 /// `serial`), NS (with its address when it lies inside the zone), and
 /// for a site the A records of the apex, `www` and `mail`, the MX (`mail.<zone>`), SPF
-/// (`v=spf1 mx -all`) and DMARC (`p=quarantine`, reports to `postmaster@<zone>`).
+/// (`v=spf1 mx -all`) and DMARC (`p=quarantine`, reports to `postmaster@<zone>`), then the
+/// site's own records.
 pub fn zone_file(zone: &Zone, ns: &str, ns_ip: Ipv4Addr, serial: u32) -> String {
     let o = &zone.origin;
     let mut f = String::from(
@@ -134,6 +144,9 @@ pub fn zone_file(zone: &Zone, ns: &str, ns_ip: Ipv4Addr, serial: u32) -> String 
     }
     for (name, ip) in &zone.previews {
         let _ = writeln!(f, "{name}. IN A {ip}");
+    }
+    for line in zone.records.iter().filter_map(|r| r.zone_line(o)) {
+        let _ = writeln!(f, "{line}");
     }
     f
 }

@@ -594,6 +594,7 @@ mod tests {
             settings: Default::default(),
             web,
             logins: Vec::new(),
+            dns: Vec::new(),
             destroying: false,
             provision: false,
             extra: Default::default(),

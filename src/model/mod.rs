@@ -7,6 +7,7 @@
 //! back unchanged, so nothing is lost.
 
 pub mod claims;
+pub mod dns;
 pub mod keys;
 pub mod names;
 pub mod settings;
@@ -163,6 +164,9 @@ pub struct Container {
     /// Accounts added inside it with `sc NAME add-user` (besides [`BUILTIN_LOGINS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logins: Vec<ContainerLogin>,
+    /// The site's own DNS records (`sc NAME dns add`), in the zone of its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<crate::model::dns::DnsRecord>,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

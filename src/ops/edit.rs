@@ -90,6 +90,9 @@ pub enum OpError {
     /// A before hook refused the change.
     #[error(transparent)]
     Hook(#[from] crate::ops::hooks::HookError),
+    /// A site's own DNS record was refused.
+    #[error(transparent)]
+    Dns(#[from] crate::model::dns::RecordError),
 }
 
 /// A reseller was added.
@@ -382,6 +385,7 @@ pub fn add_container(
             settings: ContainerSettings::default(),
             web: Default::default(),
             logins: Vec::new(),
+            dns: Vec::new(),
             extra: Default::default(),
         },
     );

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod context;
 pub mod custom;
 pub mod diagnose;
+mod dns_records;
 mod edit;
 pub mod follow_up;
 pub mod hooks;

@@ -121,6 +121,15 @@ pub enum Change<'a> {
         /// The domain.
         domain: &'a str,
     },
+    /// `sc NAME dns add|remove TYPE VALUE [--name LABEL]`.
+    ChangeDns {
+        /// The container (the site whose zone holds the record).
+        name: &'a ContainerName,
+        /// Add (true) or remove.
+        add: bool,
+        /// The owner name relative to the site's zone (`@`: the apex), the type, the value.
+        record: (&'a str, &'a str, &'a str),
+    },
     /// `sc add-publickey [USER] KEY`: sshd reads the keys from the datastore, so nothing
     /// follows.
     AddPublicKey {
@@ -181,11 +190,12 @@ pub enum Report {
     Import(ImportReport),
     /// An account was added inside a container.
     Login(edit::LoginAdded),
-    /// The web front of a container changed: a redirect, an alias, an alternative name.
+    /// The web front of a container changed (a redirect, an alias, an alternative name), or
+    /// its own DNS records.
     Front {
         /// The container.
         name: String,
-        /// The field: `http_redirect`, `https_redirect`, `aliases` or `altnames`.
+        /// The field: `http_redirect`, `https_redirect`, `aliases`, `altnames` or `dns`.
         key: String,
         /// What changed, in words.
         change: String,
@@ -420,6 +430,13 @@ fn apply(
             done(
                 names(state, ctx.reserved, name, list, add, domain)?,
                 front_steps(),
+            )
+        }
+        Change::ChangeDns { name, add, record } => {
+            edit::refuse_if_destroying(state, name)?;
+            done(
+                super::dns_records::change(state, name, add, record)?,
+                vec![follow_up::regenerate()],
             )
         }
         Change::AddLogin { name, login } => {

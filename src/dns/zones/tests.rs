@@ -15,7 +15,12 @@ fn state() -> State {
         br#"{"schema_version": 1, "containers": {
           "web.example.com": {"user": "root", "host": "h1.example.net", "ip": "10.16.0.2",
             "created": "t", "created_by": "root", "aliases": ["example.org"],
-            "altnames": ["shop.example.com"]},
+            "altnames": ["shop.example.com"],
+            "dns": [{"name": "_acme", "type": "TXT", "value": "tok \"q\""},
+                    {"name": "@", "type": "MX", "value": "20 mx.example.net"}]},
+          "txt.example.com": {"user": "root", "host": "h1.example.net", "ip": "10.16.0.5",
+            "created": "t", "created_by": "root",
+            "dns": [{"name": "@", "type": "TXT", "value": "a\n@ IN NS attacker.test."}]},
           "far.example.com": {"user": "root", "host": "h2.example.net", "ip": "10.32.0.2",
             "created": "t", "created_by": "root"},
           "gone.example.com": {"user": "root", "host": "h2.example.net", "ip": "10.32.0.3",
@@ -73,7 +78,7 @@ fn one_zone_per_site_alias_and_altname_on_the_address_of_its_host() {
 }
 
 #[test]
-fn a_site_zone_has_soa_ns_a_mx_spf_and_dmarc() {
+fn a_site_zone_has_soa_ns_a_mx_spf_dmarc_and_its_own_records() {
     let z = render(None);
     let text = zone_file(
         &z[&Domain::new("web.example.com").unwrap()],
@@ -93,6 +98,8 @@ mail.web.example.com. IN A 192.0.2.11
 web.example.com. IN MX 10 mail.web.example.com.
 web.example.com. IN TXT \"v=spf1 mx -all\"
 _dmarc.web.example.com. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@web.example.com\"
+_acme.web.example.com. IN TXT \"tok \\\"q\\\"\"
+web.example.com. IN MX 20 mx.example.net.
 "
     );
     // A name server inside the zone gets its address there.
@@ -117,10 +124,41 @@ fn names_too_long_for_the_dns_are_left_out() {
         origin: long.clone(),
         site: Some(Ipv4Addr::new(192, 0, 2, 1)),
         previews: Vec::new(),
+        records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
     };
     let text = zone_file(&zone, "h1.example.net", Ipv4Addr::new(192, 0, 2, 1), 1);
     assert!(!text.contains("www.") && !text.contains("_dmarc") && !text.contains(" MX "));
     assert!(text.contains(&format!("{long}. IN A 192.0.2.1")));
+    assert!(
+        !text.contains("_long"),
+        "a record whose name would be too long: {text}"
+    );
+}
+
+#[test]
+fn a_site_s_own_records_are_in_the_zone_of_its_name_only() {
+    let z = render(None);
+    let text = |d: &str| {
+        zone_file(
+            &z[&Domain::new(d).unwrap()],
+            "h1.example.net",
+            Ipv4Addr::new(192, 0, 2, 11),
+            7,
+        )
+    };
+    let web = text("web.example.com");
+    assert!(
+        web.contains("\n_acme.web.example.com. IN TXT \"tok \\\"q\\\"\"\n"),
+        "{web}"
+    );
+    assert!(
+        web.contains("\nweb.example.com. IN MX 20 mx.example.net.\n"),
+        "{web}"
+    );
+    assert!(web.contains("\nweb.example.com. IN MX 10 mail.web.example.com.\n"));
+    for other in ["example.org", "shop.example.com", "far.example.com"] {
+        assert!(!text(other).contains("_acme") && !text(other).contains("mx.example.net"));
+    }
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! A site's own DNS records through `sc`: `sc NAME dns add|remove [--name LABEL] TYPE VALUE`
+//! and `sc NAME dns [list]`, with --json, and refusals (hostile values, a CNAME beside other
+//! records, a record twice, one that is not there) that leave the datastore byte for byte as
+//! it was. tests/dns_named.rs shows the records served by the real named.
+
+// Tests may use the real file system, processes and clock directly (see clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use common::{Farm, ONE_HOST};
+
+fn scratch() -> Farm {
+    let s = Farm::with_clusters(ONE_HOST);
+    s.sc_ok(&["add-ve", "web.example.com"]);
+    s
+}
+
+#[test]
+fn records_are_added_listed_and_removed() {
+    let s = scratch();
+    let out = s.sc_ok(&[
+        "web.example.com",
+        "dns",
+        "add",
+        "MX",
+        "20",
+        "mx.example.net",
+    ]);
+    assert_eq!(
+        out,
+        "web.example.com: DNS record @ MX 20 mx.example.net added\n"
+    );
+    let out = s.sc_ok(&[
+        "--json",
+        "web.example.com",
+        "dns",
+        "add",
+        "--name",
+        "_acme-challenge",
+        "txt",
+        "token value",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["key"], "dns");
+    assert_eq!(
+        v["value"],
+        serde_json::json!([
+            {"name": "@", "type": "MX", "value": "20 mx.example.net"},
+            {"name": "_acme-challenge", "type": "TXT", "value": "token value"}
+        ])
+    );
+    assert_eq!(
+        s.sc_ok(&["web.example.com", "dns"]),
+        "@ MX 20 mx.example.net\n_acme-challenge TXT token value\n"
+    );
+    s.sc_ok(&[
+        "web.example.com",
+        "dns",
+        "remove",
+        "MX",
+        "20",
+        "mx.example.net",
+    ]);
+    let list: Vec<String> =
+        serde_json::from_str(&s.sc_ok(&["--json", "web.example.com", "dns", "list"])).unwrap();
+    assert_eq!(list, ["_acme-challenge TXT token value"]);
+}
+
+#[test]
+fn refusals_leave_the_datastore_untouched() {
+    let s = scratch();
+    s.sc_ok(&[
+        "web.example.com",
+        "dns",
+        "add",
+        "--name",
+        "shop",
+        "CNAME",
+        "a.example.net",
+    ]);
+    let before = std::fs::read(s.datastore_path()).unwrap();
+    let long = "x".repeat(2000);
+    for (args, why) in [
+        (
+            &[
+                "web.example.com",
+                "dns",
+                "add",
+                "TXT",
+                "a\nweb.example.com. IN NS evil.test.",
+            ][..],
+            "printable ASCII",
+        ),
+        (&["web.example.com", "dns", "add", "TXT", &long], "1024"),
+        (
+            &["web.example.com", "dns", "add", "A", "10.0.0.256"],
+            "IPv4",
+        ),
+        (
+            &["web.example.com", "dns", "add", "NS", "ns.evil.test"],
+            "record type",
+        ),
+        (
+            &[
+                "web.example.com",
+                "dns",
+                "add",
+                "--name",
+                "../../etc",
+                "TXT",
+                "x",
+            ],
+            "labels",
+        ),
+        (
+            &[
+                "web.example.com",
+                "dns",
+                "add",
+                "--name",
+                "www",
+                "CNAME",
+                "a.example.net",
+            ],
+            "CNAME",
+        ),
+        (
+            &[
+                "web.example.com",
+                "dns",
+                "add",
+                "--name",
+                "shop",
+                "TXT",
+                "x",
+            ],
+            "CNAME",
+        ),
+        (
+            &[
+                "web.example.com",
+                "dns",
+                "add",
+                "--name",
+                "shop",
+                "CNAME",
+                "a.example.net",
+            ],
+            "has it already",
+        ),
+        (
+            &["web.example.com", "dns", "remove", "TXT", "never added"],
+            "no DNS record",
+        ),
+        (
+            &["nothere.example.com", "dns", "add", "TXT", "x"],
+            "no container",
+        ),
+    ] {
+        let run = s.sc(args);
+        assert_ne!(run.code, Some(0), "{args:?} accepted");
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{:?}", run.stderr);
+        assert_eq!(
+            std::fs::read(s.datastore_path()).unwrap(),
+            before,
+            "{args:?}"
+        );
+    }
+    // Not a record at all: usage, nothing written.
+    let run = s.sc(&["web.example.com", "dns", "add", "TXT"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert_eq!(std::fs::read(s.datastore_path()).unwrap(), before);
+}
