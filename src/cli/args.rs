@@ -301,7 +301,15 @@ pub enum Command {
     /// Print srvctl's version and the installed versions of the packages it drives (systemd,
     /// haproxy, openvpn, etcd, ...), as the package manager (dpkg or rpm) reports them.
     Version,
-    /// Print a shell completion script.
+    /// The names of the records of KIND that you may see, one per line: what bash's
+    /// completion offers where a command takes a name.
+    #[command(hide = true)]
+    Names {
+        /// Kind of record.
+        kind: NewKind,
+    },
+    /// Print a shell completion script (bash's also completes the names of containers, users
+    /// and resellers that you may see).
     Completion {
         /// The shell.
         shell: clap_complete::Shell,

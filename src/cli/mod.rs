@@ -499,6 +499,17 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
                 elsewhere.as_ref(),
             ))
         }
+        Command::Names { kind } => {
+            let state = inv.caller.visible(store::read(inv.system(), &inv.paths)?);
+            let names: Vec<String> = match kind {
+                args::NewKind::Container => {
+                    state.containers.keys().map(|n| n.to_string()).collect()
+                }
+                args::NewKind::User => state.users.keys().map(|n| n.to_string()).collect(),
+                args::NewKind::Reseller => state.resellers.keys().map(|n| n.to_string()).collect(),
+            };
+            out.list(&names)
+        }
         Command::ExecAll { command } => bulk::exec_all(inv, out, command),
         Command::AllContainers { action } => {
             let action = match action {
@@ -661,6 +672,7 @@ fn request(cmd: &Command) -> Change<'_> {
         Command::Get { .. }
         | Command::Out { .. }
         | Command::Status
+        | Command::Names { .. }
         | Command::Version
         | Command::ExecAll { .. }
         | Command::AllContainers { .. }
@@ -863,12 +875,41 @@ fn get(
     }
 }
 
+/// Appended to clap's bash completion: where a command takes the name of a record, the names
+/// the caller may see (`sc names KIND`, through the service for anyone but root) are offered
+/// besides clap's words.
+const BASH_NAMES: &str = r#"
+# The names of records where a command takes one, from `sc names KIND`.
+_sc_with_names() {
+    local cur=${COMP_WORDS[COMP_CWORD]} kind=
+    case "$COMP_CWORD:${COMP_WORDS[1]}" in
+        1:*) kind=container ;;
+        2:destroy-ve | 2:destroy-container) kind=container ;;
+        2:destroy-user | 2:add-publickey | 2:publickeys | 2:remove-publickey) kind=user ;;
+        2:destroy-reseller) kind=reseller ;;
+        3:get | 3:out | 3:put | 3:del) kind=${COMP_WORDS[2]} ;;
+    esac
+    _sc "$@"
+    case "$kind" in
+        container | user | reseller)
+            local IFS=$'
+'
+            COMPREPLY+=($(compgen -W "$("${COMP_WORDS[0]}" names "$kind" 2>/dev/null)" -- "$cur"))
+            ;;
+    esac
+}
+complete -F _sc_with_names -o bashdefault -o default sc srvctl
+"#;
+
 fn describe(cmd: &Command) -> Result<(), Failure> {
     let mut app = Cli::command();
     let mut stdout = std::io::stdout();
     match cmd {
         Command::Completion { shell } => {
-            clap_complete::generate(*shell, &mut app, "sc", &mut stdout)
+            clap_complete::generate(*shell, &mut app, "sc", &mut stdout);
+            if *shell == clap_complete::Shell::Bash {
+                stdout.write_all(BASH_NAMES.as_bytes())?;
+            }
         }
         _ => {
             let man = clap_mangen::Man::new(app);
