@@ -122,15 +122,7 @@ fn refusals_leave_the_datastore_untouched() {
             "no container",
         ),
     ] {
-        let run = s.sc(args);
-        assert_ne!(run.code, Some(0), "{args:?} accepted");
-        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
-        assert_eq!(run.stderr.lines().count(), 1, "{:?}", run.stderr);
-        assert_eq!(
-            std::fs::read(s.datastore_path()).unwrap(),
-            before,
-            "{args:?}"
-        );
+        s.assert_refused(args, why, &before);
     }
     let audit = std::fs::read_to_string(s.root().join("var/lib/srvctl/audit.log")).unwrap();
     assert!(audit.contains("loop"), "{audit}");

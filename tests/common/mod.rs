@@ -216,6 +216,21 @@ impl Farm {
         self.state_dir().join("datastore.json")
     }
 
+    /// Run `sc ARGS…`, which must be refused with one line on stderr that says `why`, and
+    /// leave the datastore byte for byte as `before`.
+    #[track_caller]
+    pub fn assert_refused(&self, args: &[&str], why: &str, before: &[u8]) {
+        let run = self.sc(args);
+        assert_ne!(run.code, Some(0), "{args:?} accepted");
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{:?}", run.stderr);
+        assert_eq!(
+            std::fs::read(self.datastore_path()).unwrap(),
+            before,
+            "{args:?}"
+        );
+    }
+
     /// `<root>/var/lib/srvctl/audit.log`.
     pub fn audit_path(&self) -> PathBuf {
         self.state_dir().join("audit.log")

@@ -30,6 +30,20 @@ fn file(sys: &Recording, paths: &Paths, rel: &str) -> Option<Vec<u8>> {
     sys.read(&paths.host(rel)).unwrap()
 }
 
+/// `csr` signed by the CA host h1, for the host validity.
+fn signed_by_ca(h: &Hosts, csr: &str) -> Signed {
+    let (ca_sys, ca_paths) = &h.ca;
+    sign(
+        ca_sys,
+        ca_paths,
+        &h.clusters,
+        host(h, "h1.test"),
+        csr,
+        HOST_VALIDITY_DAYS,
+    )
+    .unwrap()
+}
+
 /// Each PEM block of `text`, as text.
 fn pems(text: &str) -> Vec<String> {
     text.split_inclusive("-----END CERTIFICATE-----\n")
@@ -59,15 +73,7 @@ fn the_ca_host_signs_a_request_and_the_host_accepts_it() {
     assert!(file(ca_sys, ca_paths, HOST_CERT).is_some());
     let asked = request(sys2, paths2, &h.clusters, host(&h, "h2.test")).unwrap();
     assert!(asked.key_created && !asked.installed);
-    let signed = sign(
-        ca_sys,
-        ca_paths,
-        &h.clusters,
-        host(&h, "h1.test"),
-        &asked.csr.unwrap(),
-        HOST_VALIDITY_DAYS,
-    )
-    .unwrap();
+    let signed = signed_by_ca(&h, &asked.csr.unwrap());
     assert_eq!(signed.host, "h2.test");
     let accepted = accept(sys2, paths2, host(&h, "h2.test"), &signed.bundle).unwrap();
     assert!(accepted.ca_installed);
@@ -144,15 +150,7 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
     let (sys2, paths2) = &h.h2;
     let me = host(&h, "h2.test");
     let csr = request(sys2, paths2, &h.clusters, me).unwrap().csr.unwrap();
-    let signed = sign(
-        ca_sys,
-        ca_paths,
-        &h.clusters,
-        host(&h, "h1.test"),
-        &csr,
-        HOST_VALIDITY_DAYS,
-    )
-    .unwrap();
+    let signed = signed_by_ca(&h, &csr);
     // A certificate for the same names but another key (a second request's).
     let other = csr_for(
         "h2.test",
@@ -161,15 +159,7 @@ fn a_wrong_bundle_is_refused_and_changes_nothing() {
             SanType::IpAddress("192.0.2.2".parse().unwrap()),
         ],
     );
-    let foreign = sign(
-        ca_sys,
-        ca_paths,
-        &h.clusters,
-        host(&h, "h1.test"),
-        &other,
-        HOST_VALIDITY_DAYS,
-    )
-    .unwrap();
+    let foreign = signed_by_ca(&h, &other);
     // The same request signed by another cluster's CA.
     let stranger = (Recording::default(), Paths::rooted("/x1"));
     let x1 = host(&h, "x1.test");
@@ -247,15 +237,7 @@ fn every_host_s_site_issuer_chains_to_the_one_site_root_whose_key_stays_on_the_c
     let asked = request(sys2, paths2, &h.clusters, host(&h, "h2.test")).unwrap();
     let csr = asked.csr.unwrap();
     assert_eq!(csr.matches("BEGIN CERTIFICATE REQUEST").count(), 2, "{csr}");
-    let signed = sign(
-        ca_sys,
-        ca_paths,
-        &h.clusters,
-        host(&h, "h1.test"),
-        &csr,
-        HOST_VALIDITY_DAYS,
-    )
-    .unwrap();
+    let signed = signed_by_ca(&h, &csr);
     accept(sys2, paths2, host(&h, "h2.test"), &signed.bundle).unwrap();
 
     let root = file(ca_sys, ca_paths, site::ROOT_CERT).unwrap();
