@@ -9,6 +9,7 @@
 //! that caller, and answers `{"exit": N}`. For tests, `srvctl-service --root DIR --listen
 //! SOCKET` serves a scratch root the same way until it is killed.
 
+use crate::system::journal::{self, Priority};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -116,13 +117,14 @@ fn handle(system: &dyn System, connection: UnixStream, paths: &Paths) {
     let code = match receive(&connection) {
         Ok((peer, request)) => serve_request(system, paths, &peer, request),
         Err(e) => {
-            eprintln!("srvctl-service: {e}");
+            journal::log(Priority::Error, "srvctl-service", &e.to_string());
             FailureKind::Usage.exit_code()
         }
     };
     let answer = serde_json::to_vec(&Answer { exit: code }).expect("an answer serialises");
     if let Err(e) = (&connection).write_all(&answer) {
-        eprintln!("srvctl-service: cannot answer: {e}");
+        let said = format!("cannot answer: {e}");
+        journal::log(Priority::Error, "srvctl-service", &said);
     }
 }
 

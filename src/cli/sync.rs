@@ -1,5 +1,6 @@
 //! `srvctl-sync`: the entry point of the sync service ([`crate::cluster::sync`]).
 
+use crate::system::journal::{self, Priority};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +52,8 @@ impl Audit for SyncAudit<'_> {
             outcome,
         };
         if let Err(e) = audit::append(self.system, self.paths, &record) {
-            eprintln!("srvctl-sync: warning: cannot append to the audit log: {e}");
+            let said = format!("cannot append to the audit log: {e}");
+            journal::log(Priority::Warning, "srvctl-sync", &said);
         }
     }
 }
@@ -67,7 +69,8 @@ fn challenge_responder(
     let listen = match AcmeSettings::load(system, paths) {
         Ok(s) => s.listen,
         Err(e) => {
-            eprintln!("srvctl-sync: no ACME challenge responder: {e}");
+            let said = format!("no ACME challenge responder: {e}");
+            journal::log(Priority::Error, "srvctl-sync", &said);
             return None;
         }
     };
@@ -76,7 +79,10 @@ fn challenge_responder(
     let lookup =
         challenge_lookup(move || Connection::open(&Local::new(rooted), &paths, &clusters, &host));
     Responder::serving(listen, Some(lookup))
-        .map_err(|e| eprintln!("srvctl-sync: no ACME challenge responder on {listen}: {e}"))
+        .map_err(|e| {
+            let said = format!("no ACME challenge responder on {listen}: {e}");
+            journal::log(Priority::Error, "srvctl-sync", &said);
+        })
         .ok()
 }
 
@@ -89,14 +95,15 @@ pub fn sync_main() -> ExitCode {
     let clusters = match Clusters::load(&system, &paths.clusters()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("srvctl-sync: {e}");
+            journal::log(Priority::Error, "srvctl-sync", &e.to_string());
             return ExitCode::FAILURE;
         }
     };
     if !crate::cluster::is_replicated(&clusters, &host) {
-        eprintln!(
-            "srvctl-sync: {host} is not a host of a cluster of several hosts in clusters.json: nothing to sync"
+        let said = format!(
+            "{host} is not a host of a cluster of several hosts in clusters.json: nothing to sync"
         );
+        journal::log(Priority::Error, "srvctl-sync", &said);
         return ExitCode::FAILURE;
     }
     let action = nix::sys::signal::SigAction::new(

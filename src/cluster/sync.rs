@@ -13,6 +13,10 @@
 //! catches up by itself. The loop talks to etcd through a [`Feed`], so it is tested with a
 //! fake one.
 
+use crate::system::journal::{
+    self,
+    Priority::{Error, Notice, Warning},
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -170,7 +174,7 @@ impl<'a> Sync<'a> {
                         Ok(wakeup) => wakeup == Wakeup::Regenerate,
                         Err(e) => {
                             // The next round's refresh tells what is wrong, in etcd's terms.
-                            eprintln!("srvctl-sync: {e}");
+                            journal::log(Warning, "srvctl-sync", &e.to_string());
                             std::thread::sleep(REWATCH);
                             false
                         }
@@ -232,11 +236,11 @@ impl<'a> Sync<'a> {
             Ok(state) => {
                 for steps in provisions(self.env.paths, self.env.system, &state, &self.host) {
                     if let Err(e) = follow_up::perform(&self.env, &steps) {
-                        eprintln!("srvctl-sync: {e}");
+                        journal::log(Error, "srvctl-sync", &e.to_string());
                     }
                 }
             }
-            Err(e) => eprintln!("srvctl-sync: {e}"),
+            Err(e) => journal::log(Error, "srvctl-sync", &e.to_string()),
         }
         self.ask(Request::Start("machines.target".into()));
     }
@@ -252,7 +256,7 @@ impl<'a> Sync<'a> {
                 restarts: Vec::new(),
             });
         for line in renewed.log.iter().filter(|l| !self.renewal_log.contains(l)) {
-            eprintln!("srvctl-sync: {}", line.replace(['\n', '\r'], " "));
+            journal::log(Notice, "srvctl-sync", line);
         }
         self.renewal_log = renewed.log;
         for request in renewed.restarts {
@@ -265,20 +269,24 @@ impl<'a> Sync<'a> {
     fn install_certificates(&mut self, feed: &mut dyn Feed) {
         let state = match self.env.store.load() {
             Ok(s) => s,
-            Err(e) => return eprintln!("srvctl-sync: {e}"),
+            Err(e) => return journal::log(Error, "srvctl-sync", &e.to_string()),
         };
         let installed = match self
             .certificates
             .round(self.system, self.paths, &state, feed)
         {
             Ok(i) => i,
-            Err(e) => return eprintln!("srvctl-sync: the cluster's certificates: {e}"),
+            Err(e) => {
+                let said = format!("the cluster's certificates: {e}");
+                return journal::log(Error, "srvctl-sync", &said);
+            }
         };
         for e in &installed.errors {
-            eprintln!("srvctl-sync: {}", e.replace(['\n', '\r'], " "));
+            journal::log(Error, "srvctl-sync", e);
         }
         for name in &installed.names {
-            eprintln!("srvctl-sync: installed the cluster's certificate of {name}");
+            let said = format!("installed the cluster's certificate of {name}");
+            journal::log(Notice, "srvctl-sync", &said);
         }
         if !installed.names.is_empty() {
             self.ask(Request::Start(REGENERATE_UNIT.into()));
@@ -287,7 +295,7 @@ impl<'a> Sync<'a> {
 
     fn ask(&self, request: Request) {
         if let Err(e) = self.system.systemd(&request) {
-            eprintln!("srvctl-sync: {e}");
+            journal::log(Error, "srvctl-sync", &e.to_string());
         }
     }
 
@@ -346,7 +354,7 @@ impl<'a> Sync<'a> {
         let mut bytes = serde_json::to_vec_pretty(&self.status).expect("serialisable");
         bytes.push(b'\n');
         if let Err(e) = self.system.write(&path, &bytes, 0o644, false) {
-            eprintln!("srvctl-sync: {}: {e}", path.display());
+            journal::log(Warning, "srvctl-sync", &format!("{}: {e}", path.display()));
         }
         let ready = if self.ready { "" } else { "READY=1\n" };
         self.ready = true;

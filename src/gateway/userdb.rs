@@ -15,6 +15,7 @@
 //! socket; a call is `{"method": …, "parameters": {…}, "more"?: bool, "oneway"?: bool}`, a
 //! reply `{"parameters": {…}}` or `{"error": NAME, "parameters": {…}}`.
 
+use crate::system::journal::{self, Priority};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -317,12 +318,16 @@ pub fn serve<D: Directory + Sync>(
                     let open = &open;
                     scope.spawn(move || {
                         if let Err(e) = serve_connection(stream, directory) {
-                            eprintln!("srvctl-gateway: userdb connection: {e}");
+                            let said = format!("userdb connection: {e}");
+                            journal::log(Priority::Warning, "srvctl-gateway", &said);
                         }
                         open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
-                Ok(Err(e)) => eprintln!("srvctl-gateway: userdb accept: {e}"),
+                Ok(Err(e)) => {
+                    let said = format!("userdb accept: {e}");
+                    journal::log(Priority::Error, "srvctl-gateway", &said);
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if open.load(Ordering::SeqCst) == 0 {
                         return Ok(());

@@ -9,6 +9,7 @@
 // This module is the one place allowed to reach the machine directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod journal;
 mod local;
 pub mod paths;
 mod recording;
