@@ -607,6 +607,7 @@ mod tests {
             ("aliases", &[]),
             ("altname", &domain),
             ("altnames", &[]),
+            ("dns", &[]),
         ] {
             assert!(Action::parse(word, rest).is_some(), "{word} is no action");
             assert!(

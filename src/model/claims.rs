@@ -61,6 +61,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "customize",
     "diagnose",
     "exec-function",
+    "names",
     // container actions and their arguments
     "start",
     "stop",
@@ -78,6 +79,8 @@ pub const COMMAND_WORDS: &[&str] = &[
     "aliases",
     "altname",
     "altnames",
+    "dns",
+    "list",
     "add",
     "remove",
     "rm",
