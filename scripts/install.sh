@@ -38,7 +38,7 @@
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
-#   /usr/share/man/man1/sc.1, bash/zsh/fish completion
+#   /usr/share/man/man1/sc.1 and sc-COMMAND.1, man8/srvctl-*.8, bash/zsh/fish completion
 #   /etc/srvctl/ (0755), /var/lib/srvctl/ (0755)
 set -euo pipefail
 
@@ -65,7 +65,7 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator
     "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
     "$DESTDIR$share/srvctl/templates" "$DESTDIR$share/doc/srvctl/example-conf" \
     "$DESTDIR$share/srvctl/gateway" \
-    "$DESTDIR$share/man/man1" "$DESTDIR$share/bash-completion/completions" \
+    "$DESTDIR$share/man/man1" "$DESTDIR$share/man/man8" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
     "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir" "$DESTDIR$sysctl_dir"
 
@@ -103,7 +103,12 @@ ln -sfn ../srvctl.socket "$DESTDIR$unit_dir/sockets.target.wants/srvctl.socket"
 install -m 0644 "$here"/templates/* "$DESTDIR$share/srvctl/templates/"
 install -m 0644 "$here"/example-conf/* "$DESTDIR$share/doc/srvctl/example-conf/"
 
-"$bin_dir/sc" man > "$DESTDIR$share/man/man1/sc.1"
+# The pages of sc, of each of its commands (man1) and of srvctl's programs (man8).
+man_stage=$(mktemp -d)
+"$bin_dir/sc" man --dir "$man_stage" >/dev/null
+install -m 0644 "$man_stage"/*.1 "$DESTDIR$share/man/man1/"
+install -m 0644 "$man_stage"/*.8 "$DESTDIR$share/man/man8/"
+rm -rf "$man_stage"
 "$bin_dir/sc" completion bash > "$DESTDIR$share/bash-completion/completions/sc"
 "$bin_dir/sc" completion zsh > "$DESTDIR$share/zsh/site-functions/_sc"
 "$bin_dir/sc" completion fish > "$DESTDIR$share/fish/vendor_completions.d/sc.fish"

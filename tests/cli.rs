@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Farm, Run, SC, SRVCTL, lines_with};
+use common::{Farm, ONE_HOST, Run, SC, SRVCTL, lines_with};
 use proptest::prelude::*;
 
 /// The worked example of the address plan, run with `bin` (`sc` or `srvctl`).
@@ -524,4 +524,44 @@ fn bulk_commands_take_this_hosts_containers() {
     for word in ["exec-all", "all-containers"] {
         assert!(farm.sc(&["add-ve", word]).refused().contains(word));
     }
+}
+
+#[test]
+fn man_dir_writes_a_page_for_sc_each_command_and_each_program() {
+    let farm = Farm::with_clusters(ONE_HOST);
+    let dir = farm.tmp().join("man");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = farm.sc_ok(&["man", "--dir", dir.to_str().unwrap()]);
+    let pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for page in [
+        "sc.1",
+        "sc-add-ve.1",
+        "sc-cluster-join.1",
+        "sc-certificates-renew.1",
+        "srvctl-regenerate.8",
+        "srvctl-sync.8",
+        "srvctl-service.8",
+        "srvctl-gateway.8",
+        "srvctl-authorized-keys.8",
+        "srvctl-generator.8",
+    ] {
+        assert!(
+            pages.contains(&page.to_owned()),
+            "{page} missing: {pages:?}"
+        );
+        assert!(out.contains(page), "{out}");
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(text.contains(".TH "), "{page}: {text}");
+    }
+    assert!(
+        !pages.iter().any(|p| p.contains("names")),
+        "a hidden command has a page"
+    );
+    let sc = std::fs::read_to_string(dir.join("sc.1")).unwrap();
+    assert!(sc.contains("EXIT STATUS"), "{sc}");
+    let sync = std::fs::read_to_string(dir.join("srvctl-sync.8")).unwrap();
+    assert!(sync.contains(".TH srvctl-sync 8"), "{sync}");
 }

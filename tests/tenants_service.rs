@@ -385,6 +385,13 @@ fn the_audit_names_the_kernels_caller_whatever_the_client_claims() {
             6,
             "only the operator may run sc add-reseller",
         ),
+        // Files written where the caller says are written by sc as the caller, never by the
+        // service.
+        (
+            r#"{"argv": ["man", "--dir", "/etc"]}"#,
+            6,
+            "this command runs as its caller in sc itself",
+        ),
     ] {
         let run = t.crafted("carol", request);
         assert_eq!(run.code, Some(code), "{request}: {run:#?}");
@@ -398,7 +405,7 @@ fn the_audit_names_the_kernels_caller_whatever_the_client_claims() {
         "a crafted request changed the datastore"
     );
     let records = t.farm.audit_records();
-    assert_eq!(records.len(), audited + 4, "every refusal is audited");
+    assert_eq!(records.len(), audited + 5, "every refusal is audited");
     for r in &records[audited..] {
         assert_eq!(r["user"], "carol", "{r}");
         assert!(r["outcome"].as_str().unwrap().starts_with("error: "), "{r}");

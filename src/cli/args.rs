@@ -314,8 +314,13 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
-    Man,
+    /// Print sc's manual page (roff); with `--dir DIR`, write into DIR the pages of sc, of
+    /// each of its commands (sc-add-ve.1, …) and of srvctl's programs (srvctl-sync.8, …).
+    Man {
+        /// Write every page into this directory (it must exist) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Act on one container: `sc NAME status|start|stop|restart|enable|disable|kill|shell`,
     /// `sc NAME exec CMD…`, `sc NAME sftp` (its sftp-server on this standard input and output);
     /// shell, exec and sftp take `--login LOGIN` (an account inside: root, www or one added
@@ -418,13 +423,16 @@ pub fn user_and_argument(args: &[String]) -> (Option<&str>, &str) {
 impl Command {
     /// Whether the command only prints something about srvctl itself and needs no privilege.
     pub fn is_self_description(&self) -> bool {
-        matches!(self, Self::Completion { .. } | Self::Man)
+        matches!(self, Self::Completion { .. } | Self::Man { .. })
     }
 
     /// Whether the command acts on the caller's own files as the caller, so it runs in `sc`
-    /// itself and never through the privileged service.
+    /// itself and never through the privileged service (`man --dir` writes files).
     pub fn runs_as_caller(&self) -> bool {
-        matches!(self, Self::Ls { .. } | Self::Customize { .. })
+        matches!(
+            self,
+            Self::Ls { .. } | Self::Customize { .. } | Self::Man { dir: Some(_) }
+        )
     }
 }
 

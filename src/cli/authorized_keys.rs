@@ -21,7 +21,7 @@ use crate::system::paths::Paths;
 /// srvctl-authorized-keys: print the SSH keys of an account for sshd.
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-authorized-keys", version)]
-struct Args {
+pub(crate) struct Args {
     /// Read the datastore under DIR.
     #[arg(long, env = "SRVCTL_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,

@@ -7,6 +7,7 @@ mod certificates;
 mod client;
 mod cluster;
 mod container;
+mod manuals;
 mod output;
 mod regenerate;
 mod service;
@@ -457,9 +458,6 @@ fn usage(e: clap::Error, program: &str) -> Result<u8, Failure> {
 }
 
 fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
-    if cli.command.is_self_description() {
-        return describe(&cli.command);
-    }
     if inv.through_service
         && (cli.command.runs_as_caller() || matches!(cli.command, Command::ExecFunction { .. }))
     {
@@ -468,6 +466,14 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
             "this command runs as its caller in sc itself, never through the srvctl service \
              (exec-function: run it as root)",
         ));
+    }
+    if let Command::Man { dir: Some(dir) } = &cli.command {
+        let written = manuals::write_all(inv.system(), dir)?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        return out.list(&names);
+    }
+    if cli.command.is_self_description() {
+        return describe(&cli.command);
     }
     match &cli.command {
         Command::Diagnose => tools::diagnose(inv, out),
@@ -688,7 +694,7 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Diagnose
         | Command::ExecFunction { .. }
         | Command::Customize { .. }
-        | Command::Man => {
+        | Command::Man { .. } => {
             unreachable!("read-only commands are dispatched in run()")
         }
     }
@@ -892,8 +898,7 @@ _sc_with_names() {
     _sc "$@"
     case "$kind" in
         container | user | reseller)
-            local IFS=$'
-'
+            local IFS=$'\n'
             COMPREPLY+=($(compgen -W "$("${COMP_WORDS[0]}" names "$kind" 2>/dev/null)" -- "$cur"))
             ;;
     esac
@@ -911,18 +916,7 @@ fn describe(cmd: &Command) -> Result<(), Failure> {
                 stdout.write_all(BASH_NAMES.as_bytes())?;
             }
         }
-        _ => {
-            let man = clap_mangen::Man::new(app);
-            man.render_title(&mut stdout)?;
-            man.render_name_section(&mut stdout)?;
-            man.render_synopsis_section(&mut stdout)?;
-            man.render_description_section(&mut stdout)?;
-            man.render_options_section(&mut stdout)?;
-            man.render_subcommands_section(&mut stdout)?;
-            man.render_extra_section(&mut stdout)?;
-            stdout.write_all(exit_status_section().as_bytes())?;
-            man.render_version_section(&mut stdout)?;
-        }
+        _ => manuals::write_sc(&mut stdout)?,
     }
     stdout.flush()?;
     Ok(())

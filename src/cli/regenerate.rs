@@ -19,7 +19,7 @@ pub const UNIT: &str = crate::ops::follow_up::REGENERATE_UNIT;
 /// srvctl-regenerate: expand the srvctl datastore into this host's configuration.
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-regenerate", version)]
-struct Args {
+pub(crate) struct Args {
     /// Re-root every path under DIR; makes no systemd call.
     #[arg(long, env = "SRVCTL_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,

@@ -60,7 +60,7 @@ pub struct Answer {
 /// The command line of `srvctl-service`.
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-service", version)]
-struct Args {
+pub(crate) struct Args {
     /// Serve the scratch tree DIR (systemd requests are only printed).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,

@@ -22,7 +22,7 @@ use crate::system::{Local, System};
 /// Keep this host's cache of the cluster datastore current and its configuration with it.
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-sync", version)]
-struct Args {
+pub(crate) struct Args {
     /// Re-root every path under DIR; makes no systemd call.
     #[arg(long, env = "SRVCTL_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,

@@ -98,7 +98,7 @@ pub fn write_fresh(system: &dyn System, base: &Path, tree: &Tree) -> io::Result<
 /// srvctl-generator: the systemd system generator of srvctl (see systemd.generator(7)).
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-generator", version)]
-struct Args {
+pub(crate) struct Args {
     /// Re-root every path under DIR.
     #[arg(long, env = "SRVCTL_ROOT", value_name = "DIR", hide = true)]
     root: Option<PathBuf>,

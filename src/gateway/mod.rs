@@ -53,7 +53,7 @@ pub fn sc_arguments(login: &Login, original_command: Option<&str>) -> Vec<String
 /// session program sshd runs for them.
 #[derive(Debug, Parser)]
 #[command(name = "srvctl-gateway", version)]
-struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     what: What,
 }
