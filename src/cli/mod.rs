@@ -275,6 +275,7 @@ pub fn main() -> ExitCode {
     let uid = nix::unistd::getuid().as_raw();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
+        Err(_) if argv.len() <= 1 => return help_instead_of_nothing(&argv, uid),
         // The help of sc lists the custom commands of whoever runs it.
         Err(e) if is_top_help(&e) => {
             return usage_error(help_with_custom_commands(&argv, uid), "sc", json);
@@ -330,13 +331,20 @@ fn root_argument(argv: &[String]) -> Option<PathBuf> {
     None
 }
 
-/// Whether clap answered with a help text (`sc`, `sc --help`, `sc help`, `sc CMD --help`).
+/// Whether clap answered with a help text (`sc --help`, `sc help`, `sc CMD --help`).
 fn is_top_help(e: &clap::Error) -> bool {
-    use clap::error::ErrorKind;
-    matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    )
+    e.kind() == clap::error::ErrorKind::DisplayHelp
+}
+
+/// `sc` with no arguments at all: the text of `sc --help` (custom commands included) on
+/// stderr, and the exit status of a usage failure (2), as clap's `arg_required_else_help`
+/// does (which does not fire when `SRVCTL_ROOT` is set, as it counts the variable as an
+/// argument).
+fn help_instead_of_nothing(argv: &[String], uid: u32) -> ExitCode {
+    let program = argv.first().map_or("sc", String::as_str);
+    let asked = [program.to_owned(), "--help".to_owned()];
+    eprint!("{}", help_with_custom_commands(&asked, uid).render());
+    ExitCode::from(FailureKind::Usage.exit_code())
 }
 
 /// Clap's answer to `argv` (a request for help) with the custom commands of user `uid`,
