@@ -45,6 +45,9 @@ pub struct Failure {
     kind: FailureKind,
     message: String,
     code: u8,
+    /// The report of the change that was committed before this failure (a step that follows
+    /// it failed), for the error object under `--json`.
+    committed: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -54,6 +57,7 @@ impl Failure {
             kind,
             message: message.into(),
             code: kind.exit_code(),
+            committed: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl Failure {
             kind: FailureKind::Failed,
             message: String::new(),
             code,
+            committed: None,
         }
     }
 
@@ -90,6 +95,14 @@ impl Failure {
         }
     }
 
+    /// The same failure, after the change that made `report` was committed.
+    fn after_commit(self, report: Option<serde_json::Value>) -> Self {
+        Self {
+            committed: report,
+            ..self
+        }
+    }
+
     /// Report the failure and turn it into the exit status: one line on stderr, and under
     /// `json` the error object on stdout.
     fn exit(self, program: &str, json: bool) -> ExitCode {
@@ -103,11 +116,14 @@ impl Failure {
         }
         let message = self.message.replace('\n', " ");
         if json {
-            let object = serde_json::json!({ "error": {
+            let mut object = serde_json::json!({ "error": {
                 "kind": self.kind,
                 "exit_code": self.code,
                 "message": message,
             }});
+            if let Some(report) = self.committed {
+                object["error"]["committed"] = report;
+            }
             // The error line on stderr says it all if stdout is gone.
             let _ = Self::print(&format!("{object:#}"));
         }
@@ -305,7 +321,8 @@ pub fn main() -> ExitCode {
     let caller = local_caller(&system, uid);
     let inv = Invocation::detect(&system, paths, args, caller);
     let mut out = Output::new(cli.json);
-    match run(&cli, &inv, &mut out) {
+    let result = run(&cli, &inv, &mut out);
+    match out.finish(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("sc", cli.json),
     }
@@ -410,7 +427,11 @@ fn serve(
             )),
             cli.json,
         ),
-        Ok(cli) => (run(&cli, &inv, &mut Output::new(cli.json)), cli.json),
+        Ok(cli) => {
+            let mut out = Output::new(cli.json);
+            let result = run(&cli, &inv, &mut out);
+            (out.finish(result), cli.json)
+        }
     };
     inv.audit_request(&result);
     let code = match result {
@@ -767,8 +788,9 @@ fn placement_host<'c>(
     }
 }
 
-/// Run `change` in the datastore's transaction, print what it did, then (unless `dry_run`)
-/// perform the steps that follow it.
+/// Run `change` in the datastore's transaction, print what it did (under `--json`, once the
+/// command ends: [`Output::finish`]), then (unless `dry_run`) perform the steps that follow
+/// it.
 fn change(
     inv: &Invocation,
     out: &mut Output,
