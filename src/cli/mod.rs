@@ -656,11 +656,14 @@ fn request(cmd: &Command) -> Change<'_> {
             image: placement.image.as_deref(),
             start: !placement.no_start,
         },
-        Command::DestroyVe { name }
-        | Command::Del {
+        Command::DestroyVe { name, force } => Change::DestroyContainer {
+            name,
+            force: *force,
+        },
+        Command::Del {
             kind: NewKind::Container,
             name,
-        } => Change::DestroyContainer { name },
+        } => Change::DestroyContainer { name, force: false },
         Command::DestroyUser { name }
         | Command::Del {
             kind: NewKind::User,
