@@ -109,6 +109,11 @@ fn main() -> ExitCode {
 
     let start = Instant::now();
     let owners = farm::populate(&root).len();
+    // Every container has its root filesystem (empty here): the generator wants each one.
+    for i in 0..CONTAINERS {
+        std::fs::create_dir_all(root.join("var/lib/machines").join(farm::container_name(i)))
+            .expect("create a root filesystem");
+    }
     // SRVCTL_BENCH_KEEP=DIR keeps a copy of the populated root there, to profile by hand.
     if let Some(keep) = std::env::var_os("SRVCTL_BENCH_KEEP") {
         let status = std::process::Command::new("cp")

@@ -157,7 +157,7 @@ impl Classify for crate::ops::OpError {
             OpError::NotFound { .. } => FailureKind::NotFound,
             OpError::Exhausted(_) => FailureKind::Exhausted,
             OpError::UnknownHost(_) => FailureKind::Config,
-            OpError::InUse(_) | OpError::Destroying(_) => FailureKind::InUse,
+            OpError::InUse(_) | OpError::Destroying(_) | OpError::Running(_) => FailureKind::InUse,
             OpError::Front(e) => e.kind(),
             OpError::Import(e) => e.kind(),
             OpError::Store(e) => e.kind(),

@@ -105,9 +105,7 @@ fn writes_go_on_with_one_member_down_and_are_refused_without_quorum() {
     assert!(ip.starts_with("10.16.0."), "{ip}");
     println!("refused without quorum after {took:?}");
 
-    cluster.start_member(1);
-    cluster.start_member(2);
-    cluster.wait_until_answering(Duration::from_secs(20));
+    cluster.start_members(&[1, 2]);
     cluster
         .farm(1)
         .sc_ok(&["add-ve", "fourth.example.com", "--no-start"]);

@@ -74,9 +74,7 @@ fn a_write_on_one_host_reaches_the_others_caches_by_itself() {
     assert!(cache_has(cluster.farm(1), "\"bob\""));
 
     // Back again: a write on h1 reaches h2 without anyone touching h2.
-    cluster.start_member(0);
-    cluster.start_member(2);
-    cluster.wait_until_answering(Duration::from_secs(20));
+    cluster.start_members(&[0, 2]);
     cluster.farm(0).sc_ok(&["add-user", "carol"]);
     let took = until(Duration::from_secs(20), "h2 catches up", || {
         cache_has(cluster.farm(1), "\"carol\"")

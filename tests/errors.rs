@@ -93,6 +93,44 @@ fn every_refusal_has_a_kind_and_its_exit_status() {
     refused(&farm, &["destroy-reseller", "alice"], "in-use", 8);
 }
 
+/// A change that is committed, after which a step that follows fails (here the clone of the
+/// root filesystem: a file stands where srvctl stages its clones): under `--json` one
+/// document, the error, which names the record committed; the exit status is the failure's.
+#[test]
+fn a_failure_after_the_commit_is_the_one_json_document() {
+    let farm = Farm::new();
+    farm.build_image();
+    std::fs::write(
+        farm.join("var/lib/machines/.srvctl-staging"),
+        "in the way\n",
+    )
+    .unwrap();
+    let run = farm.sc(&["--json", "add-ve", "web.example.com"]);
+    assert_ne!(run.code, Some(0), "{run:#?}");
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {run:#?}"));
+    assert_eq!(v["error"]["kind"], "system", "{v:#}");
+    assert_eq!(v["error"]["exit_code"], run.code.unwrap(), "{v:#}");
+    let message = v["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with(
+            "the datastore is updated, but creating the root filesystem of web.example.com"
+        ),
+        "{message}"
+    );
+    let committed = &v["error"]["committed"];
+    assert_eq!(committed["result"], "container", "{v:#}");
+    assert_eq!(committed["name"], "web.example.com", "{v:#}");
+    assert_eq!(committed["ip"], "10.16.0.2", "{v:#}");
+    assert!(farm.datastore_json()["containers"]["web.example.com"].is_object());
+    assert!(run.stderr.contains(message), "{run:#?}");
+
+    // Without --json the report comes first, as the change is made, and the error after it.
+    let run = farm.sc(&["add-ve", "two.example.com"]);
+    assert_ne!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.stdout, "two.example.com 10.16.0.3\n");
+}
+
 #[test]
 fn a_full_plan_range_is_exhausted() {
     let farm = Farm::new();

@@ -267,6 +267,7 @@ fn expand(s: &Farm) -> serde_json::Value {
 /// several owners on h1.test, one on h2.test; resource settings and a disabled container.
 fn cluster_case() -> Farm {
     let s = Farm::with_clusters(TWO_HOSTS);
+    s.build_image();
     for args in [
         &["add-reseller", "alice"][..],
         &["add-reseller", "zed"],
@@ -324,6 +325,7 @@ fn cluster() {
 #[test]
 fn single() {
     let s = Farm::with_clusters(ONE_HOST);
+    s.build_image();
     for args in [
         &["add-reseller", "alice"][..],
         &["add-user", "bob", "--reseller", "alice"],
@@ -332,6 +334,8 @@ fn single() {
         &["add-ve", "tools.ve", "--user", "olga"],
         &["add-ve", "ops.ve"],
         &["put", "container", "ops.ve", "memory_max", "2G"],
+        // A record only: no root filesystem, so its unit is not wanted at boot.
+        &["add-ve", "idle.ve", "--no-start"],
     ] {
         s.sc_ok(args);
     }
@@ -351,9 +355,21 @@ fn single() {
     );
     assert_eq!(
         outcome["certificates_issued"],
-        serde_json::json!(["_default", "ops.ve", "tools.ve", "web.example.com"])
+        serde_json::json!([
+            "_default",
+            "idle.ve",
+            "ops.ve",
+            "tools.ve",
+            "web.example.com"
+        ])
     );
     let actual = actual_tree(&s);
+    let wants = Path::new("generator/machines.target.wants");
+    assert!(actual.contains_key(&wants.join("systemd-nspawn@ops.ve.service")));
+    assert!(
+        !actual.contains_key(&wants.join("systemd-nspawn@idle.ve.service")),
+        "a container without a root filesystem is started at boot"
+    );
     for path in actual.keys() {
         let p = path.to_string_lossy();
         assert!(
@@ -370,6 +386,7 @@ fn single() {
 #[test]
 fn front() {
     let s = Farm::with_clusters(TWO_HOSTS);
+    s.build_image();
     std::fs::write(
         s.root().join("etc/srvctl/settings.json"),
         r#"{"company_domain": "company.net", "company_name": "Example <Hosting> & Co"}"#,

@@ -77,6 +77,8 @@ fn hostile_farm() -> Farm {
     s.sc_ok(&["add-reseller", "alice"]);
     s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
     s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);
+    // Its root filesystem (an empty one: only its presence matters to the generator).
+    std::fs::create_dir_all(s.join("var/lib/machines/web.example.com")).unwrap();
     let mut doc = s.datastore_json();
     for (key, record) in bad_containers() {
         doc["containers"][key] = record;

@@ -12,13 +12,6 @@ use common::{Farm, base_command};
 
 const GENERATOR: &str = env!("CARGO_BIN_EXE_srvctl-generator");
 
-fn with_image(farm: &Farm) {
-    let image = farm
-        .root()
-        .join("var/lib/machines/.srvctl-images/debian/etc");
-    std::fs::create_dir_all(image).unwrap();
-}
-
 fn machine_dir(farm: &Farm, name: &str) -> std::path::PathBuf {
     farm.root().join("var/lib/machines").join(name)
 }
@@ -26,7 +19,7 @@ fn machine_dir(farm: &Farm, name: &str) -> std::path::PathBuf {
 #[test]
 fn add_ve_refuses_a_root_filesystem_no_record_owns() {
     let farm = Farm::new();
-    with_image(&farm);
+    farm.build_image();
     farm.sc_ok(&["add-ve", "first.ve"]);
     let leftover = machine_dir(&farm, "old.example.com");
     std::fs::create_dir_all(leftover.join("home/tenant")).unwrap();
@@ -47,13 +40,32 @@ fn add_ve_refuses_a_root_filesystem_no_record_owns() {
 #[test]
 fn no_start_adds_the_record_only() {
     let farm = Farm::new();
-    with_image(&farm);
+    farm.build_image();
     let run = farm.sc(&["add-ve", "later.ve", "--no-start"]);
     assert_eq!(run.ok(), "later.ve 10.16.0.2\n");
     assert!(!run.stderr.contains("start systemd-nspawn@"), "{run:#?}");
     assert!(
         !machine_dir(&farm, "later.ve").exists(),
         "nothing is cloned"
+    );
+    // Without a root filesystem its unit would fail at boot: machines.target does not want
+    // it (its limits drop-in is there for a start by hand).
+    farm.sc_ok(&["put", "container", "later.ve", "memory_max", "1G"]);
+    let wanted = |farm: &Farm| {
+        let _ = std::fs::remove_dir_all(farm.generator_dir());
+        assert_eq!(farm.generator().ok(), "");
+        farm.generator_dir()
+            .join("machines.target.wants/systemd-nspawn@later.ve.service")
+            .is_symlink()
+    };
+    assert!(
+        !wanted(&farm),
+        "a container without a root filesystem is started at boot"
+    );
+    assert!(
+        farm.generator_dir()
+            .join("systemd-nspawn@later.ve.service.d/50-srvctl.conf")
+            .is_file()
     );
     let run = farm.sc(&["later.ve", "start"]);
     assert!(run.success(), "{run:#?}");
@@ -62,12 +74,16 @@ fn no_start_adds_the_record_only() {
             .join(".srvctl-owner")
             .is_file()
     );
+    assert!(
+        wanted(&farm),
+        "once cloned, the container is started at boot"
+    );
 }
 
 #[test]
 fn an_interrupted_destroy_holds_the_container_until_it_is_run_again() {
     let farm = Farm::new();
-    with_image(&farm);
+    farm.build_image();
     farm.sc_ok(&["add-ve", "gone.ve"]);
     farm.sc_ok(&["add-ve", "kept.ve"]);
     // What a destroy killed after its first commit leaves.

@@ -20,6 +20,7 @@ const HAND_NSPAWN: &str = "# made by hand\n[Exec]\nBoot=yes\n";
 
 fn worked_example(clusters: &str) -> Farm {
     let s = Farm::with_clusters(clusters);
+    s.build_image();
     s.sc_ok(&["add-reseller", "alice"]);
     s.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
     s.sc_ok(&["add-ve", "web.example.com", "--user", "bob"]);

@@ -126,7 +126,8 @@ fn installed_units_and_generator_output_pass_systemd_analyze_verify() {
         );
     }
 
-    // The datastore: one container with every resource limit set.
+    // The datastore: one container (cloned from a built image) with every resource limit set.
+    root.build_image();
     root.sc_ok(&["add-reseller", "alice"]);
     root.sc_ok(&["add-user", "bob", "--reseller", "alice"]);
     root.sc_ok(&["add-ve", CONTAINER, "--user", "bob"]);

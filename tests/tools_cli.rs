@@ -68,6 +68,31 @@ fn a_custom_command_is_listed_in_help_and_runs_with_its_arguments_and_status() {
 }
 
 #[test]
+fn sc_alone_prints_the_help_of_sc_help_with_the_custom_commands_and_exits_2() {
+    let farm = Farm::with_clusters(ONE_HOST);
+    farm.sc_ok(&["customize", "hello", "--print"]);
+    // No argument at all: the scratch root comes from the environment (which the help shows).
+    let sc = |args: &[&str]| {
+        Run::from_output(
+            common::base_command(common::SC)
+                .env("SRVCTL_ROOT", farm.root())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let help = sc(&["--help"]).ok().to_owned();
+    assert!(
+        help.contains("Custom commands (sc NAME ARGS..., from "),
+        "{help}"
+    );
+    let alone = sc(&[]);
+    assert_eq!(alone.code, Some(2), "{alone:#?}");
+    assert_eq!(alone.stdout, "", "{alone:#?}");
+    assert_eq!(alone.stderr, help);
+}
+
+#[test]
 fn custom_command_names_are_plain_words_and_not_scs() {
     let farm = Farm::with_clusters(ONE_HOST);
     for (name, says) in [

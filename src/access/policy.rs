@@ -120,7 +120,7 @@ pub fn authorize<'a>(
                 Ok(())
             }
         }
-        Change::DestroyContainer { name } => container_named(caller, state, name),
+        Change::DestroyContainer { name, .. } => container_named(caller, state, name),
         Change::SetRedirect { name, .. }
         | Change::ChangeNames { name, .. }
         | Change::ChangeDns { name, .. }

@@ -265,13 +265,31 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "destroy-ve bob.ve",
-            |f, c| change(f, c, Change::DestroyContainer { name: "bob.ve" }),
+            |f, c| {
+                change(
+                    f,
+                    c,
+                    Change::DestroyContainer {
+                        name: "bob.ve",
+                        force: false,
+                    },
+                )
+            },
             "yyyn",
             Some(Container("bob.ve")),
         ),
         row(
             "destroy-ve root.ve",
-            |f, c| change(f, c, Change::DestroyContainer { name: "root.ve" }),
+            |f, c| {
+                change(
+                    f,
+                    c,
+                    Change::DestroyContainer {
+                        name: "root.ve",
+                        force: false,
+                    },
+                )
+            },
             "ynnn",
             Some(Container("root.ve")),
         ),

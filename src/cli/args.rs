@@ -114,13 +114,17 @@ pub enum Command {
         #[command(flatten)]
         placement: Placement,
     },
-    /// Stop a container, remove its root filesystem and generated files, then its record; its
-    /// address is free again. Interrupted, it leaves the record marked as being destroyed: run
-    /// it again to finish.
+    /// Remove a container: its root filesystem and generated files, then its record; its
+    /// address is free again. A running container is refused unless --force is given (then it
+    /// is stopped first). Interrupted, it leaves the record marked as being destroyed: run it
+    /// again to finish.
     #[command(visible_alias = "destroy-container")]
     DestroyVe {
         /// The container.
         name: String,
+        /// Destroy it even while it runs: stop it first.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a user account that owns no container.
     DestroyUser {

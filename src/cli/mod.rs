@@ -46,6 +46,9 @@ pub struct Failure {
     kind: FailureKind,
     message: String,
     code: u8,
+    /// The report of the change that was committed before this failure (a step that follows
+    /// it failed), for the error object under `--json`.
+    committed: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -55,6 +58,7 @@ impl Failure {
             kind,
             message: message.into(),
             code: kind.exit_code(),
+            committed: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Failure {
             kind: FailureKind::Failed,
             message: String::new(),
             code,
+            committed: None,
         }
     }
 
@@ -91,6 +96,14 @@ impl Failure {
         }
     }
 
+    /// The same failure, after the change that made `report` was committed.
+    fn after_commit(self, report: Option<serde_json::Value>) -> Self {
+        Self {
+            committed: report,
+            ..self
+        }
+    }
+
     /// Report the failure and turn it into the exit status: one line on stderr, and under
     /// `json` the error object on stdout.
     fn exit(self, program: &str, json: bool) -> ExitCode {
@@ -104,11 +117,14 @@ impl Failure {
         }
         let message = self.message.replace('\n', " ");
         if json {
-            let object = serde_json::json!({ "error": {
+            let mut object = serde_json::json!({ "error": {
                 "kind": self.kind,
                 "exit_code": self.code,
                 "message": message,
             }});
+            if let Some(report) = self.committed {
+                object["error"]["committed"] = report;
+            }
             // The error line on stderr says it all if stdout is gone.
             let _ = Self::print(&format!("{object:#}"));
         }
@@ -276,6 +292,7 @@ pub fn main() -> ExitCode {
     let uid = nix::unistd::getuid().as_raw();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
+        Err(_) if argv.len() <= 1 => return help_instead_of_nothing(&argv, uid),
         // The help of sc lists the custom commands of whoever runs it.
         Err(e) if is_top_help(&e) => {
             return usage_error(help_with_custom_commands(&argv, uid), "sc", json);
@@ -305,7 +322,8 @@ pub fn main() -> ExitCode {
     let caller = local_caller(&system, uid);
     let inv = Invocation::detect(&system, paths, args, caller);
     let mut out = Output::new(cli.json);
-    match run(&cli, &inv, &mut out) {
+    let result = run(&cli, &inv, &mut out);
+    match out.finish(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit("sc", cli.json),
     }
@@ -331,13 +349,20 @@ fn root_argument(argv: &[String]) -> Option<PathBuf> {
     None
 }
 
-/// Whether clap answered with a help text (`sc`, `sc --help`, `sc help`, `sc CMD --help`).
+/// Whether clap answered with a help text (`sc --help`, `sc help`, `sc CMD --help`).
 fn is_top_help(e: &clap::Error) -> bool {
-    use clap::error::ErrorKind;
-    matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    )
+    e.kind() == clap::error::ErrorKind::DisplayHelp
+}
+
+/// `sc` with no arguments at all: the text of `sc --help` (custom commands included) on
+/// stderr, and the exit status of a usage failure (2), as clap's `arg_required_else_help`
+/// does (which does not fire when `SRVCTL_ROOT` is set, as it counts the variable as an
+/// argument).
+fn help_instead_of_nothing(argv: &[String], uid: u32) -> ExitCode {
+    let program = argv.first().map_or("sc", String::as_str);
+    let asked = [program.to_owned(), "--help".to_owned()];
+    eprint!("{}", help_with_custom_commands(&asked, uid).render());
+    ExitCode::from(FailureKind::Usage.exit_code())
 }
 
 /// Clap's answer to `argv` (a request for help) with the custom commands of user `uid`,
@@ -403,7 +428,11 @@ fn serve(
             )),
             cli.json,
         ),
-        Ok(cli) => (run(&cli, &inv, &mut Output::new(cli.json)), cli.json),
+        Ok(cli) => {
+            let mut out = Output::new(cli.json);
+            let result = run(&cli, &inv, &mut out);
+            (out.finish(result), cli.json)
+        }
     };
     inv.audit_request(&result);
     let code = match result {
@@ -644,11 +673,14 @@ fn request(cmd: &Command) -> Change<'_> {
             image: placement.image.as_deref(),
             start: !placement.no_start,
         },
-        Command::DestroyVe { name }
-        | Command::Del {
+        Command::DestroyVe { name, force } => Change::DestroyContainer {
+            name,
+            force: *force,
+        },
+        Command::Del {
             kind: NewKind::Container,
             name,
-        } => Change::DestroyContainer { name },
+        } => Change::DestroyContainer { name, force: false },
         Command::DestroyUser { name }
         | Command::Del {
             kind: NewKind::User,
@@ -777,8 +809,9 @@ fn placement_host<'c>(
     }
 }
 
-/// Run `change` in the datastore's transaction, print what it did, then (unless `dry_run`)
-/// perform the steps that follow it.
+/// Run `change` in the datastore's transaction, print what it did (under `--json`, once the
+/// command ends: [`Output::finish`]), then (unless `dry_run`) perform the steps that follow
+/// it.
 fn change(
     inv: &Invocation,
     out: &mut Output,

@@ -23,6 +23,8 @@ fn one_line(text: &str) -> String {
 pub struct Output {
     json: bool,
     stdout: std::io::StdoutLock<'static>,
+    /// Under `--json`, the report of a committed change, printed when the command ends.
+    committed: Option<serde_json::Value>,
 }
 
 impl Output {
@@ -31,6 +33,19 @@ impl Output {
         Self {
             json,
             stdout: std::io::stdout().lock(),
+            committed: None,
+        }
+    }
+
+    /// End the command that ended with `result`. Under `--json` a command prints one
+    /// document: the report of its change once all that follows the change succeeded, or
+    /// else the error, which carries the report as `committed` (the datastore has the change;
+    /// the message says what did not follow).
+    pub fn finish(mut self, result: Result<(), Failure>) -> Result<(), Failure> {
+        match (result, self.committed.take()) {
+            (Ok(()), Some(report)) => self.json(&report),
+            (Ok(()), None) => Ok(()),
+            (Err(f), committed) => Err(f.after_commit(committed)),
         }
     }
 
@@ -44,10 +59,12 @@ impl Output {
         self.line(&text)
     }
 
-    /// Print the outcome of a change.
+    /// Print the outcome of a change: as text now, under `--json` when the command ends
+    /// ([`Output::finish`]).
     pub fn report(&mut self, report: &Report) -> Result<(), Failure> {
         if self.json {
-            return self.json(report);
+            self.committed = Some(serde_json::to_value(report)?);
+            return Ok(());
         }
         let text = match report {
             Report::Reseller(r) => format!("reseller {} added: id {}, uid {}", r.name, r.id, r.uid),

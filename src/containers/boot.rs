@@ -60,6 +60,17 @@ pub fn start(
     })
 }
 
+/// Whether the unit of container `name` runs (or is starting, reloading or stopping): any
+/// state but inactive and failed. A unit systemd does not know does not run; under a scratch
+/// root systemd is not asked and nothing runs.
+pub fn runs(system: &dyn System, name: &ContainerName) -> Result<bool, SystemdError> {
+    let unit = container_unit(name);
+    Ok(system
+        .unit_states(&unit)?
+        .iter()
+        .any(|u| u.name == unit && !matches!(u.active.as_str(), "inactive" | "failed")))
+}
+
 /// The start job's failure, without the request systemd's error repeats.
 fn cause(e: &SystemdError) -> String {
     let text = e.to_string();

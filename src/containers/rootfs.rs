@@ -37,6 +37,18 @@ pub fn machine_dir(paths: &Paths, name: &ContainerName) -> PathBuf {
     paths.host(&format!("/var/lib/machines/{name}"))
 }
 
+/// The names of the entries under /var/lib/machines (one directory read, however many
+/// containers): a container whose name is not among them has no root filesystem yet.
+pub fn machine_names(
+    system: &dyn System,
+    paths: &Paths,
+) -> std::io::Result<std::collections::BTreeSet<std::ffi::OsString>> {
+    Ok(system
+        .list_dir(&paths.host("/var/lib/machines"))?
+        .into_iter()
+        .collect())
+}
+
 /// The file srvctl writes at the top of every root filesystem it clones, holding the identity
 /// of the record it was made for ([`crate::model::Container::rootfs_identity`]).
 pub const OWNER_MARKER: &str = ".srvctl-owner";

@@ -3,12 +3,21 @@
 //! boot timeout, tasks, open files; and each container's own), and the srvctl units they
 //! need.
 //!
+//! Only a container that has its root filesystem under /var/lib/machines is wanted by
+//! `machines.target`: one added with `sc add-ve --no-start` (or whose image was not built)
+//! has none until `sc NAME start` clones it, and its unit would only fail at boot ("No image
+//! for machine"). Its limits drop-in is written all the same, so that a start by hand before
+//! the next daemon-reload runs it with its limits.
+//!
 //! Containers start in batches of [`STAGGER_BATCH`], so a host with hundreds of containers
 //! starts them a few at a time instead of all at once (which makes plain nspawn farms hit start
 //! timeouts). Each batch has a generated target, `srvctl-start-K.target`, ordered after every
 //! container of batch K-1 and before every container of batch K; batch 0 waits for
 //! srvctl-regenerate and for the bridges (srvctl-bridges.service). One small file per batch
 //! instead of one per container keeps the generator fast: it runs on every daemon-reload.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 
 use serde::Serialize;
 
@@ -68,24 +77,34 @@ fn batch_target(k: usize) -> String {
 pub const CLUSTER_UNITS: &[&str] = &[crate::cluster::member::UNIT, "srvctl-sync.service"];
 
 /// Render the generator's output for `hostname`; `identity` says whether the host holds its
-/// cluster identity (`cluster/host.crt`).
+/// cluster identity (`cluster/host.crt`); `machines` are the names under /var/lib/machines
+/// ([`crate::containers::rootfs::machine_names`]): only the containers among them are started
+/// at boot.
 pub fn render(
     state: &State,
     clusters: &Clusters,
     hostname: &str,
     identity: bool,
+    machines: &BTreeSet<OsString>,
     templates: &Templates,
 ) -> Result<Tree, TemplateError> {
     let mut tree = Tree::default();
-    let wanted: Vec<_> = state
+    let enabled: Vec<_> = state
         .containers
         .iter()
         .filter(|(_, c)| c.host == hostname && c.settings.disabled != Some(true))
         .collect();
-    let units: Vec<String> = wanted.iter().map(|(n, _)| container_unit(n)).collect();
+    let units: Vec<String> = enabled
+        .iter()
+        .filter(|(n, _)| machines.contains(OsStr::new(n.as_str())))
+        .map(|(n, _)| container_unit(n))
+        .collect();
     let template_link = format!("{SYSTEM_UNITS}/systemd-nspawn@.service");
-    for ((_, c), unit) in wanted.iter().zip(&units) {
+    for unit in &units {
         tree.link(format!("machines.target.wants/{unit}"), &template_link);
+    }
+    for (name, c) in &enabled {
+        let unit = container_unit(name);
         let s = &c.settings;
         if s.memory_max.is_some() || s.cpu_weight.is_some() || s.tasks_max.is_some() {
             let limits = Limits {
@@ -118,7 +137,7 @@ pub fn render(
             format!("../{target}"),
         );
     }
-    if !wanted.is_empty() {
+    if !enabled.is_empty() {
         let defaults = Defaults {
             boot_timeout: BOOT_TIMEOUT,
             tasks_max: TASKS_MAX,

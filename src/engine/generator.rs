@@ -63,8 +63,18 @@ pub fn generate(
         })
         .map_err(io::Error::other)?;
     let identity = crate::cluster::pki::has_identity(system, paths);
-    let tree =
-        render(&state, &clusters, hostname, identity, &templates).map_err(io::Error::other)?;
+    let machines = crate::containers::rootfs::machine_names(system, paths).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "cannot list the root filesystems ({e}); every container of this host is started at boot"
+        ));
+        state
+            .containers
+            .keys()
+            .map(|n| n.as_str().into())
+            .collect()
+    });
+    let tree = render(&state, &clusters, hostname, identity, &machines, &templates)
+        .map_err(io::Error::other)?;
     write_fresh(system, out, &tree)?;
     Ok(Generated {
         entries: tree.len(),

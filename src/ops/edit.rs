@@ -66,6 +66,11 @@ pub enum OpError {
     /// The container is being destroyed: only `sc destroy-ve` may touch it.
     #[error("container {0} is being destroyed; run `sc destroy-ve {0}` to finish")]
     Destroying(ContainerName),
+    /// The container runs: `sc destroy-ve` stops it only when told to.
+    #[error(
+        "container {0} is running; add --force to stop and destroy it (`sc destroy-ve {0} --force`)"
+    )]
+    Running(ContainerName),
     /// A change to a container's web front was refused.
     #[error(transparent)]
     Front(#[from] crate::front::routes::FrontError),

@@ -67,11 +67,14 @@ pub enum Change<'a> {
         /// Clone its root filesystem and start it (false: the record only).
         start: bool,
     },
-    /// `sc destroy-ve NAME`: mark it, then (in the follow-up) stop it, remove its files and
-    /// release its record.
+    /// `sc destroy-ve NAME [--force]`: mark it, then (in the follow-up) stop it, remove its
+    /// files and release its record.
     DestroyContainer {
         /// The container.
         name: &'a str,
+        /// Even while it runs (else a running container is refused, unless it is being
+        /// destroyed already: a destroy run again finishes the job).
+        force: bool,
     },
     /// `sc destroy-user NAME`.
     DestroyUser {
@@ -378,17 +381,21 @@ fn apply(
             image,
             start,
         } => add_container(env, state, ctx, name, owner, image, start),
-        Change::DestroyContainer { name } => {
-            if let Some(c) = ContainerName::new(name)
-                .ok()
-                .and_then(|n| state.containers.get(&n))
-                && c.host != ctx.hostname
+        Change::DestroyContainer { name, force } => {
+            if let Ok(n) = ContainerName::new(name)
+                && let Some(c) = state.containers.get(&n)
             {
-                // Its unit and root filesystem are its host's: only there can they be removed.
-                return Err(OpError::Machine(format!(
-                    "{name} lives on {}; run sc destroy-ve there",
-                    c.host
-                )));
+                if c.host != ctx.hostname {
+                    // Its unit and root filesystem are its host's: only there can they be
+                    // removed.
+                    return Err(OpError::Machine(format!(
+                        "{name} lives on {}; run sc destroy-ve there",
+                        c.host
+                    )));
+                }
+                if !force && !c.destroying && running(env.system, &n)? {
+                    return Err(OpError::Running(n));
+                }
             }
             let name = edit::mark_destroying(state, name)?;
             let identity = state.containers[&name].rootfs_identity(&name);
@@ -521,6 +528,15 @@ fn add_container(
         report: Report::Container(added),
         steps,
         hook: None,
+    })
+}
+
+/// Whether container `name` runs, as systemd says ([`crate::containers::boot::runs`]).
+fn running(system: &dyn System, name: &ContainerName) -> Result<bool, OpError> {
+    crate::containers::boot::runs(system, name).map_err(|e| {
+        OpError::Machine(format!(
+            "cannot ask systemd whether {name} runs ({e}); --force destroys it without asking"
+        ))
     })
 }
 
@@ -694,7 +710,10 @@ pub(crate) mod tests {
         f.run_placed("h2.test", &add("web.ve", false)).unwrap();
         let before = f.store.bytes();
         let e = f
-            .run(&Change::DestroyContainer { name: "web.ve" })
+            .run(&Change::DestroyContainer {
+                name: "web.ve",
+                force: false,
+            })
             .unwrap_err();
         assert!(e.to_string().contains("lives on h2.test"), "{e}");
         assert_eq!(f.store.bytes(), before);
@@ -886,7 +905,12 @@ pub(crate) mod tests {
     #[test]
     fn destroy_marks_first_and_releases_the_record_last() {
         let f = Fixture::new().with_container();
-        let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+        let done = f
+            .run(&Change::DestroyContainer {
+                name: "web.ve",
+                force: false,
+            })
+            .unwrap();
         assert_eq!(
             done.steps,
             [
@@ -914,17 +938,68 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_running_container_is_destroyed_only_with_force() {
+        let f = Fixture::new().with_container();
+        let destroy = |force| Change::DestroyContainer {
+            name: "web.ve",
+            force,
+        };
+        f.system
+            .systemd(&Request::Start(container_unit(&web())))
+            .unwrap();
+        let before = f.store.bytes();
+        let e = f.run(&destroy(false)).unwrap_err();
+        assert!(matches!(e, OpError::Running(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "container web.ve is running; add --force to stop and destroy it (`sc destroy-ve web.ve --force`)"
+        );
+        assert_eq!(f.store.bytes(), before, "a refusal writes nothing");
+        assert_eq!(f.log.0.borrow().last().unwrap(), &format!("error: {e}"));
+        // Forced: marked, then stopped and removed. A forced destroy interrupted before the
+        // stop finishes when run again without --force.
+        let done = f.run(&destroy(true)).unwrap();
+        assert_eq!(
+            done.steps[0],
+            systemd(Request::Stop(container_unit(&web())))
+        );
+        assert!(f.state().containers[&web()].destroying);
+        let again = f.run(&destroy(false)).unwrap();
+        follow_up::perform(&f.env(), &again.steps).unwrap();
+        assert!(!f.state().containers.contains_key(&web()));
+        // A container that does not run needs no --force.
+        let f = Fixture::new().with_container();
+        f.system
+            .systemd(&Request::Start(container_unit(&web())))
+            .unwrap();
+        f.system
+            .systemd(&Request::Stop(container_unit(&web())))
+            .unwrap();
+        let done = f.run(&destroy(false)).unwrap();
+        follow_up::perform(&f.env(), &done.steps).unwrap();
+        assert!(!f.state().containers.contains_key(&web()));
+    }
+
+    #[test]
     fn a_destroy_interrupted_at_any_step_keeps_the_record_and_finishes_when_run_again() {
         let steps = {
             let f = Fixture::new().with_container();
-            f.run(&Change::DestroyContainer { name: "web.ve" })
-                .unwrap()
-                .steps
+            f.run(&Change::DestroyContainer {
+                name: "web.ve",
+                force: false,
+            })
+            .unwrap()
+            .steps
         };
         for crash_after in 0..steps.len() {
             let f = Fixture::new().with_container();
             let ip = f.state().containers[&web()].ip;
-            let done = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            let done = f
+                .run(&Change::DestroyContainer {
+                    name: "web.ve",
+                    force: false,
+                })
+                .unwrap();
             follow_up::perform(&f.env(), &done.steps[..crash_after]).unwrap();
             let state = f.state();
             assert!(
@@ -953,7 +1028,12 @@ pub(crate) mod tests {
                 }),
                 Err(OpError::Destroying(_))
             ));
-            let again = f.run(&Change::DestroyContainer { name: "web.ve" }).unwrap();
+            let again = f
+                .run(&Change::DestroyContainer {
+                    name: "web.ve",
+                    force: false,
+                })
+                .unwrap();
             assert_eq!(again.steps, steps);
             follow_up::perform(&f.env(), &again.steps).unwrap();
             assert!(!f.state().containers.contains_key(&web()));

@@ -103,10 +103,7 @@ impl EtcdCluster {
             starts: 0,
             _one_at_a_time: guard,
         };
-        for i in 0..n {
-            cluster.start_member(i);
-        }
-        cluster.wait_until_answering(Duration::from_secs(20));
+        cluster.start_members(&(0..n).collect::<Vec<_>>());
         cluster
     }
 
@@ -163,6 +160,38 @@ impl EtcdCluster {
         self.starts += 1;
         let log = farm.tmp().join(format!("etcd-{}.log", self.starts));
         self.procs.spawn(&name, cmd, log);
+    }
+
+    /// Start the members of `hosts` (again), then wait, up to 20 s, until every member of the
+    /// cluster answers its status and follows a leader and a write goes through: a command
+    /// run next on any host finds a majority at once (a member just started may not answer
+    /// the one-second probe of `sc` yet although the others already have a quorum).
+    pub fn start_members(&mut self, hosts: &[usize]) {
+        for &i in hosts {
+            self.start_member(i);
+        }
+        let timeout = Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let states = match self.connect(0) {
+                Ok(conn) => conn.member_states(),
+                Err(e) => vec![Err(e.to_string())],
+            };
+            let healthy = states.len() == self.farms.len()
+                && states
+                    .iter()
+                    .all(|s| s.as_ref().is_ok_and(|s| s.leader != 0));
+            if healthy {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the etcd members were not all healthy within {timeout:?}: {states:?}\n{}",
+                self.procs.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.wait_until_answering(deadline.saturating_duration_since(Instant::now()));
     }
 
     /// Wait until a write through host 0's connection succeeds (a leader is elected and a

@@ -186,6 +186,14 @@ impl Farm {
         }
     }
 
+    /// Give the farm a built debian image, so that `sc add-ve` clones a root filesystem
+    /// (`sc regenerate rootfs` would build a real one; the clone copies this small one).
+    pub fn build_image(&self) {
+        let image = self.join("var/lib/machines/.srvctl-images/debian");
+        std::fs::create_dir_all(image.join("etc")).expect("create the image");
+        std::fs::write(image.join("etc/os-release"), "ID=debian\n").expect("write os-release");
+    }
+
     /// The whole temporary directory: the root and the generator's directories are in it.
     pub fn tmp(&self) -> &Path {
         self.dir.path()

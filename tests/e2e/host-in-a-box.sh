@@ -149,7 +149,18 @@ box_run curl -fsS -o /dev/null --max-time 5 --resolve "$one:443:127.0.0.1" \
 box_run systemctl is-enabled machines.target >/dev/null 2>&1 || true
 
 step "destroy $two"
-box_run sc destroy-ve "$two"
+# Running, it is refused without --force, in one line, and nothing changes.
+sum=$(box_run sha256sum /var/lib/srvctl/datastore.json)
+set +e
+out=$(box_run sc destroy-ve "$two" 2>&1); code=$?
+set -e
+[ "$code" = 8 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q -- "--force" <<<"$out" ||
+    fail "destroy-ve of a running container without --force: exit $code: $out"
+[ "$(box_run sha256sum /var/lib/srvctl/datastore.json)" = "$sum" ] ||
+    fail "a refused destroy-ve changed the datastore"
+box_run systemctl is-active --quiet "systemd-nspawn@$two.service" ||
+    fail "a refused destroy-ve stopped $two"
+box_run sc destroy-ve "$two" --force
 leftovers=$(box_sh '
     n=$1
     for p in /var/lib/machines/$n /run/systemd/nspawn/$n.nspawn /run/srvctl/containers/$n \

@@ -62,7 +62,7 @@ tenants_check() {
     grep -q "$bob_site" <<<"$out" && fail "carol sees bob's site: $out"
     sum=$(tenants__sum)
     set +e
-    out=$(tenants__as carol sc destroy-ve "$bob_site" 2>&1); code=$?
+    out=$(tenants__as carol sc destroy-ve "$bob_site" --force 2>&1); code=$?
     set -e
     [ "$code" = 3 ] && [ "$(wc -l <<<"$out")" = 1 ] || fail "carol's destroy-ve of bob's site: exit $code: $out"
     [ "$(tenants__sum)" = "$sum" ] || fail "carol's refused destroy-ve changed the datastore"
@@ -76,7 +76,7 @@ tenants_check() {
     box_run tail -n 1 /var/lib/srvctl/audit.log | grep -q '"user":"bob"' ||
         fail "bob's request is not audited as bob: $(box_run tail -n 1 /var/lib/srvctl/audit.log)"
     sum=$(tenants__sum)
-    box_sh 'printf %s "{\"argv\":[\"destroy-ve\",\"$1\"],\"uid\":0,\"user\":\"root\"}" |
+    box_sh 'printf %s "{\"argv\":[\"destroy-ve\",\"$1\",\"--force\"],\"uid\":0,\"user\":\"root\"}" |
         setpriv --reuid=carol --regid=carol --init-groups socat -t 5 - UNIX-CONNECT:/run/srvctl/sc.socket' "$bob_site" >/dev/null 2>&1 || true
     [ "$(tenants__sum)" = "$sum" ] || fail "a hand-crafted request that claims root changed the datastore"
 
