@@ -1,45 +1,81 @@
 #!/usr/bin/env bash
-# A tour of srvctl on a scratch root: builds srvctl, installs it into the scratch directory
-# with scripts/install.sh (as a package build would), then runs the installed programs there.
-# No systemd calls, nothing outside the scratch directory is touched; root is needed only
-# once, when scripts/build-deps.sh has build packages to install.
+# srvctl's main job, end to end: a site in a real container, served over HTTPS by the host's
+# haproxy and reached with SSH on port 2222 as USER_CONTAINER_LOGIN. It builds srvctl, boots a
+# real systemd host in a box (systemd-nspawn; no systemd needed on this machine), installs
+# srvctl there with scripts/install.sh, adds a reseller, a user with an SSH key and the user's
+# site, then shows the site answering HTTPS and a login into its container. The box is stopped
+# at the end; nothing on this machine but the caches under /var/cache/srvctl-e2e is left.
+# Run as root on Debian (the first run builds the host and site images with debootstrap from
+# a Debian mirror: a few minutes):
 #
-#   bash scripts/demo.sh [DIR]      # DIR defaults to a new temporary directory
+#   bash scripts/demo.sh               # the site in a box
+#   bash scripts/demo.sh --scratch [DIR]
+#                                      # a tour of the commands on a scratch root instead:
+#                                      # no systemd, no root after the build packages
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "== building srvctl (release)"
+if [ "${1:-}" = --scratch ]; then
+    shift
+    exec bash scripts/demo-scratch.sh "$@"
+fi
+
+repo=$PWD
+# shellcheck source=../tests/e2e/lib/box.sh
+. tests/e2e/lib/box.sh
+# shellcheck source=../tests/e2e/lib/srvctl.sh
+. tests/e2e/lib/srvctl.sh
+SRVCTL_REPO=$repo
+
+site=web.example.com
+ssh_opts="-p 2222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR"
+say() { printf '\n== %s\n' "$*"; }
+show() { printf '\n[h1.test]# %s\n' "$*"; box_sh "$*"; }
+fail() {
+    echo "demo: FAIL: $*" >&2
+    box_diag || true
+    exit 1
+}
+
+say "build srvctl and the images (cached after the first run)"
 bash scripts/build-deps.sh
-cargo build --release --locked --bins
+box_deps
+BOX_EXTRA_PACKAGES=$SRVCTL_BOX_PACKAGES box_rootfs
+srvctl_build
+srvctl_site_image || fail "no site image"
+# The box shares this machine's kernel: the limits many containers need are raised here.
+target/release/srvctl-regenerate --raise-limits
 
-root=${1:-$(mktemp -d -t srvctl-demo.XXXXXX)}
-echo "== installing into the scratch root with scripts/install.sh (DESTDIR=$root)"
-DESTDIR=$root SRVCTL_BIN_DIR=$PWD/target/release bash scripts/install.sh
-bin=$root/usr/bin
-generator=$root/usr/lib/systemd/system-generators/srvctl-generator
-cp example-conf/clusters.json "$root/etc/srvctl/clusters.json"
-export SRVCTL_ROOT=$root SRVCTL_HOSTNAME=h1.example.net
+say "boot the host h1.test and install srvctl with scripts/install.sh"
+box_start h1.test
+srvctl_install_in_box
+srvctl_image_in_box
 
-run() { printf '\n$ %s\n' "$*"; "$@"; }
+say "a reseller, a user with an SSH key, and the user's site"
+box_sh 'mkdir -p /root/demo && ssh-keygen -q -t ed25519 -N "" -C bob@demo -f /root/demo/bob'
+show sc add-reseller alice
+show sc add-user bob --reseller alice
+show sc add-publickey bob /root/demo/bob.pub
+show sc add-ve "$site" --user bob
+ip=$(box_run sc get container "$site" ip)
+srvctl_wait_http "$site" "$ip" 60 || fail "$site does not answer at $ip"
+show sc status
 
-run "$bin/sc" add-reseller alice
-run "$bin/sc" add-user bob --reseller alice
-run "$bin/sc" add-ve web.example.com --user bob
-run "$bin/sc" add-ve shop.example.com --user bob
-run "$bin/sc" add-ve alpha.ve
-run "$bin/sc" put container shop.example.com memory_max 512M
-run "$bin/sc" status
-run "$bin/sc" get container web.example.com ip
-run "$bin/sc" out container web.example.com
-run "$bin/sc" regenerate
-run "$bin/sc" regenerate
-mkdir -p "$root/run/systemd/generator"
-run "$generator" "$root/run/systemd/generator" "$root/run/systemd/generator.early" "$root/run/systemd/generator.late"
+say "the site over HTTPS through the host's haproxy (a certificate of the host's site issuer)"
+https="curl -fsS --resolve $site:443:127.0.0.1 --cacert /var/lib/srvctl/pki/ca.crt https://$site/"
+# haproxy takes the new site's server up after its first health checks.
+deadline=$((SECONDS + 60))
+until box_sh "$https" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "no HTTPS answer from https://$site/"
+    sleep 0.5
+done
+show "$https -o /dev/null -w 'https://$site/ answered %{http_code} over HTTP/%{http_version}, certificate verified\n'"
+show "$https"
 
-printf '\n== generated files under %s\n' "$root"
-(cd "$root" && find run etc -path etc/srvctl -prune -o \( -type f -o -type l \) -print | sort)
-printf '\n== %s\n' "run/systemd/nspawn/web.example.com.nspawn"
-cat "$root/run/systemd/nspawn/web.example.com.nspawn"
-printf '\n== the audit log\n'
-cat "$root/var/lib/srvctl/audit.log"
-printf '\nThe scratch root stays in %s for you to look at.\n' "$root"
+say "bob logs into his container through the SSH gateway on port 2222"
+show systemctl enable --now srvctl-gateway-userdb.socket srvctl-gateway.service ||
+    fail "cannot start the SSH gateway"
+show ssh $ssh_opts -i /root/demo/bob "bob_${site}_root@127.0.0.1" "'echo logged in to \$(hostname) as \$(id -un)'" ||
+    fail "no login through the gateway"
+
+say "done: the box is stopped now (BOX_KEEP=1 keeps its files)"

@@ -120,6 +120,9 @@ if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     # The host limits many containers hit (inotify, pid_max, keys, neighbour tables): raised
     # to srvctl's floors now, and by srvctl-regenerate at every boot; never lowered.
     "$PREFIX/bin/srvctl-regenerate" --raise-limits
+    # Users and resellers reach sc through the privileged service from now on, not only
+    # after the next boot.
+    systemctl start srvctl.socket
     # A haproxy that runs keeps the command line it started with across reloads: one started
     # before the drop-in (the distribution's configuration) is restarted once, so it runs
     # srvctl's front, or stops until srvctl has rendered one (the drop-in's condition).
