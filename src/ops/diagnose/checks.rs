@@ -21,6 +21,7 @@ pub const ALL: &[Check] = &[
     configuration,
     uptime,
     units,
+    mesh,
     containers,
     certificates,
     proxy,
@@ -220,6 +221,73 @@ pub fn units(probe: &Probe<'_>) -> Vec<Finding> {
     }
     if found.is_empty() {
         found.push(Finding::new("units", Level::Ok, "no unit of srvctl failed"));
+    }
+    found
+}
+
+/// The host mesh, on a host of a cluster of several hosts: its cluster certificate, and every
+/// tunnel the mesh gives it (its server and a client per peer) active.
+pub fn mesh(probe: &Probe<'_>) -> Vec<Finding> {
+    // clusters.json that does not load is the settings check's finding.
+    let Ok(clusters) = Clusters::load(probe.system, &probe.paths.clusters()) else {
+        return Vec::new();
+    };
+    let tunnels = crate::mesh::openvpn::instances(&clusters, probe.hostname);
+    if tunnels.is_empty() {
+        return vec![Finding::new(
+            "mesh",
+            Level::Ok,
+            "this host has no peer in its cluster: no mesh",
+        )];
+    }
+    if !crate::cluster::pki::has_identity(probe.system, probe.paths) {
+        return vec![Finding::fault(
+            "mesh",
+            Level::Problem,
+            "this host has no cluster certificate, so none of its mesh tunnels runs",
+            "sc cluster join (or sc cluster request, sign and accept: docs/cluster.md)",
+        )];
+    }
+    if !probe.live_systemd {
+        return no_systemd("mesh");
+    }
+    let units = match probe.system.unit_states("srvctl-mesh@*") {
+        Ok(units) => units,
+        Err(e) => {
+            return vec![Finding::fault(
+                "mesh",
+                Level::Warning,
+                format!("cannot ask systemd for the mesh tunnels: {e}"),
+                "systemctl list-units 'srvctl-mesh@*'",
+            )];
+        }
+    };
+    let mut found: Vec<Finding> = tunnels
+        .iter()
+        .map(|t| crate::mesh::openvpn::mesh_unit(t))
+        .filter_map(|unit| {
+            let state = units
+                .iter()
+                .find(|u| u.name == unit)
+                .map_or("not loaded", |u| u.active.as_str());
+            (state != "active").then(|| {
+                Finding::fault(
+                    "mesh",
+                    Level::Problem,
+                    format!("mesh tunnel {unit} is {state}"),
+                    format!(
+                        "journalctl -u {unit} -n 50 says why; once fixed: systemctl restart {unit}"
+                    ),
+                )
+            })
+        })
+        .collect();
+    if found.is_empty() {
+        found.push(Finding::new(
+            "mesh",
+            Level::Ok,
+            format!("all {} mesh tunnels are active", tunnels.len()),
+        ));
     }
     found
 }

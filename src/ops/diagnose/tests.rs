@@ -146,6 +146,7 @@ fn a_healthy_host_has_no_problem() {
         "settings",
         "uptime",
         "units",
+        "mesh",
         "containers",
         "certificates",
         "proxy",
@@ -162,6 +163,71 @@ fn a_healthy_host_has_no_problem() {
         "{:?}",
         system.commands.borrow()
     );
+}
+
+#[test]
+fn the_mesh_needs_the_cluster_certificate_and_every_tunnel_active() {
+    let (mut system, paths) = healthy();
+    system
+        .write(
+            &paths.clusters(),
+            br#"{"test": {"h1.test": {"host_ip": "192.0.2.1", "hostnet": 1, "role": "ca"},
+                          "h2.test": {"host_ip": "192.0.2.2", "hostnet": 2},
+                          "h3.test": {"host_ip": "192.0.2.3", "hostnet": 3}}}"#,
+            0o644,
+            false,
+        )
+        .unwrap();
+    let mesh = |system: &Recording| -> Vec<(Level, String, String)> {
+        report(system, &paths, &healthy_dns())
+            .findings
+            .into_iter()
+            .filter(|f| f.check == "mesh")
+            .map(|f| (f.level, f.message, f.hint.unwrap_or_default()))
+            .collect()
+    };
+    let found = mesh(&system);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Level::Problem);
+    assert!(found[0].2.contains("sc cluster join"), "{found:?}");
+
+    system
+        .write(
+            &paths.host(crate::cluster::pki::HOST_CERT),
+            b"-----BEGIN CERTIFICATE-----\n",
+            0o644,
+            false,
+        )
+        .unwrap();
+    let tunnels: Vec<String> = crate::mesh::openvpn::instances(
+        &crate::config::cluster::Clusters::load(&system, &paths.clusters()).unwrap(),
+        "h1.test",
+    )
+    .iter()
+    .map(|t| crate::mesh::openvpn::mesh_unit(t))
+    .collect();
+    assert!(tunnels.len() >= 2, "{tunnels:?}");
+    let (up, down) = tunnels.split_at(1);
+    system
+        .units
+        .extend(up.iter().map(|u| unit(u, "active", "running")));
+    system.units.push(unit(&down[0], "failed", "failed"));
+    let found = mesh(&system);
+    let problems: Vec<_> = found.iter().filter(|f| f.0 == Level::Problem).collect();
+    assert_eq!(problems.len(), down.len(), "{found:?}");
+    assert!(
+        problems[0].1.contains(&format!("{} is failed", down[0])),
+        "{found:?}"
+    );
+    assert!(problems[0].2.contains("journalctl -u"), "{found:?}");
+
+    system.units.retain(|u| !u.name.starts_with("srvctl-mesh@"));
+    system
+        .units
+        .extend(tunnels.iter().map(|u| unit(u, "active", "running")));
+    let found = mesh(&system);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, Level::Ok, "{found:?}");
 }
 
 #[test]
