@@ -80,17 +80,22 @@ WantedBy=multi-user.target
 ";
 
 /// Make the SSH host keys inside the container at its first boot (only the missing ones, so
-/// at later boots it does nothing), before sshd's socket takes connections.
+/// at later boots it does nothing), before sshd's socket takes connections. Early at boot,
+/// without the default dependencies: a service ordered after basic.target and before a
+/// socket (itself before sockets.target, before basic.target) would be an ordering cycle,
+/// which systemd breaks by dropping one of the jobs, the socket's or this one.
 const SSH_KEYGEN_UNIT: &str = "[Unit]
 Description=SSH host keys of this container (srvctl)
-Before=ssh.socket sshd.socket
+DefaultDependencies=no
+After=local-fs.target
+Before=ssh.socket sshd.socket sockets.target
 
 [Service]
 Type=oneshot
 ExecStart=/usr/bin/ssh-keygen -A
 
 [Install]
-WantedBy=multi-user.target
+WantedBy=sockets.target
 ";
 
 /// journald of a container: in memory (the host keeps no copy to link), at most 8 MiB.
