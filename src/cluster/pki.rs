@@ -558,19 +558,9 @@ fn accept_bundle(
     let site = site_ders
         .map(|(issuer, root)| site::check(system, paths, files, me, &issuer, &root))
         .transpose()?;
-    let existing = read_text(system, &files.ca_cert)?;
-    let ca_pem = certificate_pem(&ca_der);
-    if let Some(existing) = &existing
-        && split_pems(existing)?.first() != Some(&ca_der)
-    {
-        return Err(refused(format!(
-            "the bundle's CA is not the cluster CA this host already trusts ({}); remove that \
-             file first if the cluster's CA was really replaced",
-            files.ca_cert.display()
-        )));
-    }
-    if existing.is_none() {
-        write(system, &files.ca_cert, &ca_pem, 0o644)?;
+    let ca_is_new = is_new_root(system, &files.ca_cert, &ca_der, "cluster CA")?;
+    if ca_is_new {
+        write(system, &files.ca_cert, &certificate_pem(&ca_der), 0o644)?;
     }
     write(system, &files.host_cert, &certificate_pem(&host_der), 0o644)?;
     let site_issuer_installed = site.is_some();
@@ -579,9 +569,35 @@ fn accept_bundle(
     }
     Ok(Accepted {
         host: me.name.clone(),
-        ca_installed: existing.is_none(),
+        ca_installed: ca_is_new,
         site_issuer_installed,
     })
+}
+
+/// Whether the root `der` of a bundle (the `what`: "cluster CA" or "site root") is new to
+/// this host: `path` holds none yet. One that differs from the root there is refused.
+fn is_new_root(system: &dyn System, path: &Path, der: &[u8], what: &str) -> Result<bool, PkiError> {
+    let Some(existing) = read_text(system, path)? else {
+        return Ok(true);
+    };
+    if split_pems(&existing)?.first().map(Vec::as_slice) != Some(der) {
+        return Err(refused(format!(
+            "the bundle's {what} is not the {what} this host already trusts ({}); remove that \
+             file first if the cluster's {what} was really replaced",
+            path.display()
+        )));
+    }
+    Ok(false)
+}
+
+/// Refused unless `cert` (the `what`) is valid at `now`.
+fn valid_now(cert: &X509Certificate<'_>, now: jiff::Timestamp, what: &str) -> Result<(), PkiError> {
+    let validity = cert.validity();
+    let now = now.as_second();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return Err(refused(format!("the {what} is not valid now")));
+    }
+    Ok(())
 }
 
 /// The DER of every PEM block of `text`; anything but certificates is refused.
@@ -701,12 +717,7 @@ fn check_host_cert(
             me.name, me.host_ip
         )));
     }
-    let validity = cert.validity();
-    let now = now.as_second();
-    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
-        return Err(refused("the host certificate is not valid now"));
-    }
-    Ok(())
+    valid_now(cert, now, "host certificate")
 }
 
 #[cfg(test)]

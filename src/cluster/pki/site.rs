@@ -19,7 +19,8 @@ use rcgen::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{
-    Files, PkiError, certificate_pem, check_root, day, read_text, refused, root_issuer, write,
+    Files, PkiError, certificate_pem, check_root, day, is_new_root, read_text, refused,
+    root_issuer, valid_now, write,
 };
 use crate::config::cluster::Host;
 use crate::mesh;
@@ -161,25 +162,11 @@ pub(super) fn check(
             me.name
         )));
     }
-    let validity = issuer.validity();
-    let now = system.now().as_second();
-    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
-        return Err(refused("the site issuer is not valid now"));
-    }
-    let existing = read_text(system, &files.site_cert)?;
-    if let Some(existing) = &existing
-        && super::split_pems(existing)?.first().map(Vec::as_slice) != Some(root_der)
-    {
-        return Err(refused(format!(
-            "the bundle's site root is not the one this host already trusts ({}); remove that \
-             file first if the cluster's site root was really replaced",
-            files.site_cert.display()
-        )));
-    }
+    valid_now(&issuer, system.now(), "site issuer")?;
     Ok(Checked {
         issuer_pem: certificate_pem(issuer_der),
         root_pem: certificate_pem(root_der),
-        root_is_new: existing.is_none(),
+        root_is_new: is_new_root(system, &files.site_cert, root_der, "site root")?,
     })
 }
 
