@@ -152,6 +152,30 @@ fn each_tenant_sees_and_acts_in_its_own_scope() {
     assert_eq!(names("bob"), [BOB_SITE]);
     assert_eq!(names("carol"), [CAROL_SITE]);
     assert_eq!(names("alice"), ["alice.example.com", BOB_SITE]);
+    // What completion offers (`sc names KIND`) is scoped the same way.
+    assert_eq!(
+        t.sc_ok("carol", &["names", "container"]),
+        format!("{CAROL_SITE}\n")
+    );
+    assert_eq!(t.sc_ok("carol", &["names", "user"]), "carol\n");
+    assert_eq!(
+        t.sc_ok("alice", &["names", "container"]),
+        format!("alice.example.com\n{BOB_SITE}\n")
+    );
+    // A site's DNS records: another reseller's user cannot list or add them.
+    for args in [
+        &[BOB_SITE, "dns"][..],
+        &[BOB_SITE, "dns", "add", "TXT", "carol-was-here"],
+    ] {
+        let refused = t.sc("carol", args);
+        assert_ne!(refused.code, Some(0), "{args:?}: {refused:#?}");
+        assert!(
+            refused.stderr.contains("no container"),
+            "{args:?}: {refused:#?}"
+        );
+    }
+    t.sc_ok("bob", &[BOB_SITE, "dns", "add", "TXT", "bobs-token"]);
+    assert_eq!(t.sc_ok("alice", &[BOB_SITE, "dns"]), "@ TXT bobs-token\n");
     assert_eq!(
         t.farm
             .sc_ok(&["--json", "status"])
