@@ -205,6 +205,17 @@ cluster_check() {
 }
 
 # Wait until site $1 answers HTTP at its address $2, at most $3 seconds, asked from host $4.
+# The page of https://NAME/ through HOST's haproxy, verified against the cluster's site root
+# alone; waits up to 30 s for haproxy's health checks to take a new site's server up (503).
+cluster__https() {
+    local t=${EPOCHREALTIME/./}
+    until cluster__on "$1" curl -fsS --max-time 5 --resolve "$2:443:127.0.0.1" \
+        --cacert /var/lib/srvctl/pki/cluster/site-ca.crt "https://$2/" 2>/dev/null; do
+        [ "$(cluster__since "$t" | cut -d. -f1)" -lt 30 ] || return 1
+        sleep 0.5
+    done
+}
+
 cluster__wait_http() {
     box_use "$4" && srvctl_wait_http "$1" "$2" "$3"
 }
@@ -256,11 +267,9 @@ EOF2
     step "cluster: h1's haproxy serves the site of h2's container, h2's the site of h1's"
     # Each front's certificate is its own host's site issuer's, and verifies against the
     # cluster's one site root (the root alone: the chain comes from the front).
-    page=$(cluster__on h1.test curl -fsS --max-time 5 --resolve "$two:443:127.0.0.1" \
-        --cacert /var/lib/srvctl/pki/cluster/site-ca.crt "https://$two/") || fail "no HTTPS answer for $two through h1"
+    page=$(cluster__https h1.test "$two") || fail "no HTTPS answer for $two through h1"
     grep -q "<h1>$two</h1>" <<<"$page" || fail "h1 served the wrong page for $two: $page"
-    page=$(cluster__on h2.test curl -fsS --max-time 5 --resolve "$one:443:127.0.0.1" \
-        --cacert /var/lib/srvctl/pki/cluster/site-ca.crt "https://$one/") || fail "no HTTPS answer for $one through h2"
+    page=$(cluster__https h2.test "$one") || fail "no HTTPS answer for $one through h2"
     grep -q "<h1>$one</h1>" <<<"$page" || fail "h2 served the wrong page for $one: $page"
 
     step "cluster: every host's srvctl-sync answers ACME challenges behind its haproxy"
