@@ -69,6 +69,20 @@ fn no_start_adds_the_record_only() {
     );
     let run = farm.sc(&["later.ve", "start"]);
     assert!(run.success(), "{run:#?}");
+    // The clone is followed by a daemon-reload, so machines.target wants it before it starts.
+    let reload = run.stderr.find("daemon-reload");
+    let start = run.stderr.find("start systemd-nspawn@later.ve");
+    assert!(
+        reload.is_some() && start.is_some() && reload < start,
+        "{run:#?}"
+    );
+    // A second start clones nothing and reloads nothing.
+    farm.sc_ok(&["later.ve", "stop"]);
+    let again = farm.sc(&["later.ve", "start"]);
+    assert!(
+        again.success() && !again.stderr.contains("daemon-reload"),
+        "{again:#?}"
+    );
     assert!(
         machine_dir(&farm, "later.ve")
             .join(".srvctl-owner")

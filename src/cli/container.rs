@@ -442,7 +442,14 @@ fn power(
                 .clone()
                 .unwrap_or_else(|| crate::containers::image::DEFAULT_IMAGE.into());
             let identity = container.rootfs_identity(name);
+            let rootfs = crate::containers::rootfs::machine_dir(&inv.paths, name);
+            let had_rootfs = system.kind(&rootfs).is_some();
             follow_up::provision(system, &inv.paths, name, &image, &identity)?;
+            // The generator wants only containers that have a root filesystem: once it has
+            // one, machines.target (boot) must want it too, not only after the next reload.
+            if !had_rootfs && system.kind(&rootfs).is_some() {
+                system.systemd(&Request::DaemonReload)?;
+            }
             boot::start(system, name, &Request::Start(unit), live)?;
         }
         Action::Stop => system.systemd(&Request::Stop(unit))?,
