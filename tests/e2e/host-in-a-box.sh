@@ -6,8 +6,9 @@
 # limit holds) after checking that srvctl raised the host limits, reboots the host and checks
 # that all 20 come back by themselves, destroys one
 # and checks nothing of it remains; then the tenants' checks (tests/e2e/lib/tenants.sh): users
-# acting through the privileged service, their scopes, SSH keys and the SSH gateway. Prints
-# what it measured. Run as root:
+# acting through the privileged service, their scopes, SSH keys and the SSH gateway; then
+# `sc diagnose` with five planted faults (tests/e2e/lib/diagnose.sh). Prints what it measured.
+# Run as root:
 #
 #   bash tests/e2e/host-in-a-box.sh
 #
@@ -22,6 +23,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$repo/tests/e2e/lib/srvctl.sh"
 # shellcheck source-path=SCRIPTDIR source=lib/tenants.sh
 . "$repo/tests/e2e/lib/tenants.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/diagnose.sh
+. "$repo/tests/e2e/lib/diagnose.sh"
 SRVCTL_REPO=$repo
 
 fail() {
@@ -181,6 +184,9 @@ leftovers=$(box_sh '
 srvctl_wait_http "$one" "$ip_one" 10 || fail "$one stopped answering after $two was destroyed"
 
 tenants_check
+
+step "sc diagnose: healthy, five planted faults found with their hints, healthy again"
+diagnose_check site3.example.com site4.example.com || fail "sc diagnose"
 
 echo "host-in-a-box: measured" >&2
 for f in "${figures[@]}"; do echo "  $f" >&2; done

@@ -7,6 +7,7 @@ use jiff::SignedDuration;
 
 use super::{Finding, Level, Probe};
 use crate::config::cluster::Clusters;
+use crate::containers::rootfs;
 use crate::containers::units::container_unit;
 use crate::front::certs::{self, CertSource};
 use crate::model::State;
@@ -304,7 +305,8 @@ fn state(probe: &Probe<'_>, check: &'static str) -> Result<State, Vec<Finding>> 
     })
 }
 
-/// Containers of this host that should run (not disabled, not being destroyed) and don't.
+/// Containers of this host that should run (not disabled, not being destroyed) and don't; one
+/// without a root filesystem yet (`sc add-ve --no-start`) is only a warning.
 pub fn containers(probe: &Probe<'_>) -> Vec<Finding> {
     if !probe.live_systemd {
         return no_systemd("containers");
@@ -340,7 +342,23 @@ pub fn containers(probe: &Probe<'_>) -> Vec<Finding> {
             .map_or("not loaded".to_owned(), |u| {
                 format!("{} ({})", u.active, u.sub)
             });
-        if !how.starts_with("active") {
+        if how.starts_with("active") {
+            continue;
+        }
+        // Added with --no-start, or before its image was built: boot does not start it
+        // either (the generator wants only containers with a root filesystem).
+        if probe
+            .system
+            .kind(&rootfs::machine_dir(probe.paths, name))
+            .is_none()
+        {
+            found.push(Finding::fault(
+                "containers",
+                Level::Warning,
+                format!("container {name} has no root filesystem yet, so it does not run"),
+                format!("sc {name} start makes it from the image and starts it"),
+            ));
+        } else {
             found.push(Finding::fault(
                 "containers",
                 Level::Problem,
@@ -647,7 +665,11 @@ fn shown_ips(ips: &[IpAddr]) -> String {
     }
 }
 
-/// The clock is synchronised by NTP, as `timedatectl show` says.
+/// The file systemd writes when it runs in a container (its type, e.g. `systemd-nspawn`).
+const CONTAINER_MARK: &str = "/run/systemd/container";
+
+/// The clock is synchronised by NTP, as `timedatectl show` says; on a host that is itself a
+/// container, an unsynchronised clock is the outer machine's to fix, so only a warning.
 pub fn time_sync(probe: &Probe<'_>) -> Vec<Finding> {
     let command = CommandLine::new("timedatectl", ["show", "-p", "NTPSynchronized", "--value"]);
     let asked = probe.system.run_program(&Program {
@@ -681,8 +703,22 @@ pub fn time_sync(probe: &Probe<'_>) -> Vec<Finding> {
             )];
         }
     };
+    let in_container = probe
+        .system
+        .kind(&probe.paths.host(CONTAINER_MARK))
+        .is_some();
     vec![match answer.as_str() {
         "yes" => Finding::new("time", Level::Ok, "the clock is synchronised (NTP)"),
+        // A container shares the kernel's clock with the machine it runs in and may not set
+        // it (systemd-timesyncd does not even start there): synchronising is that machine's
+        // job, so it is not a fault of this host.
+        _ if in_container => Finding::fault(
+            "time",
+            Level::Warning,
+            "the clock is not synchronised (NTP); this host is a container and shares the clock \
+             of the machine it runs in",
+            "synchronise the clock on the machine that runs this host",
+        ),
         _ => Finding::fault(
             "time",
             Level::Problem,

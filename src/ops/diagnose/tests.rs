@@ -76,6 +76,8 @@ fn healthy() -> (Recording, Paths) {
     write(std::path::PathBuf::from("/usr/sbin/haproxy"), "");
     for name in ["web.example.com", "off.example.com"] {
         plant_certificate(&system, &paths, name, SignedDuration::from_hours(60 * 24));
+        let rootfs = crate::containers::rootfs::machine_dir(&paths, &name.parse().unwrap());
+        system.create_dir(&rootfs, 0o755).unwrap();
     }
     (system, paths)
 }
@@ -348,4 +350,57 @@ fn a_host_missing_from_clusters_json_is_a_problem() {
     let found = problems(&report);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(found[0].1.contains("this host (h1.test) is not in"));
+}
+
+#[test]
+fn an_unsynchronised_clock_in_a_container_is_the_outer_machines_warning() {
+    let (mut system, paths) = healthy();
+    system.answers = [("timedatectl".to_owned(), b"no\n".to_vec())].into();
+    system
+        .write(
+            &paths.host("/run/systemd/container"),
+            b"systemd-nspawn\n",
+            0o444,
+            false,
+        )
+        .unwrap();
+    let report = report(&system, &paths, &healthy_dns());
+    assert!(report.healthy, "{:#?}", report.findings);
+    let time = report.findings.iter().find(|f| f.check == "time").unwrap();
+    assert_eq!(time.level, Level::Warning, "{time:#?}");
+    assert!(
+        time.hint
+            .as_deref()
+            .unwrap()
+            .contains("machine that runs this host")
+    );
+}
+
+#[test]
+fn a_container_without_a_root_filesystem_is_a_warning_not_a_fault() {
+    let (mut system, paths) = healthy();
+    system.units = vec![unit(
+        "systemd-nspawn@web.example.com.service",
+        "inactive",
+        "dead",
+    )];
+    let web = crate::containers::rootfs::machine_dir(&paths, &"web.example.com".parse().unwrap());
+    system.remove_tree(&web).unwrap();
+    let report = report(&system, &paths, &healthy_dns());
+    assert!(report.healthy, "{:#?}", report.findings);
+    let found = report
+        .findings
+        .iter()
+        .find(|f| f.check == "containers")
+        .unwrap();
+    assert_eq!(found.level, Level::Warning, "{found:#?}");
+    assert!(
+        found
+            .message
+            .contains("web.example.com has no root filesystem yet")
+    );
+    assert_eq!(
+        found.hint.as_deref(),
+        Some("sc web.example.com start makes it from the image and starts it")
+    );
 }
