@@ -46,7 +46,7 @@
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
-#   /usr/share/man/man1/sc.1.gz and sc-COMMAND.1.gz, man8/srvctl-*.8.gz, bash/zsh/fish completion
+#   /usr/share/man/man1/sc.1.gz (and srvctl.1.gz) and sc-COMMAND.1.gz, man8/srvctl-*.8.gz, bash/zsh/fish completion
 #   /etc/srvctl/ (0755), /var/lib/srvctl/ (0755)
 set -euo pipefail
 
@@ -125,6 +125,8 @@ install -m 0644 "$man_stage"/*.1 "$DESTDIR$share/man/man1/"
 install -m 0644 "$man_stage"/*.8 "$DESTDIR$share/man/man8/"
 # Compressed as both distributions ship them (reproducibly: no name, no time stamp).
 gzip -9nf "$DESTDIR$share/man/man1"/sc*.1 "$DESTDIR$share/man/man8"/srvctl*.8
+# srvctl is sc under its other name.
+ln -sfn sc.1.gz "$DESTDIR$share/man/man1/srvctl.1.gz"
 rm -rf "$man_stage"
 "$bin_dir/sc" completion bash > "$DESTDIR$share/bash-completion/completions/sc"
 "$bin_dir/sc" completion zsh > "$DESTDIR$share/zsh/site-functions/_sc"

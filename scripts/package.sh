@@ -47,6 +47,16 @@ version=${cargo_version/-/\~}
 stage=$(mktemp -d "${TMPDIR:-/var/tmp}/srvctl-package.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
+# The programs as distributions ship them: without debug information and symbols (both
+# packages are built from these copies).
+mkdir "$stage/bin"
+for program in "$bin_dir"/*; do
+    [ -f "$program" ] && [ -x "$program" ] || continue
+    strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+        -o "$stage/bin/$(basename "$program")" "$program"
+done
+bin_dir=$stage/bin
+
 # The machine-readable copyright file of a Debian package: the MIT text in full, Apache-2.0
 # by reference to the copy every Debian system has.
 deb_copyright() {
@@ -87,9 +97,6 @@ build_deb() {
     local root=$stage/root arch
     arch=$(dpkg --print-architecture)
     DESTDIR=$root SRVCTL_BIN_DIR=$bin_dir bash "$here/scripts/install.sh" >&2
-    # As Debian's packages ship programs: without debug information and symbols.
-    find "$root" -type f -perm -0100 -exec sh -c 'head -c 4 "$1" | grep -q ELF' sh {} \; \
-        -exec strip --strip-unneeded --remove-section=.comment --remove-section=.note {} +
     deb_copyright > "$root/usr/share/doc/srvctl/copyright"
     chmod 0644 "$root/usr/share/doc/srvctl/copyright"
 
