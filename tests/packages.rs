@@ -37,7 +37,11 @@ fn ls_mode(meta: &fs::Metadata) -> String {
         '-'
     };
     let mode = meta.permissions().mode();
-    assert_eq!(mode & 0o7000, 0, "no setuid, setgid or sticky bit is shipped");
+    assert_eq!(
+        mode & 0o7000,
+        0,
+        "no setuid, setgid or sticky bit is shipped"
+    );
     let bits: String = (0..9)
         .map(|i| {
             if mode & (0o400 >> i) == 0 {
@@ -191,6 +195,8 @@ fn says_its_version_depends_conffiles_and_scripts(deb: &Path, tmp: &Path) {
         "libc6",
         "systemd",
         "systemd-container",
+        "dbus",
+        "libnss-systemd",
         "haproxy",
         "nftables",
         "openssh-server",
@@ -199,7 +205,12 @@ fn says_its_version_depends_conffiles_and_scripts(deb: &Path, tmp: &Path) {
     }
 
     let control = tmp.join("control");
-    run_ok(Command::new("dpkg-deb").arg("--control").arg(deb).arg(&control));
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("--control")
+            .arg(deb)
+            .arg(&control),
+    );
     assert_eq!(
         fs::read_to_string(control.join("conffiles")).unwrap(),
         "/etc/ssh/sshd_config.d/50-srvctl.conf\n"
@@ -225,7 +236,10 @@ fn says_its_version_depends_conffiles_and_scripts(deb: &Path, tmp: &Path) {
             .arg("sh")
             .arg(deb),
     );
-    assert!(copyright.contains("License: MIT or Apache-2.0"), "{copyright}");
+    assert!(
+        copyright.contains("License: MIT or Apache-2.0"),
+        "{copyright}"
+    );
     assert!(
         copyright.contains("/usr/share/common-licenses/Apache-2.0"),
         "{copyright}"
