@@ -28,7 +28,7 @@ esac
 bin_dir=${SRVCTL_BIN_DIR:-}
 if [ -z "$bin_dir" ]; then
     echo "package: building release binaries…" >&2
-    bash "$here/scripts/build-deps.sh"
+    bash "$here/scripts/build-deps.sh" >&2
     cargo build --release --locked --manifest-path "$here/Cargo.toml" --bins >&2
     bin_dir=$here/target/release
 fi
@@ -51,7 +51,7 @@ trap 'rm -rf "$stage"' EXIT
 # packages are built from these copies).
 mkdir "$stage/bin"
 for program in "$bin_dir"/*; do
-    [ -f "$program" ] && [ -x "$program" ] || continue
+    [ -f "$program" ] && [ -x "$program" ] && head -c 4 "$program" | grep -q ELF || continue
     strip --strip-unneeded --remove-section=.comment --remove-section=.note \
         -o "$stage/bin/$(basename "$program")" "$program"
 done
