@@ -2,7 +2,7 @@
 # srvctl's main job, end to end: a site in a real container, served over HTTPS by the host's
 # haproxy and reached with SSH on port 2222 as USER_CONTAINER_LOGIN. It builds srvctl, boots a
 # real systemd host in a box (systemd-nspawn; no systemd needed on this machine), installs
-# srvctl there with scripts/install.sh, adds a reseller, a user with an SSH key and the user's
+# srvctl there from its Debian package (scripts/package.sh deb), adds a reseller, a user with an SSH key and the user's
 # site, then shows the site answering HTTPS and a login into its container. The box is stopped
 # at the end; nothing on this machine but the caches under /var/cache/srvctl-e2e is left.
 # Run as root on Debian (the first run builds the host and site images with debootstrap from
@@ -46,7 +46,7 @@ srvctl_site_image || fail "no site image"
 # The box shares this machine's kernel: the limits many containers need are raised here.
 target/release/srvctl-regenerate --raise-limits
 
-say "boot the host h1.test and install srvctl with scripts/install.sh"
+say "boot the host h1.test and install srvctl from its Debian package (scripts/package.sh deb)"
 box_start h1.test
 srvctl_install_in_box
 srvctl_image_in_box

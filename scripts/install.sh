@@ -14,6 +14,13 @@
 #   /etc/ssh/sshd_config.d/50-srvctl.conf  points sshd at it (the path follows PREFIX)
 #   /usr/libexec/srvctl/srvctl-gateway    the SSH gateway's userdb service and session program
 #   /usr/libexec/srvctl/srvctl-sync       keeps the datastore cache of a cluster host current
+#   /usr/libexec/srvctl/post-install      what a host needs once the files are in place (run at
+#                                          the end here, and by the packages' scripts): reload
+#                                          systemd, create the directories, apply the sysctls,
+#                                          raise the host limits, start srvctl.socket, restart a
+#                                          haproxy that runs the distribution's configuration
+#   /usr/libexec/srvctl/pre-remove        stops what runs srvctl's programs (the packages run it
+#                                          before they remove them)
 #   /usr/lib/systemd/system-generators/srvctl-generator
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service, srvctl-nat.service
 #                                          (the containers' masquerade; needs nft, package nftables)
@@ -23,22 +30,23 @@
 #                                          /etc/haproxy/haproxy.cfg is left alone
 #   /usr/lib/systemd/system/named.service.d/srvctl.conf     named starts after srvctl-regenerate
 #                                          (its zones, docs/dns.md)
-#   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
-#                                          loose reverse-path filter (the mesh routes asymmetrically)
-#                                          srvctl-certificates.service and .timer (the
+#   /usr/lib/systemd/system/srvctl-certificates.service and .timer (the
 #                                          generator links the timer into timers.target)
 #                                          srvctl.socket and srvctl.service; the socket is
 #                                          shipped wanted by sockets.target (a link in
 #                                          sockets.target.wants/ here), so it listens from the
 #                                          next boot (or `systemctl start srvctl.socket`);
 #                                          nothing else is enabled
+#   /usr/lib/tmpfiles.d/srvctl.conf        /etc/srvctl, /var/lib/srvctl, /run/srvctl (0755)
+#   /usr/lib/sysctl.d/50-srvctl.conf       IPv4 forwarding (bridges, mesh tunnels, uplink) and a
+#                                          loose reverse-path filter (the mesh routes asymmetrically)
 #   /usr/lib/systemd/system/srvctl-gateway.service, srvctl-gateway-userdb.socket and .service
 #                                          (enable them for the SSH gateway on port 2222)
 #   /usr/share/srvctl/gateway/sshd_config, banner   the gateway's sshd configuration
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME
 #   /usr/share/doc/srvctl/example-conf/*
-#   /usr/share/man/man1/sc.1 and sc-COMMAND.1, man8/srvctl-*.8, bash/zsh/fish completion
+#   /usr/share/man/man1/sc.1.gz (and srvctl.1.gz) and sc-COMMAND.1.gz, man8/srvctl-*.8.gz, bash/zsh/fish completion
 #   /etc/srvctl/ (0755), /var/lib/srvctl/ (0755)
 set -euo pipefail
 
@@ -60,6 +68,7 @@ share=$PREFIX/share
 libexec=$PREFIX/libexec/srvctl
 sshd_dir=/etc/ssh/sshd_config.d
 sysctl_dir=$PREFIX/lib/sysctl.d
+tmpfiles_dir=$PREFIX/lib/tmpfiles.d
 
 install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator_dir" \
     "$DESTDIR$libexec" "$DESTDIR$unit_dir/sockets.target.wants" \
@@ -67,7 +76,8 @@ install -d -m 0755 "$DESTDIR$PREFIX/bin" "$DESTDIR$unit_dir" "$DESTDIR$generator
     "$DESTDIR$share/srvctl/gateway" \
     "$DESTDIR$share/man/man1" "$DESTDIR$share/man/man8" "$DESTDIR$share/bash-completion/completions" \
     "$DESTDIR$share/zsh/site-functions" "$DESTDIR$share/fish/vendor_completions.d" \
-    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir" "$DESTDIR$sysctl_dir"
+    "$DESTDIR/etc/srvctl" "$DESTDIR/var/lib/srvctl" "$DESTDIR$sshd_dir" "$DESTDIR$sysctl_dir" \
+    "$DESTDIR$tmpfiles_dir"
 
 install -m 0755 "$bin_dir/sc" "$bin_dir/srvctl" "$bin_dir/srvctl-regenerate" "$DESTDIR$PREFIX/bin/"
 install -m 0755 "$bin_dir/srvctl-generator" "$DESTDIR$generator_dir/"
@@ -80,11 +90,16 @@ install -m 0755 "$bin_dir/srvctl-authorized-keys" "$DESTDIR$libexec/"
 install_prefixed() {
     # Only srvctl's own programs move with PREFIX (not /usr/bin/etcd of the distribution).
     sed -e "s|/usr/bin/sc |$PREFIX/bin/sc |g" -e "s|/usr/bin/srvctl|$PREFIX/bin/srvctl|g" -e "s|/usr/libexec/srvctl/|$libexec/|g" \
-        -e "s|/usr/share/srvctl/|$share/srvctl/|g" "$1" > "$2"
+        -e "s|/usr/share/srvctl/|$share/srvctl/|g" -e "s|/usr/share/doc/srvctl/|$share/doc/srvctl/|g" "$1" > "$2"
     chmod 0644 "$2"
 }
 install_prefixed "$here/conf/sshd/50-srvctl.conf" "$DESTDIR$sshd_dir/50-srvctl.conf"
 install -m 0644 "$here/conf/sysctl/50-srvctl.conf" "$DESTDIR$sysctl_dir/50-srvctl.conf"
+install -m 0644 "$here/conf/tmpfiles/srvctl.conf" "$DESTDIR$tmpfiles_dir/srvctl.conf"
+for script in post-install pre-remove; do
+    install_prefixed "$here/packaging/$script" "$DESTDIR$libexec/$script"
+    chmod 0755 "$DESTDIR$libexec/$script"
+done
 for unit in "$here"/units/*; do
     if [ -d "$unit" ]; then
         # Drop-ins for the distribution's units (haproxy.service.d/srvctl.conf).
@@ -108,28 +123,15 @@ man_stage=$(mktemp -d)
 "$bin_dir/sc" man --dir "$man_stage" >/dev/null
 install -m 0644 "$man_stage"/*.1 "$DESTDIR$share/man/man1/"
 install -m 0644 "$man_stage"/*.8 "$DESTDIR$share/man/man8/"
+# Compressed as both distributions ship them (reproducibly: no name, no time stamp).
+gzip -9nf "$DESTDIR$share/man/man1"/sc*.1 "$DESTDIR$share/man/man8"/srvctl*.8
+# srvctl is sc under its other name.
+ln -sfn sc.1.gz "$DESTDIR$share/man/man1/srvctl.1.gz"
 rm -rf "$man_stage"
 "$bin_dir/sc" completion bash > "$DESTDIR$share/bash-completion/completions/sc"
 "$bin_dir/sc" completion zsh > "$DESTDIR$share/zsh/site-functions/_sc"
 "$bin_dir/sc" completion fish > "$DESTDIR$share/fish/vendor_completions.d/sc.fish"
 
 echo "install: srvctl installed under ${DESTDIR:-/} (prefix $PREFIX)"
-if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload
-    systemctl restart systemd-sysctl.service
-    # The host limits many containers hit (inotify, pid_max, keys, neighbour tables): raised
-    # to srvctl's floors now, and by srvctl-regenerate at every boot; never lowered.
-    "$PREFIX/bin/srvctl-regenerate" --raise-limits
-    # Users and resellers reach sc through the privileged service from now on, not only
-    # after the next boot.
-    systemctl start srvctl.socket
-    # A haproxy that runs keeps the command line it started with across reloads: one started
-    # before the drop-in (the distribution's configuration) is restarted once, so it runs
-    # srvctl's front, or stops until srvctl has rendered one (the drop-in's condition).
-    haproxy_pid=$(systemctl show -p MainPID --value haproxy.service 2>/dev/null || echo 0)
-    if [ "${haproxy_pid:-0}" != 0 ] && ! tr '\0' ' ' < "/proc/$haproxy_pid/cmdline" | grep -q ' /run/srvctl/haproxy/haproxy.cfg '; then
-        systemctl restart haproxy.service
-        echo "install: haproxy restarted to run srvctl's front (/run/srvctl/haproxy/haproxy.cfg)"
-    fi
-    echo "install: systemd reloaded; next: write /etc/srvctl/clusters.json (see $share/doc/srvctl/example-conf)"
-fi
+# Into a package root, the package's own scripts run it when the package is installed.
+[ -n "$DESTDIR" ] || "$libexec/post-install"

@@ -26,9 +26,13 @@
 #   bind9-dnsutils     dig, to ask that named (tests/dns_named.rs)
 #   testssl.sh         a TLS scan of the HTTPS front (tests/front_tls_scan.rs)
 #   etcd-client        etcdctl, the client that checks the members' health and TLS (tests/cluster_etcd.rs)
+#   dpkg-dev           dpkg-shlibdeps, the Depends of the Debian package's binaries (scripts/package.sh deb,
+#                      tests/packages.rs)
+#   rpm                rpmbuild, rpm -qlp: the RPM built and listed (scripts/package.sh rpm, tests/packages.rs)
+#   rpmlint            the RPM's spec and package checked (scripts/test.sh)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh dpkg-dev rpm rpmlint)
 
 missing=()
 for p in "${packages[@]}"; do

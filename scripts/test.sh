@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run every check of srvctl: formatting, lints, unit and integration tests
-# (root-only tests drive real systemd-analyze, openvpn and systemd-networkd), and the
-# end-to-end tests in real systemd hosts (one host, then a cluster of three).
+# (root-only tests drive real systemd-analyze, openvpn and systemd-networkd), the Debian
+# package and the RPM (built from the release build; the RPM checked by rpmlint), and the
+# end-to-end tests in real systemd hosts (one host, then a cluster of three, each installed
+# from the Debian package).
 #
 #   bash scripts/test.sh          # everything
 #   SRVCTL_SKIP_E2E=1 bash scripts/test.sh   # without the host-in-a-box test
@@ -27,6 +29,13 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --locked
+
+step "packages: deb and rpm (rpmlint)"
+# package.sh makes the release build (which the end-to-end tests use too).
+deb=$(bash scripts/package.sh deb)
+rpm=$(bash scripts/package.sh rpm)
+dpkg-deb --info "$deb" >/dev/null
+rpmlint -r packaging/rpm/srvctl.rpmlintrc packaging/rpm/srvctl.spec "$rpm"
 
 if [ -z "${SRVCTL_SKIP_E2E:-}" ]; then
     # The boxes need a release build, a cached image and a copy of it per host: on a machine

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of a srvctl cluster: three real systemd hosts in boxes (tests/e2e/lib/box.sh)
-# on one bridge, each with srvctl installed by scripts/install.sh and its own etcd member
+# on one bridge, each with srvctl installed from its Debian package and its own etcd member
 # (srvctl-etcd.service) and sync service (srvctl-sync.service). The hosts join the cluster's
 # trust root by CSR (no CA key leaves h1), then the checks of tests/e2e/lib/cluster.sh run:
 # concurrent writes on two hosts, one datastore on three, the same UIDs everywhere, and the

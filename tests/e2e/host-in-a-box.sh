@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of srvctl on a real systemd host: boots a Debian host in a box
-# (tests/e2e/lib/box.sh), installs srvctl into it with scripts/install.sh, creates two site
+# (tests/e2e/lib/box.sh), installs srvctl's Debian package into it (scripts/package.sh deb,
+# dpkg -i), creates two site
 # containers whose names share a 14-character prefix, checks that both boot and answer HTTP at
 # their plan addresses, adds 18 more (20 in all: more than the 16 the kernel's default inotify
 # limit holds) after checking that srvctl raised the host limits, reboots the host and checks
@@ -61,9 +62,16 @@ step "boot h1.test"
 box_start h1.test
 figure "host boot" "$BOX_BOOT_SECONDS s"
 
-step "install srvctl with scripts/install.sh"
-srvctl_install_in_box
+step "install srvctl's Debian package"
+t=${EPOCHREALTIME/./}
+srvctl_install_in_box || fail "the Debian package did not build or install"
+figure "Debian package built and installed" "$(box_elapsed "$t") s"
+[ "$(box_run dpkg-query -W -f='${Status} ${Version}' srvctl)" = "install ok installed $(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/Cargo.toml" | head -n 1 | sed 's/-/~/')" ] ||
+    fail "dpkg does not have srvctl installed at Cargo.toml's version"
 box_run test -x /usr/lib/systemd/system-generators/srvctl-generator || fail "generator not installed"
+# The postinst ran the shared post-install: the socket listens and tmpfiles.d made the directories.
+box_run systemctl is-active --quiet srvctl.socket || fail "srvctl.socket does not listen after dpkg -i"
+box_run test -d /run/srvctl -a -d /var/lib/srvctl -a -d /etc/srvctl || fail "srvctl's directories are missing"
 t=${EPOCHREALTIME/./}
 srvctl_image_in_box
 figure "image copy into the host" "$(box_elapsed "$t") s"

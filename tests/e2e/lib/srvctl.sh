@@ -1,12 +1,14 @@
 # shellcheck shell=bash
 # srvctl.sh - srvctl on top of box.sh: build srvctl, build (and cache) the site image with
-# `sc regenerate rootfs`, install srvctl into a box with scripts/install.sh, wait for a site.
+# `sc regenerate rootfs`, install srvctl's Debian package into a box, wait for a site.
 #
 #   . tests/e2e/lib/box.sh; . tests/e2e/lib/srvctl.sh
 #   srvctl_build                     release binaries of the work tree
 #   srvctl_site_image                build or reuse the site image -> $SRVCTL_IMAGE
-#   srvctl_install_in_box [JSON]     install srvctl into the current box, with clusters.json JSON
-#                                    (default: h1.test alone)
+#   srvctl_deb                       build (once) the Debian package of the release build
+#                                    (scripts/package.sh deb) -> $SRVCTL_DEB
+#   srvctl_install_in_box [JSON]     install that package into the current box with dpkg -i, and
+#                                    write clusters.json JSON (default: h1.test alone)
 #   srvctl_image_in_box              copy the site image into the box (as a btrfs subvolume
 #                                    when /var/lib/machines is btrfs there)
 #   srvctl_wait_http NAME IP SECS    wait until http://IP/ serves the page naming NAME
@@ -38,24 +40,24 @@ srvctl_site_image() {
     [ -f "$SRVCTL_IMAGE/etc/systemd/system/srvctl-site.service" ]
 }
 
-srvctl_install_in_box() {
-    local stage
-    # Staged beside the boxes (not in /tmp, which may be a small tmpfs), the binaries
-    # hard-linked where the file system allows: a release build is hundreds of megabytes.
+# The Debian package of the release build (scripts/package.sh deb), built once per run beside
+# the boxes (not in /tmp, which may be a small tmpfs) -> $SRVCTL_DEB. Uncompressed: it only
+# travels into the boxes.
+srvctl_deb() {
+    [ -n "${SRVCTL_DEB:-}" ] && [ -f "$SRVCTL_DEB" ] && return 0
     box__init_run_dir
-    stage=$(mktemp -d "$BOX__RUN_DIR/install.XXXXXX")
-    mkdir -p "$stage/srvctl/target/release"
-    # Everything install.sh reads: the work tree without its build output and history.
-    tar -C "$SRVCTL_REPO" --exclude=./target --exclude=./.git -cf - . | tar -C "$stage/srvctl" -xf -
-    local bin
-    for bin in $(cd "$SRVCTL_REPO" && cargo metadata --no-deps --format-version 1 --offline |
-        grep -o '"kind":\["bin"\][^}]*"name":"[^"]*"' | sed 's/.*"name":"//; s/"$//'); do
-        cp -l "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/" 2>/dev/null ||
-            cp "$SRVCTL_REPO/target/release/$bin" "$stage/srvctl/target/release/"
-    done
-    box_copy_in "$stage/srvctl" /opt/srvctl
-    rm -rf "$stage"
-    box_run env SRVCTL_BIN_DIR=/opt/srvctl/target/release bash /opt/srvctl/scripts/install.sh
+    SRVCTL_DEB=$(SRVCTL_BIN_DIR="$SRVCTL_REPO/target/release" SRVCTL_PACKAGE_DIR="$BOX__RUN_DIR/packages" \
+        DPKG_DEB_COMPRESSOR_TYPE=none bash "$SRVCTL_REPO/scripts/package.sh" deb | tail -n 1)
+    [ -f "$SRVCTL_DEB" ]
+}
+
+srvctl_install_in_box() {
+    srvctl_deb || return 1
+    box_copy_in "$SRVCTL_DEB" /var/tmp/srvctl.deb || return 1
+    # The box has no network: every Depends is in it already (SRVCTL_BOX_PACKAGES), and its
+    # postinst does what a host needs (daemon-reload, the sysctls, srvctl.socket).
+    box_run dpkg -i /var/tmp/srvctl.deb || return 1
+    box_run rm -f /var/tmp/srvctl.deb
     local json=${1:-'{ "e2e": { "h1.test": { "host_ip": "192.0.2.1", "hostnet": 1, "dns1": "192.0.2.53" } } }'}
     box_sh 'cat > /etc/srvctl/clusters.json' <<<"$json"
     # Debian's etcd-server package enables its own etcd (on 127.0.0.1): srvctl runs its member
