@@ -112,7 +112,7 @@ fn haproxy_accepts_the_rendered_config_and_a_refused_one_is_never_applied() {
     fs::remove_file(templates.join("haproxy.cfg")).unwrap();
     root.sc_ok(&["regenerate"]);
     let map = fs::read_to_string(dir.join("hosts.map")).unwrap();
-    assert!(map.contains("new.example.com c:new.example.com"), "{map}");
+    assert!(map.contains("\nnew.example.com 10.16.0.4:80\n"), "{map}");
 }
 
 /// `curl` inside the namespace, resolving the names given to loopback.

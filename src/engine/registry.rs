@@ -66,6 +66,15 @@ pub enum Verdict {
     Refuse(String),
 }
 
+/// What a module's [`Module::update_live`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// The running service took the changes: it is not reloaded. The text says what changed.
+    Updated(String),
+    /// It could not take them: the module's reloads follow. The text says why.
+    Failed(String),
+}
+
 /// One area of generated configuration.
 pub trait Module: Sync {
     /// The module's name, as docs/architecture.md lists it.
@@ -88,6 +97,15 @@ pub trait Module: Sync {
     fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {
         let _ = (system, paths, tree, changes);
         Verdict::Accept
+    }
+
+    /// Bring the module's running service to its planned `changes` without a reload, when it
+    /// can; called before they are written, so the old files are still in place under `base`.
+    /// `None` (the default) when it has no such way or the changes need a reload anyway: then
+    /// the module's [`Module::reloads`] follow, as they do after [`Live::Failed`].
+    fn update_live(&self, system: &dyn System, base: &Path, changes: &Changes) -> Option<Live> {
+        let _ = (system, base, changes);
+        None
     }
 
     /// Whether `path` lies in one of [`Module::owned_dirs`].
