@@ -525,6 +525,75 @@ fn main() -> ExitCode {
          direct {d:.0} req/s, ratio {:.2}",
         p / d
     );
+
+    // (f) One more site on the running front, live: from `sc add-ve` returning until haproxy
+    // serves the name with its certificate (no container answers there: the 503 page, over a
+    // verified connection), and how long regenerate's live update of haproxy itself takes.
+    let sc = beside("sc").expect("sc beside the bench");
+    let ca = root.join("var/lib/srvctl/pki/ca.crt");
+    let mut served = Vec::new();
+    let mut regenerated = Vec::new();
+    for k in 0..5 {
+        let name = format!("live{k}.example.com");
+        let out = Command::new(&sc)
+            .env("SRVCTL_HOSTNAME", HOSTNAME)
+            .env_remove("SRVCTL_ROOT")
+            .arg("--root")
+            .arg(&root)
+            .args(["add-ve", &name])
+            .stdin(Stdio::null())
+            .output()
+            .expect("sc add-ve");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let added = Instant::now();
+        let (t, out) = regen();
+        let outcome: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(outcome["reloads"], serde_json::json!([]), "{outcome}");
+        let live = outcome["updated_live"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(live.starts_with("front: "), "{outcome}");
+        loop {
+            let mut curl = ns.exec(&[
+                "curl",
+                "-s",
+                "--cacert",
+                &ca.to_string_lossy(),
+                "--resolve",
+                &format!("{name}:443:127.0.0.1"),
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("https://{name}/"),
+            ]);
+            let out = curl.stdin(Stdio::null()).output().expect("curl");
+            let code = String::from_utf8_lossy(&out.stdout).into_owned();
+            if code == "503" {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(10), "{name}: {code}");
+        }
+        served.push(added.elapsed());
+        regenerated.push(t);
+        println!("{name}: {live}");
+    }
+    report(
+        &format!(
+            "one more site on {CONTAINERS} (sc add-ve returned -> served with its certificate)"
+        ),
+        served,
+    );
+    report(
+        "  of which regenerate (render, plan, issue 1 certificate, live update, write)",
+        regenerated,
+    );
+    assert_eq!(loads(), 6, "haproxy was reloaded");
     drop(proxy);
     ExitCode::SUCCESS
 }
