@@ -228,6 +228,8 @@ mod tests {
         dir: &'static [&'static str],
         files: &'static [(&'static str, &'static str)],
         refuse: bool,
+        /// Whether its running service takes its changes without a reload.
+        live: bool,
     }
 
     impl Module for Fixed {
@@ -249,6 +251,10 @@ mod tests {
                 .into_iter()
                 .collect()
         }
+        fn update_live(&self, _: &dyn System, _: &Path, _: &Changes) -> Option<Live> {
+            self.live
+                .then(|| Live::Updated(format!("{} took it", self.name)))
+        }
         fn guard(&self, _: &dyn System, _: &Paths, _: &Tree, _: &Changes) -> Verdict {
             if self.refuse {
                 Verdict::Refuse(format!("{} is broken", self.name))
@@ -263,19 +269,42 @@ mod tests {
         dir: &["run/good"],
         files: &[("run/good/a", "new a\n")],
         refuse: false,
+        live: false,
     };
     static REFUSED: Fixed = Fixed {
         name: "refused",
         dir: &["run/refused"],
         files: &[("run/refused/b", "new b\n")],
         refuse: true,
+        live: false,
     };
     static STRAY: Fixed = Fixed {
         name: "stray",
         dir: &["run/stray"],
         files: &[("run/stray/ok", "x\n"), ("etc/passwd", "evil\n")],
         refuse: false,
+        live: false,
     };
+
+    static LIVE: Fixed = Fixed {
+        name: "live",
+        dir: &["run/live"],
+        files: &[("run/live/c", "new c\n")],
+        refuse: false,
+        live: true,
+    };
+
+    #[test]
+    fn a_module_updated_live_is_written_but_not_reloaded() {
+        let sys = crate::system::Recording::default();
+        run(&sys, &[&GOOD, &LIVE]).unwrap();
+        let read = |p: &str| sys.read(&Path::new("/r").join(p)).unwrap();
+        assert_eq!(read("run/live/c").as_deref(), Some(&b"new c\n"[..]));
+        assert_eq!(
+            *sys.requests.borrow(),
+            [Request::Reload("good.service".into())]
+        );
+    }
 
     /// Render, plan, guard and apply `modules` under `/r` with empty inputs.
     fn run(
@@ -320,7 +349,8 @@ mod tests {
         let mut plan =
             crate::engine::changeset::plan_modules(rendered, base, &previous, sys).unwrap();
         let said = guard(&mut plan, sys, &Paths::rooted(base));
-        crate::engine::apply::apply(sys, base, &plan, Path::new("run/m"))?;
+        let applied = crate::engine::apply::apply(sys, base, &plan, Path::new("run/m"))?;
+        assert_eq!(applied.reloads, *sys.requests.borrow());
         Ok(said)
     }
 
