@@ -351,6 +351,39 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_change_goes_unchecked_to_a_running_haproxy() {
+        let mut sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let crt_list = changeset::Changes {
+            ops: vec![Op::Write {
+                path: PathBuf::from(DIR).join("crt-list"),
+                bytes: Vec::new(),
+                mode: 0o644,
+            }],
+            ..changeset::Changes::default()
+        };
+        let t = tree("global\n");
+        let haproxy = Some(Path::new("haproxy"));
+        // Not running: checked.
+        assert_eq!(
+            guard(&sys, &paths, &t, &crt_list, haproxy),
+            Verdict::Checked
+        );
+        sys.sockets.insert(
+            PathBuf::from("/r/run/srvctl/haproxy/admin.sock"),
+            [(
+                "show info".into(),
+                b"Name: HAProxy\nVersion: 2.6\n".to_vec(),
+            )]
+            .into(),
+        );
+        let _ = sys.remove(Path::new("/r/var/lib/srvctl/haproxy.checked"));
+        let before = sys.commands.borrow().len();
+        assert_eq!(guard(&sys, &paths, &t, &crt_list, haproxy), Verdict::Live);
+        assert_eq!(sys.commands.borrow().len(), before);
+    }
+
+    #[test]
     fn relocation_points_at_the_staging_dir() {
         let text = haproxy::relocate(
             "crt-list /run/srvctl/haproxy/crt-list\n/var/lib/srvctl/certs/a.pem\n",
