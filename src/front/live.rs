@@ -60,12 +60,29 @@ pub fn update(system: &dyn System, base: &Path, changes: &Changes) -> Option<Liv
     if !only_runtime_changes(changes) {
         return None;
     }
-    Some(match send(system, base, changes) {
-        Ok(done) => Live::Updated(done),
-        Err(why) => Live::Failed(format!(
+    match send(system, base, changes) {
+        Ok(done) => Some(Live::Updated(done)),
+        // haproxy does not run (the host's first front, or stopped): the start or reload
+        // follows, as without a runtime API.
+        Err(Why::NotRunning) => None,
+        Err(Why::Failed(why)) => Some(Live::Failed(format!(
             "the running haproxy was not updated live ({why}): it is reloaded"
-        )),
-    })
+        ))),
+    }
+}
+
+/// Why the running haproxy was not updated.
+enum Why {
+    /// Nothing listens on its runtime API.
+    NotRunning,
+    /// It refused a command, the socket failed, or it holds something else than the files.
+    Failed(String),
+}
+
+impl From<String> for Why {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
 }
 
 /// The path haproxy.cfg names for `rel` (relative to the host root).
@@ -84,14 +101,29 @@ fn read_text(system: &dyn System, base: &Path, path: &Path) -> Result<String, St
 }
 
 /// Send the commands, read back, compare. Returns what was done, or why it failed.
-fn send(system: &dyn System, base: &Path, changes: &Changes) -> Result<String, String> {
+fn send(system: &dyn System, base: &Path, changes: &Changes) -> Result<String, Why> {
     let start = system.monotonic();
     let socket = base.join(ADMIN_SOCKET);
-    let ask = |request: &[u8]| -> Result<String, String> {
-        system
-            .ask_socket(&socket, request, TIMEOUT)
-            .map(|a| String::from_utf8_lossy(&a).into_owned())
-            .map_err(|e| format!("its runtime API at {}: {e}", named(Path::new(ADMIN_SOCKET))))
+    let first = std::cell::Cell::new(true);
+    let ask = |request: &[u8]| -> Result<String, Why> {
+        let answer = system.ask_socket(&socket, request, TIMEOUT);
+        let was_first = first.replace(false);
+        match answer {
+            Ok(a) => Ok(String::from_utf8_lossy(&a).into_owned()),
+            Err(e)
+                if was_first
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+            {
+                Err(Why::NotRunning)
+            }
+            Err(e) => Err(Why::Failed(format!(
+                "its runtime API at {}: {e}",
+                named(Path::new(ADMIN_SOCKET))
+            ))),
+        }
     };
     let mut commands: Vec<Command> = Vec::new();
     let mut maps = Vec::new();
@@ -115,7 +147,7 @@ fn send(system: &dyn System, base: &Path, changes: &Changes) -> Result<String, S
                 let new = runtime::crt_list_file(&String::from_utf8_lossy(bytes));
                 let name = named(path);
                 let change = runtime::cert_changes(&old, &new)
-                    .ok_or_else(|| "the default certificate changed".to_owned())?;
+                    .ok_or_else(|| Why::from("the default certificate changed".to_owned()))?;
                 let mut pem = BTreeMap::new();
                 for cert in change.loaded() {
                     pem.insert(cert.clone(), read_text(system, base, Path::new(cert))?);
@@ -131,7 +163,7 @@ fn send(system: &dyn System, base: &Path, changes: &Changes) -> Result<String, S
     for command in &commands {
         let answer = ask(&command.request())?;
         if !command.succeeded(&answer) {
-            return Err(format!("`{}`: {}", command.line, answer.trim()));
+            return Err(format!("`{}`: {}", command.line, answer.trim()).into());
         }
     }
     for (map, want) in &maps {
@@ -232,14 +264,13 @@ mod tests {
     }
 
     #[test]
-    fn no_haproxy_running_falls_back_to_the_reload() {
+    fn no_haproxy_running_is_left_to_the_start() {
         let mut sys = host("");
         sys.sockets.clear();
-        let live = update(&sys, Path::new("/r"), &changes(vec![write(HOSTS, NEW)]));
-        let Some(Live::Failed(why)) = live else {
-            panic!("{live:?}")
-        };
-        assert!(why.contains("/run/srvctl/haproxy/admin.sock"), "{why}");
+        assert_eq!(
+            update(&sys, Path::new("/r"), &changes(vec![write(HOSTS, NEW)])),
+            None
+        );
     }
 
     #[test]
