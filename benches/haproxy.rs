@@ -19,7 +19,10 @@
 //!     through haproxy (:80, Host of a site whose http-redirect is none) and straight to the
 //!     backend (a small server of this program on the site's plan address in a second
 //!     namespace behind a veth pair); the ratio is proxied / direct. All on one machine, so the
-//!     load generator, haproxy and the backend share its cores.
+//!     load generator, haproxy and the backend share its cores;
+//! (f) live: with that haproxy running, one more site added (`sc add-ve`, then regenerate),
+//!     5 runs: from `sc add-ve` returning until haproxy presents the name's certificate
+//!     (verified), regenerate's own time, and its live update of haproxy (no reload).
 //!
 //! The same binary, run as `haproxy serve ADDR` or `haproxy load ADDR HOST SECONDS CONNS`,
 //! is the backend and the load generator inside the namespaces.
@@ -525,6 +528,85 @@ fn main() -> ExitCode {
          direct {d:.0} req/s, ratio {:.2}",
         p / d
     );
+
+    // (f) One more site on the running front, live: from `sc add-ve` returning until haproxy
+    // serves the name with its certificate, and how long regenerate's live update of haproxy
+    // itself takes.
+    let sc = beside("sc").expect("sc beside the bench");
+    let ca = root.join("var/lib/srvctl/pki/ca.crt");
+    let mut served = Vec::new();
+    let mut regenerated = Vec::new();
+    for k in 0..5 {
+        let name = format!("live{k}.example.com");
+        let out = Command::new(&sc)
+            .env("SRVCTL_HOSTNAME", HOSTNAME)
+            .env_remove("SRVCTL_ROOT")
+            .arg("--root")
+            .arg(&root)
+            .args(["add-ve", &name])
+            .stdin(Stdio::null())
+            .output()
+            .expect("sc add-ve");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let added = Instant::now();
+        let (t, out) = regen();
+        let outcome: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(outcome["reloads"], serde_json::json!([]), "{outcome}");
+        let live = outcome["updated_live"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(live.starts_with("front: "), "{outcome}");
+        loop {
+            // A TLS handshake with the name, verified against the internal CA for that name
+            // (its container does not run here: a request would wait for the 503 page).
+            let verified = ns
+                .exec(&[
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    "127.0.0.1:443",
+                    "-servername",
+                    &name,
+                    "-verify_hostname",
+                    &name,
+                    "-CAfile",
+                    &ca.to_string_lossy(),
+                    "-verify_return_error",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl")
+                .success();
+            if verified {
+                break;
+            }
+            assert!(
+                added.elapsed() < Duration::from_secs(10),
+                "{name} not served"
+            );
+        }
+        served.push(added.elapsed());
+        regenerated.push(t);
+        println!("{name}: {live}");
+    }
+    report(
+        &format!(
+            "one more site on {CONTAINERS} (sc add-ve returned -> served with its certificate)"
+        ),
+        served,
+    );
+    report(
+        "  of which regenerate (render, plan, issue 1 certificate, live update, write)",
+        regenerated,
+    );
+    assert_eq!(loads(), 6, "haproxy was reloaded");
     drop(proxy);
     ExitCode::SUCCESS
 }

@@ -17,6 +17,7 @@
 #   haproxy            haproxy -c and the HTTPS front in a namespace (tests/haproxy_front.rs,
 #                      benches/haproxy.rs); openssl and curl check its certificates and redirects
 #   busybox            httpd standing in for the containers' sites (tests/haproxy_front.rs)
+#   nghttp2-client     h2load, HTTPS load while sites are added live (tests/front_live.rs)
 #   openssh-client     ssh-keygen for real test keys, ssh to log in (tests/publickeys.rs)
 #   openssh-server     a real sshd whose AuthorizedKeysCommand is srvctl-authorized-keys
 #                      (tests/publickeys.rs)
@@ -32,7 +33,7 @@
 #   rpmlint            the RPM's spec and package checked (scripts/test.sh)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh dpkg-dev rpm rpmlint)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox nghttp2-client openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh dpkg-dev rpm rpmlint)
 
 missing=()
 for p in "${packages[@]}"; do

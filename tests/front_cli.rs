@@ -151,7 +151,7 @@ fn settings_json_errors_name_the_file_and_field() {
     s.sc_ok(&["regenerate"]);
     let map = std::fs::read_to_string(s.root().join("run/srvctl/haproxy/hosts.map")).unwrap();
     assert!(
-        map.contains("web-example-com.company.net c:web.example.com"),
+        map.contains("web-example-com.company.net 10.16.0.2:80\n"),
         "{map}"
     );
     let page =

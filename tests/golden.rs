@@ -429,14 +429,9 @@ fn front() {
     let actual = actual_tree(&s);
     // The container of h2 is served by h1's front too, at its plan address (across the mesh),
     // with a certificate of h1's site issuer.
-    let cfg = describe(&actual[Path::new("root/run/srvctl/haproxy/haproxy.cfg")]);
-    assert!(
-        cfg.contains("backend c:remote.example.net\n    server remote.example.net 10.32.0.2:80 "),
-        "{cfg}"
-    );
     let hosts = describe(&actual[Path::new("root/run/srvctl/haproxy/hosts.map")]);
     assert!(
-        hosts.contains("\nremote.example.net c:remote.example.net\n"),
+        hosts.contains("\nremote.example.net 10.32.0.2:80\n"),
         "{hosts}"
     );
     let crt_list = describe(&actual[Path::new("root/run/srvctl/haproxy/crt-list")]);

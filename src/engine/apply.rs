@@ -5,8 +5,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::engine::changeset::{Op, Plan, is_durable};
-use crate::engine::registry::{self, Module};
-use crate::system::{System, systemd::SystemdError};
+use crate::engine::registry::{self, Live, Module};
+use crate::system::{Request, System, systemd::SystemdError};
+
+/// What [`apply`] did besides writing.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The reloads sent.
+    pub reloads: Vec<Request>,
+    /// What each module that tried to update its running service live did.
+    pub live: Vec<(&'static str, Live)>,
+}
 
 /// Applying failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +37,16 @@ pub enum ApplyError {
 }
 
 /// Make the changes of `plan` under `base`, record the new manifest at `manifest` (relative to
-/// `base`), then send the reloads. A change outside the paths of the module it belongs to is
-/// refused before anything is written.
+/// `base`), then send the reloads. Before the files are written, each module may bring its
+/// running service to its changes without a reload ([`Module::update_live`]); those that did
+/// are not reloaded. A change outside the paths of the module it belongs to is refused before
+/// anything is done.
 pub fn apply(
     system: &dyn System,
     base: &Path,
     plan: &Plan,
     manifest: &Path,
-) -> Result<(), ApplyError> {
+) -> Result<Applied, ApplyError> {
     for part in &plan.parts {
         if let Some(op) = part
             .changes
@@ -49,6 +60,15 @@ pub fn apply(
             });
         }
     }
+    let live: Vec<(&'static str, Live)> = plan
+        .parts
+        .iter()
+        .filter(|part| !part.changes.ops.is_empty())
+        .filter_map(|part| {
+            let live = part.module.update_live(system, base, &part.changes)?;
+            Some((part.module.name(), live))
+        })
+        .collect();
     for (module, op) in plan.ops() {
         let real = base.join(op.path());
         let err = |e| ApplyError::Io(real.clone(), e);
@@ -75,10 +95,16 @@ pub fn apply(
             .write(&real, list.as_bytes(), 0o644, is_durable(manifest))
             .map_err(|e| ApplyError::Io(real.clone(), e))?;
     }
-    for request in plan.reloads() {
-        system.systemd(&request)?;
+    let updated: Vec<&str> = live
+        .iter()
+        .filter(|(_, l)| matches!(l, Live::Updated(_)))
+        .map(|(name, _)| *name)
+        .collect();
+    let reloads = plan.reloads_except(&updated);
+    for request in &reloads {
+        system.systemd(request)?;
     }
-    Ok(())
+    Ok(Applied { reloads, live })
 }
 
 /// Remove the directories above a removed file that it leaves empty, up to (not including)

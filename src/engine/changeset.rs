@@ -99,8 +99,17 @@ impl Plan {
 
     /// The reloads the changes need, each once, in the order of the changes that need them.
     pub fn reloads(&self) -> Vec<Request> {
+        self.reloads_except(&[])
+    }
+
+    /// The reloads the changes need, as [`Plan::reloads`], but none for the modules named in
+    /// `live` (their running services took the changes as they are).
+    pub fn reloads_except(&self, live: &[&str]) -> Vec<Request> {
         let mut out = Vec::new();
         for (module, op) in self.ops() {
+            if live.contains(&module.name()) {
+                continue;
+            }
             for request in module.reloads(&[op.path()]) {
                 if !out.contains(&request) {
                     out.push(request);

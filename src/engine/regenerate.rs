@@ -30,6 +30,9 @@ pub struct Outcome {
     pub unchanged: usize,
     /// Services reloaded.
     pub reloads: Vec<String>,
+    /// Modules whose running service took their changes without a reload, with what changed
+    /// (`front: …`: haproxy's maps and certificates, through its runtime API).
+    pub updated_live: Vec<String>,
     /// Datastore records skipped because they are invalid.
     pub skipped: Vec<String>,
     /// Bridges that systemd-networkd had not made when the wait ended.
@@ -74,6 +77,9 @@ impl Outcome {
                 "; host limits raised: {}",
                 self.limits_raised.join(", ")
             ));
+        }
+        if !self.updated_live.is_empty() {
+            s.push_str(&format!("; updated live: {}", self.updated_live.join(", ")));
         }
         if !self.reloads.is_empty() {
             s.push_str(&format!("; reloaded: {}", self.reloads.join(", ")));
@@ -237,7 +243,13 @@ fn run_once(
             Verdict::Accept => {}
         }
     }
-    apply::apply(system, &base, &plan, Path::new(MANIFEST))?;
+    let applied = apply::apply(system, &base, &plan, Path::new(MANIFEST))?;
+    for (module, live) in applied.live {
+        match live {
+            registry::Live::Updated(done) => outcome.updated_live.push(format!("{module}: {done}")),
+            registry::Live::Failed(why) => outcome.notes.push(format!("{module}: {why}")),
+        }
+    }
     // Homes are only ever created: never part of the plan, which also removes.
     let homes = crate::accounts::homes::ensure(system, paths, &state);
     outcome.homes_created = homes.created;
@@ -257,7 +269,7 @@ fn run_once(
         };
         list.push(format!("/{}", op.path().display()));
     }
-    let reloads = plan.reloads();
+    let reloads = applied.reloads;
     if reloads.contains(&crate::system::Request::ReloadNetworkd) {
         outcome.bridges_missing = wait_for_bridges(system, &state, hostname, BRIDGE_WAIT);
     }

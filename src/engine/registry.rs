@@ -66,6 +66,15 @@ pub enum Verdict {
     Refuse(String),
 }
 
+/// What a module's [`Module::update_live`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// The running service took the changes: it is not reloaded. The text says what changed.
+    Updated(String),
+    /// It could not take them: the module's reloads follow. The text says why.
+    Failed(String),
+}
+
 /// One area of generated configuration.
 pub trait Module: Sync {
     /// The module's name, as docs/architecture.md lists it.
@@ -88,6 +97,15 @@ pub trait Module: Sync {
     fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {
         let _ = (system, paths, tree, changes);
         Verdict::Accept
+    }
+
+    /// Bring the module's running service to its planned `changes` without a reload, when it
+    /// can; called before they are written, so the old files are still in place under `base`.
+    /// `None` (the default) when it has no such way or the changes need a reload anyway: then
+    /// the module's [`Module::reloads`] follow, as they do after [`Live::Failed`].
+    fn update_live(&self, system: &dyn System, base: &Path, changes: &Changes) -> Option<Live> {
+        let _ = (system, base, changes);
+        None
     }
 
     /// Whether `path` lies in one of [`Module::owned_dirs`].
@@ -210,6 +228,8 @@ mod tests {
         dir: &'static [&'static str],
         files: &'static [(&'static str, &'static str)],
         refuse: bool,
+        /// Whether its running service takes its changes without a reload.
+        live: bool,
     }
 
     impl Module for Fixed {
@@ -231,6 +251,10 @@ mod tests {
                 .into_iter()
                 .collect()
         }
+        fn update_live(&self, _: &dyn System, _: &Path, _: &Changes) -> Option<Live> {
+            self.live
+                .then(|| Live::Updated(format!("{} took it", self.name)))
+        }
         fn guard(&self, _: &dyn System, _: &Paths, _: &Tree, _: &Changes) -> Verdict {
             if self.refuse {
                 Verdict::Refuse(format!("{} is broken", self.name))
@@ -245,19 +269,42 @@ mod tests {
         dir: &["run/good"],
         files: &[("run/good/a", "new a\n")],
         refuse: false,
+        live: false,
     };
     static REFUSED: Fixed = Fixed {
         name: "refused",
         dir: &["run/refused"],
         files: &[("run/refused/b", "new b\n")],
         refuse: true,
+        live: false,
     };
     static STRAY: Fixed = Fixed {
         name: "stray",
         dir: &["run/stray"],
         files: &[("run/stray/ok", "x\n"), ("etc/passwd", "evil\n")],
         refuse: false,
+        live: false,
     };
+
+    static LIVE: Fixed = Fixed {
+        name: "live",
+        dir: &["run/live"],
+        files: &[("run/live/c", "new c\n")],
+        refuse: false,
+        live: true,
+    };
+
+    #[test]
+    fn a_module_updated_live_is_written_but_not_reloaded() {
+        let sys = crate::system::Recording::default();
+        run(&sys, &[&GOOD, &LIVE]).unwrap();
+        let read = |p: &str| sys.read(&Path::new("/r").join(p)).unwrap();
+        assert_eq!(read("run/live/c").as_deref(), Some(&b"new c\n"[..]));
+        assert_eq!(
+            *sys.requests.borrow(),
+            [Request::Reload("good.service".into())]
+        );
+    }
 
     /// Render, plan, guard and apply `modules` under `/r` with empty inputs.
     fn run(
@@ -302,7 +349,8 @@ mod tests {
         let mut plan =
             crate::engine::changeset::plan_modules(rendered, base, &previous, sys).unwrap();
         let said = guard(&mut plan, sys, &Paths::rooted(base));
-        crate::engine::apply::apply(sys, base, &plan, Path::new("run/m"))?;
+        let applied = crate::engine::apply::apply(sys, base, &plan, Path::new("run/m"))?;
+        assert_eq!(applied.reloads, *sys.requests.borrow());
         Ok(said)
     }
 

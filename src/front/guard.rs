@@ -32,6 +32,10 @@ pub enum Verdict {
     Checked,
     /// Only maps changed: they cannot break the configuration, so it was not checked.
     MapsOnly,
+    /// Only maps and the crt-list changed and haproxy runs: they go to it through its runtime
+    /// API, which loads each new certificate itself (a reload, if it comes to one, is checked
+    /// by haproxy.service), so the whole configuration is not checked again.
+    Live,
     /// `haproxy -c` accepted this very front before.
     CheckedBefore,
     /// haproxy is not installed: the files are written unchecked.
@@ -67,6 +71,9 @@ pub fn guard(
     if maps_only {
         return Verdict::MapsOnly;
     }
+    if crate::front::live::only_runtime_changes(changes) && runs(system, paths) {
+        return Verdict::Live;
+    }
     let Some(program) = program else {
         return Verdict::NotChecked(
             "haproxy is not installed: its configuration is written without `haproxy -c`".into(),
@@ -87,6 +94,14 @@ pub fn guard(
             "haproxy refused the new configuration; the running one is kept: {msg}"
         )),
     }
+}
+
+/// Whether haproxy answers on its runtime API.
+fn runs(system: &dyn System, paths: &Paths) -> bool {
+    let socket = paths.host(&format!("/{}", haproxy::ADMIN_SOCKET));
+    system
+        .ask_socket(&socket, b"show info\n", std::time::Duration::from_secs(2))
+        .is_ok_and(|answer| answer.starts_with(b"Name: HAProxy"))
 }
 
 /// A fingerprint of the front in `tree`: every file, path and bytes (the crt-list names each
@@ -182,7 +197,9 @@ fn check(
 }
 
 /// The front module: haproxy.cfg and what it reads under `/run/srvctl/haproxy/`, checked by
-/// [`guard`] before it replaces the live files; any change reloads haproxy.
+/// [`guard`] before it replaces the live files. A change of maps and the crt-list only goes to
+/// the running haproxy through its runtime API ([`crate::front::live`]); any other change, or
+/// one the runtime API did not take, reloads haproxy.
 pub struct Front;
 
 impl Module for Front {
@@ -218,6 +235,15 @@ impl Module for Front {
         ]
     }
 
+    fn update_live(
+        &self,
+        system: &dyn System,
+        base: &Path,
+        changes: &Changes,
+    ) -> Option<crate::engine::registry::Live> {
+        crate::front::live::update(system, base, changes)
+    }
+
     fn guard(
         &self,
         system: &dyn System,
@@ -235,9 +261,11 @@ impl Module for Front {
         ) {
             Verdict::NotChecked(note) => V::Note(note),
             Verdict::Refused(error) => V::Refuse(error),
-            Verdict::Unchanged | Verdict::Checked | Verdict::MapsOnly | Verdict::CheckedBefore => {
-                V::Accept
-            }
+            Verdict::Unchanged
+            | Verdict::Checked
+            | Verdict::MapsOnly
+            | Verdict::Live
+            | Verdict::CheckedBefore => V::Accept,
         }
     }
 }
@@ -320,6 +348,39 @@ mod tests {
             guard(&sys, &paths, &t, &changes, None),
             Verdict::NotChecked(_)
         ));
+    }
+
+    #[test]
+    fn a_certificate_change_goes_unchecked_to_a_running_haproxy() {
+        let mut sys = Recording::default();
+        let paths = Paths::rooted("/r");
+        let crt_list = changeset::Changes {
+            ops: vec![Op::Write {
+                path: PathBuf::from(DIR).join("crt-list"),
+                bytes: Vec::new(),
+                mode: 0o644,
+            }],
+            ..changeset::Changes::default()
+        };
+        let t = tree("global\n");
+        let haproxy = Some(Path::new("haproxy"));
+        // Not running: checked.
+        assert_eq!(
+            guard(&sys, &paths, &t, &crt_list, haproxy),
+            Verdict::Checked
+        );
+        sys.sockets.insert(
+            PathBuf::from("/r/run/srvctl/haproxy/admin.sock"),
+            [(
+                "show info".into(),
+                b"Name: HAProxy\nVersion: 2.6\n".to_vec(),
+            )]
+            .into(),
+        );
+        let _ = sys.remove(Path::new("/r/var/lib/srvctl/haproxy.checked"));
+        let before = sys.commands.borrow().len();
+        assert_eq!(guard(&sys, &paths, &t, &crt_list, haproxy), Verdict::Live);
+        assert_eq!(sys.commands.borrow().len(), before);
     }
 
     #[test]

@@ -389,6 +389,30 @@ impl System for Local {
         Ok(out.stdout)
     }
 
+    fn ask_socket(&self, path: &Path, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(request)?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{}: no whole answer within {timeout:?}", path.display()),
+                ));
+            }
+            stream.set_read_timeout(Some(left))?;
+            match stream.read(&mut buf)? {
+                0 => return Ok(answer),
+                n => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {
         let status = self::command(command)
             .status()

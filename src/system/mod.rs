@@ -136,6 +136,10 @@ pub trait System: fmt::Debug {
     /// Replace this process with a program (found in `PATH`), which keeps the environment,
     /// the terminal and the process's place for its parent; returns only when it could not.
     fn exec(&self, command: &CommandLine) -> io::Error;
+    /// Send `request` to the stream socket at `path` (a service's control socket, such as
+    /// haproxy's runtime API), end the sending half, and read the answer until the service
+    /// closes the connection, all within `timeout`. Nothing listening there is an error.
+    fn ask_socket(&self, path: &Path, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>>;
     /// Tell the service manager about this service (`READY=1`, `WATCHDOG=1`, `STATUS=…`, one
     /// assignment per line); nothing when no service manager listens.
     fn notify(&self, assignments: &str);

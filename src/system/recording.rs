@@ -68,6 +68,11 @@ pub struct Recording {
     pub hanging_programs: BTreeSet<String>,
     /// What `free_space` answers: (free, size) in bytes; by default half of 100 GB free.
     pub space: Option<(u64, u64)>,
+    /// The sockets `ask_socket` reaches (any other path refuses the connection), each with
+    /// its answers by the request's first line; a request not listed gets an empty answer.
+    pub sockets: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
+    /// What `ask_socket` sent, in order: the socket and the request.
+    pub asked: RefCell<Vec<(PathBuf, Vec<u8>)>>,
 }
 
 /// The recording system's clock: it stands still, by default at [`Clock::START`].
@@ -344,6 +349,21 @@ impl System for Recording {
             .get(&command.program)
             .cloned()
             .unwrap_or_default())
+    }
+
+    fn ask_socket(&self, path: &Path, request: &[u8], _timeout: Duration) -> io::Result<Vec<u8>> {
+        let answers = self.sockets.get(path).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("{}: nothing listens there", path.display()),
+            )
+        })?;
+        self.asked
+            .borrow_mut()
+            .push((path.to_path_buf(), request.to_vec()));
+        let text = String::from_utf8_lossy(request);
+        let first = text.lines().next().unwrap_or_default();
+        Ok(answers.get(first).cloned().unwrap_or_default())
     }
 
     fn interact(&self, command: &CommandLine) -> io::Result<Option<i32>> {

@@ -11,7 +11,7 @@ use crate::containers::rootfs;
 use crate::containers::units::container_unit;
 use crate::front::certs::{self, CertSource};
 use crate::model::State;
-use crate::system::{CommandLine, Program};
+use crate::system::{CommandLine, FileKind, Program};
 
 /// One check.
 pub type Check = fn(&Probe<'_>) -> Vec<Finding>;
@@ -494,7 +494,8 @@ pub fn proxy(probe: &Probe<'_>) -> Vec<Finding> {
     let files: Vec<_> = crate::ops::listing::newest_last(probe.system, &dir)
         .0
         .into_iter()
-        .filter(|e| !e.link)
+        // Files only: not haproxy's admin socket, which it makes there.
+        .filter(|e| !e.link && probe.system.kind(&dir.join(&e.path)) == Some(FileKind::File))
         .map(|e| e.path)
         .collect();
     vec![

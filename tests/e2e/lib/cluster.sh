@@ -206,7 +206,7 @@ cluster_check() {
 
 # Wait until site $1 answers HTTP at its address $2, at most $3 seconds, asked from host $4.
 # The page of https://NAME/ through HOST's haproxy, verified against the cluster's site root
-# alone; waits up to 30 s for haproxy's health checks to take a new site's server up (503).
+# alone; waits up to 30 s for the site's container to answer (haproxy's 503 page until then).
 cluster__https() {
     local t=${EPOCHREALTIME/./}
     until cluster__on "$1" curl -fsS --max-time 5 --resolve "$2:443:127.0.0.1" \
