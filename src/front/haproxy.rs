@@ -30,6 +30,10 @@ pub const CONFIG: &str = "run/srvctl/haproxy/haproxy.cfg";
 pub const DIR: &str = "run/srvctl/haproxy";
 /// The systemd unit that runs haproxy.
 pub const UNIT: &str = "haproxy.service";
+/// The front's plain HTTP port (`bind :80` of templates/haproxy.cfg).
+pub const FRONT_HTTP_PORT: u16 = 80;
+/// The front's HTTPS port (`bind :443` of templates/haproxy.cfg).
+pub const FRONT_HTTPS_PORT: u16 = 443;
 /// The backend port when a container sets none.
 pub const DEFAULT_HTTP_PORT: u16 = 80;
 
