@@ -82,7 +82,19 @@ fn the_table_lets_in_what_srvctl_serves_and_drops_the_rest() {
     let scratch = tempfile::tempdir().unwrap();
     let file = scratch.path().join("firewall.nft");
     fs::write(&file, firewall::table(&firewall::ports(&view))).unwrap();
-    let load = || run_ok(&mut host.exec(&["nft", "-f", &file.to_string_lossy()]));
+    // As on a minimal host: no /etc/protocols, no /etc/services to name things by.
+    let load = || {
+        run_ok(&mut host.exec(&[
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services \
+             && exec nft -f \"$1\"",
+            "sh",
+            &file.to_string_lossy(),
+        ]))
+    };
     load();
     // Loading it again replaces the table in one transaction (as a restart of its unit does).
     load();

@@ -5,7 +5,9 @@
 //! [`TABLE_FILE`], loaded by [`UNIT`] at boot before the network comes up: its input chain
 //! drops what it does not accept, and accepts replies, loopback, ICMP, DHCP replies, what
 //! comes from srvctl's bridges and mesh tunnels (`sc-*`), and the ports of [`ports`]. The file
-//! is rendered from numbers only (ports, protocols): nothing of it comes from text.
+//! is rendered from numbers only (ports, protocols): nothing of it comes from text. It names
+//! protocols and ports by number, so that nft needs no `/etc/protocols` or `/etc/services`
+//! (a minimal host has neither).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -179,7 +181,7 @@ pub fn table(ports: &[(Port, &'static str)]) -> String {
          \x20       ct state established,related accept\n\
          \x20       ct state invalid drop\n\
          \x20       iif \"lo\" accept\n\
-         \x20       meta l4proto { icmp, ipv6-icmp } accept\n\
+         \x20       meta l4proto { 1, 58 } accept comment \"ICMP, ICMPv6\"\n\
          \x20       iifname \"sc-*\" accept comment \"srvctl's bridges and mesh tunnels\"\n\
          \x20       udp dport { 68, 546 } accept comment \"DHCP replies\"\n",
     );
