@@ -88,8 +88,10 @@ srvctl_update_install_twice() {
     done
     [ "$(grep -c '"outcome": "done"' <<<"$first")" = 2 ] ||
         { echo "the first run's steps did not all succeed: $first" >&2; return 1; }
-    box_run nft list table inet srvctl-firewall | grep -q 'tcp dport 2222 accept' ||
-        { echo "srvctl's firewall table is not loaded" >&2; return 1; }
+    local table
+    table=$(box_run nft list table inet srvctl-firewall 2>&1) || true
+    grep -q 'tcp dport 2222 accept' <<<"$table" ||
+        { echo "srvctl's firewall table is not loaded: $table" >&2; return 1; }
     box_run systemctl is-enabled --quiet srvctl-gateway.service srvctl-firewall.service ||
         { echo "srvctl's units are not enabled" >&2; return 1; }
     dry=$(box_run sc update-install --dry-run) || { echo "--dry-run failed: $dry" >&2; return 1; }
