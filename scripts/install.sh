@@ -25,6 +25,10 @@
 #   /usr/lib/systemd/system/srvctl-regenerate.service, srvctl-mesh@.service, srvctl-nat.service
 #                                          (the containers' masquerade; needs nft, package nftables)
 #                                          srvctl-etcd.service (the cluster's etcd member)
+#                                          srvctl-firewall.service (srvctl's nftables firewall
+#                                          on a host without firewalld; `sc update-install`
+#                                          writes its table and enables it, with the units
+#                                          srvctl needs)
 #   /usr/lib/systemd/system/haproxy.service.d/srvctl.conf   haproxy runs srvctl's front
 #                                          (/run/srvctl/haproxy/haproxy.cfg); the distribution's
 #                                          /etc/haproxy/haproxy.cfg is left alone

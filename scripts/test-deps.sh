@@ -9,7 +9,8 @@
 #   openvpn            the host mesh tunnels (tests/openvpn_mesh.rs)
 #   iproute2           ip netns / ip link / ip addr (tests/openvpn_mesh.rs, networkd_netns.rs)
 #   iputils-ping       ping across the mesh (tests/openvpn_mesh.rs)
-#   nftables           nft, to load srvctl's masquerade rules (tests/mesh_traffic.rs)
+#   nftables           nft, to load srvctl's masquerade rules (tests/mesh_traffic.rs) and its
+#                      firewall table (tests/firewall_nft.rs)
 #   util-linux, mount  unshare, setpriv; mount (private mount namespaces of the tests)
 #   kmod               modprobe tun, when /dev/net/tun is missing
 #   pebble             a test ACME CA and its mock DNS, pebble-challtestsrv (tests/acme_pebble.rs, tests/acme_cluster.rs)

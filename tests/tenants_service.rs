@@ -416,6 +416,12 @@ fn the_audit_names_the_kernels_caller_whatever_the_client_claims() {
             6,
             "this command runs as its caller in sc itself",
         ),
+        // The host's set-up is root's own, never the service's.
+        (
+            r#"{"argv": ["update-install", "--dry-run"]}"#,
+            6,
+            "this command runs as its caller in sc itself",
+        ),
     ] {
         let run = t.crafted("carol", request);
         assert_eq!(run.code, Some(code), "{request}: {run:#?}");
@@ -429,7 +435,7 @@ fn the_audit_names_the_kernels_caller_whatever_the_client_claims() {
         "a crafted request changed the datastore"
     );
     let records = t.farm.audit_records();
-    assert_eq!(records.len(), audited + 5, "every refusal is audited");
+    assert_eq!(records.len(), audited + 6, "every refusal is audited");
     for r in &records[audited..] {
         assert_eq!(r["user"], "carol", "{r}");
         assert!(r["outcome"].as_str().unwrap().starts_with("error: "), "{r}");

@@ -230,6 +230,28 @@ fn ls_lists_every_file_below_newest_last() {
 }
 
 #[test]
+fn update_install_sets_up_this_machine_only() {
+    let farm = Farm::with_clusters(ONE_HOST);
+    farm.sc_ok(&["add-reseller", "alice"]);
+    let before = std::fs::read(farm.datastore_path()).unwrap();
+    let help = farm.sc_ok(&["update-install", "--help"]);
+    assert!(
+        help.contains("--dry-run") && help.contains("--hostname"),
+        "{help}"
+    );
+    // A scratch root is no machine to set up: refused (permission), nothing written.
+    for args in [
+        &["update-install"][..],
+        &["update-install", "--dry-run"],
+        &["update-install", "--hostname", "h1.test"],
+    ] {
+        farm.assert_refused(args, "run it as root, without --root", &before);
+        assert_eq!(farm.sc(args).code, Some(6));
+    }
+    assert!(!farm.join("etc/srvctl/firewall.nft").exists());
+}
+
+#[test]
 fn exec_function_runs_a_command_with_srvctls_context() {
     let farm = Farm::with_clusters(ONE_HOST);
     let out = farm.sc_ok(&[

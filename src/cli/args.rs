@@ -227,6 +227,23 @@ pub enum Command {
     /// name's forward and reverse DNS records, NTP sync. Each problem comes with a fix; the exit
     /// status is 1 when any finding is a problem.
     Diagnose,
+    /// Set this host up for srvctl (root only, never through the srvctl service); safe to run
+    /// again at any time, and a run on a host set up already changes nothing. It installs the
+    /// distribution's packages srvctl needs that are missing (apt-get install --no-upgrade on
+    /// Debian, dnf install on Fedora; nothing else is upgraded), names the host (--hostname,
+    /// only while it has no name), raises the host limits many containers need, opens the
+    /// ports srvctl serves (in firewalld where it runs, else in srvctl's own nftables table
+    /// loaded by srvctl-firewall.service), and enables srvctl's units. SELinux is left as it
+    /// is (a run fails if it stopped enforcing). Each step says what it found and did; the
+    /// exit status is 1 when a step failed.
+    UpdateInstall {
+        /// Only list the steps that would change something.
+        #[arg(long)]
+        dry_run: bool,
+        /// The host's name (a DNS name, as in clusters.json), set only while it has none.
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+    },
     /// Run CMD with srvctl's context in its environment (operator only, never through the
     /// srvctl service): SRVCTL_HOST, SRVCTL_CLUSTER, SRVCTL_HOSTNET, SRVCTL_HOST_IP,
     /// SRVCTL_ROOT, SRVCTL_CONFIG_DIR, SRVCTL_CLUSTERS, SRVCTL_SETTINGS, SRVCTL_STATE_DIR,

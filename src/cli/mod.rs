@@ -7,6 +7,7 @@ mod certificates;
 mod client;
 mod cluster;
 mod container;
+mod install;
 mod manuals;
 mod output;
 mod regenerate;
@@ -488,12 +489,16 @@ fn usage(e: clap::Error, program: &str) -> Result<u8, Failure> {
 
 fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     if inv.through_service
-        && (cli.command.runs_as_caller() || matches!(cli.command, Command::ExecFunction { .. }))
+        && (cli.command.runs_as_caller()
+            || matches!(
+                cli.command,
+                Command::ExecFunction { .. } | Command::UpdateInstall { .. }
+            ))
     {
         return Err(Failure::new(
             FailureKind::Permission,
             "this command runs as its caller in sc itself, never through the srvctl service \
-             (exec-function: run it as root)",
+             (exec-function, update-install: run it as root)",
         ));
     }
     if let Command::Man { dir: Some(dir) } = &cli.command {
@@ -507,6 +512,9 @@ fn run(cli: &Cli, inv: &Invocation, out: &mut Output) -> Result<(), Failure> {
     match &cli.command {
         Command::Diagnose => tools::diagnose(inv, out),
         Command::ExecFunction { command } => tools::exec_function(inv, command),
+        Command::UpdateInstall { dry_run, hostname } => {
+            install::update_install(inv, out, *dry_run, hostname.as_deref())
+        }
         Command::Ls { dir } => tools::ls(inv.system(), out, dir.as_deref()),
         Command::Customize { name, print } => {
             let includes = tools::Includes::of(inv.system(), &inv.paths, inv.caller.uid);
@@ -725,6 +733,7 @@ fn request(cmd: &Command) -> Change<'_> {
         | Command::Ls { .. }
         | Command::Diagnose
         | Command::ExecFunction { .. }
+        | Command::UpdateInstall { .. }
         | Command::Customize { .. }
         | Command::Man { .. } => {
             unreachable!("read-only commands are dispatched in run()")

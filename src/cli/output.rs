@@ -116,6 +116,41 @@ impl Output {
         Ok(())
     }
 
+    /// Print the report of `sc update-install`: one line per step (`ok`, `would`, `done` or
+    /// `FAILED`, the step, what it found or does), and a last line that sums up (`nothing to
+    /// change` when no step had anything to do); or the JSON object.
+    pub fn install(&mut self, report: &crate::ops::install::InstallReport) -> Result<(), Failure> {
+        use crate::ops::install::Outcome;
+        if self.json {
+            return self.json(report);
+        }
+        for s in &report.steps {
+            let action = s.action.as_deref().unwrap_or("");
+            let line = match (&s.outcome, s.needed) {
+                (Some(Outcome::Failed(why)), _) if s.needed => {
+                    format!("FAILED  {}: {action}: {why}", s.step)
+                }
+                (Some(Outcome::Failed(why)), _) => format!("FAILED  {}: {why}", s.step),
+                (Some(Outcome::Done), _) => format!("done    {}: {action}", s.step),
+                (None, true) => format!("would   {}: {action} ({})", s.step, s.found),
+                (None, false) => format!("ok      {}: {}", s.step, s.found),
+            };
+            self.line(&one_line(&line))?;
+        }
+        let needed = report.steps.iter().filter(|s| s.needed).count();
+        let failed = report
+            .steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Some(Outcome::Failed(_))))
+            .count();
+        self.line(&match (needed, failed, report.dry_run) {
+            (0, 0, _) => "nothing to change".to_owned(),
+            (n, 0, true) => format!("{n} steps would change this host"),
+            (n, 0, false) => format!("{n} steps changed this host"),
+            (_, f, _) => format!("{f} steps FAILED"),
+        })
+    }
+
     /// Print what a bulk command did: each container's output lines and then its outcome,
     /// every line prefixed with the container's name; or a JSON array.
     pub fn bulk(&mut self, results: &[super::bulk::BulkResult]) -> Result<(), Failure> {

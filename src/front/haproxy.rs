@@ -39,6 +39,10 @@ pub const ADMIN_SOCKET: &str = "run/srvctl/haproxy/admin.sock";
 pub const HOSTS_MAP: &str = "run/srvctl/haproxy/hosts.map";
 /// The crt-list: the certificates haproxy serves, the default one first.
 pub const CRT_LIST: &str = "run/srvctl/haproxy/crt-list";
+/// The front's plain HTTP port (`bind :80` of templates/haproxy.cfg).
+pub const FRONT_HTTP_PORT: u16 = 80;
+/// The front's HTTPS port (`bind :443` of templates/haproxy.cfg).
+pub const FRONT_HTTPS_PORT: u16 = 443;
 /// The backend port when a container sets none.
 pub const DEFAULT_HTTP_PORT: u16 = 80;
 

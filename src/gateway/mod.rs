@@ -28,6 +28,9 @@ pub use login::Login;
 /// `ForceCommand` instead, with this in `SSH_ORIGINAL_COMMAND`: it marks an sftp session.
 pub const SFTP_SUBSYSTEM: &str = "srvctl-gateway-sftp";
 
+/// The TCP port the gateway's sshd listens on (`Port` of conf/gateway/sshd_config).
+pub const PORT: u16 = 2222;
+
 /// The arguments of `sc` for a session of `login`, given what the client asked for
 /// (`SSH_ORIGINAL_COMMAND`): nothing, a login shell; the sftp subsystem, the container's
 /// sftp-server; anything else, that command through the account's `sh -c`.

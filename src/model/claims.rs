@@ -61,6 +61,7 @@ pub const COMMAND_WORDS: &[&str] = &[
     "customize",
     "diagnose",
     "exec-function",
+    "update-install",
     "names",
     // container actions and their arguments
     "start",

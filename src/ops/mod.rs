@@ -12,6 +12,7 @@ mod edit;
 pub mod follow_up;
 pub mod hooks;
 pub mod import_v3;
+pub mod install;
 pub mod listing;
 pub mod transaction;
 pub mod trusted;

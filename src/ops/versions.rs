@@ -75,6 +75,12 @@ impl PackageManager {
         }
     }
 
+    /// The installed version of `package`, `None` when it is not installed.
+    pub fn installed_version(self, system: &dyn System, package: &str) -> Option<String> {
+        let out = system.exchange(&self.query(package), b"").ok()?;
+        self.version(&String::from_utf8_lossy(&out))
+    }
+
     /// The version in the answer of [`Self::query`], `None` when it says "not installed".
     fn version(self, answer: &str) -> Option<String> {
         let version = match self {
@@ -115,10 +121,7 @@ pub fn versions(system: &dyn System, paths: &Paths) -> Versions {
                 .iter()
                 .map(|&name| Package {
                     name,
-                    version: system
-                        .exchange(&m.query(name), b"")
-                        .ok()
-                        .and_then(|out| m.version(&String::from_utf8_lossy(&out))),
+                    version: m.installed_version(system, name),
                 })
                 .collect()
         })

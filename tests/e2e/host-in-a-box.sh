@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of srvctl on a real systemd host: boots a Debian host in a box
 # (tests/e2e/lib/box.sh), installs srvctl's Debian package into it (scripts/package.sh deb,
-# dpkg -i), creates two site
+# dpkg -i), sets the host up with `sc update-install` (twice: the second run has nothing to
+# change), creates two site
 # containers whose names share a 14-character prefix, checks that both boot and answer HTTP at
 # their plan addresses, adds 18 more (20 in all: more than the 16 the kernel's default inotify
 # limit holds) after checking that srvctl raised the host limits, reboots the host and checks
@@ -72,6 +73,8 @@ box_run test -x /usr/lib/systemd/system-generators/srvctl-generator || fail "gen
 # The postinst ran the shared post-install: the socket listens and tmpfiles.d made the directories.
 box_run systemctl is-active --quiet srvctl.socket || fail "srvctl.socket does not listen after dpkg -i"
 box_run test -d /run/srvctl -a -d /var/lib/srvctl -a -d /etc/srvctl || fail "srvctl's directories are missing"
+srvctl_update_install_twice || fail "sc update-install"
+figure "sc update-install" "$UPDATE_INSTALL_FIGURES"
 t=${EPOCHREALTIME/./}
 srvctl_image_in_box
 figure "image copy into the host" "$(box_elapsed "$t") s"
@@ -162,6 +165,9 @@ srvctl_front_owned || fail "after reboot, haproxy does not run srvctl's front"
 box_run curl -fsS -o /dev/null --max-time 5 --resolve "$one:443:127.0.0.1" \
     --cacert /var/lib/srvctl/pki/ca.crt "https://$one/" || fail "after reboot, no HTTPS answer for $one"
 box_run systemctl is-enabled machines.target >/dev/null 2>&1 || true
+box_run systemctl is-active --quiet srvctl-firewall.service || fail "after reboot, srvctl's firewall is not loaded"
+out=$(box_run sc update-install --dry-run) || fail "sc update-install --dry-run after the reboot: $out"
+[ "$(tail -n 1 <<<"$out")" = "nothing to change" ] || fail "after the reboot, sc update-install would change: $out"
 
 step "destroy $two"
 # Running, it is refused without --force, in one line, and nothing changes.

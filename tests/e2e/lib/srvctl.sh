@@ -9,6 +9,8 @@
 #                                    (scripts/package.sh deb) -> $SRVCTL_DEB
 #   srvctl_install_in_box [JSON]     install that package into the current box with dpkg -i, and
 #                                    write clusters.json JSON (default: h1.test alone)
+#   srvctl_update_install_twice      sc update-install in the box, then again: the second run
+#                                    (and its --dry-run) has nothing to change
 #   srvctl_image_in_box              copy the site image into the box (as a btrfs subvolume
 #                                    when /var/lib/machines is btrfs there)
 #   srvctl_wait_http NAME IP SECS    wait until http://IP/ serves the page naming NAME
@@ -63,6 +65,47 @@ srvctl_install_in_box() {
     # Debian's etcd-server package enables its own etcd (on 127.0.0.1): srvctl runs its member
     # as srvctl-etcd.service, and the operator turns the package's one off.
     box_run systemctl disable --now --quiet etcd.service 2>/dev/null || true
+}
+
+# The box's rootfs has every package srvctl needs (SRVCTL_BOX_PACKAGES) and no mirror: a run
+# that installed anything would fail. Its /proc/sys is read-only, so the limits are raised on
+# the machine the box runs on beforehand (the same kernel): the limits step finds them at
+# their floors. Prints what it measured (UPDATE_INSTALL_FIGURES) and fails with a message.
+srvctl_update_install_twice() {
+    local first second dry t
+    t=${EPOCHREALTIME/./}
+    first=$(box_run sc --json update-install --hostname h1.test) ||
+        { echo "the first run failed: $first" >&2; return 1; }
+    UPDATE_INSTALL_FIGURES="first run $(box_elapsed "$t") s"
+    grep -q '"changes": true' <<<"$first" || { echo "the first run changed nothing: $first" >&2; return 1; }
+    # Nothing the box has is installed again, its name is left, the limits were raised.
+    local step
+    for step in packages hostname limits; do
+        grep -A3 "\"step\": \"$step\"" <<<"$first" | grep -q '"needed": false' ||
+            { echo "the first run's $step step had something to do: $first" >&2; return 1; }
+    done
+    for step in firewall units; do
+        grep -A3 "\"step\": \"$step\"" <<<"$first" | grep -q '"needed": true' ||
+            { echo "the first run's $step step had nothing to do: $first" >&2; return 1; }
+    done
+    [ "$(grep -c '"outcome": "done"' <<<"$first")" = 2 ] ||
+        { echo "the first run's steps did not all succeed: $first" >&2; return 1; }
+    local table
+    table=$(box_run nft list table inet srvctl-firewall 2>&1) || true
+    grep -q 'tcp dport 2222 accept' <<<"$table" ||
+        { echo "srvctl's firewall table is not loaded: $table" >&2; return 1; }
+    box_run systemctl is-enabled --quiet srvctl-gateway.service srvctl-firewall.service ||
+        { echo "srvctl's units are not enabled" >&2; return 1; }
+    dry=$(box_run sc update-install --dry-run) || { echo "--dry-run failed: $dry" >&2; return 1; }
+    [ "$dry" = "$(grep -v '^would' <<<"$dry")" ] && [ "$(tail -n 1 <<<"$dry")" = "nothing to change" ] ||
+        { echo "after a run, --dry-run lists steps: $dry" >&2; return 1; }
+    t=${EPOCHREALTIME/./}
+    second=$(box_run sc --json update-install) || { echo "the second run failed: $second" >&2; return 1; }
+    UPDATE_INSTALL_FIGURES="$UPDATE_INSTALL_FIGURES, second run $(box_elapsed "$t") s"
+    grep -q '"changes": false' <<<"$second" && ! grep -q '"needed": true' <<<"$second" ||
+        { echo "the second run changed something: $second" >&2; return 1; }
+    [ "$(box_run sc update-install | tail -n 1)" = "nothing to change" ] ||
+        { echo "a third run does not say nothing to change" >&2; return 1; }
 }
 
 srvctl_image_in_box() {
