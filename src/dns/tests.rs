@@ -28,12 +28,7 @@ fn the_staged_fragment_and_each_written_zone_are_checked() {
     let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
     let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
     assert_eq!(v, Verdict::Accept);
-    let commands: Vec<String> = sys
-        .commands
-        .borrow()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let commands = sys.command_lines();
     assert_eq!(
         commands,
         [

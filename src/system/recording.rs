@@ -91,6 +91,15 @@ impl Default for Clock {
 }
 
 impl Recording {
+    /// Every program run so far, as its command line.
+    pub fn command_lines(&self) -> Vec<String> {
+        self.commands
+            .borrow()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     fn file_kind(&self, path: &Path) -> Option<FileKind> {
         let nodes = self.nodes.borrow();
         match nodes.get(path) {

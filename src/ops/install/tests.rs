@@ -267,12 +267,7 @@ fn firewalld_opens_only_the_closed_ports() {
     let system = Recording::default();
     let outcomes = apply(&system, &Paths::system(), &view, &[step]);
     assert_eq!(outcomes, [Some(Outcome::Done)]);
-    let ran: Vec<String> = system
-        .commands
-        .borrow()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let ran = system.command_lines();
     assert_eq!(
         ran,
         [
@@ -371,12 +366,7 @@ fn missing_packages_and_units_are_installed_and_enabled_and_failures_reported() 
     let steps = plan(&view, &named("h1.example.net"));
     system.failing_programs = [("hostnamectl".to_owned(), "no D-Bus".to_owned())].into();
     let outcomes = apply(&system, &paths, &view, &steps);
-    let ran: Vec<String> = system
-        .commands
-        .borrow()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let ran = system.command_lines();
     assert!(
         ran[0].starts_with("apt-get install -y --no-upgrade -- systemd systemd-container"),
         "{ran:?}"
