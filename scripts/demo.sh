@@ -2,8 +2,8 @@
 # srvctl's main job, end to end: a site in a real container, served over HTTPS by the host's
 # haproxy and reached with SSH on port 2222 as USER_CONTAINER_LOGIN. It builds srvctl, boots a
 # real systemd host in a box (systemd-nspawn; no systemd needed on this machine), installs
-# srvctl there from its Debian package (scripts/package.sh deb), adds a reseller, a user with an SSH key and the user's
-# site, then shows the site answering HTTPS and a login into its container. The box is stopped
+# srvctl there from its Debian package (scripts/package.sh deb), sets the host up with
+# `sc update-install`, adds a reseller, a user with an SSH key and the user's site, then shows the site answering HTTPS and a login into its container. The box is stopped
 # at the end; nothing on this machine but the caches under /var/cache/srvctl-e2e is left.
 # Run as root on Debian (the first run builds the host and site images with debootstrap from
 # a Debian mirror: a few minutes):
@@ -49,6 +49,8 @@ target/release/srvctl-regenerate --raise-limits
 say "boot the host h1.test and install srvctl from its Debian package (scripts/package.sh deb)"
 box_start h1.test
 srvctl_install_in_box
+say "set the host up: sc update-install (packages, limits, firewall, srvctl's units)"
+show sc update-install --hostname h1.test || fail "sc update-install"
 srvctl_image_in_box
 
 say "a reseller, a user with an SSH key, and the user's site"
@@ -63,7 +65,6 @@ show sc status
 
 say "the site over HTTPS through the host's haproxy (a certificate of the host's site issuer)"
 https="curl -fsS --resolve $site:443:127.0.0.1 --cacert /var/lib/srvctl/pki/ca.crt https://$site/"
-# haproxy takes the new site's server up after its first health checks.
 deadline=$((SECONDS + 60))
 until box_sh "$https" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || fail "no HTTPS answer from https://$site/"
@@ -72,9 +73,7 @@ done
 show "$https -o /dev/null -w 'https://$site/ answered %{http_code} over HTTP/%{http_version}, certificate verified\n'"
 show "$https"
 
-say "bob logs into his container through the SSH gateway on port 2222"
-show systemctl enable --now srvctl-gateway-userdb.socket srvctl-gateway.service ||
-    fail "cannot start the SSH gateway"
+say "bob logs into his container through the SSH gateway on port 2222 (sc update-install enabled it)"
 show ssh $ssh_opts -i /root/demo/bob "bob_${site}_root@127.0.0.1" "'echo logged in to \$(hostname) as \$(id -un)'" ||
     fail "no login through the gateway"
 
