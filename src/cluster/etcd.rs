@@ -319,21 +319,20 @@ fn without_quorum(
         .map(|(m, _)| m.name.as_str())
         .collect();
     if reachable.is_empty() {
-        let first = answers
-            .into_iter()
-            .find_map(Result::err)
-            .unwrap_or_default();
-        return Some(if is_tls(&first) {
-            ClusterError::Tls {
+        let errors: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
+        // A member that refuses this host's certificate after a TLS 1.3 handshake may show
+        // it as a closed stream, depending on whether the client was writing or reading when
+        // the alert came: one member's alert among the answers tells.
+        if let Some(tls) = errors.iter().find(|e| is_tls(e)) {
+            return Some(ClusterError::Tls {
                 cluster: cluster.to_owned(),
-                cause: first,
-            }
-        } else {
-            ClusterError::Unreachable {
-                cluster: cluster.to_owned(),
-                tried: names(members),
-                cause: first,
-            }
+                cause: tls.clone(),
+            });
+        }
+        return Some(ClusterError::Unreachable {
+            cluster: cluster.to_owned(),
+            tried: names(members),
+            cause: errors.into_iter().next().unwrap_or_default(),
         });
     }
     (reachable.len() * 2 <= members.len()).then(|| ClusterError::NoQuorum {
@@ -506,5 +505,25 @@ mod tests {
         assert!(!is_tls(
             "tcp connect error: Connection refused (os error 111)"
         ));
+    }
+
+    #[test]
+    fn one_members_alert_among_closed_streams_is_a_refused_certificate() {
+        let members: Vec<Member> = ["h1.c", "h2.c", "h3.c"]
+            .iter()
+            .map(|n| Member {
+                name: (*n).into(),
+                endpoint: format!("https://{n}:2379"),
+            })
+            .collect();
+        let closed = || Err("transport error: stream closed because of a broken pipe".to_owned());
+        let alert = Err("received fatal alert: UnknownCA".to_owned());
+        let e = without_quorum("c", &members, vec![closed(), alert, closed()]).unwrap();
+        assert!(
+            matches!(&e, ClusterError::Tls { cause, .. } if cause.contains("UnknownCA")),
+            "{e}"
+        );
+        let e = without_quorum("c", &members, vec![closed(), closed(), closed()]).unwrap();
+        assert!(matches!(e, ClusterError::Unreachable { .. }), "{e}");
     }
 }
