@@ -165,7 +165,8 @@ pub fn slave_file(zone: &Domain) -> String {
 
 /// The named.conf fragment: every zone, as `transfers` says. A master without slaves refuses
 /// every transfer; a master with slaves notifies them (`notify explicit`: only them, not the
-/// NS of the zone) and allows AXFR with the key alone; a slave copies each zone from the
+/// NS of the zone; at once, `notify-delay 0`, where named's default waits up to five seconds)
+/// and allows AXFR with the key alone; a slave copies each zone from the
 /// master with the key and transfers it to no one. Both read the key file first.
 pub fn named_conf<'a>(zones: impl Iterator<Item = &'a Domain>, transfers: &Transfers) -> String {
     let mut f = String::from(
@@ -187,7 +188,7 @@ pub fn named_conf<'a>(zones: impl Iterator<Item = &'a Domain>, transfers: &Trans
                     .map(|ip| format!(" {ip} key {key};"))
                     .collect();
                 format!(
-                    "type master; file \"{}\"; notify explicit; also-notify {{{notify} }}; \
+                    "type master; file \"{}\"; notify explicit; notify-delay 0; also-notify {{{notify} }}; \
                      allow-transfer {{ key {key}; }};",
                     zone_path(zone)
                 )

@@ -225,7 +225,7 @@ fn a_master_notifies_its_slaves_and_transfers_to_the_key_alone() {
     );
     assert!(conf.contains(
         "zone \"example.org\" { type master; file \"/run/srvctl/dns/zones/example.org.zone\"; \
-         notify explicit; also-notify { 192.0.2.12 key srvctl-transfer; 192.0.2.13 key \
+         notify explicit; notify-delay 0; also-notify { 192.0.2.12 key srvctl-transfer; 192.0.2.13 key \
          srvctl-transfer; }; allow-transfer { key srvctl-transfer; }; };\n"
     ));
 }
