@@ -1,6 +1,7 @@
 //! A DNS slave with the real BIND: the cluster's master (`"dns": "master"`) and its slave
 //! (`"dns": "slave"`), each a real named on its own scratch root in its own network namespace,
-//! the two joined by a veth and holding one TSIG key made by `tsig-keygen`. The slave answers
+//! the two joined by a veth and holding one TSIG key (a secret of `tsig-keygen`, in the file
+//! srvctl-sync writes). The slave answers
 //! for the master's zones; after `sc add-ve` on the master, the new datastore on the slave (as
 //! srvctl-sync would install it) and a reload of both, the slave answers for the new zone; a
 //! record added to a zone the slave has reaches it by the master's NOTIFY alone (the zones'
@@ -159,17 +160,24 @@ fn a_slave_copies_the_masters_zones_by_notify_and_axfr_with_the_key_alone() {
         .ns
         .ip(&["addr", "add", &format!("{SLAVE}/24"), "dev", "dnss0"]);
 
-    // The cluster's one key, on both hosts.
-    let key = output(std::process::Command::new(TSIG_KEYGEN).args([
+    // The cluster's one key, on both hosts: a secret from tsig-keygen, in the file srvctl-sync
+    // writes for it.
+    let made = output(std::process::Command::new(TSIG_KEYGEN).args([
         "-a",
         "hmac-sha256",
         "srvctl-transfer",
     ]));
-    assert!(key.status.success());
+    assert!(made.status.success());
+    let made = String::from_utf8(made.stdout).unwrap();
+    let secret = made
+        .split('"')
+        .nth(3)
+        .unwrap_or_else(|| panic!("no secret in {made}"));
+    let text = srvctl::cluster::dns_key::key_file(secret).expect("a secret");
     for host in [&master, &slave] {
         let dir = host.farm.join("var/lib/srvctl/dns");
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("transfer.key"), &key.stdout).unwrap();
+        fs::write(dir.join("transfer.key"), &text).unwrap();
     }
     let key = master.farm.join("var/lib/srvctl/dns/transfer.key");
 

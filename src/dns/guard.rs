@@ -61,8 +61,8 @@ pub fn guard(
         .is_some_and(|b| String::from_utf8_lossy(b).contains(&include_key(KEY_FILE)));
     if needs_key && !matches!(system.read(&key), Ok(Some(_))) {
         return Verdict::Refuse(format!(
-            "the zone transfer key {} is missing (docs/dns.md says how to make it); the \
-             running zones are kept",
+            "the zone transfer key {} is missing (srvctl-sync installs it from etcd once this \
+             host has its cluster certificate); the running zones are kept",
             key.display()
         ));
     }

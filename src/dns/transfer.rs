@@ -2,8 +2,9 @@
 //! every slave when a zone changes and allows AXFR to whoever signs with the cluster's TSIG
 //! key; a slave asks the master for its zones with that key and transfers them to no one.
 //!
-//! The key is a file the operator makes once for the cluster (`tsig-keygen`, docs/dns.md) and
-//! copies to every DNS host; named reads it through the fragment's `include`.
+//! The key is one for the cluster, kept in etcd and written to [`KEY_FILE`] on every DNS host
+//! by srvctl-sync ([`crate::cluster::dns_key`]); named reads it through the fragment's
+//! `include`.
 
 use std::net::Ipv4Addr;
 
@@ -12,7 +13,7 @@ use crate::config::cluster::{Clusters, DnsRole, Host};
 /// The name of the TSIG key, in the key file and in every statement that uses it.
 pub const KEY_NAME: &str = "srvctl-transfer";
 /// The key file (absolute, as named reads it): `key "srvctl-transfer" { algorithm
-/// hmac-sha256; secret "…"; };`, readable by named and no one else.
+/// hmac-sha256; secret "…"; };`, in a directory only root and named's group may enter.
 pub const KEY_FILE: &str = "/var/lib/srvctl/dns/transfer.key";
 
 /// How this host's zones move between the cluster's DNS hosts.
