@@ -191,7 +191,12 @@ fn a_slave_copies_the_masters_zones_by_notify_and_axfr_with_the_key_alone() {
     );
 
     let mut procs = Procs::default();
+    // The master first: a slave that finds no master retries only after minutes.
     master.start_named("master", &mut procs);
+    let up = wait_for(&mut procs, Duration::from_secs(15), || {
+        master.short("A", "web.example.com") == MASTER
+    });
+    assert!(up, "the master did not answer:\n{}", procs.logs());
     slave.start_named("slave", &mut procs);
     let up = wait_for(&mut procs, Duration::from_secs(15), || {
         slave.short("A", "web.example.com") == MASTER

@@ -46,15 +46,14 @@ impl Module for Dns {
         );
         // A slave's zone files are named's copies, not srvctl's.
         let masters = !matches!(transfers, Transfers::FromMaster(_));
+        let servers: Vec<(&str, std::net::Ipv4Addr)> = std::iter::once(inputs.me)
+            .chain(inputs.clusters.dns_slaves(inputs.me))
+            .map(|h| (h.name.as_str(), h.host_ip))
+            .collect();
         for zone in zones.values().filter(|_| masters) {
             tree.file(
                 format!("{}/{}.zone", zones::ZONES, zone.origin),
-                zones::zone_file(
-                    zone,
-                    &inputs.me.name,
-                    inputs.me.host_ip,
-                    inputs.datastore_time,
-                ),
+                zones::zone_file(zone, &servers, inputs.datastore_time),
             );
         }
         tree.file(zones::CONFIG, zones::named_conf(zones.keys(), &transfers));

@@ -82,8 +82,7 @@ fn a_site_zone_has_soa_ns_a_mx_spf_dmarc_and_its_own_records() {
     let z = render(None);
     let text = zone_file(
         &z[&Domain::new("web.example.com").unwrap()],
-        "h1.example.net",
-        Ipv4Addr::new(192, 0, 2, 11),
+        &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
         1_700_000_000,
     );
     assert_eq!(
@@ -105,8 +104,7 @@ web.example.com. IN MX 20 mx.example.net.
     // A name server inside the zone gets its address there.
     let glued = zone_file(
         &z[&Domain::new("web.example.com").unwrap()],
-        "ns.web.example.com",
-        Ipv4Addr::new(192, 0, 2, 53),
+        &[("ns.web.example.com", Ipv4Addr::new(192, 0, 2, 53))],
         1,
     );
     assert!(
@@ -126,7 +124,7 @@ fn names_too_long_for_the_dns_are_left_out() {
         previews: Vec::new(),
         records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
     };
-    let text = zone_file(&zone, "h1.example.net", Ipv4Addr::new(192, 0, 2, 1), 1);
+    let text = zone_file(&zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 1))], 1);
     assert!(!text.contains("www.") && !text.contains("_dmarc") && !text.contains(" MX "));
     assert!(text.contains(&format!("{long}. IN A 192.0.2.1")));
     assert!(
@@ -141,8 +139,7 @@ fn a_site_s_own_records_are_in_the_zone_of_its_name_only() {
     let text = |d: &str| {
         zone_file(
             &z[&Domain::new(d).unwrap()],
-            "h1.example.net",
-            Ipv4Addr::new(192, 0, 2, 11),
+            &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
             7,
         )
     };
@@ -187,7 +184,7 @@ fn every_line_has_the_shape_of_a_record_whatever_the_data() {
             && matches!(words.next(), Some("SOA" | "NS" | "A" | "MX" | "TXT"))
     };
     for zone in z.values() {
-        let text = zone_file(zone, "h1.example.net", Ipv4Addr::new(192, 0, 2, 11), 7);
+        let text = zone_file(zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))], 7);
         for line in text.lines().skip(2) {
             assert!(record(line), "{line:?} in {}", zone.origin);
             assert!(
@@ -270,5 +267,23 @@ fn transfers_follow_the_dns_roles_of_clusters_json() {
     assert_eq!(
         Transfers::of(&solo, solo.host("h1.example.net").unwrap()),
         Some(Transfers::Refused)
+    );
+}
+
+#[test]
+fn every_dns_host_of_the_cluster_is_a_name_server_of_every_zone() {
+    let z = render(None);
+    let servers = [
+        ("h1.example.net", Ipv4Addr::new(192, 0, 2, 11)),
+        ("ns2.web.example.com", Ipv4Addr::new(192, 0, 2, 12)),
+    ];
+    let text = zone_file(&z[&Domain::new("web.example.com").unwrap()], &servers, 1);
+    assert!(
+        text.contains(
+            "web.example.com. IN SOA h1.example.net. hostmaster.web.example.com. ( 1 \
+             3600 900 1209600 300 )\nweb.example.com. IN NS h1.example.net.\nweb.example.com. \
+             IN NS ns2.web.example.com.\nns2.web.example.com. IN A 192.0.2.12\n"
+        ),
+        "{text}"
     );
 }
