@@ -191,9 +191,9 @@ impl<'a> Sync<'a> {
 
     /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
     /// publish the live state, write the status, then renew host identities
-    /// ([`super::renew`]) and install the cluster's ACME certificates
-    /// ([`super::acme::install`]) and the DNS transfer key ([`super::dns_key`]). Returns the cached revision, or `None` when etcd could not
-    /// be reached.
+    /// ([`super::renew`]), install the cluster's ACME certificates ([`super::acme::install`])
+    /// and the DNS transfer key ([`super::dns_key`]). Returns the cached revision, or `None`
+    /// when etcd could not be reached.
     pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
         let refreshed = match feed.refresh() {
             Ok(r) => r,

@@ -45,16 +45,18 @@ impl Module for Dns {
             inputs.settings.company_domain.as_ref(),
         );
         // A slave's zone files are named's copies, not srvctl's.
-        let masters = !matches!(transfers, Transfers::FromMaster(_));
-        let servers: Vec<(&str, std::net::Ipv4Addr)> = std::iter::once(inputs.me)
-            .chain(inputs.clusters.dns_slaves(inputs.me))
-            .map(|h| (h.name.as_str(), h.host_ip))
-            .collect();
-        for zone in zones.values().filter(|_| masters) {
-            tree.file(
-                format!("{}/{}.zone", zones::ZONES, zone.origin),
-                zones::zone_file(zone, &servers, inputs.datastore_time),
-            );
+        if !matches!(transfers, Transfers::FromMaster(_)) {
+            // The master, then its slaves.
+            let servers: Vec<(&str, std::net::Ipv4Addr)> = std::iter::once(inputs.me)
+                .chain(inputs.clusters.dns_slaves(inputs.me))
+                .map(|h| (h.name.as_str(), h.host_ip))
+                .collect();
+            for zone in zones.values() {
+                tree.file(
+                    format!("{}/{}.zone", zones::ZONES, zone.origin),
+                    zones::zone_file(zone, &servers, inputs.datastore_time),
+                );
+            }
         }
         tree.file(zones::CONFIG, zones::named_conf(zones.keys(), &transfers));
         Ok(())
