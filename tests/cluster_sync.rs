@@ -2,7 +2,8 @@
 //! on one host reaches the cache of the others by itself, the service says when etcd is out of
 //! reach and catches up when it is back, and `sc regenerate all-hosts` reaches every host.
 //! A host whose certificate nears its end gets a new one from the CA host through the
-//! datastore. Each host is a scratch root, so the service prints the systemd requests it would
+//! datastore. The DNS master makes the cluster's transfer key once and a slave installs the
+//! same one. Each host is a scratch root, so the service prints the systemd requests it would
 //! make.
 
 // Tests may use the real file system and clock directly (see clippy.toml).
@@ -209,5 +210,56 @@ fn a_host_near_expiry_renews_its_certificate_through_the_ca_host() {
     assert!(h1.join(ca_key).is_file());
     for i in 1..3 {
         assert!(!cluster.farm(i).join(ca_key).exists());
+    }
+}
+
+#[test]
+fn the_dns_master_makes_the_transfer_key_once_and_a_slave_installs_it() {
+    // The key's directory is handed to root and named's group: root only.
+    if !etcd::available("dns_transfer_key") || !common::real::require_root("dns_transfer_key") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3);
+    let (h1, h2) = (cluster.farm(0), cluster.farm(1));
+    // h1 the DNS master, h2 its slave, h3 no DNS; named's group is the test's own.
+    let gid = nix::unistd::getgid().as_raw();
+    for farm in [h1, h2] {
+        let path = farm.join("etc/srvctl/clusters.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["test"][etcd::host_name(0)]["dns"] = "master".into();
+        doc["test"][etcd::host_name(1)]["dns"] = "slave".into();
+        std::fs::write(&path, doc.to_string()).unwrap();
+        std::fs::write(
+            farm.join("etc/group"),
+            format!("root:x:0:\nbind:x:{gid}:\n"),
+        )
+        .unwrap();
+    }
+    let file = |farm: &Farm| std::fs::read(farm.join("var/lib/srvctl/dns/transfer.key")).ok();
+    let syncs = [SyncService::start(h1), SyncService::start(h2)];
+    let took = until(Duration::from_secs(15), "both hosts have the key", || {
+        file(h1).is_some() && file(h2).is_some()
+    });
+    eprintln!("transfer key on the master and the slave: {took:?}");
+    assert_eq!(file(h1), file(h2), "one key for the cluster");
+    let stored = cluster.keys_under(0, "dns/");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let secret = String::from_utf8(stored[0].1.clone()).unwrap();
+    assert_eq!(
+        file(h1).unwrap(),
+        srvctl::cluster::dns_key::key_file(&secret)
+            .unwrap()
+            .into_bytes()
+    );
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(h2.join("var/lib/srvctl/dns")).unwrap();
+    assert_eq!((dir.mode() & 0o7777, dir.gid()), (0o750, gid));
+    let [out1, out2] = syncs.map(SyncService::stop);
+    for out in [&out1, &out2] {
+        assert!(
+            out.contains("installed the cluster's DNS transfer key"),
+            "{out}"
+        );
     }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Farm;
-use common::real::{Netns, Procs, output, require_root, require_tool, unique, wait_for};
+use common::real::{self, Netns, Procs, require_root, require_tool, unique, wait_for};
 use srvctl::engine::registry::Verdict;
 
 const NAMED: &str = "/usr/sbin/named";
@@ -29,18 +29,7 @@ const SETTINGS: &str = r#"{"company_domain": "company.net"}"#;
 
 /// `dig @127.0.0.1 +short TYPE NAME` inside `ns`: the answers, one a line.
 fn dig(ns: &Netns, kind: &str, name: &str) -> String {
-    let out = output(&mut ns.exec(&[
-        DIG,
-        "@127.0.0.1",
-        "-p",
-        "53",
-        "+short",
-        "+time=1",
-        "+tries=1",
-        kind,
-        name,
-    ]));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    real::dig(ns, "127.0.0.1", &["+short", kind, name])
 }
 
 /// The serial in the SOA `name` answers.
@@ -145,7 +134,7 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     }
     root.sc_ok(&["regenerate"]);
     // named reloads its configuration and zones on SIGHUP (what `rndc reload` asks).
-    signal_named(&ns);
+    real::signal_in(&ns, "named", nix::sys::signal::Signal::SIGHUP);
     let reloaded = wait_for(&mut procs, Duration::from_secs(10), || {
         dig(&ns, "A", "new.example.org") == "192.0.2.11"
     });
@@ -229,21 +218,4 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     assert!(live.contains(" IN SOA "), "{live}");
     assert_eq!(dig(&ns, "A", "web.example.com"), "192.0.2.11");
     procs.kill_all();
-}
-
-/// SIGHUP to the named running in `ns`: it reloads its configuration and zones.
-fn signal_named(ns: &Netns) {
-    let out = output(std::process::Command::new("ip").args(["netns", "pids", ns.name()]));
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let comm =
-            fs::read_to_string(Path::new("/proc").join(pid).join("comm")).unwrap_or_default();
-        if comm.trim() == "named" {
-            let pid: i32 = pid.parse().unwrap();
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGHUP,
-            )
-            .unwrap();
-        }
-    }
 }

@@ -72,7 +72,7 @@ fn the_table_lets_in_what_srvctl_serves_and_drops_the_rest() {
         ssh_ports: vec![22],
         role: Role {
             cluster: true,
-            dns_master: false,
+            dns_server: false,
         },
         selinux_enforcing: None,
     };

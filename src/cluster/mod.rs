@@ -4,6 +4,7 @@
 //! host; a single host keeps the local JSON alone and runs none of this.
 
 pub mod acme;
+pub mod dns_key;
 pub mod enrol;
 pub mod etcd;
 pub mod feed;

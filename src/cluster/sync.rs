@@ -191,9 +191,9 @@ impl<'a> Sync<'a> {
 
     /// One round: refresh the cache, converge if it changed (or `regenerate` was asked),
     /// publish the live state, write the status, then renew host identities
-    /// ([`super::renew`]) and install the cluster's ACME certificates
-    /// ([`super::acme::install`]). Returns the cached revision, or `None` when etcd could not
-    /// be reached.
+    /// ([`super::renew`]), install the cluster's ACME certificates ([`super::acme::install`])
+    /// and the DNS transfer key ([`super::dns_key`]). Returns the cached revision, or `None`
+    /// when etcd could not be reached.
     pub fn round(&mut self, feed: &mut dyn Feed, regenerate: bool) -> Option<i64> {
         let refreshed = match feed.refresh() {
             Ok(r) => r,
@@ -223,6 +223,7 @@ impl<'a> Sync<'a> {
         ));
         self.renew(feed);
         self.install_certificates(feed);
+        self.install_transfer_key(feed);
         Some(refreshed.revision)
     }
 
@@ -290,6 +291,29 @@ impl<'a> Sync<'a> {
         }
         if !installed.names.is_empty() {
             self.ask(Request::Start(REGENERATE_UNIT.into()));
+        }
+    }
+
+    /// Make or install the cluster's DNS transfer key on a DNS host; regenerate applies the
+    /// named.conf fragment that includes it.
+    fn install_transfer_key(&mut self, feed: &mut dyn Feed) {
+        let Some(me) = self.clusters.host(&self.host) else {
+            return;
+        };
+        match super::dns_key::round(self.system, self.paths, self.clusters, me, feed) {
+            Ok(false) => {}
+            Ok(true) => {
+                journal::log(
+                    Notice,
+                    "srvctl-sync",
+                    "installed the cluster's DNS transfer key",
+                );
+                self.ask(Request::Start(REGENERATE_UNIT.into()));
+            }
+            Err(e) => {
+                let said = format!("the cluster's DNS transfer key: {e}");
+                journal::log(Error, "srvctl-sync", &said);
+            }
         }
     }
 

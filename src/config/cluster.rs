@@ -45,8 +45,8 @@ pub struct Host {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub ca: bool,
-    /// The host's part in serving the cluster's DNS (`"dns": "master"`), if any: only such a
-    /// host renders zones ([`crate::dns`]).
+    /// The host's part in serving the cluster's DNS (`"dns": "master"` or `"slave"`), if any:
+    /// only such a host renders DNS configuration ([`crate::dns`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsRole>,
     /// Every other scalar field, kept as text (e.g. `dns_server`, `reverse_proxy`).
@@ -58,8 +58,11 @@ pub struct Host {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DnsRole {
-    /// It serves every site's zone authoritatively from the datastore, with BIND.
+    /// It serves every site's zone authoritatively from the datastore, with BIND, and sends
+    /// them to the cluster's slaves (NOTIFY, AXFR with TSIG).
     Master,
+    /// It serves the same zones as copies transferred from the cluster's master.
+    Slave,
 }
 
 fn ca_role<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
@@ -145,6 +148,7 @@ impl Clusters {
                 hosts.push(host);
             }
             check_ca_host(path, cluster, &hosts)?;
+            check_dns_master(path, cluster, &hosts)?;
         }
         Ok(Self { hosts })
     }
@@ -169,6 +173,16 @@ impl Clusters {
     /// Whether `host`'s cluster has more than one host: its datastore is replicated.
     pub fn is_replicated(&self, host: &Host) -> bool {
         self.members(host).nth(1).is_some()
+    }
+
+    /// The DNS master of `host`'s cluster (`"dns": "master"`), if it has one.
+    pub fn dns_master<'c>(&'c self, host: &Host) -> Option<&'c Host> {
+        self.members(host).find(|h| h.dns == Some(DnsRole::Master))
+    }
+
+    /// The DNS slaves of `host`'s cluster (`"dns": "slave"`), in the order of clusters.json.
+    pub fn dns_slaves<'c>(&'c self, host: &Host) -> impl Iterator<Item = &'c Host> {
+        self.members(host).filter(|h| h.dns == Some(DnsRole::Slave))
     }
 
     /// The CA host of `host`'s cluster (`"role": "ca"`); a single host is its own.
@@ -200,6 +214,32 @@ fn check_ca_host(path: &Path, cluster: &str, hosts: &[Host]) -> Result<(), Clust
              (\"role\": \"ca\"); {found} it",
             members.len()
         ),
+    )))
+}
+
+/// A cluster has at most one DNS master, and one when it has a DNS slave (the slaves copy
+/// their zones from it).
+fn check_dns_master(path: &Path, cluster: &str, hosts: &[Host]) -> Result<(), ClusterError> {
+    let members = || hosts.iter().filter(|h| h.cluster == cluster);
+    let masters: Vec<&str> = members()
+        .filter(|h| h.dns == Some(DnsRole::Master))
+        .map(|h| h.name.as_str())
+        .collect();
+    let msg = match masters.len() {
+        0 if members().any(|h| h.dns == Some(DnsRole::Slave)) => {
+            "has DNS slaves but no DNS master (\"dns\": \"master\") to copy the zones from"
+                .to_owned()
+        }
+        0 | 1 => return Ok(()),
+        _ => format!(
+            "has more than one DNS master ({}); one host is the master, the others may be \
+             slaves (\"dns\": \"slave\")",
+            masters.join(" and ")
+        ),
+    };
+    Err(ClusterError::File(FileError::shape(
+        path,
+        format!("cluster {cluster:?} {msg}"),
     )))
 }
 
@@ -293,8 +333,7 @@ fn role(
     }
 }
 
-/// The host's `dns`: absent (no DNS here) or `"master"`. Slaves are not built yet, so
-/// `"slave"` is refused like any other word rather than silently serving nothing.
+/// The host's `dns`: absent (no DNS here), `"master"` or `"slave"`.
 fn dns_role(
     fields: &Map<String, Value>,
     err: &dyn Fn(&str, String) -> ClusterError,
@@ -302,10 +341,12 @@ fn dns_role(
     match fields.get("dns") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s == "master" => Ok(Some(DnsRole::Master)),
+        Some(Value::String(s)) if s == "slave" => Ok(Some(DnsRole::Slave)),
         Some(other) => Err(err(
             "dns",
             format!(
-                "{other} is not a DNS role; the only one is \"master\" (zones from the datastore)"
+                "{other} is not a DNS role; the roles are \"master\" (zones from the datastore) \
+                 and \"slave\" (copies of the master's zones)"
             ),
         )),
     }
@@ -431,18 +472,46 @@ mod tests {
     }
 
     #[test]
-    fn the_dns_role_is_master_or_absent() {
+    fn the_dns_role_is_master_slave_or_absent() {
         let c = two_hosts(r#","role":"ca","dns":"master""#, "").unwrap();
         let h1 = c.host("h1.test").unwrap();
         assert_eq!(h1.dns, Some(DnsRole::Master));
         assert!(!h1.extra.contains_key("dns"));
         assert_eq!(serde_json::to_value(h1).unwrap()["dns"], "master");
         assert_eq!(c.host("h2.test").unwrap().dns, None);
-        for bad in [r#""slave""#, r#""Master""#, "true", r#""master\n""#] {
+        assert_eq!(
+            c.dns_master(c.host("h2.test").unwrap()).unwrap().name,
+            "h1.test"
+        );
+        assert_eq!(c.dns_master(c.host("h9.test").unwrap()), None);
+        let c = two_hosts(r#","role":"ca","dns":"master""#, r#","dns":"slave""#).unwrap();
+        let h2 = c.host("h2.test").unwrap();
+        assert_eq!(h2.dns, Some(DnsRole::Slave));
+        assert_eq!(serde_json::to_value(h2).unwrap()["dns"], "slave");
+        let slaves: Vec<&str> = c.dns_slaves(h2).map(|h| h.name.as_str()).collect();
+        assert_eq!(slaves, ["h2.test"]);
+        for bad in [r#""Slave""#, r#""Master""#, "true", r#""master\n""#] {
             let e = two_hosts(r#","role":"ca""#, &format!(r#","dns":{bad}"#))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("h2.test") && e.contains("\"dns\""), "{e}");
         }
+    }
+
+    #[test]
+    fn slaves_need_the_one_master_of_their_cluster() {
+        let e = two_hosts(r#","role":"ca","dns":"slave""#, r#","dns":"slave""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cluster \"c\"") && e.contains("no DNS master"),
+            "{e}"
+        );
+        let e = two_hosts(r#","role":"ca","dns":"master""#, r#","dns":"master""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("h1.test and h2.test"), "{e}");
+        // Each cluster has its own master: h9's cluster has none and needs none.
+        assert!(two_hosts(r#","role":"ca""#, "").is_ok());
     }
 }

@@ -2,10 +2,12 @@
 //! and every zone file that changes with `named-checkzone`, on a staged copy under
 //! `/run/srvctl/dns.check/`, before any of them replaces the live files. If one of them is
 //! refused, none of the module's changes is applied: the old zones keep serving and named is
-//! not reloaded.
+//! not reloaded. A fragment that reads the transfer key ([`crate::dns::transfer`]) is refused
+//! while the key file is missing.
 
 use std::path::{Path, PathBuf};
 
+use crate::dns::transfer::{KEY_FILE, include_key};
 use crate::dns::zones::{CONFIG, ZONES};
 use crate::engine::changeset::{Changes, Op};
 use crate::engine::registry::Verdict;
@@ -54,6 +56,16 @@ pub fn guard(
     if written.is_empty() {
         return Verdict::Accept;
     }
+    let key = paths.host(KEY_FILE);
+    let needs_key = bytes_of(tree, Path::new(CONFIG))
+        .is_some_and(|b| String::from_utf8_lossy(b).contains(&include_key(KEY_FILE)));
+    if needs_key && !matches!(system.read(&key), Ok(Some(_))) {
+        return Verdict::Refuse(format!(
+            "the zone transfer key {} is missing (srvctl-sync installs it from etcd once this \
+             host has its cluster certificate); the running zones are kept",
+            key.display()
+        ));
+    }
     let Some(checkers) = checkers else {
         return Verdict::Note(
             "named-checkconf or named-checkzone is not installed: the DNS zones are written \
@@ -62,7 +74,7 @@ pub fn guard(
         );
     };
     let staging = paths.host(&format!("/{STAGING}"));
-    let result = check(system, &staging, tree, &written, checkers);
+    let result = check(system, paths, &staging, tree, &written, checkers);
     let _ = system.remove_tree(&staging);
     match result {
         Ok(()) => Verdict::Accept,
@@ -74,6 +86,7 @@ pub fn guard(
 
 fn check(
     system: &dyn System,
+    paths: &Paths,
     staging: &Path,
     tree: &Tree,
     written: &[&Path],
@@ -82,22 +95,29 @@ fn check(
     system
         .remove_tree(staging)
         .map_err(|e| format!("{}: {e}", staging.display()))?;
-    let bytes_of = |path: &Path| {
-        tree.entries().find_map(|(p, e)| match e {
-            Entry::File { bytes, .. } if p == path => Some(bytes),
-            _ => None,
-        })
-    };
-    let stage = |path: &Path, name: &str| -> Result<PathBuf, String> {
+    let stage = |path: &Path, name: &str, bytes: Option<&[u8]>| -> Result<PathBuf, String> {
         let dest = staging.join(name);
-        let bytes = bytes_of(path).ok_or_else(|| format!("{} is not rendered", path.display()))?;
+        let bytes = bytes
+            .or_else(|| bytes_of(tree, path))
+            .ok_or_else(|| format!("{} is not rendered", path.display()))?;
         system
             .write(&dest, bytes, 0o644, false)
             .map_err(|e| format!("{}: {e}", dest.display()))?;
         Ok(dest)
     };
-    // Without -z, named-checkconf reads no zone file: the fragment is checked as it is.
-    let conf = stage(Path::new(CONFIG), "named.conf")?;
+    // Without -z, named-checkconf reads no zone file: the fragment is checked as it is, but
+    // for the key file it includes, read where this host's root has it.
+    let fragment = bytes_of(tree, Path::new(CONFIG)).map(|b| {
+        String::from_utf8_lossy(b).replace(
+            &include_key(KEY_FILE),
+            &include_key(&paths.host(KEY_FILE).to_string_lossy()),
+        )
+    });
+    let conf = stage(
+        Path::new(CONFIG),
+        "named.conf",
+        fragment.as_deref().map(str::as_bytes),
+    )?;
     run(system, &checkers.checkconf, vec![conf.into_os_string()])?;
     for path in written {
         let Ok(file) = path.strip_prefix(ZONES) else {
@@ -107,7 +127,7 @@ fn check(
         let Some(zone) = file.strip_suffix(".zone") else {
             continue;
         };
-        let staged = stage(path, &file)?;
+        let staged = stage(path, &file, None)?;
         // `-i local`: integrity checks that need no lookups outside the zone.
         let args = ["-i", "local", "-k", "fail", zone]
             .map(Into::into)
@@ -117,6 +137,14 @@ fn check(
         run(system, &checkers.checkzone, args).map_err(|e| format!("zone {zone}: {e}"))?;
     }
     Ok(())
+}
+
+/// The bytes of the file `path` of `tree`, if it renders one.
+fn bytes_of<'t>(tree: &'t Tree, path: &Path) -> Option<&'t [u8]> {
+    tree.entries().find_map(|(p, e)| match e {
+        Entry::File { bytes, .. } if p == path => Some(bytes.as_slice()),
+        _ => None,
+    })
 }
 
 fn run(system: &dyn System, program: &Path, args: Vec<std::ffi::OsString>) -> Result<(), String> {

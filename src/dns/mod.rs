@@ -1,17 +1,20 @@
-//! A module: authoritative DNS with BIND on the host whose clusters.json entry says
-//! `"dns": "master"`: the zones of every site from the datastore ([`zones`]), checked with
-//! named-checkconf and named-checkzone before they replace the live ones ([`guard`]), and a
-//! reload of named when any of them changed. Every other host renders nothing.
+//! A module: authoritative DNS with BIND on the hosts whose clusters.json entry says
+//! `"dns": "master"` or `"slave"`. The master renders the zones of every site from the
+//! datastore ([`zones`]); a slave renders only the declarations of the same zones, whose copies
+//! named transfers from the master ([`transfer`]). Both are checked with named-checkconf and
+//! named-checkzone before they replace the live ones ([`guard`]), and named reloads when any
+//! of them changed. Every other host renders nothing.
 //!
 //! The serial of every zone is the time of the datastore's last write (seconds since the
 //! epoch), which grows with every change of the data.
 
 pub mod guard;
+pub mod transfer;
 pub mod zones;
 
 use std::path::Path;
 
-use crate::config::cluster::DnsRole;
+use crate::dns::transfer::Transfers;
 use crate::engine::changeset::Changes;
 use crate::engine::registry::{Inputs, Module, Verdict};
 use crate::engine::templates::TemplateError;
@@ -32,27 +35,30 @@ impl Module for Dns {
     }
 
     fn render(&self, inputs: &Inputs, tree: &mut Tree) -> Result<(), TemplateError> {
-        if inputs.me.dns != Some(DnsRole::Master) {
+        let Some(transfers) = Transfers::of(inputs.clusters, inputs.me) else {
             return Ok(());
-        }
+        };
         let zones = zones::zones(
             inputs.state,
             inputs.clusters,
             inputs.me,
             inputs.settings.company_domain.as_ref(),
         );
-        for zone in zones.values() {
-            tree.file(
-                format!("{}/{}.zone", zones::ZONES, zone.origin),
-                zones::zone_file(
-                    zone,
-                    &inputs.me.name,
-                    inputs.me.host_ip,
-                    inputs.datastore_time,
-                ),
-            );
+        // A slave's zone files are named's copies, not srvctl's.
+        if !matches!(transfers, Transfers::FromMaster(_)) {
+            // The master, then its slaves.
+            let servers: Vec<(&str, std::net::Ipv4Addr)> = std::iter::once(inputs.me)
+                .chain(inputs.clusters.dns_slaves(inputs.me))
+                .map(|h| (h.name.as_str(), h.host_ip))
+                .collect();
+            for zone in zones.values() {
+                tree.file(
+                    format!("{}/{}.zone", zones::ZONES, zone.origin),
+                    zones::zone_file(zone, &servers, inputs.datastore_time),
+                );
+            }
         }
-        tree.file(zones::CONFIG, zones::named_conf(zones.keys()));
+        tree.file(zones::CONFIG, zones::named_conf(zones.keys(), &transfers));
         Ok(())
     }
 

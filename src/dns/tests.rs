@@ -83,3 +83,58 @@ fn any_change_reloads_named() {
         [Request::Reload(UNIT.into())]
     );
 }
+
+fn slave_tree() -> Tree {
+    let mut t = Tree::default();
+    t.file(
+        zones::CONFIG,
+        "include \"/var/lib/srvctl/dns/transfer.key\";\nzone \"a.test\" { type slave; };\n".into(),
+    );
+    t
+}
+
+#[test]
+fn a_fragment_that_needs_the_transfer_key_is_refused_without_it() {
+    let sys = Recording::default();
+    let paths = Paths::rooted("/r");
+    let t = slave_tree();
+    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
+        panic!("accepted without the key")
+    };
+    assert!(
+        msg.contains("/r/var/lib/srvctl/dns/transfer.key is missing"),
+        "{msg}"
+    );
+    assert!(sys.commands.borrow().is_empty());
+    // Unchecked, it is refused all the same.
+    assert!(matches!(
+        guard::guard(&sys, &paths, &t, &changes, None),
+        Verdict::Refuse(_)
+    ));
+}
+
+#[test]
+fn with_the_key_the_fragment_is_checked() {
+    let sys = Recording::default();
+    let key = Path::new("/r/var/lib/srvctl/dns/transfer.key");
+    sys.write(key, b"key \"srvctl-transfer\" { };\n", 0o640, false)
+        .unwrap();
+    let paths = Paths::rooted("/r");
+    let t = slave_tree();
+    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    // (That the staged copy names the key under the root, tests/dns_slave.rs shows with the
+    // real named-checkconf.)
+    let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
+    assert_eq!(v, Verdict::Accept);
+    let commands: Vec<String> = sys
+        .commands
+        .borrow()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        commands,
+        ["/usr/sbin/named-checkconf /r/run/srvctl/dns.check/named.conf"]
+    );
+}

@@ -290,6 +290,29 @@ impl Drop for Procs {
     }
 }
 
+/// `dig @SERVER -p 53 +time=1 +tries=1 ARGS…` inside `ns`: what it printed, trimmed.
+pub fn dig(ns: &Netns, server: &str, args: &[&str]) -> String {
+    let server = format!("@{server}");
+    let mut argv = vec!["/usr/bin/dig", &server, "-p", "53", "+time=1", "+tries=1"];
+    argv.extend(args);
+    let out = output(&mut ns.exec(&argv));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Send `signal` to every process named `comm` that runs in `ns` (SIGHUP to named: it reloads
+/// its configuration and zones, what `rndc reload` asks).
+pub fn signal_in(ns: &Netns, comm: &str, signal: nix::sys::signal::Signal) {
+    let out = output(Command::new("ip").args(["netns", "pids", ns.name()]));
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let name =
+            std::fs::read_to_string(Path::new("/proc").join(pid).join("comm")).unwrap_or_default();
+        if name.trim() == comm {
+            let pid: i32 = pid.parse().expect("a pid");
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+        }
+    }
+}
+
 /// Poll `check` every 250 ms until it holds or `timeout` passes; also stops early when a
 /// process of `procs` exited. Returns whether `check` held.
 pub fn wait_for(procs: &mut Procs, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {

@@ -82,8 +82,7 @@ fn a_site_zone_has_soa_ns_a_mx_spf_dmarc_and_its_own_records() {
     let z = render(None);
     let text = zone_file(
         &z[&Domain::new("web.example.com").unwrap()],
-        "h1.example.net",
-        Ipv4Addr::new(192, 0, 2, 11),
+        &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
         1_700_000_000,
     );
     assert_eq!(
@@ -105,8 +104,7 @@ web.example.com. IN MX 20 mx.example.net.
     // A name server inside the zone gets its address there.
     let glued = zone_file(
         &z[&Domain::new("web.example.com").unwrap()],
-        "ns.web.example.com",
-        Ipv4Addr::new(192, 0, 2, 53),
+        &[("ns.web.example.com", Ipv4Addr::new(192, 0, 2, 53))],
         1,
     );
     assert!(
@@ -126,7 +124,7 @@ fn names_too_long_for_the_dns_are_left_out() {
         previews: Vec::new(),
         records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
     };
-    let text = zone_file(&zone, "h1.example.net", Ipv4Addr::new(192, 0, 2, 1), 1);
+    let text = zone_file(&zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 1))], 1);
     assert!(!text.contains("www.") && !text.contains("_dmarc") && !text.contains(" MX "));
     assert!(text.contains(&format!("{long}. IN A 192.0.2.1")));
     assert!(
@@ -141,8 +139,7 @@ fn a_site_s_own_records_are_in_the_zone_of_its_name_only() {
     let text = |d: &str| {
         zone_file(
             &z[&Domain::new(d).unwrap()],
-            "h1.example.net",
-            Ipv4Addr::new(192, 0, 2, 11),
+            &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
             7,
         )
     };
@@ -164,8 +161,9 @@ fn a_site_s_own_records_are_in_the_zone_of_its_name_only() {
 #[test]
 fn the_fragment_declares_every_zone_with_transfers_refused() {
     let z = render(None);
-    let conf = named_conf(z.keys());
+    let conf = named_conf(z.keys(), &Transfers::Refused);
     assert_eq!(conf.lines().count(), 1 + z.len());
+    assert!(!conf.contains("include"), "no slaves, no key: {conf}");
     assert!(conf.contains(
         "zone \"example.org\" { type master; file \"/run/srvctl/dns/zones/example.org.zone\"; \
          allow-transfer { none; }; };\n"
@@ -186,7 +184,7 @@ fn every_line_has_the_shape_of_a_record_whatever_the_data() {
             && matches!(words.next(), Some("SOA" | "NS" | "A" | "MX" | "TXT"))
     };
     for zone in z.values() {
-        let text = zone_file(zone, "h1.example.net", Ipv4Addr::new(192, 0, 2, 11), 7);
+        let text = zone_file(zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))], 7);
         for line in text.lines().skip(2) {
             assert!(record(line), "{line:?} in {}", zone.origin);
             assert!(
@@ -195,6 +193,97 @@ fn every_line_has_the_shape_of_a_record_whatever_the_data() {
             );
         }
     }
-    let conf = named_conf(z.keys());
-    assert!(!conf.contains("evil"), "{conf}");
+    for transfers in [
+        Transfers::Refused,
+        Transfers::ToSlaves(vec![Ipv4Addr::new(192, 0, 2, 12)]),
+        Transfers::FromMaster(Ipv4Addr::new(192, 0, 2, 11)),
+    ] {
+        let conf = named_conf(z.keys(), &transfers);
+        assert!(!conf.contains("evil"), "{conf}");
+        assert_eq!(
+            conf.lines().filter(|l| l.starts_with("zone ")).count(),
+            z.len()
+        );
+    }
+}
+
+#[test]
+fn a_master_notifies_its_slaves_and_transfers_to_the_key_alone() {
+    let z = render(None);
+    let slaves = Transfers::ToSlaves(vec![
+        Ipv4Addr::new(192, 0, 2, 12),
+        Ipv4Addr::new(192, 0, 2, 13),
+    ]);
+    let conf = named_conf(z.keys(), &slaves);
+    let mut lines = conf.lines().skip(1);
+    assert_eq!(
+        lines.next(),
+        Some("include \"/var/lib/srvctl/dns/transfer.key\";")
+    );
+    assert!(conf.contains(
+        "zone \"example.org\" { type master; file \"/run/srvctl/dns/zones/example.org.zone\"; \
+         notify explicit; notify-delay 0; also-notify { 192.0.2.12 key srvctl-transfer; 192.0.2.13 key \
+         srvctl-transfer; }; allow-transfer { key srvctl-transfer; }; };\n"
+    ));
+}
+
+#[test]
+fn a_slave_copies_every_zone_from_the_master_with_the_key() {
+    let z = render(Some("company.net"));
+    let conf = named_conf(
+        z.keys(),
+        &Transfers::FromMaster(Ipv4Addr::new(192, 0, 2, 11)),
+    );
+    assert!(conf.contains("include \"/var/lib/srvctl/dns/transfer.key\";\n"));
+    assert!(conf.contains(
+        "zone \"company.net\" { type slave; masters { 192.0.2.11 key srvctl-transfer; }; \
+         file \"srvctl-slave.company.net.zone\"; allow-transfer { none; }; };\n"
+    ));
+    assert_eq!(conf.matches("type slave;").count(), z.len());
+    assert!(!conf.contains("/run/srvctl/dns/zones"), "{conf}");
+}
+
+#[test]
+fn transfers_follow_the_dns_roles_of_clusters_json() {
+    let c = Clusters::parse(
+        std::path::Path::new("clusters.json"),
+        r#"{"c":{
+        "h1.example.net":{"host_ip":"192.0.2.11","hostnet":1,"role":"ca","dns":"master"},
+        "h2.example.net":{"host_ip":"192.0.2.12","hostnet":2,"dns":"slave"},
+        "h3.example.net":{"host_ip":"192.0.2.13","hostnet":3}}}"#,
+    )
+    .unwrap();
+    let of = |h: &str| Transfers::of(&c, c.host(h).unwrap());
+    assert_eq!(
+        of("h1.example.net"),
+        Some(Transfers::ToSlaves(vec![Ipv4Addr::new(192, 0, 2, 12)]))
+    );
+    assert_eq!(
+        of("h2.example.net"),
+        Some(Transfers::FromMaster(Ipv4Addr::new(192, 0, 2, 11)))
+    );
+    assert_eq!(of("h3.example.net"), None);
+    let solo = clusters();
+    assert_eq!(
+        Transfers::of(&solo, solo.host("h1.example.net").unwrap()),
+        Some(Transfers::Refused)
+    );
+}
+
+#[test]
+fn every_dns_host_of_the_cluster_is_a_name_server_of_every_zone() {
+    let z = render(None);
+    let servers = [
+        ("h1.example.net", Ipv4Addr::new(192, 0, 2, 11)),
+        ("ns2.web.example.com", Ipv4Addr::new(192, 0, 2, 12)),
+    ];
+    let text = zone_file(&z[&Domain::new("web.example.com").unwrap()], &servers, 1);
+    assert!(
+        text.contains(
+            "web.example.com. IN SOA h1.example.net. hostmaster.web.example.com. ( 1 \
+             3600 900 1209600 300 )\nweb.example.com. IN NS h1.example.net.\nweb.example.com. \
+             IN NS ns2.web.example.com.\nns2.web.example.com. IN A 192.0.2.12\n"
+        ),
+        "{text}"
+    );
 }

@@ -131,7 +131,7 @@ pub fn firewalld_open(ports: &str, services: &str) -> BTreeSet<Port> {
 
 /// The ports the host serves, each with what serves it: the operator's SSH (the ports the
 /// host's sshd listens on), haproxy's HTTP and HTTPS, the SSH gateway; on a cluster host the
-/// mesh's openvpn and etcd's client and peer ports; DNS on the DNS master.
+/// mesh's openvpn and etcd's client and peer ports; DNS on a DNS master or slave.
 pub fn ports(view: &HostView) -> Vec<(Port, &'static str)> {
     let mut all: Vec<(Port, &'static str)> = view
         .ssh_ports
@@ -159,7 +159,7 @@ pub fn ports(view: &HostView) -> Vec<(Port, &'static str)> {
             (Port::tcp(crate::cluster::member::PEER_PORT), "etcd, peers"),
         ]);
     }
-    if view.role.dns_master {
+    if view.role.dns_server {
         all.extend([(Port::tcp(53), "DNS"), (Port::udp(53), "DNS")]);
     }
     let mut seen = BTreeSet::new();

@@ -51,8 +51,8 @@ const ENABLED: &[&str] = &[
 pub struct Role {
     /// A host of a cluster of more than one host: an etcd member and mesh peers.
     pub cluster: bool,
-    /// The cluster's DNS master (`"dns": "master"`): named serves the zones.
-    pub dns_master: bool,
+    /// A DNS server of the cluster (`"dns": "master"` or `"slave"`): named serves the zones.
+    pub dns_server: bool,
 }
 
 /// What update-install sees of the host before it acts: the plan's only input.
@@ -210,7 +210,7 @@ pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
     if role.cluster {
         all.push(etcd);
     }
-    if role.dns_master {
+    if role.dns_server {
         all.push(bind);
     }
     all
@@ -218,7 +218,7 @@ pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
 
 /// The units srvctl needs enabled on a host of `role` whose firewall is `firewall`: the
 /// privileged service's socket, the front, systemd-networkd (the containers' bridges), the
-/// SSH gateway, srvctl's firewall table when there is no firewalld, named on the DNS master.
+/// SSH gateway, srvctl's firewall table when there is no firewalld, named on a DNS master or slave.
 /// (machines.target and the certificate timer are linked by srvctl's generator.)
 pub fn units(role: Role, firewall: &FirewallView) -> Vec<&'static str> {
     let mut all = vec![
@@ -231,7 +231,7 @@ pub fn units(role: Role, firewall: &FirewallView) -> Vec<&'static str> {
     if matches!(firewall, FirewallView::Nftables { .. }) {
         all.push(firewall::UNIT);
     }
-    if role.dns_master {
+    if role.dns_server {
         all.push(crate::dns::UNIT);
     }
     all

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{FirewallView, HostView, Role, firewall};
-use crate::config::cluster::{Clusters, DnsRole};
+use crate::config::cluster::Clusters;
 use crate::containers::limits;
 use crate::ops::versions::PackageManager;
 use crate::system::paths::Paths;
@@ -33,7 +33,7 @@ pub fn observe(
     let me = clusters.host(hostname);
     let role = Role {
         cluster: me.is_some_and(|h| clusters.is_replicated(h)),
-        dns_master: me.is_some_and(|h| h.dns == Some(DnsRole::Master)),
+        dns_server: me.is_some_and(|h| h.dns.is_some()),
     };
     let installed = super::packages(manager, role)
         .into_iter()

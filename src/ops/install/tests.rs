@@ -119,7 +119,7 @@ fn a_host_set_up_already_plans_nothing() {
         Role::default(),
         Role {
             cluster: true,
-            dns_master: true,
+            dns_server: true,
         },
     ] {
         let view = set_up(HostView {
@@ -154,7 +154,7 @@ fn a_named_host_keeps_its_name() {
 fn fedora_names_its_packages_its_own_way() {
     let role = Role {
         cluster: true,
-        dns_master: true,
+        dns_server: true,
     };
     let fedora = packages(PackageManager::Rpm, role);
     assert!(fedora.contains(&"etcd") && fedora.contains(&"bind"));
@@ -185,7 +185,7 @@ fn the_ports_are_those_srvctl_serves_by_role() {
     );
     view.role = Role {
         cluster: true,
-        dns_master: true,
+        dns_server: true,
     };
     assert_eq!(
         numbers(&view),
@@ -239,7 +239,7 @@ fn the_table_accepts_the_ports_and_drops_the_rest() {
     // A changed role makes a different table: the step is needed again.
     let mut changed = set_up(fresh_debian());
     assert_eq!(firewall::step(&changed).action, None);
-    changed.role.dns_master = true;
+    changed.role.dns_server = true;
     let step = firewall::step(&changed);
     assert!(step.found.contains("differs"), "{}", step.found);
 }
@@ -437,7 +437,7 @@ fn the_role_is_that_of_the_name_the_host_is_about_to_get() {
     )
     .unwrap();
     assert_eq!(view.hostname, None);
-    assert!(view.role.cluster && view.role.dns_master);
+    assert!(view.role.cluster && view.role.dns_server);
     let view = observe(&system, &paths, &clusters, "localhost", None).unwrap();
     assert_eq!(view.role, Role::default());
 }
