@@ -21,7 +21,6 @@ use common::Farm;
 use common::real::{self, Netns, Procs, require_root, require_tool, unique, wait_for};
 use srvctl::engine::registry::Verdict;
 
-const NAMED: &str = "/usr/sbin/named";
 const DIG: &str = "/usr/bin/dig";
 
 const CLUSTERS: &str = r#"{"dns":{"h1.test":{"host_ip":"192.0.2.11","hostnet":1,"dns":"master"}}}"#;
@@ -46,7 +45,7 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     if !require_root("dns_named") {
         return;
     }
-    require_tool(NAMED);
+    require_tool(real::NAMED);
     require_tool(DIG);
     let root = Farm::with_clusters(CLUSTERS);
     fs::write(root.join("etc/srvctl/settings.json"), SETTINGS).unwrap();
@@ -67,27 +66,16 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
 
     // named in a namespace of its own, serving the rendered fragment.
     let ns = Netns::new(&unique("dns"));
-    let work = root.tmp().join("named");
-    fs::create_dir_all(&work).unwrap();
-    let conf = work.join("named.conf");
-    fs::write(
-        &conf,
-        format!(
-            "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; \
-             listen-on port 53 {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; }};\n\
-             include \"/run/srvctl/dns/named.conf\";\n",
-            dir = work.display()
-        ),
-    )
-    .unwrap();
     let mut procs = Procs::default();
-    let named = ns.exec_at_host_paths(
+    real::spawn_named(
+        &ns,
         root.root(),
         &["/run/srvctl"],
-        &[],
-        &[NAMED, "-g", "-c", conf.to_str().unwrap()],
+        "127.0.0.1",
+        &root.tmp().join("named"),
+        "named",
+        &mut procs,
     );
-    procs.spawn("named", named, work.join("named.log"));
     let up = wait_for(&mut procs, Duration::from_secs(15), || {
         dig(&ns, "A", "web.example.com") == "192.0.2.11"
     });

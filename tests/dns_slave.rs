@@ -24,7 +24,6 @@ use common::Farm;
 use common::real::{self, Netns, Procs, output, require_root, require_tool, unique, wait_for};
 use nix::sys::signal::Signal;
 
-const NAMED: &str = "/usr/sbin/named";
 const DIG: &str = "/usr/bin/dig";
 const TSIG_KEYGEN: &str = "/usr/sbin/tsig-keygen";
 
@@ -52,27 +51,15 @@ impl DnsHost {
 
     /// A named of its own serving the host's rendered fragment, started in `procs`.
     fn start_named(&self, label: &str, procs: &mut Procs) {
-        let work = self.farm.tmp().join("named");
-        fs::create_dir_all(&work).unwrap();
-        let conf = work.join("named.conf");
-        fs::write(
-            &conf,
-            format!(
-                "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; \
-                 listen-on port 53 {{ {ip}; }}; listen-on-v6 {{ none; }}; recursion no; }};\n\
-                 include \"/run/srvctl/dns/named.conf\";\n",
-                dir = work.display(),
-                ip = self.ip,
-            ),
-        )
-        .unwrap();
-        let named = self.ns.exec_at_host_paths(
+        real::spawn_named(
+            &self.ns,
             self.farm.root(),
             &["/run/srvctl", "/var/lib/srvctl/dns"],
-            &[],
-            &[NAMED, "-g", "-c", conf.to_str().unwrap()],
+            self.ip,
+            &self.farm.tmp().join("named"),
+            label,
+            procs,
         );
-        procs.spawn(label, named, work.join("named.log"));
     }
 
     fn reload(&self) {
@@ -139,7 +126,7 @@ fn a_slave_copies_the_masters_zones_by_notify_and_axfr_with_the_key_alone() {
     if !require_root("dns_slave") {
         return;
     }
-    for tool in [NAMED, DIG, TSIG_KEYGEN] {
+    for tool in [real::NAMED, DIG, TSIG_KEYGEN] {
         require_tool(tool);
     }
     let master = DnsHost {

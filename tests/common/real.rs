@@ -436,3 +436,39 @@ pub fn haproxy(ns: &Netns, root: &super::Farm) -> Command {
         &[HAPROXY, "-W", "-db", "-f", &cfg],
     )
 }
+
+/// BIND's name server.
+pub const NAMED: &str = "/usr/sbin/named";
+
+/// Start, in `procs` under `label`, a named in `ns` that listens on `ip` and serves the DNS
+/// fragment srvctl rendered under `root` (`/run/srvctl/dns/named.conf`), with its working
+/// directory and log in `work`; `binds` are the host paths of `root` it sees at their place.
+pub fn spawn_named(
+    ns: &Netns,
+    root: &Path,
+    binds: &[&str],
+    ip: &str,
+    work: &Path,
+    label: &str,
+    procs: &mut Procs,
+) {
+    fs::create_dir_all(work).unwrap();
+    let conf = work.join("named.conf");
+    fs::write(
+        &conf,
+        format!(
+            "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; \
+             listen-on port 53 {{ {ip}; }}; listen-on-v6 {{ none; }}; recursion no; }};\n\
+             include \"/run/srvctl/dns/named.conf\";\n",
+            dir = work.display(),
+        ),
+    )
+    .unwrap();
+    let named = ns.exec_at_host_paths(
+        root,
+        binds,
+        &[],
+        &[NAMED, "-g", "-c", conf.to_str().unwrap()],
+    );
+    procs.spawn(label, named, work.join("named.log"));
+}
