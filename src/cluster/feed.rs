@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use etcd_client::{GetOptions, WatchOptions, WatchStream};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions, WatchStream};
 
 use super::sync::{Feed, LiveReport, Refreshed, Wakeup};
 use super::{keys, renew};
@@ -194,6 +194,27 @@ impl Feed for EtcdFeed<'_> {
         let put = kv.put(format!("{}{key}", conn.prefix()), value, None);
         conn.request("a certificate request or answer", put)
             .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn put_while(
+        &mut self,
+        key: &str,
+        value: &str,
+        guard: &str,
+        expected: &str,
+    ) -> Result<bool, String> {
+        let conn = self.store.connection().map_err(|e| e.to_string())?;
+        let (full, guard) = (
+            format!("{}{key}", conn.prefix()),
+            format!("{}{guard}", conn.prefix()),
+        );
+        let txn = Txn::new()
+            .when([Compare::value(guard, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(full, value, None)]);
+        let mut kv = conn.kv();
+        conn.request("a certificate answer", kv.txn(txn))
+            .map(|answer| answer.succeeded())
             .map_err(|e| e.to_string())
     }
 

@@ -159,9 +159,13 @@ pub fn round(
                     crate::model::names::shown(host)
                 ),
             };
-            feed.put(&format!("{CERT}{host}"), &answer.to_json())?;
-            renewed.log.push(said);
-            answers.insert(host.to_owned(), answer.to_json());
+            // The host may have taken an earlier answer and deleted its request since this
+            // round read it: answer only a request that is still there.
+            let key = format!("{CERT}{host}");
+            if feed.put_while(&key, &answer.to_json(), &format!("{CSR}{host}"), csr)? {
+                renewed.log.push(said);
+                answers.insert(host.to_owned(), answer.to_json());
+            }
         }
     }
     let step = host_step(
@@ -190,6 +194,7 @@ pub fn round(
                     .log
                     .push(format!("refused the CA host's new certificate: {e}"));
             }
+            // The request first: the CA host answers only a request that is still there.
             feed.delete(&format!("{CSR}{}", me.name))?;
             feed.delete(&format!("{CERT}{}", me.name))?;
             if installed.is_ok() {

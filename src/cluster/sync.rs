@@ -62,6 +62,15 @@ pub trait Feed {
     fn revision(&mut self, key: &str) -> Result<i64, String>;
     /// Put `value` at `key` (below the cluster's prefix).
     fn put(&mut self, key: &str, value: &str) -> Result<(), String>;
+    /// Put `value` at `key` only while `guard` still holds `expected`, in one transaction;
+    /// whether it was put.
+    fn put_while(
+        &mut self,
+        key: &str,
+        value: &str,
+        guard: &str,
+        expected: &str,
+    ) -> Result<bool, String>;
     /// Delete `key` (below the cluster's prefix).
     fn delete(&mut self, key: &str) -> Result<(), String>;
 }

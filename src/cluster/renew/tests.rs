@@ -162,6 +162,21 @@ fn a_host_near_expiry_gets_a_new_certificate_through_the_ca_host() {
 }
 
 #[test]
+fn the_ca_host_does_not_answer_a_request_the_host_deleted_meanwhile() {
+    let h = joined(20);
+    let mut feed = Scripted::default();
+    h.round("h2.test", &mut feed);
+    h.round("h1.test", &mut feed);
+    // h2 installs the answer while h1, in its next round, has read the request but not yet
+    // the answers: h2 deletes both keys in between.
+    feed.keys.remove("cert/h2.test");
+    feed.deleted_after_read = vec!["csr/h2.test".into()];
+    let again = h.round("h1.test", &mut feed);
+    assert_eq!(again.log, Vec::<String>::new());
+    assert!(feed.keys.is_empty(), "{:?}", feed.keys);
+}
+
+#[test]
 fn the_ca_host_renews_its_own_certificate_in_two_rounds() {
     let h = joined(pki::HOST_VALIDITY_DAYS);
     let ca = h.clusters.host("h1.test").unwrap();

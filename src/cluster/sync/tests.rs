@@ -31,6 +31,8 @@ pub(crate) struct Scripted {
     pub(crate) keys: BTreeMap<String, String>,
     /// The revision of each key, as the puts made them.
     pub(crate) revisions: BTreeMap<String, i64>,
+    /// Keys another host deletes right after this one's next read of entries.
+    pub(crate) deleted_after_read: Vec<String>,
 }
 
 impl Feed for Scripted {
@@ -45,11 +47,15 @@ impl Feed for Scripted {
         Ok(())
     }
     fn entries(&mut self, prefix: &str) -> Result<BTreeMap<String, String>, String> {
-        Ok(self
+        let found = self
             .keys
             .iter()
             .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
-            .collect())
+            .collect();
+        for key in std::mem::take(&mut self.deleted_after_read) {
+            self.keys.remove(&key);
+        }
+        Ok(found)
     }
     fn revision(&mut self, key: &str) -> Result<i64, String> {
         Ok(self.revisions.get(key).copied().unwrap_or(0))
@@ -59,6 +65,19 @@ impl Feed for Scripted {
         let next = self.revisions.values().max().copied().unwrap_or(0) + 1;
         self.revisions.insert(key.to_owned(), next);
         Ok(())
+    }
+    fn put_while(
+        &mut self,
+        key: &str,
+        value: &str,
+        guard: &str,
+        expected: &str,
+    ) -> Result<bool, String> {
+        let holds = self.keys.get(guard).is_some_and(|v| v == expected);
+        if holds {
+            self.put(key, value)?;
+        }
+        Ok(holds)
     }
     fn delete(&mut self, key: &str) -> Result<(), String> {
         self.keys.remove(key);
