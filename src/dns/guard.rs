@@ -1,11 +1,13 @@
-//! The guard in front of named: the new named.conf fragment is checked with `named-checkconf`
-//! and every zone file that changes with `named-checkzone`, on a staged copy under
-//! `/run/srvctl/dns.check/`, before any of them replaces the live files. If one of them is
+//! The guard in front of named: the new named.conf fragment is checked with `named-checkconf`,
+//! and every zone file that changes is loaded by `named-checkconf -z` as named would load it
+//! (one process for all of them: a first run on a DNS master checks thousands of zones), on a
+//! staged copy under `/run/srvctl/dns.check/`, before any of them replaces the live files. If one of them is
 //! refused, none of the module's changes is applied: the old zones keep serving and named is
 //! not reloaded. A fragment that reads the transfer key ([`crate::dns::transfer`]) is refused
 //! while the key file is missing.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::dns::transfer::{KEY_FILE, include_key};
 use crate::dns::zones::{CONFIG, ZONES};
@@ -13,25 +15,22 @@ use crate::engine::changeset::{Changes, Op};
 use crate::engine::registry::Verdict;
 use crate::engine::tree::{Entry, Tree};
 use crate::system::paths::Paths;
-use crate::system::{CommandLine, System};
+use crate::system::{CommandLine, Program, System};
 
 /// The staging directory, relative to the host root.
 pub const STAGING: &str = "run/srvctl/dns.check";
 
-/// The checkers, where installed.
+/// The checker, where installed.
 pub struct Checkers {
     /// `named-checkconf`.
     pub checkconf: PathBuf,
-    /// `named-checkzone`.
-    pub checkzone: PathBuf,
 }
 
 impl Checkers {
-    /// Both checkers, if both are installed (Debian `bind9-utils`, Fedora `bind-utils`).
+    /// The checker, if it is installed (Debian `bind9-utils`, Fedora `bind-utils`).
     pub fn find(system: &dyn System) -> Option<Self> {
         Some(Self {
             checkconf: crate::system::program(system, "named-checkconf")?,
-            checkzone: crate::system::program(system, "named-checkzone")?,
         })
     }
 }
@@ -68,9 +67,7 @@ pub fn guard(
     }
     let Some(checkers) = checkers else {
         return Verdict::Note(
-            "named-checkconf or named-checkzone is not installed: the DNS zones are written \
-             unchecked"
-                .into(),
+            "named-checkconf is not installed: the DNS zones are written unchecked".into(),
         );
     };
     let staging = paths.host(&format!("/{STAGING}"));
@@ -95,30 +92,25 @@ fn check(
     system
         .remove_tree(staging)
         .map_err(|e| format!("{}: {e}", staging.display()))?;
-    let stage = |path: &Path, name: &str, bytes: Option<&[u8]>| -> Result<PathBuf, String> {
+    let stage = |name: &str, bytes: &[u8]| -> Result<PathBuf, String> {
         let dest = staging.join(name);
-        let bytes = bytes
-            .or_else(|| bytes_of(tree, path))
-            .ok_or_else(|| format!("{} is not rendered", path.display()))?;
         system
             .write(&dest, bytes, 0o644, false)
             .map_err(|e| format!("{}: {e}", dest.display()))?;
         Ok(dest)
     };
+    let rendered = |path: &Path| {
+        bytes_of(tree, path).ok_or_else(|| format!("{} is not rendered", path.display()))
+    };
     // Without -z, named-checkconf reads no zone file: the fragment is checked as it is, but
     // for the key file it includes, read where this host's root has it.
-    let fragment = bytes_of(tree, Path::new(CONFIG)).map(|b| {
-        String::from_utf8_lossy(b).replace(
-            &include_key(KEY_FILE),
-            &include_key(&paths.host(KEY_FILE).to_string_lossy()),
-        )
-    });
-    let conf = stage(
-        Path::new(CONFIG),
-        "named.conf",
-        fragment.as_deref().map(str::as_bytes),
-    )?;
+    let fragment = String::from_utf8_lossy(rendered(Path::new(CONFIG))?).replace(
+        &include_key(KEY_FILE),
+        &include_key(&paths.host(KEY_FILE).to_string_lossy()),
+    );
+    let conf = stage("named.conf", fragment.as_bytes())?;
     run(system, &checkers.checkconf, vec![conf.into_os_string()])?;
+    let mut zones = String::new();
     for path in written {
         let Ok(file) = path.strip_prefix(ZONES) else {
             continue;
@@ -127,24 +119,74 @@ fn check(
         let Some(zone) = file.strip_suffix(".zone") else {
             continue;
         };
-        let staged = stage(path, &file, None)?;
-        // `-i local`: integrity checks that need no lookups outside the zone.
-        let args = ["-i", "local", "-k", "fail", zone]
-            .map(Into::into)
-            .into_iter()
-            .chain([staged.into_os_string()])
-            .collect();
-        run(system, &checkers.checkzone, args).map_err(|e| format!("zone {zone}: {e}"))?;
+        stage(&file, rendered(path)?)?;
+        // The zone's name is a validated domain and its file name is made of it.
+        zones.push_str(&format!(
+            "zone \"{zone}\" {{ type master; file \"{file}\"; }};\n"
+        ));
     }
-    Ok(())
+    if zones.is_empty() {
+        return Ok(());
+    }
+    // named's own defaults for a master zone: names checked (`check-names master fail`) and
+    // in-zone integrity (`check-integrity`), the same as `named-checkzone -i local -k fail`.
+    let config = format!(
+        "options {{ directory \"{}\"; }};\n{zones}",
+        quoted(&staging.to_string_lossy())
+    );
+    let check = stage("zones.conf", config.as_bytes())?;
+    load(system, &checkers.checkconf, check)
+}
+
+/// How long loading the changed zones may take (thousands of them on a first run).
+const LOAD_TIME: Duration = Duration::from_secs(300);
+
+/// `named-checkconf -z CONFIG`: load every zone `config` declares. It prints each zone's
+/// errors on its standard output (`zone example.com/IN: has 0 SOA records`), which the
+/// refusal quotes (the first few).
+fn load(system: &dyn System, checkconf: &Path, config: PathBuf) -> Result<(), String> {
+    let command = CommandLine::new(
+        &checkconf.to_string_lossy(),
+        ["-z".into(), config.into_os_string()],
+    );
+    let finished = system
+        .run_program(&Program {
+            command: &command,
+            input: &[],
+            timeout: LOAD_TIME,
+        })
+        .map_err(|e| e.to_string())?;
+    if finished.code == Some(0) {
+        return Ok(());
+    }
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    let errors: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("zone ") && !l.ends_with("not loaded due to errors."))
+        .take(5)
+        .collect();
+    let said = match errors.is_empty() {
+        true => stderr.trim(),
+        false => &errors.join(" / "),
+    };
+    Err(match finished.timed_out {
+        true => format!("`{command}` took longer than {} s", LOAD_TIME.as_secs()),
+        false => format!("`{command}` failed: {said}"),
+    })
+}
+
+/// `text` inside a named.conf string: backslashes and quotes escaped.
+fn quoted(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The bytes of the file `path` of `tree`, if it renders one.
 fn bytes_of<'t>(tree: &'t Tree, path: &Path) -> Option<&'t [u8]> {
-    tree.entries().find_map(|(p, e)| match e {
-        Entry::File { bytes, .. } if p == path => Some(bytes.as_slice()),
+    match tree.get(path)? {
+        Entry::File { bytes, .. } => Some(bytes.as_slice()),
         _ => None,
-    })
+    }
 }
 
 fn run(system: &dyn System, program: &Path, args: Vec<std::ffi::OsString>) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! `"dns": "master"` or `"slave"`. The master renders the zones of every site from the
 //! datastore ([`zones`]); a slave renders only the declarations of the same zones, whose copies
 //! named transfers from the master ([`transfer`]). Both are checked with named-checkconf and
-//! named-checkzone before they replace the live ones ([`guard`]), and named reloads when any
+//! named-checkconf (which loads the zones) before they replace the live ones ([`guard`]), and named reloads when any
 //! of them changed. Every other host renders nothing.
 //!
 //! The serial of every zone is the time of the datastore's last write (seconds since the

@@ -16,7 +16,6 @@ fn tree() -> Tree {
 fn checkers() -> guard::Checkers {
     guard::Checkers {
         checkconf: "/usr/sbin/named-checkconf".into(),
-        checkzone: "/usr/sbin/named-checkzone".into(),
     }
 }
 
@@ -33,7 +32,7 @@ fn the_staged_fragment_and_each_written_zone_are_checked() {
         commands,
         [
             "/usr/sbin/named-checkconf /r/run/srvctl/dns.check/named.conf",
-            "/usr/sbin/named-checkzone -i local -k fail a.test /r/run/srvctl/dns.check/a.test.zone",
+            "/usr/sbin/named-checkconf -z /r/run/srvctl/dns.check/zones.conf",
         ]
     );
     assert!(
@@ -53,11 +52,11 @@ fn the_staged_fragment_and_each_written_zone_are_checked() {
 }
 
 #[test]
-fn a_zone_named_checkzone_refuses_is_not_applied() {
+fn a_zone_named_would_not_load_is_not_applied() {
     let sys = Recording {
         failing_programs: [(
-            "/usr/sbin/named-checkzone".into(),
-            "a.test: NS 'x' has no address records".into(),
+            "/usr/sbin/named-checkconf".into(),
+            "zone a.test/IN: NS 'x' has no address records".into(),
         )]
         .into(),
         ..Recording::default()

@@ -46,7 +46,7 @@ pub struct Outcome {
     /// Things the operator should know (e.g. haproxy is not installed, so not checked).
     pub notes: Vec<String>,
     /// Why modules' new configurations were not applied: their guards refused them (the
-    /// front's `haproxy -c`, the DNS module's named-checkzone; one line each, the name is kept
+    /// front's `haproxy -c`, the DNS module's named-checkconf; one line each, the name is kept
     /// for scripts).
     pub haproxy_error: Option<String>,
 }

@@ -81,6 +81,11 @@ impl Tree {
         self.entries.iter().map(|(p, e)| (Path::new(p.as_str()), e))
     }
 
+    /// The entry at `path`, if any.
+    pub fn get(&self, path: &Path) -> Option<&Entry> {
+        self.entries.get(path.to_str()?)
+    }
+
     /// How many entries.
     pub fn len(&self) -> usize {
         self.entries.len()
