@@ -1,9 +1,9 @@
 //! A module: authoritative DNS with BIND on the hosts whose clusters.json entry says
 //! `"dns": "master"` or `"slave"`. The master renders the zones of every site from the
 //! datastore ([`zones`]); a slave renders only the declarations of the same zones, whose copies
-//! named transfers from the master ([`transfer`]). Both are checked with named-checkconf and
-//! named-checkconf (which loads the zones) before they replace the live ones ([`guard`]), and named reloads when any
-//! of them changed. Every other host renders nothing.
+//! named transfers from the master ([`transfer`]). Both are checked with named-checkconf
+//! (which also loads the zones) before they replace the live ones ([`guard`]), and named
+//! reloads when any of them changed. Every other host renders nothing.
 //!
 //! The serial of every zone is the time of the datastore's last write (seconds since the
 //! epoch), which grows with every change of the data.
