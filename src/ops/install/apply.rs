@@ -93,21 +93,18 @@ fn run(system: &dyn System, paths: &Paths, action: &Action) -> Outcome {
                     .systemd(&Request::Restart(firewall::UNIT.to_owned()))
                     .map_err(|e| e.to_string())
             }),
-        Action::Enable(units) => ran(system, &systemctl("enable", units)),
-        Action::Disable(units) => ran(system, &systemctl("disable", units)),
+        Action::Enable(units) => ran(
+            system,
+            &CommandLine::new(
+                "systemctl",
+                ["enable", "--now", "--"]
+                    .into_iter()
+                    .chain(units.iter().map(String::as_str)),
+            ),
+        ),
     };
     match result {
         Ok(()) => Outcome::Done,
         Err(e) => Outcome::Failed(e),
     }
-}
-
-/// `systemctl VERB --now -- UNITS…`.
-fn systemctl(verb: &str, units: &[String]) -> CommandLine {
-    CommandLine::new(
-        "systemctl",
-        [verb, "--now", "--"]
-            .into_iter()
-            .chain(units.iter().map(String::as_str)),
-    )
 }

@@ -15,7 +15,6 @@
 //! | limits | the kernel limits many containers hit ([`crate::containers::limits`]) | raises those below srvctl's floors |
 //! | firewall | whether the ports srvctl serves are open | firewalld: `firewall-cmd --permanent --add-port`, reload; else srvctl's own nftables table ([`firewall`]) |
 //! | units | `systemctl is-enabled` of the units srvctl needs | `systemctl enable --now` of the others |
-//! | conflicts | `systemctl is-enabled` of the distribution's services that srvctl replaces | `systemctl disable --now` of those enabled |
 //! | selinux | (Fedora) whether SELinux enforces | nothing: no step touches it, and a run fails if it stopped enforcing |
 
 mod apply;
@@ -67,8 +66,7 @@ pub struct HostView {
     pub hostname: Option<String>,
     /// The host limits against their floors.
     pub limits: Vec<Limit>,
-    /// What `systemctl is-enabled` said of each unit srvctl wants, and of each it replaces
-    /// ([`conflicts`]).
+    /// What `systemctl is-enabled` said of each unit srvctl wants.
     pub units: BTreeMap<String, String>,
     /// The firewall.
     pub firewall: FirewallView,
@@ -102,8 +100,6 @@ pub enum Action {
     WriteTable(String),
     /// `systemctl enable --now` these units.
     Enable(Vec<String>),
-    /// `systemctl disable --now` these units.
-    Disable(Vec<String>),
 }
 
 impl Action {
@@ -135,7 +131,6 @@ impl Action {
                 firewall::UNIT
             ),
             Self::Enable(units) => format!("systemctl enable --now {}", units.join(" ")),
-            Self::Disable(units) => format!("systemctl disable --now {}", units.join(" ")),
         }
     }
 }
@@ -163,7 +158,7 @@ pub fn install_line(manager: PackageManager, packages: &[&str]) -> CommandLine {
 /// One step of the plan: what it checked, what it found, and what it does when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// The step's name: packages, hostname, limits, firewall, units, conflicts or selinux.
+    /// The step's name: packages, hostname, limits, firewall, units or selinux.
     pub name: &'static str,
     /// What the check found.
     pub found: String,
@@ -242,17 +237,6 @@ pub fn units(role: Role, firewall: &FirewallView) -> Vec<&'static str> {
     all
 }
 
-/// The distribution's services that stand in the way of srvctl's on a host of `role`:
-/// Debian's etcd-server enables `etcd.service`, a single-member etcd of its own on
-/// localhost, beside the cluster's member that srvctl runs (`srvctl-etcd.service`).
-pub fn conflicts(role: Role) -> Vec<&'static str> {
-    if role.cluster {
-        vec!["etcd.service"]
-    } else {
-        Vec::new()
-    }
-}
-
 /// The plan for the host as `view` sees it: every step, in the order they run.
 pub fn plan(view: &HostView, request: &Request) -> Vec<Step> {
     vec![
@@ -261,7 +245,6 @@ pub fn plan(view: &HostView, request: &Request) -> Vec<Step> {
         limits_step(view),
         firewall::step(view),
         units_step(view),
-        conflicts_step(view),
         selinux_step(view),
     ]
 }
@@ -344,27 +327,6 @@ fn units_step(view: &HostView) -> Step {
         name: "units",
         found,
         action: (!disabled.is_empty()).then_some(Action::Enable(disabled)),
-    }
-}
-
-fn conflicts_step(view: &HostView) -> Step {
-    let enabled: Vec<String> = conflicts(view.role)
-        .into_iter()
-        .filter(|u| {
-            view.units
-                .get(*u)
-                .is_some_and(|state| ENABLED.contains(&state.as_str()))
-        })
-        .map(str::to_owned)
-        .collect();
-    let found = match enabled.len() {
-        0 => "none enabled".to_owned(),
-        _ => format!("enabled: {}", enabled.join(", ")),
-    };
-    Step {
-        name: "conflicts",
-        found,
-        action: (!enabled.is_empty()).then_some(Action::Disable(enabled)),
     }
 }
 

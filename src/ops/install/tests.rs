@@ -73,13 +73,7 @@ fn a_fresh_host_needs_each_step_and_only_what_is_missing() {
     assert_eq!(
         names,
         [
-            "packages",
-            "hostname",
-            "limits",
-            "firewall",
-            "units",
-            "conflicts",
-            "selinux"
+            "packages", "hostname", "limits", "firewall", "units", "selinux"
         ]
     );
     let Some(Action::Install(PackageManager::Dpkg, missing)) = action(&steps, "packages") else {
@@ -114,47 +108,9 @@ fn a_fresh_host_needs_each_step_and_only_what_is_missing() {
     assert!(disabled.contains(&"srvctl.socket".to_owned()));
     assert!(disabled.contains(&"haproxy.service".to_owned()));
     assert!(disabled.contains(&firewall::UNIT.to_owned()));
-    assert_eq!(
-        action(&steps, "conflicts"),
-        None,
-        "no cluster: etcd is none of srvctl's"
-    );
     assert_eq!(action(&steps, "selinux"), None);
     let report = InstallReport::new(&steps, None);
     assert!(report.dry_run && report.changes && report.ok);
-}
-
-#[test]
-fn a_cluster_host_stops_the_distributions_own_etcd() {
-    let cluster = Role {
-        cluster: true,
-        dns_server: false,
-    };
-    let mut view = set_up(HostView {
-        role: cluster,
-        ..fresh_debian()
-    });
-    view.units
-        .insert("etcd.service".to_owned(), "enabled".to_owned());
-    let steps = plan(&view, &named("h1.example.net"));
-    let disable = action(&steps, "conflicts").unwrap();
-    assert_eq!(disable, &Action::Disable(vec!["etcd.service".to_owned()]));
-    assert_eq!(disable.describe(), "systemctl disable --now etcd.service");
-    view.units
-        .insert("etcd.service".to_owned(), "disabled".to_owned());
-    assert!(
-        plan(&view, &named("h1.example.net"))
-            .iter()
-            .all(|s| s.action.is_none())
-    );
-    // The same service on a host alone is none of srvctl's business.
-    view.role = Role::default();
-    view.units
-        .insert("etcd.service".to_owned(), "enabled".to_owned());
-    assert_eq!(
-        action(&plan(&view, &named("h1.example.net")), "conflicts"),
-        None
-    );
 }
 
 #[test]
