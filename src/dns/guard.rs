@@ -45,11 +45,11 @@ pub fn guard(
     changes: &Changes,
     checkers: Option<&Checkers>,
 ) -> Verdict {
-    let written: Vec<&Path> = changes
+    let written: Vec<(&Path, &[u8])> = changes
         .ops
         .iter()
         .filter_map(|op| match op {
-            Op::Write { path, .. } => Some(path.as_path()),
+            Op::Write { path, bytes, .. } => Some((path.as_path(), bytes.as_slice())),
             _ => None,
         })
         .collect();
@@ -89,7 +89,7 @@ fn check(
     paths: &Paths,
     staging: &Path,
     tree: &Tree,
-    written: &[&Path],
+    written: &[(&Path, &[u8])],
     checkers: &Checkers,
 ) -> Result<(), String> {
     system
@@ -119,7 +119,8 @@ fn check(
         fragment.as_deref().map(str::as_bytes),
     )?;
     run(system, &checkers.checkconf, vec![conf.into_os_string()])?;
-    for path in written {
+    // Each zone as it is to be written (with its settled serial).
+    for &(path, bytes) in written {
         let Ok(file) = path.strip_prefix(ZONES) else {
             continue;
         };
@@ -127,7 +128,7 @@ fn check(
         let Some(zone) = file.strip_suffix(".zone") else {
             continue;
         };
-        let staged = stage(path, &file, None)?;
+        let staged = stage(path, &file, Some(bytes))?;
         // `-i local`: integrity checks that need no lookups outside the zone.
         let args = ["-i", "local", "-k", "fail", zone]
             .map(Into::into)

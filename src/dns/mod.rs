@@ -5,10 +5,10 @@
 //! named-checkzone before they replace the live ones ([`guard`]), and named reloads when any
 //! of them changed. Every other host renders nothing.
 //!
-//! The serial of every zone is the time of the datastore's last write (seconds since the
-//! epoch), which grows with every change of the data.
+//! The serial of a zone changes only when that zone does, and then grows ([`serial`]).
 
 pub mod guard;
+pub mod serial;
 pub mod transfer;
 pub mod zones;
 
@@ -73,6 +73,15 @@ impl Module for Dns {
             return Vec::new();
         }
         vec![Request::Reload(UNIT.into())]
+    }
+
+    /// A zone file's serial, against the live one ([`serial::settle`]).
+    fn settle(&self, path: &Path, rendered: &[u8], live: Option<&[u8]>) -> Option<Vec<u8>> {
+        if path.starts_with(zones::ZONES) {
+            serial::settle(rendered, live)
+        } else {
+            None
+        }
     }
 
     fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {

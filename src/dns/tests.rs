@@ -25,7 +25,7 @@ fn the_staged_fragment_and_each_written_zone_are_checked() {
     let sys = Recording::default();
     let paths = Paths::rooted("/r");
     let t = tree();
-    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
     let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
     assert_eq!(v, Verdict::Accept);
     let commands = sys.command_lines();
@@ -64,7 +64,7 @@ fn a_zone_named_checkzone_refuses_is_not_applied() {
     };
     let paths = Paths::rooted("/r");
     let t = tree();
-    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
     let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
         panic!("not refused")
     };
@@ -98,7 +98,7 @@ fn a_fragment_that_needs_the_transfer_key_is_refused_without_it() {
     let sys = Recording::default();
     let paths = Paths::rooted("/r");
     let t = slave_tree();
-    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
     let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
         panic!("accepted without the key")
     };
@@ -122,7 +122,7 @@ fn with_the_key_the_fragment_is_checked() {
         .unwrap();
     let paths = Paths::rooted("/r");
     let t = slave_tree();
-    let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
     // (That the staged copy names the key under the root, tests/dns_slave.rs shows with the
     // real named-checkconf.)
     let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
@@ -137,4 +137,51 @@ fn with_the_key_the_fragment_is_checked() {
         commands,
         ["/usr/sbin/named-checkconf /r/run/srvctl/dns.check/named.conf"]
     );
+}
+
+#[test]
+fn the_plan_keeps_the_serial_of_an_unchanged_zone_and_writes_a_changed_one_larger() {
+    let sys = Recording::default();
+    let base = Path::new("/r");
+    let path = format!("{}/a.test.zone", zones::ZONES);
+    let servers = [("h1.test", std::net::Ipv4Addr::new(192, 0, 2, 1))];
+    let zone = |records: Vec<crate::model::dns::DnsRecord>| zones::Zone {
+        origin: crate::model::web::Domain::new("a.test").unwrap(),
+        site: Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        previews: Vec::new(),
+        records,
+    };
+    let rendered = |records, serial| {
+        let mut t = Tree::default();
+        t.file(&path, zones::zone_file(&zone(records), &servers, serial));
+        t
+    };
+    let live = zones::zone_file(&zone(Vec::new()), &servers, 900);
+    sys.write(&base.join(&path), live.as_bytes(), 0o644, false)
+        .unwrap();
+    // The datastore changed elsewhere (a later time), this zone did not: nothing to write.
+    let changes = changeset::plan(
+        &Dns,
+        &rendered(Vec::new(), 1000),
+        base,
+        &BTreeSet::new(),
+        &sys,
+    )
+    .unwrap();
+    assert!(changes.ops.is_empty(), "{:?}", changes.ops);
+    // This zone changed, at a datastore time older than its serial: written with 901.
+    let record = crate::model::dns::DnsRecord::new("@", "TXT", "x").unwrap();
+    let changes = changeset::plan(
+        &Dns,
+        &rendered(vec![record], 800),
+        base,
+        &BTreeSet::new(),
+        &sys,
+    )
+    .unwrap();
+    let [changeset::Op::Write { bytes, .. }] = &changes.ops[..] else {
+        panic!("{:?}", changes.ops)
+    };
+    let text = String::from_utf8_lossy(bytes);
+    assert!(text.contains("( 901 3600 "), "{text}");
 }

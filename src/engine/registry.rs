@@ -92,6 +92,15 @@ pub trait Module: Sync {
     /// The reloads that changes at `changed` (paths this module owns) need.
     fn reloads(&self, changed: &[&Path]) -> Vec<Request>;
 
+    /// The bytes to write at `path` in place of the `rendered` ones, given the `live` file
+    /// there (if any): for a file carrying a version that must change only with the rest of
+    /// the file and must always grow (a zone's SOA serial), which render alone cannot know.
+    /// Pure. `None` (the default): the rendered bytes.
+    fn settle(&self, path: &Path, rendered: &[u8], live: Option<&[u8]>) -> Option<Vec<u8>> {
+        let _ = (path, rendered, live);
+        None
+    }
+
     /// Decide whether the module's planned `changes` (of its rendered `tree`) may be applied.
     /// Most modules have nothing to check.
     fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {
