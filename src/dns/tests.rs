@@ -76,11 +76,49 @@ fn a_zone_named_checkzone_refuses_is_not_applied() {
 }
 
 #[test]
-fn any_change_reloads_named() {
+fn a_changed_zone_is_reloaded_alone_and_a_changed_fragment_reconfigures_named() {
+    let rndc = |args: &[&str]| Request::Control {
+        unit: UNIT.into(),
+        command: CommandLine::new("rndc", args),
+    };
     assert_eq!(Dns.reloads(&[]), []);
+    let zone = format!("{}/a.test.zone", zones::ZONES);
+    assert_eq!(
+        Dns.reloads(&[Path::new(&zone)]),
+        [rndc(&["reload", "a.test"])]
+    );
     assert_eq!(
         Dns.reloads(&[Path::new(zones::CONFIG)]),
-        [Request::Reload(UNIT.into())]
+        [rndc(&["reconfig"])]
+    );
+    // A removed zone is dropped by the reconfig of the fragment that no longer declares it.
+    assert_eq!(Dns.removal_reloads(&[Path::new(&zone)]), []);
+    assert_eq!(
+        Dns.removal_reloads(&[Path::new(zones::CONFIG)]),
+        [rndc(&["reconfig"])]
+    );
+    assert_eq!(
+        rndc(&["reload", "a.test"]).to_string(),
+        "rndc reload a.test (if named.service runs)"
+    );
+
+    // Through the plan: a new zone, a changed one and a removed one reconfigure first, then
+    // reload the zones written.
+    let sys = Recording::default();
+    let base = Path::new("/r");
+    let old = format!("{}/old.test.zone", zones::ZONES);
+    sys.write(&base.join(&old), b"old\n", 0o644, false).unwrap();
+    let mut t = tree();
+    t.file(format!("{}/b.test.zone", zones::ZONES), "b\n".into());
+    let rendered: Vec<(&'static dyn Module, Tree)> = vec![(&Dns, t)];
+    let plan = changeset::plan_modules(rendered, base, &[old.into()].into(), &sys).unwrap();
+    assert_eq!(
+        plan.reloads(),
+        [
+            rndc(&["reconfig"]),
+            rndc(&["reload", "a.test"]),
+            rndc(&["reload", "b.test"]),
+        ]
     );
 }
 

@@ -110,7 +110,11 @@ impl Plan {
             if live.contains(&module.name()) {
                 continue;
             }
-            for request in module.reloads(&[op.path()]) {
+            let requests = match op {
+                Op::Remove { path } => module.removal_reloads(&[path]),
+                _ => module.reloads(&[op.path()]),
+            };
+            for request in requests {
                 if !out.contains(&request) {
                     out.push(request);
                 }

@@ -92,6 +92,12 @@ pub trait Module: Sync {
     /// The reloads that changes at `changed` (paths this module owns) need.
     fn reloads(&self, changed: &[&Path]) -> Vec<Request>;
 
+    /// The reloads that the removal of the files at `removed` (paths this module owns) needs.
+    /// The default: those of [`Module::reloads`], as for any change.
+    fn removal_reloads(&self, removed: &[&Path]) -> Vec<Request> {
+        self.reloads(removed)
+    }
+
     /// The bytes to write at `path` in place of the `rendered` ones, given the `live` file
     /// there (if any): for a file carrying a version that must change only with the rest of
     /// the file and must always grow (a zone's SOA serial), which render alone cannot know.
