@@ -1,8 +1,9 @@
 //! Authoritative DNS with the real BIND: on a host with `"dns": "master"`, named-checkconf and
 //! named-checkzone accept what srvctl renders, and a real named on loopback in a network
-//! namespace, loading the rendered fragment and zones, answers `dig` for a site's A (apex,
-//! `www`, preview name), MX, SPF and DMARC records and for an alias domain; after `sc add-ve`
-//! and a reload it answers for the new zone with a larger serial. A zone named-checkzone
+//! namespace, loading the rendered fragment and zones, answers `dig` for a site's A and AAAA
+//! (apex, `www`, `mail`, preview name; the host's `host_ip6`), MX, SPF and DMARC records and
+//! for an alias domain; after `sc add-ve` and a reload it answers for the new zone with a
+//! larger serial. A zone named-checkzone
 //! refuses is never applied: the guard refuses it, and the running zones keep answering.
 //!
 //! A change of one site's records reloads that zone alone (`rndc reload ZONE`), and the other
@@ -27,7 +28,8 @@ use srvctl::engine::registry::Verdict;
 
 const DIG: &str = "/usr/bin/dig";
 
-const CLUSTERS: &str = r#"{"dns":{"h1.test":{"host_ip":"192.0.2.11","hostnet":1,"dns":"master"}}}"#;
+const CLUSTERS: &str = r#"{"dns":{"h1.test":{"host_ip":"192.0.2.11","host_ip6":"2001:db8::11",
+    "hostnet":1,"dns":"master"}}}"#;
 const SETTINGS: &str = r#"{"company_domain": "company.net"}"#;
 
 /// `dig @127.0.0.1 +short TYPE NAME` inside `ns`: the answers, one a line.
@@ -103,6 +105,16 @@ fn named_answers_for_the_rendered_zones_and_a_refused_zone_is_never_applied() {
     assert_eq!(dig(&ns, "MX", "example.net"), "10 mail.example.net.");
     assert!(dig(&ns, "TXT", "_dmarc.example.net").contains("v=DMARC1"));
     assert_eq!(dig(&ns, "A", "web-example-com.company.net"), "192.0.2.11");
+    // The host's IPv6 address (`host_ip6`), beside each of those A records.
+    for name in [
+        "web.example.com",
+        "www.web.example.com",
+        "mail.web.example.com",
+        "example.net",
+        "web-example-com.company.net",
+    ] {
+        assert_eq!(dig(&ns, "AAAA", name), "2001:db8::11", "{name}");
+    }
     // Not ours: refused, no answer.
     assert_eq!(dig(&ns, "A", "other.example.org"), "");
     let first = serial(&ns, "web.example.com");

@@ -186,6 +186,7 @@ fn the_plan_keeps_the_serial_of_an_unchanged_zone_and_writes_a_changed_one_large
     let zone = |records: Vec<crate::model::dns::DnsRecord>| zones::Zone {
         origin: crate::model::web::Domain::new("a.test").unwrap(),
         site: Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        site6: None,
         previews: Vec::new(),
         records,
     };

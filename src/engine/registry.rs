@@ -332,6 +332,7 @@ mod tests {
             name: "h1.test".into(),
             cluster: "c".into(),
             host_ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            host_ip6: None,
             hostnet: crate::addr::plan::HostNet::new(1).unwrap(),
             gateway: None,
             prefix: None,
