@@ -198,12 +198,11 @@ pub fn plan(
         let op = match entry {
             Entry::File { bytes, mode } => {
                 let live = system.read(&real)?;
-                let bytes = module
-                    .settle(path, bytes, live.as_deref())
-                    .unwrap_or_else(|| bytes.clone());
-                (live.as_deref() != Some(bytes.as_slice())).then(|| Op::Write {
+                let settled = module.settle(path, bytes, live.as_deref());
+                let bytes = settled.as_deref().unwrap_or(bytes);
+                (live.as_deref() != Some(bytes)).then(|| Op::Write {
                     path: path.to_path_buf(),
-                    bytes,
+                    bytes: bytes.to_vec(),
                     mode: *mode,
                 })
             }
