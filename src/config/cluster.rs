@@ -2,7 +2,7 @@
 //! `{ "<cluster>": { "<host fqdn>": { "host_ip", "hostnet", "gateway", "prefix", "dns1", … } } }`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -22,6 +22,10 @@ pub struct Host {
     pub cluster: String,
     /// Public IPv4 address.
     pub host_ip: Ipv4Addr,
+    /// Public IPv6 address, if the host has one (`host_ip6`): the DNS zones then give the
+    /// sites of this host AAAA records beside their A records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip6: Option<Ipv6Addr>,
     /// H of the address plan.
     pub hostnet: HostNet,
     /// Default gateway of the host's uplink.
@@ -279,6 +283,19 @@ fn parse_host(
             )),
         }
     };
+    let ip6 = |field: &str| -> Result<Option<Ipv6Addr>, ClusterError> {
+        match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| err(field, format!("{} is not an IPv6 address", shown(s)))),
+            Some(other) => Err(err(
+                field,
+                format!("must be an IPv6 address string, not {other}"),
+            )),
+        }
+    };
     let number = |field: &str| -> Result<Option<u64>, ClusterError> {
         match fields.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -307,6 +324,7 @@ fn parse_host(
         name: name.to_ascii_lowercase(),
         cluster: cluster.to_owned(),
         host_ip: ip("host_ip", true)?.expect("required"),
+        host_ip6: ip6("host_ip6")?,
         hostnet,
         gateway: ip("gateway", false)?,
         prefix,
@@ -353,7 +371,7 @@ fn dns_role(
 }
 
 const KNOWN_FIELDS: &[&str] = &[
-    "host_ip", "hostnet", "gateway", "prefix", "dns1", "dns2", "role", "dns",
+    "host_ip", "host_ip6", "hostnet", "gateway", "prefix", "dns1", "dns2", "role", "dns",
 ];
 
 fn extra_fields(
@@ -414,6 +432,35 @@ mod tests {
         assert!(parse(r#"{"c":{"bad name":{"host_ip":"1.2.3.4","hostnet":1}}}"#).is_err());
         assert!(parse(r#"{"c":{"h1.test":{"hostnet":1}}}"#).is_err());
         assert!(parse("[]").is_err());
+    }
+
+    #[test]
+    fn an_ipv6_address_is_optional_and_validated() {
+        let one = |ip6: &str| {
+            parse(&format!(
+                r#"{{"c":{{"h1.test":{{"host_ip":"1.2.3.4","hostnet":1{ip6}}}}}}}"#
+            ))
+        };
+        assert_eq!(one("").unwrap().host("h1.test").unwrap().host_ip6, None);
+        let c = one(r#","host_ip6":"2001:db8::11""#).unwrap();
+        let h = c.host("h1.test").unwrap();
+        assert_eq!(h.host_ip6, Some("2001:db8::11".parse().unwrap()));
+        assert!(!h.extra.contains_key("host_ip6"));
+        for bad in [
+            r#""1.2.3.4""#,
+            r#""2001:db8::1\nx""#,
+            "42",
+            r#""fe80::1%eth0""#,
+        ] {
+            let e = one(&format!(r#","host_ip6":{bad}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(r#"host "h1.test""#) && e.contains(r#"field "host_ip6""#),
+                "{bad}: {e}"
+            );
+            assert!(e.contains("IPv6 address"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -44,11 +44,11 @@ pub fn guard(
     changes: &Changes,
     checkers: Option<&Checkers>,
 ) -> Verdict {
-    let written: Vec<&Path> = changes
+    let written: Vec<(&Path, &[u8])> = changes
         .ops
         .iter()
         .filter_map(|op| match op {
-            Op::Write { path, .. } => Some(path.as_path()),
+            Op::Write { path, bytes, .. } => Some((path.as_path(), bytes.as_slice())),
             _ => None,
         })
         .collect();
@@ -86,7 +86,7 @@ fn check(
     paths: &Paths,
     staging: &Path,
     tree: &Tree,
-    written: &[&Path],
+    written: &[(&Path, &[u8])],
     checkers: &Checkers,
 ) -> Result<(), String> {
     system
@@ -111,7 +111,8 @@ fn check(
     let conf = stage("named.conf", fragment.as_bytes())?;
     run(system, &checkers.checkconf, vec![conf.into_os_string()])?;
     let mut zones = String::new();
-    for path in written {
+    // Each zone as it is to be written (with its settled serial).
+    for &(path, bytes) in written {
         let Ok(file) = path.strip_prefix(ZONES) else {
             continue;
         };
@@ -119,7 +120,7 @@ fn check(
         let Some(zone) = file.strip_suffix(".zone") else {
             continue;
         };
-        stage(&file, rendered(path)?)?;
+        stage(&file, bytes)?;
         // The zone's name is a validated domain and its file name is made of it.
         zones.push_str(&format!(
             "zone \"{zone}\" {{ type master; file \"{file}\"; }};\n"

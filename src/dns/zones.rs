@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::cluster::{Clusters, Host};
 use crate::dns::transfer::{self, Transfers};
@@ -37,8 +37,10 @@ pub struct Zone {
     /// The address of the site's apex, `www`, and `mail` (the host of the site's container),
     /// for a zone of a site's name; `None` for the company zone of preview names alone.
     pub site: Option<Ipv4Addr>,
-    /// Preview names in this zone, with their addresses.
-    pub previews: Vec<(Domain, Ipv4Addr)>,
+    /// The IPv6 address of the same host, when clusters.json gives it one (`host_ip6`).
+    pub site6: Option<Ipv6Addr>,
+    /// Preview names in this zone, with the addresses of their hosts.
+    pub previews: Vec<(Domain, Ipv4Addr, Option<Ipv6Addr>)>,
     /// The site's own records (`sc NAME dns add`), in the zone of its name only.
     pub records: Vec<DnsRecord>,
 }
@@ -54,6 +56,7 @@ pub fn zones(
     company: Option<&Domain>,
 ) -> BTreeMap<Domain, Zone> {
     let address = |host: &str| clusters.host(host).map_or(me.host_ip, |h| h.host_ip);
+    let address6 = |host: &str| clusters.host(host).map_or(me.host_ip6, |h| h.host_ip6);
     let mut out: BTreeMap<Domain, Zone> = BTreeMap::new();
     for (domain, route) in routes(state, company) {
         let name = route.container();
@@ -75,6 +78,7 @@ pub fn zones(
                     },
                     origin: domain,
                     site: Some(address(&c.host)),
+                    site6: address6(&c.host),
                     previews: Vec::new(),
                 },
             );
@@ -89,11 +93,12 @@ pub fn zones(
                 .or_insert_with(|| Zone {
                     origin: company.clone(),
                     site: None,
+                    site6: None,
                     previews: Vec::new(),
                     records: Vec::new(),
                 })
                 .previews
-                .push((preview, address(&c.host)));
+                .push((preview, address(&c.host), address6(&c.host)));
         }
     }
     out
@@ -108,7 +113,8 @@ fn sub(label: &str, zone: &Domain) -> Option<String> {
 /// The zone file of `zone`: SOA (primary name server the first of `servers`, the master;
 /// `serial`), an NS for each of `servers` (the master, then the slaves; each with its address
 /// when its name lies inside the zone), and
-/// for a site the A records of the apex, `www` and `mail`, the MX (`mail.<zone>`), SPF
+/// for a site the A records of the apex, `www` and `mail` (and their AAAA records when the
+/// site's host has an IPv6 address), the MX (`mail.<zone>`), SPF
 /// (`v=spf1 mx -all`) and DMARC (`p=quarantine`, reports to `postmaster@<zone>`), then the
 /// site's own records. `servers` is never empty.
 pub fn zone_file(zone: &Zone, servers: &[(&str, Ipv4Addr)], serial: u32) -> String {
@@ -132,11 +138,9 @@ pub fn zone_file(zone: &Zone, servers: &[(&str, Ipv4Addr)], serial: u32) -> Stri
         }
     }
     if let Some(ip) = zone.site {
-        let _ = writeln!(f, "{o}. IN A {ip}");
-        for label in ["www", "mail"] {
-            if let Some(name) = sub(label, o) {
-                let _ = writeln!(f, "{name}. IN A {ip}");
-            }
+        let names = ["www", "mail"].map(|label| sub(label, o));
+        for name in std::iter::once(Some(o.to_string())).chain(names).flatten() {
+            addresses(&mut f, &name, ip, zone.site6);
         }
         if let Some(mail) = sub("mail", o) {
             let _ = writeln!(f, "{o}. IN MX 10 {mail}.");
@@ -149,13 +153,21 @@ pub fn zone_file(zone: &Zone, servers: &[(&str, Ipv4Addr)], serial: u32) -> Stri
             );
         }
     }
-    for (name, ip) in &zone.previews {
-        let _ = writeln!(f, "{name}. IN A {ip}");
+    for (name, ip, ip6) in &zone.previews {
+        addresses(&mut f, name.as_str(), *ip, *ip6);
     }
     for line in zone.records.iter().filter_map(|r| r.zone_line(o)) {
         let _ = writeln!(f, "{line}");
     }
     f
+}
+
+/// The A record of `name`, and its AAAA record when there is an IPv6 address.
+fn addresses(f: &mut String, name: &str, ip: Ipv4Addr, ip6: Option<Ipv6Addr>) {
+    let _ = writeln!(f, "{name}. IN A {ip}");
+    if let Some(ip6) = ip6 {
+        let _ = writeln!(f, "{name}. IN AAAA {ip6}");
+    }
 }
 
 /// The path of `zone`'s file as named reads it (absolute).

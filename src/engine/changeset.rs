@@ -110,7 +110,11 @@ impl Plan {
             if live.contains(&module.name()) {
                 continue;
             }
-            for request in module.reloads(&[op.path()]) {
+            let requests = match op {
+                Op::Remove { path } => module.removal_reloads(&[path]),
+                _ => module.reloads(&[op.path()]),
+            };
+            for request in requests {
                 if !out.contains(&request) {
                     out.push(request);
                 }
@@ -160,7 +164,7 @@ pub fn plan_modules(
                 .filter(|p| module.owns(p))
                 .cloned()
                 .collect();
-            let changes = plan(&tree, base, &previous, system)?;
+            let changes = plan(module, &tree, base, &previous, system)?;
             Ok(Part {
                 module,
                 tree,
@@ -178,9 +182,11 @@ pub fn is_durable(path: &Path) -> bool {
     !path.starts_with("run")
 }
 
-/// Compare `tree` with the files under `base`. `previous` lists the paths generated last time;
-/// those no longer in the tree are removed, and nothing else ever is.
+/// Compare `tree`, rendered by `module`, with the files under `base`; each file is first
+/// settled against the live one ([`Module::settle`]). `previous` lists the paths generated last
+/// time; those no longer in the tree are removed, and nothing else ever is.
 pub fn plan(
+    module: &dyn Module,
     tree: &Tree,
     base: &Path,
     previous: &BTreeSet<PathBuf>,
@@ -191,9 +197,12 @@ pub fn plan(
         let real = base.join(path);
         let op = match entry {
             Entry::File { bytes, mode } => {
-                (system.read(&real)?.as_deref() != Some(bytes.as_slice())).then(|| Op::Write {
+                let live = system.read(&real)?;
+                let settled = module.settle(path, bytes, live.as_deref());
+                let bytes = settled.as_deref().unwrap_or(bytes);
+                (live.as_deref() != Some(bytes)).then(|| Op::Write {
                     path: path.to_path_buf(),
-                    bytes: bytes.clone(),
+                    bytes: bytes.to_vec(),
                     mode: *mode,
                 })
             }

@@ -92,6 +92,21 @@ pub trait Module: Sync {
     /// The reloads that changes at `changed` (paths this module owns) need.
     fn reloads(&self, changed: &[&Path]) -> Vec<Request>;
 
+    /// The reloads that the removal of the files at `removed` (paths this module owns) needs.
+    /// The default: those of [`Module::reloads`], as for any change.
+    fn removal_reloads(&self, removed: &[&Path]) -> Vec<Request> {
+        self.reloads(removed)
+    }
+
+    /// The bytes to write at `path` in place of the `rendered` ones, given the `live` file
+    /// there (if any): for a file carrying a version that must change only with the rest of
+    /// the file and must always grow (a zone's SOA serial), which render alone cannot know.
+    /// Pure. `None` (the default): the rendered bytes.
+    fn settle(&self, path: &Path, rendered: &[u8], live: Option<&[u8]>) -> Option<Vec<u8>> {
+        let _ = (path, rendered, live);
+        None
+    }
+
     /// Decide whether the module's planned `changes` (of its rendered `tree`) may be applied.
     /// Most modules have nothing to check.
     fn guard(&self, system: &dyn System, paths: &Paths, tree: &Tree, changes: &Changes) -> Verdict {
@@ -317,6 +332,7 @@ mod tests {
             name: "h1.test".into(),
             cluster: "c".into(),
             host_ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            host_ip6: None,
             hostnet: crate::addr::plan::HostNet::new(1).unwrap(),
             gateway: None,
             prefix: None,

@@ -293,7 +293,7 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let t = tree("bind :443 ssl crt-list /run/srvctl/haproxy/crt-list\n");
-        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(&Front, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
         let v = guard(
             &sys,
             &paths,
@@ -402,7 +402,7 @@ mod tests {
         };
         let paths = Paths::rooted("/r");
         let t = tree("broken\n");
-        let changes = changeset::plan(&t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(&Front, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
         let v = guard(&sys, &paths, &t, &changes, Some(Path::new("haproxy")));
         let Verdict::Refused(msg) = v else {
             panic!("{v:?}")

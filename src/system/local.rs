@@ -245,7 +245,7 @@ impl System for Local {
             eprintln!("would ask systemd: {request}");
             return Ok(());
         }
-        systemd::send(request)
+        systemd::send(request, |command| self.run(command))
     }
 
     fn kind(&self, path: &Path) -> Option<FileKind> {

@@ -34,6 +34,14 @@ pub enum Request {
     /// (haproxy once the first front is rendered). Moot early at boot, before D-Bus: the unit
     /// then starts with its target, after srvctl-regenerate.
     StartIfStopped(String),
+    /// Run `command`, a control program of the unit (`rndc` of named), if the unit runs;
+    /// nothing when it does not (it reads its files when it starts).
+    Control {
+        /// The unit.
+        unit: String,
+        /// The command that asks it.
+        command: super::CommandLine,
+    },
 }
 
 impl Request {
@@ -42,7 +50,11 @@ impl Request {
     pub fn is_refresh(&self) -> bool {
         matches!(
             self,
-            Self::ReloadNetworkd | Self::TryRestart(_) | Self::Reload(_) | Self::StartIfStopped(_)
+            Self::ReloadNetworkd
+                | Self::TryRestart(_)
+                | Self::Reload(_)
+                | Self::StartIfStopped(_)
+                | Self::Control { .. }
         )
     }
 }
@@ -60,6 +72,7 @@ impl fmt::Display for Request {
             Self::ReloadNetworkd => f.write_str("reload systemd-networkd"),
             Self::Reload(u) => write!(f, "reload {u}"),
             Self::StartIfStopped(u) => write!(f, "start --no-block {u} (if it does not run)"),
+            Self::Control { unit, command } => write!(f, "{command} (if {unit} runs)"),
         }
     }
 }
@@ -83,6 +96,14 @@ impl SystemdError {
             other => return Self::job_text(request, unit, &format!("ended with {other:?}")),
         };
         Self::job_text(request, unit, what)
+    }
+
+    /// The control command of `request` failed with `msg`.
+    pub fn control(request: &Request, msg: &str) -> Self {
+        Self {
+            request: request.to_string(),
+            msg: msg.to_owned(),
+        }
     }
 
     fn job_text(request: &Request, unit: &str, what: &str) -> Self {
@@ -119,8 +140,12 @@ fn job_mode(method: &str) -> &'static str {
     }
 }
 
-/// Send `request` on the system bus.
-pub fn send(request: &Request) -> Result<(), SystemdError> {
+/// Send `request` on the system bus; a [`Request::Control`] asks the bus whether its unit runs
+/// and then has `run` run its command.
+pub fn send(
+    request: &Request,
+    run: impl FnOnce(&super::CommandLine) -> std::io::Result<()>,
+) -> Result<(), SystemdError> {
     let err = |e: zbus::Error| SystemdError {
         request: request.to_string(),
         msg: e.to_string(),
@@ -198,6 +223,37 @@ pub fn send(request: &Request) -> Result<(), SystemdError> {
                 )
                 .await
                 .map_err(err)?;
+                Ok(())
+            }
+            Request::Control { unit, command } => {
+                let path: OwnedObjectPath = match bus
+                    .call_method(
+                        Some(SYSTEMD),
+                        MANAGER_PATH,
+                        Some(MANAGER),
+                        "GetUnit",
+                        &(unit,),
+                    )
+                    .await
+                {
+                    Ok(reply) => reply.body().deserialize().map_err(err)?,
+                    // Not loaded: it does not run.
+                    Err(e) if no_such_unit(&e) => return Ok(()),
+                    Err(e) => return Err(err(e)),
+                };
+                let state = property(
+                    &bus,
+                    path.as_str(),
+                    "org.freedesktop.systemd1.Unit",
+                    "ActiveState",
+                )
+                .await
+                .map_err(err)?;
+                let state = String::try_from(state).map_err(err)?;
+                // A unit still starting reads the new files by itself.
+                if matches!(state.as_str(), "active" | "reloading") {
+                    run(command).map_err(|e| SystemdError::control(request, &e.to_string()))?;
+                }
                 Ok(())
             }
             Request::ReloadNetworkd => {

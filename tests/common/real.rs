@@ -443,6 +443,7 @@ pub const NAMED: &str = "/usr/sbin/named";
 /// Start, in `procs` under `label`, a named in `ns` that listens on `ip` and serves the DNS
 /// fragment srvctl rendered under `root` (`/run/srvctl/dns/named.conf`), with its working
 /// directory and log in `work`; `binds` are the host paths of `root` it sees at their place.
+/// It takes `rndc` commands on `ip` port 953 with the key [`rndc`] uses.
 pub fn spawn_named(
     ns: &Netns,
     root: &Path,
@@ -453,14 +454,20 @@ pub fn spawn_named(
     procs: &mut Procs,
 ) {
     fs::create_dir_all(work).unwrap();
+    let key = work.join("rndc.key");
+    let secret = run_ok(Command::new(TSIG_KEYGEN).args(["-a", "hmac-sha256", "rndc-key"]));
+    fs::write(&key, secret).unwrap();
     let conf = work.join("named.conf");
     fs::write(
         &conf,
         format!(
             "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; \
              listen-on port 53 {{ {ip}; }}; listen-on-v6 {{ none; }}; recursion no; }};\n\
+             include \"{key}\";\n\
+             controls {{ inet {ip} port 953 allow {{ {ip}; }} keys {{ \"rndc-key\"; }}; }};\n\
              include \"/run/srvctl/dns/named.conf\";\n",
             dir = work.display(),
+            key = key.display(),
         ),
     )
     .unwrap();
@@ -471,4 +478,19 @@ pub fn spawn_named(
         &[NAMED, "-g", "-c", conf.to_str().unwrap()],
     );
     procs.spawn(label, named, work.join("named.log"));
+}
+
+/// `tsig-keygen`, for the keys of zone transfers and of rndc.
+pub const TSIG_KEYGEN: &str = "/usr/sbin/tsig-keygen";
+/// named's control program.
+pub const RNDC: &str = "/usr/sbin/rndc";
+
+/// Run `rndc ARGS` inside `ns` against the named [`spawn_named`] started there on `ip` with
+/// its working directory `work`; panics when rndc fails.
+#[track_caller]
+pub fn rndc(ns: &Netns, ip: &str, work: &Path, args: &[&str]) -> String {
+    let key = work.join("rndc.key");
+    let mut argv = vec![RNDC, "-k", key.to_str().unwrap(), "-s", ip, "-p", "953"];
+    argv.extend(args);
+    run_ok(&mut ns.exec(&argv))
 }

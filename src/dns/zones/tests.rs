@@ -65,7 +65,7 @@ fn one_zone_per_site_alias_and_altname_on_the_address_of_its_host() {
     let previews: Vec<String> = company
         .previews
         .iter()
-        .map(|(d, ip)| format!("{d} {ip}"))
+        .map(|(d, ip, _)| format!("{d} {ip}"))
         .collect();
     assert_eq!(
         previews,
@@ -114,6 +114,47 @@ web.example.com. IN MX 20 mx.example.net.
 }
 
 #[test]
+fn a_host_with_an_ipv6_address_gives_its_sites_aaaa_records() {
+    let text = CLUSTERS.replace(
+        r#""hostnet":2}"#,
+        r#""hostnet":2,"host_ip6":"2001:db8::12"}"#,
+    );
+    let c = Clusters::parse(std::path::Path::new("clusters.json"), &text).unwrap();
+    let me = c.host("h1.example.net").unwrap();
+    let company = Domain::new("company.net").unwrap();
+    let z = zones(&state(), &c, me, Some(&company));
+    let servers = [("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))];
+    let far = zone_file(&z[&Domain::new("far.example.com").unwrap()], &servers, 1);
+    for name in [
+        "far.example.com",
+        "www.far.example.com",
+        "mail.far.example.com",
+    ] {
+        assert!(
+            far.contains(&format!(
+                "\n{name}. IN A 192.0.2.12\n{name}. IN AAAA 2001:db8::12\n"
+            )),
+            "{far}"
+        );
+    }
+    let previews = zone_file(&z[&company], &servers, 1);
+    assert!(
+        previews.contains("\nfar-example-com.company.net. IN AAAA 2001:db8::12\n"),
+        "{previews}"
+    );
+    // The sites of h1, which has none, have A records alone.
+    let web = zone_file(&z[&Domain::new("web.example.com").unwrap()], &servers, 1);
+    assert!(
+        !web.contains("AAAA") && web.contains("\nwww.web.example.com. IN A "),
+        "{web}"
+    );
+    assert!(
+        !previews.contains("web-example-com.company.net. IN AAAA"),
+        "{previews}"
+    );
+}
+
+#[test]
 fn names_too_long_for_the_dns_are_left_out() {
     let label = "a".repeat(63);
     let long = Domain::new(&format!("{label}.{label}.{label}.{}.com", "b".repeat(56))).unwrap();
@@ -121,6 +162,7 @@ fn names_too_long_for_the_dns_are_left_out() {
     let zone = Zone {
         origin: long.clone(),
         site: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        site6: None,
         previews: Vec::new(),
         records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
     };
