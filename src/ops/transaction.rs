@@ -522,6 +522,13 @@ fn add_container(
             image = added.image
         )));
     }
+    // The site's DKIM key, whose private half only this host keeps.
+    if let Some(made) = crate::mail::keys::make(env.system, env.paths, &added.name, ctx.now) {
+        let key = made.map_err(OpError::Machine)?;
+        if let Some(c) = state.containers.get_mut(&added.name) {
+            c.dkim = Some(key);
+        }
+    }
     let identity = state.containers[&added.name].rootfs_identity(&added.name);
     let steps = follow_up::added_container(&added.name, &added.image, &identity, start);
     Ok(Done {

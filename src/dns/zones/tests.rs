@@ -123,6 +123,7 @@ fn names_too_long_for_the_dns_are_left_out() {
         site: Some(Ipv4Addr::new(192, 0, 2, 1)),
         previews: Vec::new(),
         records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
+        dkim: None,
     };
     let text = zone_file(&zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 1))], 1);
     assert!(!text.contains("www.") && !text.contains("_dmarc") && !text.contains(" MX "));

@@ -1,0 +1,78 @@
+//! The sites' DKIM keys: an RSA 2048 key made for each site at `sc add-ve` on the site's host,
+//! with OpenSSL's `genpkey` (the vetted generator every Debian and Fedora host has; srvctl
+//! carries no RSA code of its own). The private key stays on the host, 0600, in
+//! `/var/lib/srvctl/dkim/<site>.private` (`units/srvctl-opendkim.service` hands the directory
+//! to the `opendkim` user, the only one who reads it); the public key and its selector go into
+//! the site's record ([`crate::model::dkim`]), from where the zones publish it.
+
+use std::path::PathBuf;
+
+use crate::model::dkim::{DkimKey, Selector};
+use crate::model::names::ContainerName;
+use crate::system::paths::Paths;
+use crate::system::{CommandLine, System};
+
+/// The directory of the private keys (absolute, on the host).
+pub const KEYS: &str = "/var/lib/srvctl/dkim";
+
+/// The bits of every key made.
+pub const BITS: u32 = 2048;
+
+/// The private key file of site `name`.
+pub fn key_file(paths: &Paths, name: &ContainerName) -> PathBuf {
+    paths.host(&format!("{KEYS}/{name}.private"))
+}
+
+/// Make a new key for site `name` at `now` (RFC 3339; its date names the selector): the private
+/// key written to [`key_file`] (0600), the public key returned. `None` when OpenSSL is not
+/// installed: the site then has no key.
+pub fn make(
+    system: &dyn System,
+    paths: &Paths,
+    name: &ContainerName,
+    now: &str,
+) -> Option<Result<DkimKey, String>> {
+    let openssl = crate::system::program(system, "openssl")?;
+    let openssl = openssl.to_string_lossy();
+    let bits = format!("rsa_keygen_bits:{BITS}");
+    let made = (|| -> Result<DkimKey, String> {
+        let genpkey = CommandLine::new(
+            &openssl,
+            ["genpkey", "-algorithm", "RSA", "-pkeyopt", bits.as_str()],
+        );
+        let private = system.exchange(&genpkey, b"").map_err(|e| e.to_string())?;
+        let pkey = CommandLine::new(&openssl, ["pkey", "-pubout"]);
+        let public = system
+            .exchange(&pkey, &private)
+            .map_err(|e| e.to_string())?;
+        let key = DkimKey::new(Selector::dated(now), &pem_body(&public))
+            .map_err(|e| format!("openssl gave no usable key: {e}"))?;
+        let file = key_file(paths, name);
+        system
+            .write(&file, &private, 0o600, true)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(key)
+    })();
+    Some(made.map_err(|e| format!("the DKIM key of {name} could not be made: {e}")))
+}
+
+/// The base64 body of a PEM block, without its lines' breaks.
+fn pem_body(pem: &[u8]) -> String {
+    String::from_utf8_lossy(pem)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_of_a_pem_block_is_its_base64() {
+        assert_eq!(
+            pem_body(b"-----BEGIN PUBLIC KEY-----\nAAAA\nBBBB\n-----END PUBLIC KEY-----\n"),
+            "AAAABBBB"
+        );
+    }
+}
