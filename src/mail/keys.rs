@@ -38,7 +38,14 @@ pub fn make(
     let made = (|| -> Result<DkimKey, String> {
         let genpkey = CommandLine::new(
             &openssl,
-            ["genpkey", "-algorithm", "RSA", "-pkeyopt", bits.as_str()],
+            [
+                "genpkey",
+                "-quiet",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                bits.as_str(),
+            ],
         );
         let private = system.exchange(&genpkey, b"").map_err(|e| e.to_string())?;
         let pkey = CommandLine::new(&openssl, ["pkey", "-pubout"]);
