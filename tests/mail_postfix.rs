@@ -390,4 +390,6 @@ fn the_host_relays_to_the_mail_container_refuses_open_relay_and_signs_the_contai
         !said.contains("succeeded") && said.contains("d=example.com"),
         "a changed body verified: {said}"
     );
+    // Stopped before their directories go.
+    procs.kill_all();
 }

@@ -23,19 +23,36 @@ pub fn key_file(paths: &Paths, name: &ContainerName) -> PathBuf {
     paths.host(&format!("{KEYS}/{name}.private"))
 }
 
-/// Make a new key for site `name` at `now` (RFC 3339; its date names the selector): the private
-/// key written to [`key_file`] (0600), the public key returned. `None` when OpenSSL is not
-/// installed: the site then has no key.
-pub fn make(
-    system: &dyn System,
-    paths: &Paths,
-    name: &ContainerName,
-    now: &str,
-) -> Option<Result<DkimKey, String>> {
+/// A key pair made and not yet installed: the private key (PEM), the public key.
+pub struct NewKey {
+    private: Vec<u8>,
+    public: DkimKey,
+}
+
+impl NewKey {
+    /// Install the private key as site `name`'s (0600) and return the public key for its
+    /// record.
+    pub fn install(
+        &self,
+        system: &dyn System,
+        paths: &Paths,
+        name: &ContainerName,
+    ) -> Result<DkimKey, String> {
+        let file = key_file(paths, name);
+        system
+            .write(&file, &self.private, 0o600, true)
+            .map_err(|e| format!("the DKIM key of {name}: {}: {e}", file.display()))?;
+        Ok(self.public.clone())
+    }
+}
+
+/// Make a new key pair at `now` (RFC 3339; its date names the selector), in memory. `None`
+/// when OpenSSL is not installed: the site then has no key.
+pub fn generate(system: &dyn System, now: &str) -> Option<Result<NewKey, String>> {
     let openssl = crate::system::program(system, "openssl")?;
     let openssl = openssl.to_string_lossy();
     let bits = format!("rsa_keygen_bits:{BITS}");
-    let made = (|| -> Result<DkimKey, String> {
+    let made = (|| -> Result<NewKey, String> {
         let genpkey = CommandLine::new(
             &openssl,
             [
@@ -52,15 +69,11 @@ pub fn make(
         let public = system
             .exchange(&pkey, &private)
             .map_err(|e| e.to_string())?;
-        let key = DkimKey::new(Selector::dated(now), &pem_body(&public))
+        let public = DkimKey::new(Selector::dated(now), &pem_body(&public))
             .map_err(|e| format!("openssl gave no usable key: {e}"))?;
-        let file = key_file(paths, name);
-        system
-            .write(&file, &private, 0o600, true)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        Ok(key)
+        Ok(NewKey { private, public })
     })();
-    Some(made.map_err(|e| format!("the DKIM key of {name} could not be made: {e}")))
+    Some(made.map_err(|e| format!("a DKIM key could not be made: {e}")))
 }
 
 /// The base64 body of a PEM block, without its lines' breaks.

@@ -16,6 +16,8 @@ use crate::mail::domains::MailDomain;
 pub const DIR: &str = "run/srvctl/mail/postfix";
 /// The systemd unit that runs postfix on srvctl's configuration (`units/srvctl-postfix.service`).
 pub const UNIT: &str = "srvctl-postfix.service";
+/// The port postfix takes the sites' mail on (`smtp inet` of master.cf).
+pub const SMTP_PORT: u16 = 25;
 /// Where OpenDKIM listens for postfix, on loopback ([`crate::mail::opendkim`]).
 pub const MILTER: &str = "inet:127.0.0.1:8891";
 

@@ -208,7 +208,9 @@ fn the_ports_are_those_srvctl_serves_by_role() {
     };
     assert_eq!(
         numbers(&view),
-        ["22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp"]
+        [
+            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "25/tcp"
+        ]
     );
     view.role = Role {
         cluster: true,
@@ -217,8 +219,8 @@ fn the_ports_are_those_srvctl_serves_by_role() {
     assert_eq!(
         numbers(&view),
         [
-            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "1101/udp", "2379/tcp",
-            "2380/tcp", "53/tcp", "53/udp"
+            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "25/tcp", "1101/udp",
+            "2379/tcp", "2380/tcp", "53/tcp", "53/udp"
         ]
     );
     // The numbers are those of the configurations srvctl ships.
@@ -273,10 +275,10 @@ fn the_table_accepts_the_ports_and_drops_the_rest() {
 
 #[test]
 fn firewalld_opens_only_the_closed_ports() {
-    let open = firewall::firewalld_open("2222/tcp 8080/tcp bogus", "ssh dhcpv6-client http");
+    let open = firewall::firewalld_open("2222/tcp 8080/tcp 25/tcp bogus", "ssh dhcpv6-client http");
     assert_eq!(
         open.iter().map(Port::to_string).collect::<Vec<_>>(),
-        ["22/tcp", "80/tcp", "2222/tcp", "8080/tcp"]
+        ["22/tcp", "25/tcp", "80/tcp", "2222/tcp", "8080/tcp"]
     );
     let view = HostView {
         firewall: FirewallView::Firewalld { open },
