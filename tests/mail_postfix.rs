@@ -20,7 +20,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Farm;
 use common::real::{
@@ -176,6 +176,7 @@ fn the_host_relays_to_the_mail_container_refuses_open_relay_and_signs_the_contai
     host.ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", "mxout"]);
     outside.ip(&["addr", "add", &format!("{OUTSIDER}/24"), "dev", "mxin"]);
 
+    let started = Instant::now();
     let logs = root.tmp().join("logs");
     fs::create_dir_all(&logs).unwrap();
     let mut procs = Procs::default();
@@ -259,6 +260,11 @@ fn the_host_relays_to_the_mail_container_refuses_open_relay_and_signs_the_contai
             .contains("v=DKIM1")
     });
     assert!(up, "the mail services did not come up:\n{}", procs.logs());
+    eprintln!(
+        "mail_postfix: services up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let inbound = Instant::now();
 
     // Inbound: from outside to alice, into the mail container's Maildir.
     let (ok, said) = swaks(
@@ -282,6 +288,10 @@ fn the_host_relays_to_the_mail_container_refuses_open_relay_and_signs_the_contai
         delivered(&alice).len() == 1
     });
     assert!(arrived, "alice's message did not arrive:\n{}", procs.logs());
+    eprintln!(
+        "mail_postfix: from outside into alice's Maildir in {} ms",
+        inbound.elapsed().as_millis()
+    );
     let message = fs::read_to_string(&delivered(&alice)[0]).unwrap();
     assert!(
         message.contains("hello alice") && message.contains("Subject: inbound test"),

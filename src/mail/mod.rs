@@ -57,15 +57,23 @@ impl Module for Mail {
         &[DIR]
     }
 
-    /// A reload of each service whose files changed (nothing when it does not run).
+    /// A reload of each service whose files changed when it runs; a start when it does not
+    /// (the first configuration of a host, which its unit's condition kept from starting
+    /// before there was one). OpenDKIM first, so that postfix's new domains are signed as soon
+    /// as it takes mail for them.
     fn reloads(&self, changed: &[&Path]) -> Vec<Request> {
         [
-            (postfix::DIR, postfix::UNIT),
             (opendkim::DIR, opendkim::UNIT),
+            (postfix::DIR, postfix::UNIT),
         ]
         .into_iter()
         .filter(|(dir, _)| changed.iter().any(|p| p.starts_with(dir)))
-        .map(|(_, unit)| Request::Reload(unit.into()))
+        .flat_map(|(_, unit)| {
+            [
+                Request::Reload(unit.into()),
+                Request::StartIfStopped(unit.into()),
+            ]
+        })
         .collect()
     }
 
@@ -88,16 +96,16 @@ mod tests {
     fn each_service_reloads_when_its_own_files_changed() {
         let main = Path::new("run/srvctl/mail/postfix/main.cf");
         let keys = Path::new("run/srvctl/mail/opendkim/KeyTable");
-        assert_eq!(
-            Mail.reloads(&[main]),
-            [Request::Reload(postfix::UNIT.into())]
-        );
-        assert_eq!(
-            Mail.reloads(&[keys, main]),
+        let both = |unit: &str| {
             [
-                Request::Reload(postfix::UNIT.into()),
-                Request::Reload(opendkim::UNIT.into())
+                Request::Reload(unit.into()),
+                Request::StartIfStopped(unit.into()),
             ]
+        };
+        assert_eq!(Mail.reloads(&[main]), both(postfix::UNIT));
+        assert_eq!(
+            Mail.reloads(&[main, keys]),
+            [both(opendkim::UNIT), both(postfix::UNIT)].concat()
         );
         assert!(Mail.reloads(&[]).is_empty());
     }

@@ -350,13 +350,17 @@ fn units_step(view: &HostView) -> Step {
 /// conflict with them (docs/mail.md).
 pub const REPLACED: &[&str] = &["postfix.service", "postfix@-.service", "opendkim.service"];
 
+/// What `systemctl is-enabled` answers for a unit that `systemctl disable` turns off (not a
+/// static or indirect one, which it leaves as it is).
+const DISABLEABLE: &[&str] = &["enabled", "enabled-runtime"];
+
 fn replaced_step(view: &HostView) -> Step {
     let enabled: Vec<String> = REPLACED
         .iter()
         .filter(|u| {
             view.units
                 .get(**u)
-                .is_some_and(|state| ENABLED.contains(&state.as_str()))
+                .is_some_and(|state| DISABLEABLE.contains(&state.as_str()))
         })
         .map(|u| (*u).to_owned())
         .collect();

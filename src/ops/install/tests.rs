@@ -122,8 +122,9 @@ fn the_distribution_s_postfix_and_opendkim_are_disabled_for_srvctl_s() {
         .insert("postfix.service".into(), "enabled".into());
     view.units
         .insert("opendkim.service".into(), "enabled".into());
+    // Static: `systemctl disable` would leave it so, and the step would never be done.
     view.units
-        .insert("postfix@-.service".into(), "disabled".into());
+        .insert("postfix@-.service".into(), "static".into());
     let steps = plan(&view, &Request::default());
     assert_eq!(
         action(&steps, "replaced"),
