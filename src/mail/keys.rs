@@ -52,18 +52,24 @@ pub fn generate(system: &dyn System, now: &str) -> Option<Result<NewKey, String>
     let openssl = crate::system::program(system, "openssl")?;
     let openssl = openssl.to_string_lossy();
     let bits = format!("rsa_keygen_bits:{BITS}");
+    // The key takes a while of CPU: at a low priority (nice, of coreutils, on every host), so
+    // that many add-ve at once do not starve the datastore's etcd members of their answers.
+    let genpkey_args = [
+        "genpkey",
+        "-quiet",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        bits.as_str(),
+    ];
+    let genpkey = match crate::system::program(system, "nice") {
+        Some(nice) => CommandLine::new(
+            &nice.to_string_lossy(),
+            ["-n", "15", &*openssl].into_iter().chain(genpkey_args),
+        ),
+        None => CommandLine::new(&openssl, genpkey_args),
+    };
     let made = (|| -> Result<NewKey, String> {
-        let genpkey = CommandLine::new(
-            &openssl,
-            [
-                "genpkey",
-                "-quiet",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                bits.as_str(),
-            ],
-        );
         let private = system.exchange(&genpkey, b"").map_err(|e| e.to_string())?;
         let pkey = CommandLine::new(&openssl, ["pkey", "-pubout"]);
         let public = system
