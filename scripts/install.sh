@@ -46,6 +46,10 @@
 #                                          loose reverse-path filter (the mesh routes asymmetrically)
 #   /usr/lib/systemd/system/srvctl-gateway.service, srvctl-gateway-userdb.socket and .service
 #                                          (enable them for the SSH gateway on port 2222)
+#   /usr/lib/systemd/system/srvctl-postfix.service, srvctl-opendkim.service
+#                                          postfix and OpenDKIM on srvctl's configuration
+#                                          (/run/srvctl/mail, docs/mail.md); `sc update-install`
+#                                          enables them in place of the distribution's units
 #   /usr/share/srvctl/gateway/sshd_config, banner   the gateway's sshd configuration
 #   /usr/share/srvctl/templates/*          reference copies; built into the binaries, and
 #                                          overridden by /etc/srvctl/templates/NAME

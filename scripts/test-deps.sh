@@ -32,9 +32,15 @@
 #                      tests/packages.rs)
 #   rpm                rpmbuild, rpm -qlp: the RPM built and listed (scripts/package.sh rpm, tests/packages.rs)
 #   rpmlint            the RPM's spec and package checked (scripts/test.sh)
+#   postfix            the host's MX and relay on srvctl's rendered configuration, and a mail
+#                      container's postfix delivering to a Maildir (tests/mail_postfix.rs)
+#   opendkim           the signing milter on srvctl's rendered configuration (tests/mail_postfix.rs)
+#   opendkim-tools     opendkim-testmsg, to verify a signature against the published key
+#                      (tests/mail_postfix.rs)
+#   swaks              the SMTP client that delivers and tries to relay (tests/mail_postfix.rs)
 set -euo pipefail
 
-packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox nghttp2-client openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh dpkg-dev rpm rpmlint)
+packages=(systemd systemd-container openvpn iproute2 iputils-ping nftables util-linux mount kmod pebble openssl curl haproxy busybox nghttp2-client openssh-client openssh-server etcd-server etcd-client bind9 bind9-dnsutils testssl.sh dpkg-dev rpm rpmlint postfix opendkim opendkim-tools swaks)
 
 missing=()
 for p in "${packages[@]}"; do

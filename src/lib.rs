@@ -16,6 +16,7 @@ pub mod engine;
 pub mod failure;
 pub mod front;
 pub mod gateway;
+pub mod mail;
 pub mod mesh;
 pub mod model;
 pub mod ops;

@@ -101,14 +101,14 @@ fn the_table_lets_in_what_srvctl_serves_and_drops_the_rest() {
     let listed = run_ok(&mut host.exec(&["nft", "list", "table", "inet", "srvctl-firewall"]));
     assert_eq!(listed.matches("chain input").count(), 1, "{listed}");
 
-    for port in [22, 80, 443, 2222, 2379, 2380] {
+    for port in [22, 25, 80, 443, 2222, 2379, 2380] {
         assert_eq!(
             connect(&peer, "192.0.2.1", port),
             Answer::Answered,
             "port {port} from the uplink"
         );
     }
-    for port in [8080, 25, 53] {
+    for port in [8080, 110, 53] {
         assert_eq!(
             connect(&peer, "192.0.2.1", port),
             Answer::Silent,

@@ -109,7 +109,14 @@ fn regenerate_live(farm: &Farm) -> serde_json::Value {
             .any(|l| l.as_str().is_some_and(|l| l.starts_with("front: "))),
         "the front was not updated live: {outcome:#}"
     );
-    assert_eq!(outcome["reloads"], serde_json::json!([]), "{outcome:#}");
+    // haproxy is not reloaded (the mail services reload for their tables of the new site).
+    let reloads = outcome["reloads"].as_array().cloned().unwrap_or_default();
+    assert!(
+        reloads.iter().all(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("srvctl-postfix") || r.contains("srvctl-opendkim"))),
+        "{outcome:#}"
+    );
     outcome
 }
 

@@ -122,6 +122,7 @@ const ALLOWED: &[&str] = &[
     "root/run/srvctl/containers/",
     "root/run/srvctl/openvpn/",
     "root/run/srvctl/nat/",
+    "root/run/srvctl/mail/",
     "root/run/srvctl/regenerate.manifest",
     "root/run/userdb/",
     "root/run/sysctl.d/60-srvctl-limits.conf",

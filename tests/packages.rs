@@ -200,6 +200,7 @@ fn says_its_version_depends_conffiles_and_scripts(deb: &Path, tmp: &Path) {
         "haproxy",
         "nftables",
         "openssh-server",
+        "openssl",
     ] {
         assert!(names.contains(&needed), "Depends lacks {needed}: {depends}");
     }

@@ -196,7 +196,8 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
     );
     assert!(certs.join("_default.pem").is_file());
     // /etc/hosts, and the HTTPS front without the container: its maps and crt-list only
-    // (haproxy.cfg has no part of its own, so a running haproxy takes it live).
+    // (haproxy.cfg has no part of its own, so a running haproxy takes it live); the mail
+    // tables without its domain.
     let written: BTreeSet<String> = [
         "/etc/hosts",
         "/run/srvctl/haproxy/crt-list",
@@ -204,6 +205,10 @@ fn destroy_ve_then_regenerate_removes_only_its_files() {
         "/run/srvctl/haproxy/http-redirect.map",
         "/run/srvctl/haproxy/hsts.map",
         "/run/srvctl/haproxy/https-redirect.map",
+        "/run/srvctl/mail/opendkim/KeyTable",
+        "/run/srvctl/mail/opendkim/SigningTable",
+        "/run/srvctl/mail/postfix/relay_domains",
+        "/run/srvctl/mail/postfix/transport",
     ]
     .map(String::from)
     .into();

@@ -233,7 +233,8 @@ pub enum Command {
     /// Debian, dnf install on Fedora; nothing else is upgraded), names the host (--hostname,
     /// only while it has no name), raises the host limits many containers need, opens the
     /// ports srvctl serves (in firewalld where it runs, else in srvctl's own nftables table
-    /// loaded by srvctl-firewall.service), and enables srvctl's units. SELinux is left as it
+    /// loaded by srvctl-firewall.service), disables the distribution's postfix and opendkim
+    /// units, which srvctl's replace, and enables srvctl's units. SELinux is left as it
     /// is (a run fails if it stopped enforcing). Each step says what it found and did; the
     /// exit status is 1 when a step failed.
     UpdateInstall {

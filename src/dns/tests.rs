@@ -188,6 +188,7 @@ fn the_plan_keeps_the_serial_of_an_unchanged_zone_and_writes_a_changed_one_large
         site6: None,
         previews: Vec::new(),
         records,
+        dkim: None,
     };
     let rendered = |records, serial| {
         let mut t = Tree::default();

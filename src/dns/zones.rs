@@ -11,9 +11,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::cluster::{Clusters, Host};
 use crate::dns::transfer::{self, Transfers};
-use crate::front::routes::{Route, routes};
+use crate::front::routes::site_domains;
 use crate::model::State;
-use crate::model::dns::DnsRecord;
+use crate::model::dkim::DkimKey;
+use crate::model::dns::{DnsRecord, txt_strings};
 use crate::model::web::{Domain, preview_name};
 
 /// The directory of the module's files, relative to the host root.
@@ -43,6 +44,8 @@ pub struct Zone {
     pub previews: Vec<(Domain, Ipv4Addr, Option<Ipv6Addr>)>,
     /// The site's own records (`sc NAME dns add`), in the zone of its name only.
     pub records: Vec<DnsRecord>,
+    /// The site's DKIM key, published at `<selector>._domainkey` of each of its zones.
+    pub dkim: Option<DkimKey>,
 }
 
 /// Every zone the master serves, by apex: the names of their own of every container the front
@@ -58,31 +61,22 @@ pub fn zones(
     let address = |host: &str| clusters.host(host).map_or(me.host_ip, |h| h.host_ip);
     let address6 = |host: &str| clusters.host(host).map_or(me.host_ip6, |h| h.host_ip6);
     let mut out: BTreeMap<Domain, Zone> = BTreeMap::new();
-    for (domain, route) in routes(state, company) {
-        let name = route.container();
-        let Some(c) = state.containers.get(name) else {
-            continue;
-        };
-        let own = match &route {
-            Route::Serve(_) => domain.as_str() == name.as_str() || c.web.altnames.contains(&domain),
-            Route::Canonical(_) => c.web.aliases.contains(&domain),
-        };
-        if own {
-            out.insert(
-                domain.clone(),
-                Zone {
-                    records: if domain.as_str() == name.as_str() {
-                        c.dns.clone()
-                    } else {
-                        Vec::new()
-                    },
-                    origin: domain,
-                    site: Some(address(&c.host)),
-                    site6: address6(&c.host),
-                    previews: Vec::new(),
+    for (domain, name, c) in site_domains(state, company) {
+        out.insert(
+            domain.clone(),
+            Zone {
+                records: if domain.as_str() == name.as_str() {
+                    c.dns.clone()
+                } else {
+                    Vec::new()
                 },
-            );
-        }
+                dkim: c.dkim.clone(),
+                origin: domain,
+                site: Some(address(&c.host)),
+                site6: address6(&c.host),
+                previews: Vec::new(),
+            },
+        );
     }
     if let Some(company) = company {
         for (name, c) in crate::front::routes::served(state) {
@@ -96,6 +90,7 @@ pub fn zones(
                     site6: None,
                     previews: Vec::new(),
                     records: Vec::new(),
+                    dkim: None,
                 })
                 .previews
                 .push((preview, address(&c.host), address6(&c.host)));
@@ -114,9 +109,9 @@ fn sub(label: &str, zone: &Domain) -> Option<String> {
 /// `serial`), an NS for each of `servers` (the master, then the slaves; each with its address
 /// when its name lies inside the zone), and
 /// for a site the A records of the apex, `www` and `mail` (and their AAAA records when the
-/// site's host has an IPv6 address), the MX (`mail.<zone>`), SPF
-/// (`v=spf1 mx -all`) and DMARC (`p=quarantine`, reports to `postmaster@<zone>`), then the
-/// site's own records. `servers` is never empty.
+/// site's host has an IPv6 address), the MX (`mail.<zone>`), SPF (`v=spf1 mx -all`) and DMARC
+/// (`p=quarantine`, reports to `postmaster@<zone>`), the site's DKIM key
+/// (`<selector>._domainkey`), then the site's own records. `servers` is never empty.
 pub fn zone_file(zone: &Zone, servers: &[(&str, Ipv4Addr)], serial: u32) -> String {
     let o = &zone.origin;
     let (primary, _) = servers[0];
@@ -152,6 +147,11 @@ pub fn zone_file(zone: &Zone, servers: &[(&str, Ipv4Addr)], serial: u32) -> Stri
                 "{dmarc}. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{o}\""
             );
         }
+    }
+    if let Some(key) = &zone.dkim
+        && let Some(name) = sub(&format!("{}._domainkey", key.selector()), o)
+    {
+        let _ = writeln!(f, "{name}. IN TXT {}", txt_strings(&key.txt()));
     }
     for (name, ip, ip6) in &zone.previews {
         addresses(&mut f, name.as_str(), *ip, *ip6);

@@ -140,6 +140,7 @@ pub static MODULES: &[&dyn Module] = &[
     &crate::cluster::member::Etcd,
     &crate::front::guard::Front,
     &crate::dns::Dns,
+    &crate::mail::Mail,
 ];
 
 /// The module of `modules` that owns `path`, if any.

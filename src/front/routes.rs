@@ -92,6 +92,29 @@ pub fn routes(state: &State, company_domain: Option<&Domain>) -> BTreeMap<Domain
     out
 }
 
+/// The domains of their own of the containers the front serves, each with its container: the
+/// container's name, its alternative names and its aliases, as [`routes`] gives them out (not
+/// the preview names or the `www.` variants, which are names inside those domains). The DNS
+/// zones and the mail domains are these.
+pub fn site_domains<'s>(
+    state: &'s State,
+    company_domain: Option<&Domain>,
+) -> Vec<(Domain, &'s ContainerName, &'s crate::model::Container)> {
+    routes(state, company_domain)
+        .into_iter()
+        .filter_map(|(domain, route)| {
+            let (name, c) = state.containers.get_key_value(route.container())?;
+            let own = match &route {
+                Route::Serve(_) => {
+                    domain.as_str() == name.as_str() || c.web.altnames.contains(&domain)
+                }
+                Route::Canonical(_) => c.web.aliases.contains(&domain),
+            };
+            own.then_some((domain, name, c))
+        })
+        .collect()
+}
+
 /// The names routed to container `name` (its own name first), from a routing table.
 pub fn names_in(routes: &BTreeMap<Domain, Route>, name: &ContainerName) -> Vec<String> {
     let mut names: Vec<String> = routes

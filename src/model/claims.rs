@@ -599,6 +599,7 @@ mod tests {
             web,
             logins: Vec::new(),
             dns: Vec::new(),
+            dkim: None,
             destroying: false,
             provision: false,
             extra: Default::default(),

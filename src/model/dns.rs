@@ -184,17 +184,22 @@ impl RecordData {
         match self {
             Self::Cname(d) => format!("{d}."),
             Self::Mx(pref, d) => format!("{pref} {d}."),
-            // A character-string holds at most 255 bytes; a longer text is several of them.
-            Self::Txt(text) => text
-                .as_bytes()
-                .chunks(255)
-                .map(|c| quoted(&String::from_utf8_lossy(c)))
-                .collect::<Vec<_>>()
-                .join(" "),
+            Self::Txt(text) => txt_strings(text),
             Self::Caa(flags, tag, text) => format!("{flags} {tag} {}", quoted(text)),
             Self::A(_) | Self::Aaaa(_) => self.value(),
         }
     }
+}
+
+/// The data of a TXT record holding `text` (printable ASCII), as a zone file holds it: quoted
+/// and escaped, split into character-strings of at most 255 bytes each.
+pub fn txt_strings(text: &str) -> String {
+    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    text.as_bytes()
+        .chunks(255)
+        .map(|c| quoted(&String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl DnsRecord {

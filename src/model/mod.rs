@@ -7,6 +7,7 @@
 //! back unchanged, so nothing is lost.
 
 pub mod claims;
+pub mod dkim;
 pub mod dns;
 pub mod keys;
 pub mod names;
@@ -167,6 +168,10 @@ pub struct Container {
     /// The site's own DNS records (`sc NAME dns add`), in the zone of its name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<crate::model::dns::DnsRecord>,
+    /// The site's DKIM key (its selector and public key), made by `sc add-ve` on the
+    /// container's host, which keeps the private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<crate::model::dkim::DkimKey>,
     /// Fields this build does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -391,6 +391,7 @@ pub fn add_container(
             web: Default::default(),
             logins: Vec::new(),
             dns: Vec::new(),
+            dkim: None,
             extra: Default::default(),
         },
     );

@@ -231,10 +231,18 @@ pub fn run(
     change: &Change<'_>,
     dry_run: bool,
 ) -> Result<Done, OpError> {
+    // A new site's DKIM key is made before the datastore is locked (it takes a while); a dry
+    // run makes none.
+    let new_key = match change {
+        Change::AddContainer { .. } if !dry_run => crate::mail::keys::generate(env.system, ctx.now)
+            .transpose()
+            .map_err(OpError::Machine)?,
+        _ => None,
+    };
     let result = retried(env.system, || {
         let (mut tx, mut state) = env.store.begin()?;
         let change = crate::access::authorize(ctx.caller, &state, change)?;
-        let mut done = apply(env, &mut state, ctx, &change)?;
+        let mut done = apply(env, &mut state, ctx, &change, new_key.as_ref())?;
         done.hook = hook_call(&state, &done.report);
         if !dry_run {
             if let Some(call) = &done.hook {
@@ -336,12 +344,14 @@ fn backoff(system: &dyn System, tried: u32) -> std::time::Duration {
     std::time::Duration::from_micros(ceiling_us / 4 + random * ceiling_us / u64::from(u16::MAX))
 }
 
-/// Validate and make `change` on `state`, and say what follows.
+/// Validate and make `change` on `state`, and say what follows; `new_key` is the DKIM key of a
+/// container it adds.
 fn apply(
     env: &Services<'_>,
     state: &mut State,
     ctx: &Context<'_>,
     change: &Change<'_>,
+    new_key: Option<&crate::mail::keys::NewKey>,
 ) -> Result<Done, OpError> {
     let done = |report, steps| {
         Ok(Done {
@@ -380,7 +390,7 @@ fn apply(
             owner,
             image,
             start,
-        } => add_container(env, state, ctx, name, owner, image, start),
+        } => add_container(env, state, ctx, name, owner, image, start, new_key),
         Change::DestroyContainer { name, force } => {
             if let Ok(n) = ContainerName::new(name)
                 && let Some(c) = state.containers.get(&n)
@@ -481,7 +491,9 @@ fn set(name: &str, key: &str, value: Option<&str>) -> Report {
 }
 
 /// `sc add-ve`: the record, after checking that the machine can take it: no directory under
-/// its name that srvctl did not make for it, and (when it is to start) a built image.
+/// its name that srvctl did not make for it, and (when it is to start) a built image. On the
+/// container's own host, `new_key` becomes its DKIM key.
+#[allow(clippy::too_many_arguments)]
 fn add_container(
     env: &Services<'_>,
     state: &mut State,
@@ -490,6 +502,7 @@ fn add_container(
     owner: Option<&str>,
     image: Option<&str>,
     start: bool,
+    new_key: Option<&crate::mail::keys::NewKey>,
 ) -> Result<Done, OpError> {
     let mut added = edit::add_container(state, ctx, name, owner)?;
     if let Some(image) = image {
@@ -521,6 +534,15 @@ fn add_container(
             source.display(),
             image = added.image
         )));
+    }
+    // The site's DKIM key, whose private half only this host keeps.
+    if let Some(new_key) = new_key {
+        let key = new_key
+            .install(env.system, env.paths, &added.name)
+            .map_err(OpError::Machine)?;
+        if let Some(c) = state.containers.get_mut(&added.name) {
+            c.dkim = Some(key);
+        }
     }
     let identity = state.containers[&added.name].rootfs_identity(&added.name);
     let steps = follow_up::added_container(&added.name, &added.image, &identity, start);

@@ -165,6 +165,7 @@ fn names_too_long_for_the_dns_are_left_out() {
         site6: None,
         previews: Vec::new(),
         records: vec![crate::model::dns::DnsRecord::new("_long", "TXT", "x").unwrap()],
+        dkim: None,
     };
     let text = zone_file(&zone, &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 1))], 1);
     assert!(!text.contains("www.") && !text.contains("_dmarc") && !text.contains(" MX "));
@@ -328,4 +329,39 @@ fn every_dns_host_of_the_cluster_is_a_name_server_of_every_zone() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn the_site_s_dkim_key_is_published_in_each_of_its_zones_in_strings_of_255_bytes() {
+    let key = crate::model::dkim::DkimKey::new(
+        crate::model::dkim::Selector::new("s20261203").unwrap(),
+        crate::model::dkim::tests::PUBLIC,
+    )
+    .unwrap();
+    let mut state = state();
+    let name = crate::model::names::ContainerName::new("web.example.com").unwrap();
+    state.containers.get_mut(&name).unwrap().dkim = Some(key.clone());
+    let c = clusters();
+    let me = c.host("h1.example.net").unwrap();
+    let z = zones(&state, &c, me, None);
+    let txt = key.txt();
+    assert!(txt.len() > 255);
+    let expected = format!("IN TXT \"{}\" \"{}\"\n", &txt[..255], &txt[255..]);
+    for zone in ["web.example.com", "example.org", "shop.example.com"] {
+        let text = zone_file(
+            &z[&Domain::new(zone).unwrap()],
+            &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
+            1,
+        );
+        assert!(
+            text.contains(&format!("\ns20261203._domainkey.{zone}. {expected}")),
+            "{text}"
+        );
+    }
+    let far = zone_file(
+        &z[&Domain::new("far.example.com").unwrap()],
+        &[("h1.example.net", Ipv4Addr::new(192, 0, 2, 11))],
+        1,
+    );
+    assert!(!far.contains("_domainkey"), "{far}");
 }

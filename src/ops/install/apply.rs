@@ -49,6 +49,19 @@ fn ran(system: &dyn System, command: &CommandLine) -> Result<(), String> {
     system.run(command).map_err(|e| format!("{command}: {e}"))
 }
 
+/// `systemctl VERB --now -- UNITS…`.
+fn systemctl(system: &dyn System, verb: &str, units: &[String]) -> Result<(), String> {
+    ran(
+        system,
+        &CommandLine::new(
+            "systemctl",
+            [verb, "--now", "--"]
+                .into_iter()
+                .chain(units.iter().map(String::as_str)),
+        ),
+    )
+}
+
 fn run(system: &dyn System, paths: &Paths, action: &Action) -> Outcome {
     let result = match action {
         Action::Install(manager, packages) => ran(system, &install_line(*manager, packages))
@@ -93,15 +106,8 @@ fn run(system: &dyn System, paths: &Paths, action: &Action) -> Outcome {
                     .systemd(&Request::Restart(firewall::UNIT.to_owned()))
                     .map_err(|e| e.to_string())
             }),
-        Action::Enable(units) => ran(
-            system,
-            &CommandLine::new(
-                "systemctl",
-                ["enable", "--now", "--"]
-                    .into_iter()
-                    .chain(units.iter().map(String::as_str)),
-            ),
-        ),
+        Action::Enable(units) => systemctl(system, "enable", units),
+        Action::Disable(units) => systemctl(system, "disable", units),
     };
     match result {
         Ok(()) => Outcome::Done,

@@ -130,7 +130,7 @@ pub fn firewalld_open(ports: &str, services: &str) -> BTreeSet<Port> {
 }
 
 /// The ports the host serves, each with what serves it: the operator's SSH (the ports the
-/// host's sshd listens on), haproxy's HTTP and HTTPS, the SSH gateway; on a cluster host the
+/// host's sshd listens on), haproxy's HTTP and HTTPS, the SSH gateway, postfix's SMTP; on a cluster host the
 /// mesh's openvpn and etcd's client and peer ports; DNS on a DNS master or slave.
 pub fn ports(view: &HostView) -> Vec<(Port, &'static str)> {
     let mut all: Vec<(Port, &'static str)> = view
@@ -148,6 +148,10 @@ pub fn ports(view: &HostView) -> Vec<(Port, &'static str)> {
             "haproxy, HTTPS",
         ),
         (Port::tcp(crate::gateway::PORT), "the SSH gateway"),
+        (
+            Port::tcp(crate::mail::postfix::SMTP_PORT),
+            "postfix, the sites' MX",
+        ),
     ]);
     if view.role.cluster {
         all.extend([

@@ -66,7 +66,8 @@ pub struct HostView {
     pub hostname: Option<String>,
     /// The host limits against their floors.
     pub limits: Vec<Limit>,
-    /// What `systemctl is-enabled` said of each unit srvctl wants.
+    /// What `systemctl is-enabled` said of each unit srvctl wants, and of the distribution's units
+    /// srvctl's replace ([`replaced`]).
     pub units: BTreeMap<String, String>,
     /// The firewall.
     pub firewall: FirewallView,
@@ -100,6 +101,8 @@ pub enum Action {
     WriteTable(String),
     /// `systemctl enable --now` these units.
     Enable(Vec<String>),
+    /// `systemctl disable --now` these units (the distribution's, which srvctl's replace).
+    Disable(Vec<String>),
 }
 
 impl Action {
@@ -131,6 +134,7 @@ impl Action {
                 firewall::UNIT
             ),
             Self::Enable(units) => format!("systemctl enable --now {}", units.join(" ")),
+            Self::Disable(units) => format!("systemctl disable --now {}", units.join(" ")),
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn install_line(manager: PackageManager, packages: &[&str]) -> CommandLine {
 /// One step of the plan: what it checked, what it found, and what it does when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// The step's name: packages, hostname, limits, firewall, units or selinux.
+    /// The step's name: packages, hostname, limits, firewall, replaced, units or selinux.
     pub name: &'static str,
     /// What the check found.
     pub found: String,
@@ -169,7 +173,8 @@ pub struct Step {
 /// The packages srvctl needs on a host of `role`, in the spelling of `manager`'s
 /// distribution: the runtime (systemd, nspawn, D-Bus and userdb accounts), the front
 /// (haproxy), the mesh (openvpn), the masquerade (nftables), the SSH gateway (openssh-server),
-/// certificates, image building and btrfs clones; etcd on a cluster host, BIND on the DNS
+/// certificates, image building and btrfs clones, mail (postfix, OpenDKIM, and openssl for the
+/// sites' DKIM keys; the same names on Debian and Fedora); etcd on a cluster host, BIND on the DNS
 /// master.
 pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
     let (base, etcd, bind): (&[&'static str], _, _) = match manager {
@@ -186,6 +191,9 @@ pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
                 "ca-certificates",
                 "debootstrap",
                 "btrfs-progs",
+                "postfix",
+                "opendkim",
+                "openssl",
             ],
             "etcd-server",
             "bind9",
@@ -201,6 +209,9 @@ pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
                 "openssh-server",
                 "ca-certificates",
                 "btrfs-progs",
+                "postfix",
+                "opendkim",
+                "openssl",
             ],
             "etcd",
             "bind",
@@ -218,7 +229,8 @@ pub fn packages(manager: PackageManager, role: Role) -> Vec<&'static str> {
 
 /// The units srvctl needs enabled on a host of `role` whose firewall is `firewall`: the
 /// privileged service's socket, the front, systemd-networkd (the containers' bridges), the
-/// SSH gateway, srvctl's firewall table when there is no firewalld, named on a DNS master or slave.
+/// SSH gateway, srvctl's postfix and OpenDKIM, srvctl's firewall table when there is no firewalld,
+/// named on a DNS master or slave.
 /// (machines.target and the certificate timer are linked by srvctl's generator.)
 pub fn units(role: Role, firewall: &FirewallView) -> Vec<&'static str> {
     let mut all = vec![
@@ -227,6 +239,8 @@ pub fn units(role: Role, firewall: &FirewallView) -> Vec<&'static str> {
         "systemd-networkd.service",
         "srvctl-gateway-userdb.socket",
         "srvctl-gateway.service",
+        crate::mail::opendkim::UNIT,
+        crate::mail::postfix::UNIT,
     ];
     if matches!(firewall, FirewallView::Nftables { .. }) {
         all.push(firewall::UNIT);
@@ -244,6 +258,7 @@ pub fn plan(view: &HostView, request: &Request) -> Vec<Step> {
         hostname_step(view, request),
         limits_step(view),
         firewall::step(view),
+        replaced_step(view),
         units_step(view),
         selinux_step(view),
     ]
@@ -327,6 +342,44 @@ fn units_step(view: &HostView) -> Step {
         name: "units",
         found,
         action: (!disabled.is_empty()).then_some(Action::Enable(disabled)),
+    }
+}
+
+/// The distribution's units that srvctl's own replace on a host of `role`, kept disabled:
+/// postfix and OpenDKIM run srvctl's configurations under `srvctl-postfix.service` and
+/// `srvctl-opendkim.service`, which conflict with them (docs/mail.md); on a cluster host,
+/// Debian's etcd-server enables `etcd.service`, a single-member etcd of its own on localhost
+/// beside the cluster's member that srvctl runs (`srvctl-etcd.service`).
+pub fn replaced(role: Role) -> Vec<&'static str> {
+    let mut all = vec!["postfix.service", "postfix@-.service", "opendkim.service"];
+    if role.cluster {
+        all.push("etcd.service");
+    }
+    all
+}
+
+/// What `systemctl is-enabled` answers for a unit that `systemctl disable` turns off (not a
+/// static or indirect one, which it leaves as it is).
+const DISABLEABLE: &[&str] = &["enabled", "enabled-runtime"];
+
+fn replaced_step(view: &HostView) -> Step {
+    let enabled: Vec<String> = replaced(view.role)
+        .into_iter()
+        .filter(|u| {
+            view.units
+                .get(*u)
+                .is_some_and(|state| DISABLEABLE.contains(&state.as_str()))
+        })
+        .map(str::to_owned)
+        .collect();
+    let found = match enabled.len() {
+        0 => "none enabled".to_owned(),
+        _ => format!("enabled: {}", enabled.join(", ")),
+    };
+    Step {
+        name: "replaced",
+        found,
+        action: (!enabled.is_empty()).then_some(Action::Disable(enabled)),
     }
 }
 

@@ -46,6 +46,7 @@ pub fn observe(
     let firewall = firewall_view(system, paths);
     let units: BTreeMap<String, String> = super::units(role, &firewall)
         .into_iter()
+        .chain(super::replaced(role))
         .map(|u| (u.to_owned(), is_enabled(system, u)))
         .collect();
     Some(HostView {

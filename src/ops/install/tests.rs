@@ -73,7 +73,7 @@ fn a_fresh_host_needs_each_step_and_only_what_is_missing() {
     assert_eq!(
         names,
         [
-            "packages", "hostname", "limits", "firewall", "units", "selinux"
+            "packages", "hostname", "limits", "firewall", "replaced", "units", "selinux"
         ]
     );
     let Some(Action::Install(PackageManager::Dpkg, missing)) = action(&steps, "packages") else {
@@ -108,9 +108,56 @@ fn a_fresh_host_needs_each_step_and_only_what_is_missing() {
     assert!(disabled.contains(&"srvctl.socket".to_owned()));
     assert!(disabled.contains(&"haproxy.service".to_owned()));
     assert!(disabled.contains(&firewall::UNIT.to_owned()));
+    assert!(disabled.contains(&crate::mail::postfix::UNIT.to_owned()));
     assert_eq!(action(&steps, "selinux"), None);
+    assert_eq!(action(&steps, "replaced"), None);
     let report = InstallReport::new(&steps, None);
     assert!(report.dry_run && report.changes && report.ok);
+}
+
+#[test]
+fn the_distribution_s_postfix_and_opendkim_are_disabled_for_srvctl_s() {
+    let mut view = fresh_debian();
+    view.units
+        .insert("postfix.service".into(), "enabled".into());
+    view.units
+        .insert("opendkim.service".into(), "enabled".into());
+    // Static: `systemctl disable` would leave it so, and the step would never be done.
+    view.units
+        .insert("postfix@-.service".into(), "static".into());
+    let steps = plan(&view, &Request::default());
+    assert_eq!(
+        action(&steps, "replaced"),
+        Some(&Action::Disable(vec![
+            "postfix.service".into(),
+            "opendkim.service".into()
+        ]))
+    );
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    let at = |n: &str| names.iter().position(|s| *s == n).unwrap();
+    assert!(
+        at("replaced") < at("units"),
+        "theirs stop before ours start"
+    );
+}
+
+#[test]
+fn a_cluster_host_stops_the_distribution_s_own_etcd() {
+    let mut view = set_up(HostView {
+        role: Role {
+            cluster: true,
+            dns_server: false,
+        },
+        ..fresh_debian()
+    });
+    view.units.insert("etcd.service".into(), "enabled".into());
+    let steps = plan(&view, &Request::default());
+    let disable = action(&steps, "replaced").unwrap();
+    assert_eq!(disable, &Action::Disable(vec!["etcd.service".into()]));
+    assert_eq!(disable.describe(), "systemctl disable --now etcd.service");
+    // On a host alone, an etcd of the operator's is none of srvctl's business.
+    view.role = Role::default();
+    assert_eq!(action(&plan(&view, &Request::default()), "replaced"), None);
 }
 
 #[test]
@@ -181,7 +228,9 @@ fn the_ports_are_those_srvctl_serves_by_role() {
     };
     assert_eq!(
         numbers(&view),
-        ["22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp"]
+        [
+            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "25/tcp"
+        ]
     );
     view.role = Role {
         cluster: true,
@@ -190,8 +239,8 @@ fn the_ports_are_those_srvctl_serves_by_role() {
     assert_eq!(
         numbers(&view),
         [
-            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "1101/udp", "2379/tcp",
-            "2380/tcp", "53/tcp", "53/udp"
+            "22/tcp", "2200/tcp", "80/tcp", "443/tcp", "2222/tcp", "25/tcp", "1101/udp",
+            "2379/tcp", "2380/tcp", "53/tcp", "53/udp"
         ]
     );
     // The numbers are those of the configurations srvctl ships.
@@ -246,10 +295,10 @@ fn the_table_accepts_the_ports_and_drops_the_rest() {
 
 #[test]
 fn firewalld_opens_only_the_closed_ports() {
-    let open = firewall::firewalld_open("2222/tcp 8080/tcp bogus", "ssh dhcpv6-client http");
+    let open = firewall::firewalld_open("2222/tcp 8080/tcp 25/tcp bogus", "ssh dhcpv6-client http");
     assert_eq!(
         open.iter().map(Port::to_string).collect::<Vec<_>>(),
-        ["22/tcp", "80/tcp", "2222/tcp", "8080/tcp"]
+        ["22/tcp", "25/tcp", "80/tcp", "2222/tcp", "8080/tcp"]
     );
     let view = HostView {
         firewall: FirewallView::Firewalld { open },
@@ -309,7 +358,16 @@ fn apply_runs_the_needed_steps_and_a_second_look_finds_nothing_to_do() {
     let paths = Paths::system();
     let system = recorded_host(&paths);
     let clusters = Clusters::default();
-    let view = observe(&system, &paths, &clusters, "h1.example.net", None).unwrap();
+    // systemctl says every unit is enabled: srvctl's, and the distribution's postfix and
+    // opendkim, which are to be disabled (the step is tested on its own below).
+    let without_replaced = |mut view: HostView| {
+        for unit in replaced(view.role) {
+            assert_eq!(view.units.remove(unit).as_deref(), Some("enabled"));
+        }
+        view
+    };
+    let view =
+        without_replaced(observe(&system, &paths, &clusters, "h1.example.net", None).unwrap());
     assert_eq!(view.ssh_ports, [22, 2200]);
     assert_eq!(view.hostname.as_deref(), Some("h1.example.net"));
     assert!(matches!(
@@ -350,7 +408,8 @@ fn apply_runs_the_needed_steps_and_a_second_look_finds_nothing_to_do() {
     // No program ran to change the host: what was installed and enabled is left alone.
     assert!(system.commands.borrow().is_empty(), "{:?}", system.commands);
 
-    let again = observe(&system, &paths, &clusters, "h1.example.net", None).unwrap();
+    let again =
+        without_replaced(observe(&system, &paths, &clusters, "h1.example.net", None).unwrap());
     let steps = plan(&again, &Request::default());
     assert!(steps.iter().all(|s| s.action.is_none()), "{steps:?}");
 }
