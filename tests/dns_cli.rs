@@ -1,6 +1,7 @@
 //! A site's own DNS records through `sc`: `sc NAME dns add|remove [--name LABEL] TYPE VALUE`
 //! and `sc NAME dns [list]`, with --json, and refusals (hostile values, a CNAME beside other
-//! records, a record twice, one that is not there) that leave the datastore byte for byte as
+//! records, a record where the site's DKIM key is published, a record twice, one that is not
+//! there) that leave the datastore byte for byte as
 //! it was. tests/dns_named.rs shows the records served by the real named.
 
 // Tests may use the real file system, processes and clock directly (see clippy.toml).
@@ -93,6 +94,20 @@ fn refusals_leave_the_datastore_untouched() {
         ("remove TXT never", "no DNS record"),
     ] {
         dns(words, Some(why), &before);
+    }
+    // Where srvctl publishes the site's DKIM key (made at add-ve), nothing of the site's own.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.datastore_path()).unwrap()).unwrap();
+    let selector = record["containers"]["web.example.com"]["dkim"]["selector"]
+        .as_str()
+        .expect("add-ve made a DKIM key")
+        .to_owned();
+    for kind in ["TXT x", "CNAME dkim.example.net"] {
+        dns(
+            &format!("add --name {selector}._domainkey {kind}"),
+            Some("DKIM key"),
+            &before,
+        );
     }
     let hostile = "a\nweb.example.com. IN NS evil.test.";
     let long = "x".repeat(2000);

@@ -167,7 +167,14 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let t = tree();
-        let changes = changeset::plan(&crate::mail::Mail, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(
+            &crate::mail::Mail,
+            &t,
+            Path::new("/r"),
+            &BTreeSet::new(),
+            &sys,
+        )
+        .unwrap();
         assert_eq!(
             guard(&sys, &paths, &t, &changes, Some(&checkers())),
             Verdict::Accept
@@ -219,7 +226,14 @@ mod tests {
         for table in TABLES {
             t.file(*table, "example.com OK\n".into());
         }
-        let changes = changeset::plan(&crate::mail::Mail, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(
+            &crate::mail::Mail,
+            &t,
+            Path::new("/r"),
+            &BTreeSet::new(),
+            &sys,
+        )
+        .unwrap();
         assert_eq!(
             guard(&sys, &Paths::rooted("/r"), &t, &changes, Some(&checkers())),
             Verdict::Accept
@@ -234,7 +248,14 @@ mod tests {
             ..Recording::default()
         };
         let t = tree();
-        let changes = changeset::plan(&crate::mail::Mail, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+        let changes = changeset::plan(
+            &crate::mail::Mail,
+            &t,
+            Path::new("/r"),
+            &BTreeSet::new(),
+            &sys,
+        )
+        .unwrap();
         let v = guard(&sys, &Paths::rooted("/r"), &t, &changes, Some(&checkers()));
         let Verdict::Refuse(msg) = v else {
             panic!("{v:?}")

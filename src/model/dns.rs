@@ -247,10 +247,24 @@ impl DnsRecord {
     }
 }
 
-/// Whether `new` may join `records`: not there yet, no CNAME beside another record of its
-/// name, not more than [`MAX_RECORDS`].
-pub fn check_addition(records: &[DnsRecord], new: &DnsRecord) -> Result<(), RecordError> {
+/// Whether `new` may join `records` of a site whose DKIM key srvctl publishes at
+/// `<dkim_selector>._domainkey`: not there yet, not at the DKIM key's name (a second TXT there
+/// would spoil the key, a CNAME would make named refuse the zone), no CNAME beside another
+/// record of its name, not more than [`MAX_RECORDS`].
+pub fn check_addition(
+    records: &[DnsRecord],
+    new: &DnsRecord,
+    dkim_selector: Option<&str>,
+) -> Result<(), RecordError> {
     let shown_new = format!("{} {} {}", new.name, new.data.kind(), new.data.value());
+    if let Some(selector) = dkim_selector
+        && new.name == format!("{selector}._domainkey")
+    {
+        return Err(refuse(
+            &shown_new,
+            format!("srvctl publishes the site's DKIM key at {}", new.name),
+        ));
+    }
     if records.contains(new) {
         return Err(refuse(&shown_new, "the site has it already"));
     }
@@ -395,17 +409,32 @@ mod tests {
     fn a_cname_stands_alone_at_its_name_and_a_site_holds_at_most_its_limit() {
         let r = |n: &str, k: &str, v: &str| DnsRecord::new(n, k, v).unwrap();
         let have = vec![r("shop", "CNAME", "a.example.net"), r("@", "TXT", "v")];
-        assert!(check_addition(&have, &r("shop", "TXT", "x")).is_err());
-        assert!(check_addition(&have, &r("shop", "CNAME", "b.example.net")).is_err());
+        assert!(check_addition(&have, &r("shop", "TXT", "x"), None).is_err());
+        assert!(check_addition(&have, &r("shop", "CNAME", "b.example.net"), None).is_err());
         assert!(
-            check_addition(&have, &r("@", "TXT", "v")).is_err(),
+            check_addition(&have, &r("@", "TXT", "v"), None).is_err(),
             "a twin"
         );
-        assert!(check_addition(&have, &r("@", "TXT", "w")).is_ok());
+        assert!(check_addition(&have, &r("@", "TXT", "w"), None).is_ok());
         let full: Vec<_> = (0..MAX_RECORDS)
             .map(|i| r("@", "TXT", &i.to_string()))
             .collect();
-        assert!(check_addition(&full, &r("@", "TXT", "one more")).is_err());
+        assert!(check_addition(&full, &r("@", "TXT", "one more"), None).is_err());
+    }
+
+    #[test]
+    fn no_record_of_the_site_s_own_goes_where_its_dkim_key_is_published() {
+        let r = |n: &str, k: &str, v: &str| DnsRecord::new(n, k, v).unwrap();
+        for new in [
+            r("s20261203._domainkey", "CNAME", "dkim.example.net"),
+            r("s20261203._domainkey", "TXT", "v=DKIM1; p=other"),
+        ] {
+            let e = check_addition(&[], &new, Some("s20261203")).unwrap_err();
+            assert!(e.to_string().contains("DKIM key"), "{e}");
+        }
+        // Another selector (a mail service's key) is the site's to publish.
+        let google = r("google._domainkey", "TXT", "v=DKIM1; p=abc");
+        assert!(check_addition(&[], &google, Some("s20261203")).is_ok());
     }
 
     #[test]

@@ -24,9 +24,12 @@ pub fn change(
             kind: "container",
             name: site.to_string(),
         })?;
+    let selector = container.dkim.as_ref().map(|k| k.selector().as_str());
+    if add {
+        dns::check_addition(&container.dns, &record, selector)?;
+    }
     let records = &mut container.dns;
     if add {
-        dns::check_addition(records, &record)?;
         records.push(record.clone());
         records.sort();
     } else {
