@@ -347,11 +347,13 @@ fn units_step(view: &HostView) -> Step {
 
 /// The distribution's units that srvctl's own replace on a host of `role`, kept disabled:
 /// postfix and OpenDKIM run srvctl's configurations under `srvctl-postfix.service` and
-/// `srvctl-opendkim.service`, which conflict with them (docs/mail.md); on a cluster host,
+/// `srvctl-opendkim.service`, which conflict with them (docs/mail.md; Debian's
+/// `postfix@-.service` is made by postfix's generator and pulled in by `postfix.service`
+/// alone, so it is not enabled of its own); on a cluster host,
 /// Debian's etcd-server enables `etcd.service`, a single-member etcd of its own on localhost
 /// beside the cluster's member that srvctl runs (`srvctl-etcd.service`).
 pub fn replaced(role: Role) -> Vec<&'static str> {
-    let mut all = vec!["postfix.service", "postfix@-.service", "opendkim.service"];
+    let mut all = vec!["postfix.service", "opendkim.service"];
     if role.cluster {
         all.push("etcd.service");
     }

@@ -122,9 +122,6 @@ fn the_distribution_s_postfix_and_opendkim_are_disabled_for_srvctl_s() {
         .insert("postfix.service".into(), "enabled".into());
     view.units
         .insert("opendkim.service".into(), "enabled".into());
-    // Static: `systemctl disable` would leave it so, and the step would never be done.
-    view.units
-        .insert("postfix@-.service".into(), "static".into());
     let steps = plan(&view, &Request::default());
     assert_eq!(
         action(&steps, "replaced"),
@@ -132,6 +129,15 @@ fn the_distribution_s_postfix_and_opendkim_are_disabled_for_srvctl_s() {
             "postfix.service".into(),
             "opendkim.service".into()
         ]))
+    );
+    // Static: `systemctl disable` would leave it so, and the step would never be done.
+    let mut static_one = view.clone();
+    static_one
+        .units
+        .insert("opendkim.service".into(), "static".into());
+    assert_eq!(
+        action(&plan(&static_one, &Request::default()), "replaced"),
+        Some(&Action::Disable(vec!["postfix.service".into()]))
     );
     let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
     let at = |n: &str| names.iter().position(|s| *s == n).unwrap();
