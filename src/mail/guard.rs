@@ -1,7 +1,9 @@
 //! The guard in front of postfix and OpenDKIM: the new configuration is staged under
 //! `/run/srvctl/mail.check/`, with srvctl's paths in it moved there, and checked with
-//! `postconf -c DIR -n` and `postfix -c DIR check` (main.cf, master.cf) and `opendkim -n -x`
-//! (opendkim.conf) before any of it replaces the live files. If one refuses, none of the
+//! `postconf -c DIR -n` (main.cf) and `postconf -c DIR -M` (master.cf), which parse each as
+//! postfix does, and `opendkim -n -x` (opendkim.conf) before any of it replaces the live files.
+//! (`postfix check` is left to the unit, before each start and reload: it also repairs the
+//! queue's owners, which needs privileges srvctl-regenerate does not hold.) If one refuses, none of the
 //! module's changes is applied: the running mail services keep their configuration and are
 //! not reloaded. A change of the tables alone ([`TABLES`], what a new site changes) is not
 //! checked: their lines are built from validated values.
@@ -22,18 +24,15 @@ pub const STAGING: &str = "run/srvctl/mail.check";
 pub struct Checkers {
     /// `postconf`.
     pub postconf: PathBuf,
-    /// `postfix`.
-    pub postfix: PathBuf,
     /// `opendkim`.
     pub opendkim: PathBuf,
 }
 
 impl Checkers {
-    /// All three, if postfix and OpenDKIM are installed.
+    /// Both, if postfix and OpenDKIM are installed.
     pub fn find(system: &dyn System) -> Option<Self> {
         Some(Self {
             postconf: crate::system::program(system, "postconf")?,
-            postfix: crate::system::program(system, "postfix")?,
             opendkim: crate::system::program(system, "opendkim")?,
         })
     }
@@ -80,7 +79,7 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Whether `changes` only write tables: they cannot break a configuration (each line is built
-/// from validated values), so a new site skips the check (`postfix check` takes a second).
+/// from validated values), so a new site skips the check.
 fn tables_only(changes: &Changes) -> bool {
     changes.ops.iter().all(|op| {
         matches!(op, crate::engine::changeset::Op::Write { path, .. }
@@ -118,8 +117,8 @@ fn check(
     )?;
     run(
         system,
-        &checkers.postfix,
-        vec!["-c".into(), arg(postfix_dir), "check".into()],
+        &checkers.postconf,
+        vec!["-c".into(), arg(postfix_dir), "-M".into()],
     )?;
     run(
         system,
@@ -147,7 +146,6 @@ mod tests {
     fn checkers() -> Checkers {
         Checkers {
             postconf: "postconf".into(),
-            postfix: "postfix".into(),
             opendkim: "opendkim".into(),
         }
     }
@@ -189,7 +187,7 @@ mod tests {
             ran,
             [
                 "postconf -c /r/run/srvctl/mail.check/postfix -n",
-                "postfix -c /r/run/srvctl/mail.check/postfix check",
+                "postconf -c /r/run/srvctl/mail.check/postfix -M",
                 "opendkim -n -x /r/run/srvctl/mail.check/opendkim/opendkim.conf",
             ]
         );
@@ -244,7 +242,7 @@ mod tests {
     #[test]
     fn a_refused_configuration_is_not_applied() {
         let sys = Recording {
-            failing_programs: [("postfix".into(), "bad field count".into())].into(),
+            failing_programs: [("postconf".into(), "bad field count".into())].into(),
             ..Recording::default()
         };
         let t = tree();
