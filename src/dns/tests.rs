@@ -13,6 +13,11 @@ fn tree() -> Tree {
     t
 }
 
+/// The DNS module's changes for `t` on an empty root `/r`.
+fn planned(t: &Tree, sys: &Recording) -> changeset::Changes {
+    changeset::plan(&Dns, t, Path::new("/r"), &BTreeSet::new(), sys).unwrap()
+}
+
 fn checkers() -> guard::Checkers {
     guard::Checkers {
         checkconf: "/usr/sbin/named-checkconf".into(),
@@ -24,7 +29,7 @@ fn the_staged_fragment_and_each_written_zone_are_checked() {
     let sys = Recording::default();
     let paths = Paths::rooted("/r");
     let t = tree();
-    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = planned(&t, &sys);
     let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));
     assert_eq!(v, Verdict::Accept);
     let commands = sys.command_lines();
@@ -63,7 +68,7 @@ fn a_zone_named_would_not_load_is_not_applied() {
     };
     let paths = Paths::rooted("/r");
     let t = tree();
-    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = planned(&t, &sys);
     let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
         panic!("not refused")
     };
@@ -135,7 +140,7 @@ fn a_fragment_that_needs_the_transfer_key_is_refused_without_it() {
     let sys = Recording::default();
     let paths = Paths::rooted("/r");
     let t = slave_tree();
-    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = planned(&t, &sys);
     let Verdict::Refuse(msg) = guard::guard(&sys, &paths, &t, &changes, Some(&checkers())) else {
         panic!("accepted without the key")
     };
@@ -159,7 +164,7 @@ fn with_the_key_the_fragment_is_checked() {
         .unwrap();
     let paths = Paths::rooted("/r");
     let t = slave_tree();
-    let changes = changeset::plan(&Dns, &t, Path::new("/r"), &BTreeSet::new(), &sys).unwrap();
+    let changes = planned(&t, &sys);
     // (That the staged copy names the key under the root, tests/dns_slave.rs shows with the
     // real named-checkconf.)
     let v = guard::guard(&sys, &paths, &t, &changes, Some(&checkers()));

@@ -143,6 +143,18 @@ mod tests {
     use crate::system::Recording;
     use std::collections::BTreeSet;
 
+    /// The mail module's changes for `t` on an empty root `/r`.
+    fn planned(t: &Tree, sys: &Recording) -> Changes {
+        changeset::plan(
+            &crate::mail::Mail,
+            t,
+            Path::new("/r"),
+            &BTreeSet::new(),
+            sys,
+        )
+        .unwrap()
+    }
+
     fn checkers() -> Checkers {
         Checkers {
             postconf: "postconf".into(),
@@ -165,14 +177,7 @@ mod tests {
         let sys = Recording::default();
         let paths = Paths::rooted("/r");
         let t = tree();
-        let changes = changeset::plan(
-            &crate::mail::Mail,
-            &t,
-            Path::new("/r"),
-            &BTreeSet::new(),
-            &sys,
-        )
-        .unwrap();
+        let changes = planned(&t, &sys);
         assert_eq!(
             guard(&sys, &paths, &t, &changes, Some(&checkers())),
             Verdict::Accept
@@ -224,14 +229,7 @@ mod tests {
         for table in TABLES {
             t.file(*table, "example.com OK\n".into());
         }
-        let changes = changeset::plan(
-            &crate::mail::Mail,
-            &t,
-            Path::new("/r"),
-            &BTreeSet::new(),
-            &sys,
-        )
-        .unwrap();
+        let changes = planned(&t, &sys);
         assert_eq!(
             guard(&sys, &Paths::rooted("/r"), &t, &changes, Some(&checkers())),
             Verdict::Accept
@@ -246,14 +244,7 @@ mod tests {
             ..Recording::default()
         };
         let t = tree();
-        let changes = changeset::plan(
-            &crate::mail::Mail,
-            &t,
-            Path::new("/r"),
-            &BTreeSet::new(),
-            &sys,
-        )
-        .unwrap();
+        let changes = planned(&t, &sys);
         let v = guard(&sys, &Paths::rooted("/r"), &t, &changes, Some(&checkers()));
         let Verdict::Refuse(msg) = v else {
             panic!("{v:?}")
